@@ -1,0 +1,516 @@
+//! Authorization decisions: may this token make this tool call, now, with these arguments?
+//!
+//! A decision is data. [`Decision::Deny`] carries a [`DenyReason`] that names the rule that
+//! failed, with the values involved, so the gateway can tell the agent exactly why (without
+//! listing tools it may not see) and the audit log can record it. [`Decision::Permit`] carries a
+//! [`Permit`], the proof that a call was judged; code that forwards a call takes a `Permit`.
+//!
+//! Rules are checked in a fixed order (deny patterns, allow patterns, windows, limits) and the
+//! first failure is reported, so the same call always gets the same reason.
+
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::constraint::{Constraints, Limit, Rate};
+use crate::verify::VerifiedToken;
+
+/// A tool call to judge.
+#[derive(Debug, Clone, Copy)]
+pub struct Action<'a> {
+    /// Full tool name, `upstream/tool`.
+    pub tool: &'a str,
+    /// The call's `arguments` object (`Value::Null` when absent).
+    pub arguments: &'a Value,
+    /// When the call is made, in seconds since the Unix epoch.
+    pub at: i64,
+}
+
+/// The outcome of [`authorize`].
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub enum Decision {
+    /// The call may proceed.
+    Permit(Permit),
+    /// The call must not reach the upstream.
+    Deny(DenyReason),
+}
+
+/// Proof that a call was authorized, naming the grant and token that allowed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Permit {
+    grant_id: Option<String>,
+    token_id: String,
+    rate: Option<Rate>,
+}
+
+impl Permit {
+    /// The root grant the token descends from.
+    pub fn grant_id(&self) -> Option<&str> {
+        self.grant_id.as_deref()
+    }
+
+    /// The `jti` of the token that allowed the call.
+    pub fn token_id(&self) -> &str {
+        &self.token_id
+    }
+
+    /// The token's rate cap, for the enforcer that holds call counts.
+    pub fn rate(&self) -> Option<Rate> {
+        self.rate
+    }
+}
+
+/// Which rule refused a call, with the values involved.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum DenyReason {
+    /// The token carries no tool constraints at all (it is not a delegation token).
+    NoAuthority,
+    /// No allow pattern matches the tool.
+    ToolNotGranted {
+        /// The tool that was called.
+        tool: String,
+    },
+    /// A deny pattern matches the tool.
+    ToolDenied {
+        /// The tool that was called.
+        tool: String,
+        /// The deny pattern that matched.
+        pattern: String,
+    },
+    /// The call falls outside every allowed time window.
+    OutsideWindow {
+        /// When the call was made (Unix seconds).
+        at: i64,
+    },
+    /// The `arguments` value is not a JSON object.
+    ArgumentsNotObject,
+    /// A limited argument is absent.
+    ArgumentMissing {
+        /// Its JSON Pointer.
+        pointer: String,
+    },
+    /// A number limit applies but the argument is not a number, or a prefix limit applies but
+    /// it is not a string.
+    ArgumentWrongType {
+        /// Its JSON Pointer.
+        pointer: String,
+        /// `"number"` or `"string"`.
+        expected: &'static str,
+    },
+    /// A number is above its `max`.
+    AboveMax {
+        /// Its JSON Pointer.
+        pointer: String,
+        /// The limit.
+        max: f64,
+        /// The value given.
+        got: f64,
+    },
+    /// A number is below its `min`.
+    BelowMin {
+        /// Its JSON Pointer.
+        pointer: String,
+        /// The limit.
+        min: f64,
+        /// The value given.
+        got: f64,
+    },
+    /// A value is not in its `in` set.
+    NotInSet {
+        /// Its JSON Pointer.
+        pointer: String,
+        /// The allowed values.
+        allowed: Vec<Value>,
+        /// The value given.
+        got: Value,
+    },
+    /// A value differs from its `eq`.
+    NotEqual {
+        /// Its JSON Pointer.
+        pointer: String,
+        /// The required value.
+        expected: Value,
+        /// The value given.
+        got: Value,
+    },
+    /// A string does not start with its `prefix`.
+    PrefixMismatch {
+        /// Its JSON Pointer.
+        pointer: String,
+        /// The required prefix.
+        prefix: String,
+        /// The value given.
+        got: String,
+    },
+}
+
+impl DenyReason {
+    /// A stable, machine-readable code for this kind of denial.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DenyReason::NoAuthority => "no_authority",
+            DenyReason::ToolNotGranted { .. } => "tool_not_granted",
+            DenyReason::ToolDenied { .. } => "tool_denied",
+            DenyReason::OutsideWindow { .. } => "outside_window",
+            DenyReason::ArgumentsNotObject => "arguments_not_object",
+            DenyReason::ArgumentMissing { .. } => "argument_missing",
+            DenyReason::ArgumentWrongType { .. } => "argument_wrong_type",
+            DenyReason::AboveMax { .. } => "limit_max",
+            DenyReason::BelowMin { .. } => "limit_min",
+            DenyReason::NotInSet { .. } => "limit_in",
+            DenyReason::NotEqual { .. } => "limit_eq",
+            DenyReason::PrefixMismatch { .. } => "limit_prefix",
+        }
+    }
+
+    /// The JSON Pointer of the argument this denial is about, if any.
+    pub fn pointer(&self) -> Option<&str> {
+        match self {
+            DenyReason::ArgumentMissing { pointer }
+            | DenyReason::ArgumentWrongType { pointer, .. }
+            | DenyReason::AboveMax { pointer, .. }
+            | DenyReason::BelowMin { pointer, .. }
+            | DenyReason::NotInSet { pointer, .. }
+            | DenyReason::NotEqual { pointer, .. }
+            | DenyReason::PrefixMismatch { pointer, .. } => Some(pointer),
+            DenyReason::NoAuthority
+            | DenyReason::ToolNotGranted { .. }
+            | DenyReason::ToolDenied { .. }
+            | DenyReason::OutsideWindow { .. }
+            | DenyReason::ArgumentsNotObject => None,
+        }
+    }
+}
+
+impl fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DenyReason::NoAuthority => f.write_str("the token grants no tools"),
+            DenyReason::ToolNotGranted { tool } => write!(f, "tool {tool} is not granted"),
+            DenyReason::ToolDenied { tool, pattern } => {
+                write!(f, "tool {tool} is denied by {pattern}")
+            }
+            DenyReason::OutsideWindow { .. } => f.write_str("outside the allowed time windows"),
+            DenyReason::ArgumentsNotObject => f.write_str("arguments must be a JSON object"),
+            DenyReason::ArgumentMissing { pointer } => write!(f, "argument {pointer} is required"),
+            DenyReason::ArgumentWrongType { pointer, expected } => {
+                write!(f, "argument {pointer} must be a {expected}")
+            }
+            DenyReason::AboveMax { pointer, max, got } => {
+                write!(f, "{pointer} {got} exceeds max {max}")
+            }
+            DenyReason::BelowMin { pointer, min, got } => {
+                write!(f, "{pointer} {got} is below min {min}")
+            }
+            DenyReason::NotInSet { pointer, allowed, got } => {
+                let allowed: Vec<String> = allowed.iter().map(Value::to_string).collect();
+                write!(f, "{pointer} {got} is not one of [{}]", allowed.join(", "))
+            }
+            DenyReason::NotEqual {
+                pointer,
+                expected,
+                got,
+            } => write!(f, "{pointer} {got} must equal {expected}"),
+            DenyReason::PrefixMismatch {
+                pointer,
+                prefix,
+                got,
+            } => write!(f, "{pointer} {got:?} does not start with {prefix:?}"),
+        }
+    }
+}
+
+/// Judges a tool call against a verified token's constraints.
+pub fn authorize(token: &VerifiedToken, action: &Action<'_>) -> Decision {
+    let claims = token.claims();
+    let Some(constraints) = &claims.constraints else {
+        return Decision::Deny(DenyReason::NoAuthority);
+    };
+    match constraints.evaluate(action) {
+        Ok(()) => Decision::Permit(Permit {
+            grant_id: claims.grant_id.clone(),
+            token_id: claims.token_id.clone(),
+            rate: constraints.rate,
+        }),
+        Err(reason) => Decision::Deny(reason),
+    }
+}
+
+impl Constraints {
+    /// Checks a call against these constraints alone, without a token: the rule
+    /// [`authorize`] applies, exposed for resource servers and for tests of the laws.
+    pub fn evaluate(&self, action: &Action<'_>) -> Result<(), DenyReason> {
+        if let Some(pattern) = self.deny.iter().find(|p| p.matches(action.tool)) {
+            return Err(DenyReason::ToolDenied {
+                tool: action.tool.to_owned(),
+                pattern: pattern.to_string(),
+            });
+        }
+        if !self.tools.iter().any(|p| p.matches(action.tool)) {
+            return Err(DenyReason::ToolNotGranted {
+                tool: action.tool.to_owned(),
+            });
+        }
+        if !self.windows.is_empty() && !self.windows.iter().any(|w| w.contains(action.at)) {
+            return Err(DenyReason::OutsideWindow { at: action.at });
+        }
+        let mut applicable = self.limits.iter().filter(|l| l.tool.matches(action.tool));
+        let Some(first) = applicable.next() else {
+            return Ok(());
+        };
+        let empty;
+        let arguments = match action.arguments {
+            Value::Object(_) => action.arguments,
+            Value::Null => {
+                empty = Value::Object(serde_json::Map::new());
+                &empty
+            }
+            _ => return Err(DenyReason::ArgumentsNotObject),
+        };
+        std::iter::once(first).chain(applicable).try_for_each(|l| check_limit(l, arguments))
+    }
+}
+
+fn check_limit(limit: &Limit, arguments: &Value) -> Result<(), DenyReason> {
+    let pointer = || limit.pointer.clone();
+    let value = arguments
+        .pointer(&limit.pointer)
+        .ok_or_else(|| DenyReason::ArgumentMissing { pointer: pointer() })?;
+    if limit.max.is_some() || limit.min.is_some() {
+        let got = value.as_f64().ok_or_else(|| DenyReason::ArgumentWrongType {
+            pointer: pointer(),
+            expected: "number",
+        })?;
+        if let Some(max) = limit.max.filter(|max| got > *max) {
+            return Err(DenyReason::AboveMax {
+                pointer: pointer(),
+                max,
+                got,
+            });
+        }
+        if let Some(min) = limit.min.filter(|min| got < *min) {
+            return Err(DenyReason::BelowMin {
+                pointer: pointer(),
+                min,
+                got,
+            });
+        }
+    }
+    if let Some(allowed) = &limit.one_of
+        && !allowed.iter().any(|a| json_equal(a, value))
+    {
+        return Err(DenyReason::NotInSet {
+            pointer: pointer(),
+            allowed: allowed.clone(),
+            got: value.clone(),
+        });
+    }
+    if let Some(expected) = &limit.eq
+        && !json_equal(expected, value)
+    {
+        return Err(DenyReason::NotEqual {
+            pointer: pointer(),
+            expected: expected.clone(),
+            got: value.clone(),
+        });
+    }
+    if let Some(prefix) = &limit.prefix {
+        let got = value.as_str().ok_or_else(|| DenyReason::ArgumentWrongType {
+            pointer: pointer(),
+            expected: "string",
+        })?;
+        if !got.starts_with(prefix.as_str()) {
+            return Err(DenyReason::PrefixMismatch {
+                pointer: pointer(),
+                prefix: prefix.clone(),
+                got: got.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// JSON equality where `500` and `500.0` are the same number, as they are to a JSON reader.
+pub(crate) fn json_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn constraints(detail: Value) -> Constraints {
+        Constraints::from_authorization_details(&[detail]).unwrap()
+    }
+
+    fn expense_grant() -> Constraints {
+        constraints(json!({
+            "type": "mcp_tools",
+            "tools": ["expenses/submit_expense", "expenses/list_*"],
+            "deny": ["expenses/list_secret*"],
+            "limits": [
+                {"tool": "expenses/submit_expense", "pointer": "/amount", "max": 500, "min": 0},
+                {"tool": "expenses/submit_expense", "pointer": "/category", "in": ["travel", "meal"]}
+            ]
+        }))
+    }
+
+    fn call(tool: &str, arguments: Value) -> Result<(), DenyReason> {
+        expense_grant().evaluate(&Action {
+            tool,
+            arguments: &arguments,
+            at: 0,
+        })
+    }
+
+    #[test]
+    fn call_within_every_limit_is_allowed() {
+        assert_eq!(
+            call(
+                "expenses/submit_expense",
+                json!({"amount": 120, "category": "travel"})
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn amount_over_max_is_denied_naming_pointer_limit_and_value() {
+        let reason = call(
+            "expenses/submit_expense",
+            json!({"amount": 620, "category": "travel"}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            reason,
+            DenyReason::AboveMax {
+                pointer: "/amount".into(),
+                max: 500.0,
+                got: 620.0
+            }
+        );
+        assert_eq!(reason.to_string(), "/amount 620 exceeds max 500");
+    }
+
+    #[test]
+    fn category_outside_set_is_denied() {
+        let reason = call(
+            "expenses/submit_expense",
+            json!({"amount": 5, "category": "jewelry"}),
+        )
+        .unwrap_err();
+        assert_eq!(reason.code(), "limit_in");
+    }
+
+    #[test]
+    fn missing_limited_argument_is_denied_not_skipped() {
+        let reason = call("expenses/submit_expense", json!({"category": "meal"})).unwrap_err();
+        assert_eq!(
+            reason,
+            DenyReason::ArgumentMissing {
+                pointer: "/amount".into()
+            }
+        );
+    }
+
+    #[test]
+    fn amount_given_as_a_string_is_denied() {
+        let reason = call(
+            "expenses/submit_expense",
+            json!({"amount": "10", "category": "meal"}),
+        )
+        .unwrap_err();
+        assert_eq!(reason.code(), "argument_wrong_type");
+    }
+
+    #[test]
+    fn tool_outside_the_grant_is_denied() {
+        let reason = call("expenses/delete_all_expenses", json!({})).unwrap_err();
+        assert_eq!(
+            reason,
+            DenyReason::ToolNotGranted {
+                tool: "expenses/delete_all_expenses".into()
+            }
+        );
+    }
+
+    #[test]
+    fn deny_pattern_wins_over_allow_pattern() {
+        let reason = call("expenses/list_secrets", json!({})).unwrap_err();
+        assert_eq!(reason.code(), "tool_denied");
+    }
+
+    #[test]
+    fn non_object_arguments_are_denied_when_a_limit_applies() {
+        let reason = call("expenses/submit_expense", json!([500])).unwrap_err();
+        assert_eq!(reason, DenyReason::ArgumentsNotObject);
+    }
+
+    #[test]
+    fn call_outside_window_is_denied() {
+        let c = constraints(json!({
+            "type": "mcp_tools", "tools": ["a/*"],
+            "windows": [{"days": ["mon"], "start": "09:00", "end": "17:00", "tz": "UTC"}]
+        }));
+        let args = json!({});
+        // Monday 2026-11-23 15:00 UTC, then 20:00 UTC.
+        assert_eq!(
+            c.evaluate(&Action {
+                tool: "a/b",
+                arguments: &args,
+                at: 1_795_446_000
+            }),
+            Ok(())
+        );
+        let late = c.evaluate(&Action {
+            tool: "a/b",
+            arguments: &args,
+            at: 1_795_464_000,
+        });
+        assert_eq!(late.unwrap_err().code(), "outside_window");
+    }
+
+    #[test]
+    fn prefix_and_eq_limits_are_enforced() {
+        let c = constraints(json!({
+            "type": "mcp_tools", "tools": ["k8s/*"],
+            "limits": [
+                {"tool": "k8s/*", "pointer": "/namespace", "prefix": "team-a-"},
+                {"tool": "k8s/*", "pointer": "/dry_run", "eq": true}
+            ]
+        }));
+        let eval = |args: Value| {
+            c.evaluate(&Action {
+                tool: "k8s/apply",
+                arguments: &args,
+                at: 0,
+            })
+        };
+        assert_eq!(eval(json!({"namespace": "team-a-web", "dry_run": true})), Ok(()));
+        assert_eq!(
+            eval(json!({"namespace": "team-b-web", "dry_run": true}))
+                .unwrap_err()
+                .code(),
+            "limit_prefix"
+        );
+        assert_eq!(
+            eval(json!({"namespace": "team-a-web", "dry_run": false}))
+                .unwrap_err()
+                .code(),
+            "limit_eq"
+        );
+    }
+
+    #[test]
+    fn integer_and_float_spellings_of_a_number_are_equal() {
+        assert!(json_equal(&json!(500), &json!(500.0)));
+        assert!(!json_equal(&json!(500), &json!("500")));
+    }
+}

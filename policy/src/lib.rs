@@ -1,0 +1,52 @@
+//! The pure core of Portcullis: delegation tokens for AI agents.
+//!
+//! A delegation token is a JWT access token (RFC 9068) that says *who* (`sub`, the user), *through
+//! whom* (`act`, the chain of agents, RFC 8693) and *what*: an RFC 9396 `authorization_details`
+//! entry of type `mcp_tools` naming tools, argument limits, time windows, a rate and how many more
+//! re-delegations are allowed. This crate holds everything about those tokens that needs no I/O:
+//!
+//! - [`claims`] and [`constraint`]: the wire formats and their validated forms;
+//! - [`verify`]: a strict verifier that turns a compact JWS into a [`VerifiedToken`];
+//! - [`decision`]: [`authorize`], which judges a tool call and names the rule that refused it;
+//! - [`attenuate`](mod@attenuate): deriving a child token that never exceeds its parent;
+//! - [`sign`](mod@sign) and [`key`]: signing keys, verifying keys and JWKs;
+//! - [`strict_json`]: JSON parsing that refuses duplicate keys.
+//!
+//! It does not fetch keys, store revocations, count calls for rate limits or read the clock:
+//! callers pass in key sets, the current time and their own state. That keeps it usable as the
+//! SDK for a resource server that wants to enforce delegation tokens itself:
+//!
+//! ```
+//! use portcullis_policy::{Action, ActorRule, Decision, Expected, KeySet, Verifier, authorize};
+//! # fn demo(jwks: &portcullis_policy::JwkSet, token: &str, now: i64) -> Result<(), Box<dyn std::error::Error>> {
+//! let verifier = Verifier::new("https://issuer.example", KeySet::from_jwks(jwks)?);
+//! let token = verifier.verify(token, &Expected {
+//!     audience: "https://gw.example/mcp/expenses",
+//!     now,
+//!     actor: ActorRule::Required,
+//! })?;
+//! let args = serde_json::json!({"amount": 120, "category": "travel"});
+//! match authorize(&token, &Action { tool: "expenses/submit_expense", arguments: &args, at: now }) {
+//!     Decision::Permit(permit) => println!("allowed by grant {:?}", permit.grant_id()),
+//!     Decision::Deny(reason) => println!("denied: {reason}"),
+//! }
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+pub mod attenuate;
+pub mod claims;
+pub mod constraint;
+pub mod decision;
+pub mod key;
+pub mod sign;
+pub mod strict_json;
+pub mod verify;
+
+pub use attenuate::{AttenuationError, DelegationRequest, attenuate, narrow};
+pub use claims::{Actor, ActorChain, Claims, ClaimsError, RawClaims};
+pub use constraint::{ConstraintError, Constraints, Limit, Rate, ToolPattern, Window};
+pub use decision::{Action, Decision, DenyReason, Permit, authorize};
+pub use key::{Algorithm, Jwk, JwkSet, KeyError, KeySet, SigningKey, VerifyingKey};
+pub use sign::{TOKEN_TYPE, sign};
+pub use verify::{ActorRule, Expected, VerifiedToken, Verifier, VerifyError};
