@@ -1,1 +1,16 @@
-//! placeholder
+//! Runnable companions to Portcullis: example MCP servers to put behind the gateway.
+//!
+//! The gateway only matters in front of something, so this crate provides the something: small
+//! but real MCP servers (streamable HTTP, rmcp) that also verify the downstream token the gateway
+//! forwards. They serve three purposes:
+//!
+//! - the `portcullis-demo` binary starts them behind an issuer and a gateway to show a
+//!   delegation end to end;
+//! - integration tests start them in-process and read their [`expenses::ExpensesState`] to
+//!   assert what actually reached the server (which user, through which agents, with which
+//!   token), not only what the gateway claims it let through;
+//! - the `expenses-mcp` binary runs one on its own, to point an MCP client or the gateway at.
+//!
+//! Nothing here is meant for production: state is in memory and there is no persistence.
+
+pub mod expenses;

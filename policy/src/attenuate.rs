@@ -108,7 +108,10 @@ pub fn attenuate(parent: &Claims, request: DelegationRequest) -> Result<Claims, 
 }
 
 /// The constraints `request` asks for, made no wider than `parent`.
-pub fn narrow(parent: &Constraints, request: &Constraints) -> Result<Constraints, AttenuationError> {
+pub fn narrow(
+    parent: &Constraints,
+    request: &Constraints,
+) -> Result<Constraints, AttenuationError> {
     for wanted in &request.tools {
         if !parent.tools.iter().any(|p| p.covers(wanted)) {
             return Err(AttenuationError::ToolWidened(wanted.to_string()));
@@ -182,7 +185,10 @@ fn tighten(limit: &mut Limit, parent: &Limit) -> Result<(), AttenuationError> {
         match &limit.one_of {
             None => limit.one_of = Some(allowed.clone()),
             Some(wanted) => {
-                if !wanted.iter().all(|w| allowed.iter().any(|a| json_equal(a, w))) {
+                if !wanted
+                    .iter()
+                    .all(|w| allowed.iter().any(|a| json_equal(a, w)))
+                {
                     return Err(widened("'in' names a value the parent does not allow"));
                 }
             }
@@ -205,7 +211,10 @@ fn tighten(limit: &mut Limit, parent: &Limit) -> Result<(), AttenuationError> {
     Ok(())
 }
 
-fn intersect_windows(parent: &[Window], request: &[Window]) -> Result<Vec<Window>, AttenuationError> {
+fn intersect_windows(
+    parent: &[Window],
+    request: &[Window],
+) -> Result<Vec<Window>, AttenuationError> {
     if request.is_empty() {
         return Ok(parent.to_vec());
     }
@@ -306,7 +315,11 @@ mod tests {
             ]})),
         )
         .unwrap();
-        let amount = child.limits.iter().find(|l| l.pointer == "/amount").unwrap();
+        let amount = child
+            .limits
+            .iter()
+            .find(|l| l.pointer == "/amount")
+            .unwrap();
         assert_eq!(amount.max, Some(500.0));
         let args = json!({"amount": 600, "category": "travel"});
         let at = 1_795_446_000; // a Monday, 15:00 UTC
@@ -327,7 +340,11 @@ mod tests {
             ]})),
         )
         .unwrap();
-        let amount = child.limits.iter().find(|l| l.pointer == "/amount").unwrap();
+        let amount = child
+            .limits
+            .iter()
+            .find(|l| l.pointer == "/amount")
+            .unwrap();
         assert_eq!(amount.max, Some(100.0));
     }
 

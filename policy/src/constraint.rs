@@ -152,10 +152,18 @@ pub struct Limit {
     /// RFC 6901 JSON Pointer into the call's `arguments`, e.g. `/amount`.
     pub pointer: String,
     /// The argument is a number no greater than this.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "whole_or_float"
+    )]
     pub max: Option<f64>,
     /// The argument is a number no smaller than this.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "whole_or_float"
+    )]
     pub min: Option<f64>,
     /// The argument equals one of these values.
     #[serde(default, rename = "in", skip_serializing_if = "Option::is_none")]
@@ -166,6 +174,16 @@ pub struct Limit {
     /// The argument is a string that starts with this prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
+}
+
+/// Writes `500.0` as `500`, so limits read back as they were written.
+fn whole_or_float<S: serde::Serializer>(value: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    match *value {
+        Some(v) if v.fract() == 0.0 && v.abs() < EXACT => s.serialize_i64(v as i64),
+        Some(v) => s.serialize_f64(v),
+        None => s.serialize_none(),
+    }
 }
 
 impl Limit {
@@ -521,7 +539,7 @@ mod tests {
             "type": "mcp_tools",
             "tools": ["expenses/*"],
             "deny": ["expenses/delete_*"],
-            "limits": [{"tool": "expenses/submit_expense", "pointer": "/amount", "max": 500.0}],
+            "limits": [{"tool": "expenses/submit_expense", "pointer": "/amount", "max": 500, "min": 0.5}],
             "windows": [{"days": ["mon", "fri"], "start": "09:00", "end": "17:30", "tz": "Europe/Berlin"}],
             "rate": {"per_hour": 10},
             "max_depth": 2
@@ -534,7 +552,10 @@ mod tests {
     fn unknown_detail_type_is_refused() {
         let err = Constraints::from_authorization_details(&[json!({"type": "payment_initiation"})])
             .unwrap_err();
-        assert_eq!(err, ConstraintError::UnsupportedType("payment_initiation".into()));
+        assert_eq!(
+            err,
+            ConstraintError::UnsupportedType("payment_initiation".into())
+        );
     }
 
     #[test]

@@ -204,7 +204,11 @@ impl fmt::Display for DenyReason {
             DenyReason::BelowMin { pointer, min, got } => {
                 write!(f, "{pointer} {got} is below min {min}")
             }
-            DenyReason::NotInSet { pointer, allowed, got } => {
+            DenyReason::NotInSet {
+                pointer,
+                allowed,
+                got,
+            } => {
                 let allowed: Vec<String> = allowed.iter().map(Value::to_string).collect();
                 write!(f, "{pointer} {got} is not one of [{}]", allowed.join(", "))
             }
@@ -269,7 +273,9 @@ impl Constraints {
             }
             _ => return Err(DenyReason::ArgumentsNotObject),
         };
-        std::iter::once(first).chain(applicable).try_for_each(|l| check_limit(l, arguments))
+        std::iter::once(first)
+            .chain(applicable)
+            .try_for_each(|l| check_limit(l, arguments))
     }
 }
 
@@ -279,10 +285,12 @@ fn check_limit(limit: &Limit, arguments: &Value) -> Result<(), DenyReason> {
         .pointer(&limit.pointer)
         .ok_or_else(|| DenyReason::ArgumentMissing { pointer: pointer() })?;
     if limit.max.is_some() || limit.min.is_some() {
-        let got = value.as_f64().ok_or_else(|| DenyReason::ArgumentWrongType {
-            pointer: pointer(),
-            expected: "number",
-        })?;
+        let got = value
+            .as_f64()
+            .ok_or_else(|| DenyReason::ArgumentWrongType {
+                pointer: pointer(),
+                expected: "number",
+            })?;
         if let Some(max) = limit.max.filter(|max| got > *max) {
             return Err(DenyReason::AboveMax {
                 pointer: pointer(),
@@ -317,10 +325,12 @@ fn check_limit(limit: &Limit, arguments: &Value) -> Result<(), DenyReason> {
         });
     }
     if let Some(prefix) = &limit.prefix {
-        let got = value.as_str().ok_or_else(|| DenyReason::ArgumentWrongType {
-            pointer: pointer(),
-            expected: "string",
-        })?;
+        let got = value
+            .as_str()
+            .ok_or_else(|| DenyReason::ArgumentWrongType {
+                pointer: pointer(),
+                expected: "string",
+            })?;
         if !got.starts_with(prefix.as_str()) {
             return Err(DenyReason::PrefixMismatch {
                 pointer: pointer(),
@@ -493,7 +503,10 @@ mod tests {
                 at: 0,
             })
         };
-        assert_eq!(eval(json!({"namespace": "team-a-web", "dry_run": true})), Ok(()));
+        assert_eq!(
+            eval(json!({"namespace": "team-a-web", "dry_run": true})),
+            Ok(())
+        );
         assert_eq!(
             eval(json!({"namespace": "team-b-web", "dry_run": true}))
                 .unwrap_err()

@@ -187,7 +187,8 @@ impl VerifyingKey {
                     reason: "EC key without y",
                 })?;
                 let y = decode_coordinate(&kid, y_text, "y is not 32 base64url bytes")?;
-                let point = p256::EncodedPoint::from_affine_coordinates(&x.into(), &y.into(), false);
+                let point =
+                    p256::EncodedPoint::from_affine_coordinates(&x.into(), &y.into(), false);
                 p256::ecdsa::VerifyingKey::from_encoded_point(&point)
                     .map(VerifyingInner::Es256)
                     .map_err(|_| KeyError::InvalidMaterial {
@@ -301,12 +302,11 @@ impl SigningKey {
     /// A P-256 key from its 32-byte secret scalar.
     pub fn es256_from_secret(kid: &str, secret: &[u8; 32]) -> Result<Self, KeyError> {
         check_kid(kid)?;
-        let key = p256::ecdsa::SigningKey::from_slice(secret).map_err(|_| {
-            KeyError::InvalidMaterial {
+        let key =
+            p256::ecdsa::SigningKey::from_slice(secret).map_err(|_| KeyError::InvalidMaterial {
                 kid: kid.to_owned(),
                 reason: "not a valid P-256 scalar",
-            }
-        })?;
+            })?;
         Ok(Self {
             kid: kid.to_owned(),
             inner: SigningInner::Es256(key),
@@ -314,7 +314,11 @@ impl SigningKey {
     }
 
     /// Rebuilds a key from [`SigningKey::secret_bytes`] and its algorithm.
-    pub fn from_secret(kid: &str, algorithm: Algorithm, secret: &[u8; 32]) -> Result<Self, KeyError> {
+    pub fn from_secret(
+        kid: &str,
+        algorithm: Algorithm,
+        secret: &[u8; 32],
+    ) -> Result<Self, KeyError> {
         match algorithm {
             Algorithm::EdDsa => Self::ed25519_from_seed(kid, secret),
             Algorithm::Es256 => Self::es256_from_secret(kid, secret),

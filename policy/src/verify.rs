@@ -257,7 +257,11 @@ impl Verifier {
     }
 
     /// Verifies `token` and checks it against `expected`.
-    pub fn verify(&self, token: &str, expected: &Expected<'_>) -> Result<VerifiedToken, VerifyError> {
+    pub fn verify(
+        &self,
+        token: &str,
+        expected: &Expected<'_>,
+    ) -> Result<VerifiedToken, VerifyError> {
         if token.len() > self.max_len {
             return Err(VerifyError::Oversized {
                 len: token.len(),

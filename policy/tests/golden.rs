@@ -6,9 +6,7 @@
 mod common;
 
 use common::*;
-use portcullis_policy::{
-    Action, Claims, Decision, KeySet, RawClaims, Verifier, authorize, sign,
-};
+use portcullis_policy::{Action, Claims, Decision, KeySet, RawClaims, Verifier, authorize, sign};
 use serde_json::{Value, json};
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/golden.json");
@@ -38,7 +36,12 @@ fn cases() -> Vec<Value> {
         let mut raised = claims();
         raised["authorization_details"][0]["limits"][0]["max"] = json!(50_000);
         let parts: Vec<&str> = token.split('.').collect();
-        format!("{}.{}.{}", parts[0], b64(raised.to_string().as_bytes()), parts[2])
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            b64(raised.to_string().as_bytes()),
+            parts[2]
+        )
     };
     let mut sub_agent = claims();
     sub_agent["client_id"] = json!("receipts-agent");
@@ -51,10 +54,10 @@ fn cases() -> Vec<Value> {
         json!({"name": "valid ES256 delegation token", "token": signed(claims(), true),
                "verify": "ok", "calls": expense_calls()}),
         json!({"name": "sub-agent token with a tighter amount limit", "token": signed(sub_agent, false),
-               "verify": "ok", "calls": [
-                   {"tool": "expenses/submit_expense", "arguments": {"amount": 90, "category": "meal"}, "at": NOW, "decision": "permit"},
-                   {"tool": "expenses/submit_expense", "arguments": {"amount": 300, "category": "meal"}, "at": NOW, "decision": "limit_max"}
-               ]}),
+        "verify": "ok", "calls": [
+            {"tool": "expenses/submit_expense", "arguments": {"amount": 90, "category": "meal"}, "at": NOW, "decision": "permit"},
+            {"tool": "expenses/submit_expense", "arguments": {"amount": 300, "category": "meal"}, "at": NOW, "decision": "limit_max"}
+        ]}),
         json!({"name": "alg none", "token": token_with_header(|h| h["alg"] = json!("none")), "verify": "disallowed_algorithm"}),
         json!({"name": "typ JWT", "token": token_with_header(|h| h["typ"] = json!("JWT")), "verify": "wrong_type"}),
         json!({"name": "kid with path characters", "token": token_with_header(|h| h["kid"] = json!("../test-ed25519")), "verify": "invalid_kid"}),
@@ -99,7 +102,10 @@ fn golden_file_matches_what_this_crate_signs() {
 fn every_golden_vector_verifies_and_decides_as_recorded() {
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(PATH).unwrap()).unwrap();
     let jwks = serde_json::from_value(doc["jwks"].clone()).unwrap();
-    let verifier = Verifier::new(doc["issuer"].as_str().unwrap(), KeySet::from_jwks(&jwks).unwrap());
+    let verifier = Verifier::new(
+        doc["issuer"].as_str().unwrap(),
+        KeySet::from_jwks(&jwks).unwrap(),
+    );
     let cases = doc["cases"].as_array().unwrap();
     assert!(cases.len() >= 14);
     for case in cases {

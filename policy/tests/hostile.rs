@@ -7,7 +7,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::*;
 use portcullis_policy::claims::ClaimsError;
 use portcullis_policy::constraint::ConstraintError;
-use portcullis_policy::{ActorRule, Algorithm, Expected, KeySet, SigningKey, Verifier, VerifyError};
+use portcullis_policy::{
+    ActorRule, Algorithm, Expected, KeySet, SigningKey, Verifier, VerifyError,
+};
 use serde_json::{Value, json};
 
 fn refused(token: &str) -> VerifyError {
@@ -155,7 +157,8 @@ fn remote_key_url_in_header_is_refused() {
 
 #[test]
 fn embedded_key_in_header_is_refused() {
-    let token = token_with_header(|h| h["jwk"] = serde_json::to_value(ed_key().public_jwk()).unwrap());
+    let token =
+        token_with_header(|h| h["jwk"] = serde_json::to_value(ed_key().public_jwk()).unwrap());
     assert_eq!(refused(&token), VerifyError::UnsupportedHeader("jwk"));
 }
 
@@ -183,7 +186,10 @@ fn token_expired_within_the_leeway_is_accepted_and_beyond_it_refused() {
     let token = token_with(|c| c["exp"] = json!(NOW - 5));
     assert!(verifier().verify(&token, &expected()).is_ok());
     let strict = verifier().with_leeway(0);
-    assert_eq!(strict.verify(&token, &expected()).unwrap_err().code(), "expired");
+    assert_eq!(
+        strict.verify(&token, &expected()).unwrap_err().code(),
+        "expired"
+    );
 }
 
 #[test]
@@ -332,7 +338,8 @@ fn missing_exp_is_refused() {
 
 #[test]
 fn sender_constrained_token_presented_as_bearer_is_refused() {
-    let token = token_with(|c| c["cnf"] = json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}));
+    let token =
+        token_with(|c| c["cnf"] = json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}));
     assert_eq!(
         refused(&token),
         VerifyError::Claims(ClaimsError::UnsupportedConfirmation)
@@ -341,7 +348,8 @@ fn sender_constrained_token_presented_as_bearer_is_refused() {
 
 #[test]
 fn unknown_authorization_detail_type_is_refused() {
-    let token = token_with(|c| c["authorization_details"] = json!([{"type": "payment_initiation"}]));
+    let token =
+        token_with(|c| c["authorization_details"] = json!([{"type": "payment_initiation"}]));
     assert_eq!(
         refused(&token),
         VerifyError::Claims(ClaimsError::Constraints(ConstraintError::UnsupportedType(

@@ -3,9 +3,7 @@
 mod common;
 
 use portcullis_policy::constraint::RawAuthorizationDetail;
-use portcullis_policy::{
-    Action, Claims, Constraints, Limit, RawClaims, ToolPattern, narrow, sign,
-};
+use portcullis_policy::{Action, Claims, Constraints, Limit, RawClaims, ToolPattern, narrow, sign};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

@@ -1,0 +1,183 @@
+//! The issuer's HTTP surface: thin axum handlers over the plain functions of the other modules.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /token` | `client_credentials` and RFC 8693 token exchange |
+//! | `GET /.well-known/jwks.json` | the public signing keys |
+//! | `GET /.well-known/oauth-authorization-server` | RFC 8414 metadata |
+//! | `GET /healthz` | liveness |
+//! | `POST /admin/clients` | register an agent (admin token) |
+//! | `POST /admin/grants` | create a grant (admin token) |
+//! | `POST /admin/grants/{id}/subject-token` | the user's token for a grant (admin token) |
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use crate::clients::{self, ClientError};
+use crate::grants::{self, GrantError, GrantRequest};
+use crate::oauth_error::OAuthError;
+use crate::token_exchange::{self, TOKEN_EXCHANGE};
+use crate::{AppState, now};
+
+/// The issuer's router.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/token", post(token))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/admin/clients", post(create_client))
+        .route("/admin/grants", post(create_grant))
+        .route("/admin/grants/{id}/subject-token", post(subject_token))
+        .with_state(state)
+}
+
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let response = token_exchange::token(&state, &headers, &body).await?;
+    Ok(no_store(Json(response).into_response()))
+}
+
+async fn jwks(State(state): State<AppState>) -> Response {
+    let mut response = Json(state.keyring.jwks().clone()).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    response
+}
+
+async fn metadata(State(state): State<AppState>) -> Json<Value> {
+    let issuer = &state.config.issuer;
+    Json(json!({
+        "issuer": issuer,
+        "token_endpoint": format!("{issuer}/token"),
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "grant_types_supported": ["client_credentials", TOKEN_EXCHANGE],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "response_types_supported": [],
+        "authorization_details_types_supported": [portcullis_policy::constraint::MCP_TOOLS_TYPE],
+        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
+    }))
+}
+
+fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), OAuthError> {
+    let Some(expected) = &state.config.admin_token else {
+        return Err(OAuthError::NotFound(
+            "the admin API is disabled (no admin token configured)".into(),
+        ));
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(OAuthError::Unauthorized("admin bearer token required"))?;
+    let equal: bool = crate::secret::hash_secret(presented)
+        .as_bytes()
+        .ct_eq(crate::secret::hash_secret(expected).as_bytes())
+        .into();
+    if equal {
+        Ok(())
+    } else {
+        Err(OAuthError::Unauthorized("wrong admin token"))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewClientRequest {
+    #[serde(default)]
+    client_id: Option<String>,
+    name: String,
+}
+
+fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, OAuthError> {
+    serde_json::from_slice(body).map_err(|e| OAuthError::InvalidRequest(format!("body: {e}")))
+}
+
+async fn create_client(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    require_admin(&state, &headers)?;
+    let request: NewClientRequest = json_body(&body)?;
+    let created = clients::register(
+        &state.db,
+        request.client_id.as_deref(),
+        &request.name,
+        now(),
+    )
+    .await
+    .map_err(|e| match e {
+        ClientError::InvalidId | ClientError::Exists(_) => {
+            OAuthError::InvalidRequest(e.to_string())
+        }
+        ClientError::Db(e) => e.into(),
+    })?;
+    Ok(no_store(
+        (StatusCode::CREATED, Json(created)).into_response(),
+    ))
+}
+
+async fn create_grant(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    require_admin(&state, &headers)?;
+    let request: GrantRequest = json_body(&body)?;
+    let grant = grants::create(&state.db, request, now())
+        .await
+        .map_err(|e| match e {
+            GrantError::UnknownClient(_) | GrantError::Invalid(_) => {
+                OAuthError::InvalidRequest(e.to_string())
+            }
+            GrantError::Db(e) => e.into(),
+        })?;
+    Ok((StatusCode::CREATED, Json(grant)).into_response())
+}
+
+async fn subject_token(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, OAuthError> {
+    require_admin(&state, &headers)?;
+    let grant = grants::get(&state.db, &id)
+        .await?
+        .ok_or_else(|| OAuthError::NotFound(format!("no grant {id}")))?;
+    let now = now();
+    if !grant.is_active(now) {
+        return Err(OAuthError::InvalidGrant(
+            "the grant is revoked or expired".into(),
+        ));
+    }
+    let ttl = state.config.subject_token_ttl;
+    let token = grants::mint_subject_token(&grant, &state.keyring, &state.config.issuer, now, ttl);
+    Ok(no_store(
+        Json(json!({
+            "subject_token": token,
+            "subject_token_type": token_exchange::ACCESS_TOKEN_TYPE,
+            "expires_in": (now + ttl).min(grant.expires_at) - now,
+        }))
+        .into_response(),
+    ))
+}

@@ -1,0 +1,203 @@
+//! Grants: a user's bounded authority given to one agent.
+//!
+//! A grant names the user, the agent (client), the resources it may be used at, its
+//! constraints and its expiry. Its id travels in every token delegated from it (`gid`), so
+//! revoking the grant reaches the whole chain. The user's own token for a grant (the
+//! `subject_token` of the first exchange) is minted here; an external identity provider takes
+//! that role in a later version.
+
+use portcullis_policy::{Claims, Constraints};
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::clients;
+use crate::db::Database;
+use crate::keys::Keyring;
+use crate::secret::random_token;
+
+/// A grant as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Grant {
+    /// The grant id (`gid`).
+    pub id: String,
+    /// The user.
+    pub subject: String,
+    /// The agent it was given to.
+    pub client_id: String,
+    /// Resource identifiers (RFC 8707) tokens from this grant may be used at.
+    pub resources: Vec<String>,
+    /// What it allows.
+    pub authorization_details: Constraints,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// Unix seconds, when revoked.
+    pub revoked_at: Option<i64>,
+}
+
+impl Grant {
+    /// Whether tokens may still be exchanged from this grant at `now`.
+    pub fn is_active(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && now < self.expires_at
+    }
+}
+
+/// What an operator asks for when creating a grant.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantRequest {
+    /// The user.
+    pub subject: String,
+    /// The agent.
+    pub client_id: String,
+    /// Resource identifiers.
+    pub resources: Vec<String>,
+    /// Constraints, as RFC 9396 `authorization_details`.
+    pub authorization_details: Constraints,
+    /// Lifetime in seconds.
+    pub expires_in: i64,
+}
+
+/// Why a grant could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    /// No such client.
+    #[error("unknown client {0:?}")]
+    UnknownClient(String),
+    /// A field is unusable.
+    #[error("invalid grant: {0}")]
+    Invalid(&'static str),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+fn valid_resource(resource: &str) -> bool {
+    (resource.starts_with("https://") || resource.starts_with("http://"))
+        && !resource.contains('#')
+        && !resource.chars().any(char::is_whitespace)
+}
+
+/// Stores a new grant.
+pub async fn create(db: &Database, request: GrantRequest, now: i64) -> Result<Grant, GrantError> {
+    if request.subject.is_empty() {
+        return Err(GrantError::Invalid("subject is empty"));
+    }
+    if request.resources.is_empty() || !request.resources.iter().all(|r| valid_resource(r)) {
+        return Err(GrantError::Invalid(
+            "resources must be absolute http(s) URIs without a fragment",
+        ));
+    }
+    if request.expires_in <= 0 {
+        return Err(GrantError::Invalid("expires_in must be positive"));
+    }
+    if clients::get(db, &request.client_id).await?.is_none() {
+        return Err(GrantError::UnknownClient(request.client_id));
+    }
+    let grant = Grant {
+        id: format!("gr_{}", random_token(16)),
+        subject: request.subject,
+        client_id: request.client_id,
+        resources: request.resources,
+        authorization_details: request.authorization_details,
+        created_at: now,
+        expires_at: now.saturating_add(request.expires_in),
+        revoked_at: None,
+    };
+    sqlx::query(
+        "INSERT INTO grants (id, subject, client_id, resources, authorization_details, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&grant.id)
+    .bind(&grant.subject)
+    .bind(&grant.client_id)
+    .bind(serde_json::to_string(&grant.resources).expect("strings serialise"))
+    .bind(serde_json::to_string(&grant.authorization_details).expect("constraints serialise"))
+    .bind(grant.created_at)
+    .bind(grant.expires_at)
+    .execute(db.pool())
+    .await?;
+    Ok(grant)
+}
+
+/// The grant with this id.
+pub async fn get(db: &Database, id: &str) -> Result<Option<Grant>, sqlx::Error> {
+    sqlx::query(
+        "SELECT id, subject, client_id, resources, authorization_details, created_at, expires_at,
+                revoked_at
+         FROM grants WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?
+    .map(|row| grant_from_row(&row))
+    .transpose()
+}
+
+/// Every grant, newest first.
+pub async fn list(db: &Database) -> Result<Vec<Grant>, sqlx::Error> {
+    sqlx::query(
+        "SELECT id, subject, client_id, resources, authorization_details, created_at, expires_at,
+                revoked_at
+         FROM grants ORDER BY created_at DESC, id",
+    )
+    .fetch_all(db.pool())
+    .await?
+    .iter()
+    .map(grant_from_row)
+    .collect()
+}
+
+fn grant_from_row(row: &sqlx::any::AnyRow) -> Result<Grant, sqlx::Error> {
+    let decode = |column: &str, e: serde_json::Error| sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: Box::new(e),
+    };
+    Ok(Grant {
+        id: row.try_get("id")?,
+        subject: row.try_get("subject")?,
+        client_id: row.try_get("client_id")?,
+        resources: serde_json::from_str(row.try_get("resources")?)
+            .map_err(|e| decode("resources", e))?,
+        authorization_details: serde_json::from_str(row.try_get("authorization_details")?)
+            .map_err(|e| decode("authorization_details", e))?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+/// The user's token for a grant: `sub` = the user, `aud` = this issuer (so no resource
+/// accepts it), `gid` and the grant's constraints, no `act`. Its only use is as the
+/// `subject_token` of a first exchange by the grant's agent.
+pub fn subject_token_claims(grant: &Grant, issuer: &str, now: i64, ttl: i64) -> Claims {
+    Claims {
+        issuer: issuer.to_owned(),
+        subject: grant.subject.clone(),
+        audience: vec![issuer.to_owned()],
+        expires_at: now.saturating_add(ttl).min(grant.expires_at),
+        not_before: Some(now),
+        issued_at: now,
+        token_id: random_token(16),
+        client_id: grant.client_id.clone(),
+        scope: None,
+        actors: None,
+        grant_id: Some(grant.id.clone()),
+        constraints: Some(grant.authorization_details.clone()),
+    }
+}
+
+/// Signs the user's token for a grant.
+pub fn mint_subject_token(
+    grant: &Grant,
+    keyring: &Keyring,
+    issuer: &str,
+    now: i64,
+    ttl: i64,
+) -> String {
+    portcullis_policy::sign(
+        &subject_token_claims(grant, issuer, now, ttl),
+        keyring.active(),
+    )
+}

@@ -1,0 +1,310 @@
+//! Signing keys: made on first start, sealed at rest, published as a JWKS.
+//!
+//! Private keys never touch the database in the clear. They are sealed with XChaCha20-Poly1305
+//! under a key derived (HKDF-SHA256) from the key-encryption secret, with the `kid` as
+//! associated data so a sealed key cannot be swapped onto another row. The secret comes from
+//! the operator (`PORTCULLIS_KEY_ENCRYPTION_SECRET`); without one, a development secret is
+//! generated into the data directory next to the database, which protects nothing against
+//! someone who can read that directory, and the issuer says so loudly at start.
+
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hkdf::Hkdf;
+use portcullis_policy::{Algorithm, JwkSet, KeySet, SigningKey, Verifier};
+use sha2::Sha256;
+use sqlx::Row;
+
+use crate::db::Database;
+use crate::secret::{random_seed, random_token};
+
+const SEALED_PREFIX: &str = "v1.";
+const DEV_SECRET_FILE: &str = "key-encryption.secret";
+
+/// Why keys could not be loaded or made.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyStoreError {
+    /// A sealed key does not open with this secret.
+    #[error(
+        "cannot decrypt signing key {kid:?}: is the key-encryption secret the one it was sealed with?"
+    )]
+    Unseal {
+        /// The key that failed.
+        kid: String,
+    },
+    /// A stored key row is not usable.
+    #[error("stored signing key {kid:?} is corrupt: {reason}")]
+    Corrupt {
+        /// The key.
+        kid: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The key-encryption secret is too short to be one.
+    #[error("the key-encryption secret must be at least 32 characters of high-entropy text")]
+    WeakSecret,
+    /// Reading or writing the development secret failed.
+    #[error("development key-encryption secret at {path}: {source}")]
+    DevSecret {
+        /// Its path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// The key that seals signing keys at rest.
+#[derive(Clone)]
+pub struct KeyEncryption {
+    cipher: XChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for KeyEncryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyEncryption(..)")
+    }
+}
+
+impl KeyEncryption {
+    /// Derives the sealing key from an operator-supplied secret.
+    pub fn from_secret(secret: &str) -> Result<Self, KeyStoreError> {
+        if secret.trim().len() < 32 {
+            return Err(KeyStoreError::WeakSecret);
+        }
+        let mut key = [0u8; 32];
+        Hkdf::<Sha256>::new(Some(b"portcullis-issuer/kek/v1"), secret.trim().as_bytes())
+            .expand(b"signing-key-sealing", &mut key)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        Ok(Self {
+            cipher: XChaCha20Poly1305::new(&key.into()),
+        })
+    }
+
+    /// Reads the development secret from `data_dir`, creating it (mode 0600) on first use.
+    pub fn development(data_dir: &Path) -> Result<Self, KeyStoreError> {
+        let path = data_dir.join(DEV_SECRET_FILE);
+        let io = |source| KeyStoreError::DevSecret {
+            path: path.display().to_string(),
+            source,
+        };
+        let secret = match std::fs::read_to_string(&path) {
+            Ok(secret) => secret,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let secret = random_token(32);
+                write_private(&path, &secret).map_err(io)?;
+                secret
+            }
+            Err(e) => return Err(io(e)),
+        };
+        Self::from_secret(&secret)
+    }
+
+    fn seal(&self, kid: &str, secret: &[u8; 32]) -> String {
+        let nonce_bytes: [u8; 24] = random_seed()[..24].try_into().expect("24 of 32 bytes");
+        let nonce = XNonce::from(nonce_bytes);
+        let sealed = self
+            .cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: secret,
+                    aad: kid.as_bytes(),
+                },
+            )
+            .expect("XChaCha20-Poly1305 encryption of 32 bytes cannot fail");
+        let mut out = nonce_bytes.to_vec();
+        out.extend_from_slice(&sealed);
+        format!("{SEALED_PREFIX}{}", STANDARD.encode(out))
+    }
+
+    fn unseal(&self, kid: &str, sealed: &str) -> Result<[u8; 32], KeyStoreError> {
+        let corrupt = |reason: &str| KeyStoreError::Corrupt {
+            kid: kid.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let bytes = sealed
+            .strip_prefix(SEALED_PREFIX)
+            .and_then(|b| STANDARD.decode(b).ok())
+            .ok_or_else(|| corrupt("not a v1 sealed key"))?;
+        if bytes.len() < 24 {
+            return Err(corrupt("too short"));
+        }
+        let (nonce, ciphertext) = bytes.split_at(24);
+        let plain = self
+            .cipher
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: kid.as_bytes(),
+                },
+            )
+            .map_err(|_| KeyStoreError::Unseal {
+                kid: kid.to_owned(),
+            })?;
+        plain
+            .try_into()
+            .map_err(|_| corrupt("sealed secret is not 32 bytes"))
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+/// The issuer's keys: the one that signs, and every published one.
+#[derive(Debug, Clone)]
+pub struct Keyring {
+    active: SigningKey,
+    jwks: JwkSet,
+    verifier: Verifier,
+}
+
+impl Keyring {
+    /// The key that signs new tokens.
+    pub fn active(&self) -> &SigningKey {
+        &self.active
+    }
+
+    /// Every published public key.
+    pub fn jwks(&self) -> &JwkSet {
+        &self.jwks
+    }
+
+    /// A verifier for this issuer's own tokens.
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+}
+
+/// Loads every stored key, creating and storing an Ed25519 key first if there is none.
+pub async fn load_or_create(
+    db: &Database,
+    sealing: &KeyEncryption,
+    issuer: &str,
+    now: i64,
+) -> Result<Keyring, KeyStoreError> {
+    if let Some(keyring) = load(db, sealing, issuer).await? {
+        return Ok(keyring);
+    }
+    let kid = format!("ed25519-{}", random_token(9));
+    let key = SigningKey::ed25519_from_seed(&kid, &random_seed())
+        .expect("generated kid is a plain identifier");
+    let jwk = serde_json::to_string(&key.public_jwk()).expect("a JWK serialises");
+    // Two processes starting on an empty database race here; the primary key makes one win
+    // and the loser simply loads the winner's key below.
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, alg, public_jwk, sealed_secret, created_at, active)
+         VALUES ($1, $2, $3, $4, $5, 1)",
+    )
+    .bind(&kid)
+    .bind(key.algorithm().as_str())
+    .bind(&jwk)
+    .bind(sealing.seal(&kid, &key.secret_bytes()))
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    tracing::info!(kid, "created a new signing key");
+    load(db, sealing, issuer)
+        .await?
+        .ok_or_else(|| KeyStoreError::Corrupt {
+            kid,
+            reason: "the key just stored cannot be read back".into(),
+        })
+}
+
+async fn load(
+    db: &Database,
+    sealing: &KeyEncryption,
+    issuer: &str,
+) -> Result<Option<Keyring>, KeyStoreError> {
+    let rows = sqlx::query(
+        "SELECT kid, alg, public_jwk, sealed_secret, active FROM signing_keys
+         ORDER BY active DESC, created_at DESC, kid",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    let mut active = None;
+    let mut jwks = JwkSet::default();
+    for row in rows {
+        let kid: String = row.try_get("kid")?;
+        let corrupt = |reason: String| KeyStoreError::Corrupt {
+            kid: kid.clone(),
+            reason,
+        };
+        let jwk = serde_json::from_str(row.try_get::<&str, _>("public_jwk")?)
+            .map_err(|e| corrupt(e.to_string()))?;
+        jwks.keys.push(jwk);
+        if active.is_none() && row.try_get::<i64, _>("active")? == 1 {
+            let alg: String = row.try_get("alg")?;
+            let algorithm =
+                Algorithm::from_name(&alg).ok_or_else(|| corrupt(format!("unknown alg {alg}")))?;
+            let secret = sealing.unseal(&kid, row.try_get("sealed_secret")?)?;
+            let key = SigningKey::from_secret(&kid, algorithm, &secret)
+                .map_err(|e| corrupt(e.to_string()))?;
+            active = Some(key);
+        }
+    }
+    let Some(active) = active else {
+        return Ok(None);
+    };
+    let keys = KeySet::from_jwks(&jwks).map_err(|e| KeyStoreError::Corrupt {
+        kid: active.kid().to_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok(Some(Keyring {
+        verifier: Verifier::new(issuer, keys),
+        active,
+        jwks,
+    }))
+}
+
+/// One stored key, for `keys list`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyInfo {
+    /// Key id.
+    pub kid: String,
+    /// Algorithm.
+    pub alg: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Whether it signs new tokens.
+    pub active: bool,
+}
+
+/// Lists stored keys, newest first, without their secrets.
+pub async fn list(db: &Database) -> Result<Vec<KeyInfo>, sqlx::Error> {
+    sqlx::query("SELECT kid, alg, created_at, active FROM signing_keys ORDER BY created_at DESC")
+        .fetch_all(db.pool())
+        .await?
+        .into_iter()
+        .map(|row| {
+            Ok(KeyInfo {
+                kid: row.try_get("kid")?,
+                alg: row.try_get("alg")?,
+                created_at: row.try_get("created_at")?,
+                active: row.try_get::<i64, _>("active")? == 1,
+            })
+        })
+        .collect()
+}

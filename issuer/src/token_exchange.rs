@@ -1,0 +1,382 @@
+//! The token endpoint: `client_credentials` and RFC 8693 token exchange.
+//!
+//! Three kinds of token leave this endpoint, told apart by audience and `act` (RFC 8725 §3.12
+//! asks for mutually exclusive validation rules):
+//!
+//! | token | `aud` | `act` | `gid` | use |
+//! |---|---|---|---|---|
+//! | client token (`client_credentials`) | this issuer | no | no | an agent's `actor_token` |
+//! | subject token (minted for a grant) | this issuer | no | yes | the user's `subject_token` |
+//! | delegation token (exchange) | one resource | yes | yes | `Authorization: Bearer` at the gateway |
+//!
+//! A first exchange takes the user's subject token and the grant's agent's own client token
+//! and starts the actor chain. A re-delegation takes an agent's delegation token and a
+//! sub-agent's client token, is made by the agent that holds the delegation token, and yields
+//! a token attenuated by [`portcullis_policy::attenuate`]: never more tools, looser limits,
+//! a later expiry or a deeper chain than its parent.
+
+use axum::http::{HeaderMap, header};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use portcullis_policy::{
+    Actor, ActorRule, Claims, Constraints, DelegationRequest, Expected, VerifiedToken, VerifyError,
+    attenuate,
+};
+use serde::Serialize;
+
+use crate::clients::{self, Client};
+use crate::grants;
+use crate::oauth_error::OAuthError;
+use crate::secret::random_token;
+use crate::{AppState, now};
+
+/// RFC 8693 grant type.
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// RFC 8693 token type of an access token.
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+/// A successful token response (RFC 6749 §5.1, RFC 8693 §2.2.1).
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenResponse {
+    /// The token.
+    pub access_token: String,
+    /// Always `Bearer` for now.
+    pub token_type: &'static str,
+    /// Seconds until it expires.
+    pub expires_in: i64,
+    /// For exchanges: the type of the issued token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<&'static str>,
+}
+
+/// Form parameters, each present at most once (RFC 6749 §3.2), `resource` possibly repeated.
+#[derive(Debug, Default)]
+struct Params {
+    pairs: Vec<(String, String)>,
+}
+
+impl Params {
+    fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Self, OAuthError> {
+        let form = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| {
+                v.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
+        if !form {
+            return Err(OAuthError::InvalidRequest(
+                "the body must be application/x-www-form-urlencoded".into(),
+            ));
+        }
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+        for (i, (name, _)) in pairs.iter().enumerate() {
+            if name != "resource" && name != "audience" && pairs[..i].iter().any(|(n, _)| n == name)
+            {
+                return Err(OAuthError::InvalidRequest(format!(
+                    "parameter {name} is repeated"
+                )));
+            }
+        }
+        Ok(Self { pairs })
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, v)| n == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn require(&self, name: &str) -> Result<&str, OAuthError> {
+        self.get(name)
+            .ok_or_else(|| OAuthError::InvalidRequest(format!("{name} is required")))
+    }
+
+    fn all(&self, name: &str) -> impl Iterator<Item = &str> {
+        self.pairs
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Handles `POST /token`.
+pub async fn token(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<TokenResponse, OAuthError> {
+    let params = Params::parse(headers, body)?;
+    let client = authenticate(state, headers, &params).await?;
+    match params.require("grant_type")? {
+        "client_credentials" => client_credentials(state, &client, &params),
+        TOKEN_EXCHANGE => exchange(state, &client, &params).await,
+        other => Err(OAuthError::UnsupportedGrantType(format!(
+            "grant_type {other} is not supported"
+        ))),
+    }
+}
+
+/// `client_secret_basic` or `client_secret_post`; exactly one of them.
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Client, OAuthError> {
+    let basic = match headers.get(header::AUTHORIZATION) {
+        Some(value) => Some(parse_basic(value.as_bytes()).ok_or_else(|| {
+            OAuthError::InvalidClient("malformed Basic authorization header".into())
+        })?),
+        None => None,
+    };
+    let post = params
+        .get("client_secret")
+        .map(|secret| (params.get("client_id"), secret));
+    let (client_id, secret) = match (basic, post) {
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::InvalidRequest(
+                "use one client authentication method, not two".into(),
+            ));
+        }
+        (Some(pair), None) => pair,
+        (None, Some((Some(id), secret))) => (id.to_owned(), secret.to_owned()),
+        (None, Some((None, _))) | (None, None) => {
+            return Err(OAuthError::InvalidClient(
+                "client authentication is required".into(),
+            ));
+        }
+    };
+    if params.get("client_id").is_some_and(|id| id != client_id) {
+        return Err(OAuthError::InvalidRequest(
+            "client_id disagrees with the authenticated client".into(),
+        ));
+    }
+    clients::authenticate(&state.db, &client_id, &secret)
+        .await?
+        .ok_or_else(|| OAuthError::InvalidClient("unknown client or wrong secret".into()))
+}
+
+fn parse_basic(value: &[u8]) -> Option<(String, String)> {
+    let text = std::str::from_utf8(value).ok()?;
+    let (scheme, encoded) = text.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    // RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
+    let unescape = |s: &str| -> String {
+        form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Some((unescape(id), unescape(secret)))
+}
+
+fn client_credentials(
+    state: &AppState,
+    client: &Client,
+    params: &Params,
+) -> Result<TokenResponse, OAuthError> {
+    if params.get("resource").is_some() || params.get("audience").is_some() {
+        return Err(OAuthError::InvalidTarget(
+            "client tokens are only for this issuer (as an actor_token); exchange for a resource"
+                .into(),
+        ));
+    }
+    let now = now();
+    let ttl = state.config.client_token_ttl;
+    let claims = Claims {
+        issuer: state.config.issuer.clone(),
+        subject: client.client_id.clone(),
+        audience: vec![state.config.issuer.clone()],
+        expires_at: now + ttl,
+        not_before: Some(now),
+        issued_at: now,
+        token_id: random_token(16),
+        client_id: client.client_id.clone(),
+        scope: None,
+        actors: None,
+        grant_id: None,
+        constraints: None,
+    };
+    Ok(TokenResponse {
+        access_token: portcullis_policy::sign(&claims, state.keyring.active()),
+        token_type: "Bearer",
+        expires_in: ttl,
+        issued_token_type: None,
+    })
+}
+
+fn check_token_type(params: &Params, name: &str) -> Result<(), OAuthError> {
+    match params.require(name)? {
+        ACCESS_TOKEN_TYPE | JWT_TOKEN_TYPE => Ok(()),
+        other => Err(OAuthError::InvalidRequest(format!(
+            "{name} {other} is not supported"
+        ))),
+    }
+}
+
+fn verify(
+    state: &AppState,
+    token: &str,
+    audience: &str,
+    actor: ActorRule,
+) -> Result<VerifiedToken, VerifyError> {
+    state.keyring.verifier().verify(
+        token,
+        &Expected {
+            audience,
+            now: now(),
+            actor,
+        },
+    )
+}
+
+async fn exchange(
+    state: &AppState,
+    client: &Client,
+    params: &Params,
+) -> Result<TokenResponse, OAuthError> {
+    let issuer = state.config.issuer.as_str();
+    let subject_token = params.require("subject_token")?;
+    check_token_type(params, "subject_token_type")?;
+    let actor_token = params.get("actor_token").ok_or_else(|| {
+        OAuthError::InvalidRequest(
+            "delegation needs an actor_token naming the agent that will act".into(),
+        )
+    })?;
+    check_token_type(params, "actor_token_type")?;
+    if let Some(requested) = params.get("requested_token_type")
+        && requested != ACCESS_TOKEN_TYPE
+    {
+        return Err(OAuthError::InvalidRequest(format!(
+            "requested_token_type {requested} is not supported"
+        )));
+    }
+    if params.get("audience").is_some() {
+        return Err(OAuthError::InvalidTarget(
+            "name the target with resource, not audience".into(),
+        ));
+    }
+    let resource = match params.all("resource").collect::<Vec<_>>()[..] {
+        [one] => one.to_owned(),
+        [] => {
+            return Err(OAuthError::InvalidRequest(
+                "resource is required (RFC 8707)".into(),
+            ));
+        }
+        _ => return Err(OAuthError::InvalidTarget("one resource per token".into())),
+    };
+    let requested = params
+        .get("authorization_details")
+        .map(|text| {
+            let details: Vec<serde_json::Value> = serde_json::from_str(text)
+                .map_err(|e| OAuthError::InvalidAuthorizationDetails(e.to_string()))?;
+            Constraints::from_authorization_details(&details)
+                .map_err(|e| OAuthError::InvalidAuthorizationDetails(e.to_string()))
+        })
+        .transpose()?;
+
+    let actor = verify(state, actor_token, issuer, ActorRule::Forbidden)
+        .map_err(|e| OAuthError::InvalidRequest(format!("actor_token: {e}")))?
+        .into_claims();
+    if actor.grant_id.is_some() || actor.subject != actor.client_id {
+        return Err(OAuthError::InvalidRequest(
+            "actor_token is not a client token".into(),
+        ));
+    }
+
+    // The subject is either the user's grant token (audience: this issuer) or a delegation
+    // token for the very resource requested, which is how a re-delegation cannot widen `aud`.
+    let (parent, first_hop) = match verify(state, subject_token, issuer, ActorRule::Forbidden) {
+        Ok(token) => (token.into_claims(), true),
+        Err(VerifyError::WrongAudience { .. } | VerifyError::UnexpectedActor) => {
+            let token = verify(state, subject_token, &resource, ActorRule::Required).map_err(
+                |e| match e {
+                    VerifyError::WrongAudience { .. } => OAuthError::InvalidTarget(
+                        "the subject_token is not valid for this resource".into(),
+                    ),
+                    e => OAuthError::InvalidRequest(format!("subject_token: {e}")),
+                },
+            )?;
+            (token.into_claims(), false)
+        }
+        Err(e) => return Err(OAuthError::InvalidRequest(format!("subject_token: {e}"))),
+    };
+    let grant_id = parent
+        .grant_id
+        .as_deref()
+        .ok_or_else(|| OAuthError::InvalidRequest("subject_token carries no grant".into()))?;
+    let grant = grants::get(&state.db, grant_id)
+        .await?
+        .ok_or_else(|| OAuthError::InvalidGrant("the grant does not exist".into()))?;
+    let now = now();
+    if !grant.is_active(now) {
+        return Err(OAuthError::InvalidGrant(
+            "the grant is revoked or expired".into(),
+        ));
+    }
+    if parent.subject != grant.subject {
+        return Err(OAuthError::InvalidRequest(
+            "subject_token names another user than its grant".into(),
+        ));
+    }
+
+    if first_hop {
+        if grant.client_id != client.client_id {
+            return Err(OAuthError::InvalidGrant(
+                "the grant was not given to this client".into(),
+            ));
+        }
+        if actor.subject != client.client_id {
+            return Err(OAuthError::InvalidRequest(
+                "a first exchange's actor_token must be the authenticated client's own".into(),
+            ));
+        }
+        if !grant.resources.contains(&resource) {
+            return Err(OAuthError::InvalidTarget(format!(
+                "the grant does not cover {resource}"
+            )));
+        }
+    } else {
+        let holder = parent
+            .actors
+            .as_ref()
+            .map(|chain| chain.current().sub.as_str());
+        if holder != Some(client.client_id.as_str()) {
+            return Err(OAuthError::InvalidRequest(
+                "only the current actor of a delegation token may re-delegate it".into(),
+            ));
+        }
+        if actor.subject == client.client_id {
+            return Err(OAuthError::InvalidRequest(
+                "an agent cannot re-delegate to itself".into(),
+            ));
+        }
+    }
+
+    let ttl = state.config.delegation_ttl;
+    let child = attenuate(
+        &parent,
+        DelegationRequest {
+            actor: Actor { sub: actor.subject },
+            audience: resource,
+            constraints: requested,
+            issued_at: now,
+            expires_at: (now + ttl).min(grant.expires_at),
+            token_id: random_token(16),
+        },
+    )
+    .map_err(|e| OAuthError::InvalidScope(e.to_string()))?;
+    Ok(TokenResponse {
+        expires_in: child.expires_at - now,
+        access_token: portcullis_policy::sign(&child, state.keyring.active()),
+        token_type: "Bearer",
+        issued_token_type: Some(ACCESS_TOKEN_TYPE),
+    })
+}
