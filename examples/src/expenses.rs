@@ -96,6 +96,10 @@ struct Ledger {
 /// One HTTP request as it reached the server, before MCP handling.
 #[derive(Debug, Clone)]
 pub struct SeenRequest {
+    /// The HTTP method.
+    pub http_method: String,
+    /// The JSON-RPC method of a POSTed message, when it has one.
+    pub rpc_method: Option<String>,
     /// The bearer token presented, verified or not.
     pub bearer: Option<String>,
     /// `sub` of the verified token.
@@ -177,6 +181,10 @@ impl ExpensesState {
         expense
     }
 
+    fn record_cancelled_report(&self) {
+        self.inner.cancelled_reports.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn delete_all_expenses(&self) -> usize {
         std::mem::take(&mut lock(&self.inner.ledger).expenses).len()
     }
@@ -228,10 +236,38 @@ struct Gate {
     state: ExpensesState,
 }
 
-async fn gate(State(gate): State<Gate>, mut request: Request, next: Next) -> Response {
+/// The JSON-RPC method of the request's body; the body is buffered and put back.
+async fn rpc_method(request: Request) -> Result<(Request, Option<String>), Response> {
+    if request.method() != axum::http::Method::POST {
+        return Ok((request, None));
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, 1024 * 1024)
+        .await
+        .map_err(|_| StatusCode::PAYLOAD_TOO_LARGE.into_response())?;
+    let method = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("method")?.as_str().map(str::to_owned));
+    Ok((
+        Request::from_parts(parts, axum::body::Body::from(bytes)),
+        method,
+    ))
+}
+
+async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Response {
+    let (mut request, rpc) = match rpc_method(request).await {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
     let bearer = bearer_token(request.headers()).map(str::to_owned);
+    let seen = Seen {
+        http_method: request.method().to_string(),
+        rpc_method: rpc,
+        bearer,
+    };
+    let bearer = seen.bearer.clone();
     let Some(auth) = &gate.auth else {
-        gate.state.record_request(SeenRequest::unverified(bearer));
+        gate.state.record_request(SeenRequest::unverified(seen));
         return next.run(request).await;
     };
     let outcome = match &bearer {
@@ -241,7 +277,7 @@ async fn gate(State(gate): State<Gate>, mut request: Request, next: Next) -> Res
     match outcome {
         Ok(token) => {
             gate.state
-                .record_request(SeenRequest::verified(bearer, &token));
+                .record_request(SeenRequest::verified(seen, &token));
             request.extensions_mut().insert(token);
             next.run(request).await
         }
@@ -252,7 +288,7 @@ async fn gate(State(gate): State<Gate>, mut request: Request, next: Next) -> Res
                 %reason,
                 "refused request"
             );
-            gate.state.record_request(SeenRequest::unverified(bearer));
+            gate.state.record_request(SeenRequest::unverified(seen));
             unauthorized()
         }
     }
@@ -284,10 +320,19 @@ fn unauthorized() -> Response {
         .into_response()
 }
 
+/// What is known of a request before its token is checked.
+struct Seen {
+    http_method: String,
+    rpc_method: Option<String>,
+    bearer: Option<String>,
+}
+
 impl SeenRequest {
-    fn unverified(bearer: Option<String>) -> Self {
+    fn unverified(seen: Seen) -> Self {
         Self {
-            bearer,
+            http_method: seen.http_method,
+            rpc_method: seen.rpc_method,
+            bearer: seen.bearer,
             subject: None,
             actors: Vec::new(),
             issuer: None,
@@ -296,10 +341,12 @@ impl SeenRequest {
         }
     }
 
-    fn verified(bearer: Option<String>, token: &VerifiedToken) -> Self {
+    fn verified(seen: Seen, token: &VerifiedToken) -> Self {
         let claims = token.claims();
         Self {
-            bearer,
+            http_method: seen.http_method,
+            rpc_method: seen.rpc_method,
+            bearer: seen.bearer,
             subject: Some(claims.subject.clone()),
             actors: actor_subjects(token),
             issuer: Some(claims.issuer.clone()),
@@ -336,7 +383,8 @@ impl Authenticator {
             http: reqwest::Client::builder()
                 .timeout(JWKS_TIMEOUT)
                 .build()
-                .unwrap_or_default(),
+                // Building only fails when the TLS backend cannot start.
+                .expect("HTTP client for the JWKS"),
             verifier: RwLock::new(None),
             last_fetch: tokio::sync::Mutex::new(None),
         }
@@ -385,7 +433,11 @@ impl Authenticator {
                 self.config.jwks_url
             )
         })?;
-        tracing::info!(url = %self.config.jwks_url, keys = keys.len(), "fetched gateway signing keys");
+        tracing::info!(
+            url = %self.config.jwks_url,
+            keys = keys.len(),
+            "fetched gateway signing keys"
+        );
         *self.verifier.write().await = Some(Verifier::new(self.config.issuer.clone(), keys));
         Ok(())
     }
@@ -510,7 +562,7 @@ impl ExpensesServer {
     }
 
     #[tool(
-        description = "Build a report slowly, sending progress each second when the request has a progress token.",
+        description = "Build a report, one step per second, with progress when asked for.",
         annotations(read_only_hint = true)
     )]
     async fn slow_report(
@@ -525,7 +577,7 @@ impl ExpensesServer {
         for elapsed in 1..=seconds {
             tokio::select! {
                 () = context.ct.cancelled() => {
-                    self.state.inner.cancelled_reports.fetch_add(1, Ordering::Relaxed);
+                    self.state.record_cancelled_report();
                     return format!("report cancelled after {} of {seconds} s", elapsed - 1);
                 }
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -547,6 +599,6 @@ impl ExpensesServer {
 #[tool_handler(
     router = self.tool_router,
     name = "expenses",
-    instructions = "Expense claims for the signed-in user. Every call needs a downstream token from the Portcullis gateway."
+    instructions = "Expense claims, recorded for the user and agents named by the caller's token."
 )]
 impl ServerHandler for ExpensesServer {}

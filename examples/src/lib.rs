@@ -13,4 +13,13 @@
 //!
 //! Nothing here is meant for production: state is in memory and there is no persistence.
 
+pub mod agent;
 pub mod expenses;
+pub mod stack;
+
+/// A high-entropy random secret (for the demo's admin token).
+pub fn random_secret() -> String {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).expect("the OS random source is available");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,1 +1,227 @@
-//! placeholder
+//! The Portcullis gateway: a Pingora reverse proxy that puts a gate in front of MCP servers.
+//!
+//! For every request to `/mcp/{upstream}` it verifies the agent's delegation token offline
+//! (keys from the issuer's JWKS), authorizes each `tools/call` against the token's constraints
+//! before anything is sent upstream, filters `tools/list` results to the tools the token allows,
+//! and replaces the agent's token with a short-lived one of its own for that upstream only.
+//!
+//! [`run`] starts three Pingora services: the proxy ([`proxy::Gateway`]), the admin listener
+//! ([`admin::AdminApp`]) and a background task that refreshes the issuer's keys.
+
+pub mod admin;
+pub mod config;
+pub mod downstream_token;
+pub mod issuer_keys;
+pub mod jsonrpc;
+pub mod jsonrpc_error;
+pub mod metrics;
+pub mod proxy;
+pub mod sse;
+pub mod tools_list;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignalWatch, ShutdownWatch};
+use pingora::services::background::{BackgroundService, background_service};
+use pingora::services::listening::Service;
+
+use crate::config::Config;
+use crate::downstream_token::DownstreamMinter;
+use crate::issuer_keys::IssuerKeys;
+use crate::proxy::{Gateway, GatewayState};
+
+/// How often the issuer's keys are refreshed in the background (rotation picks them up sooner,
+/// on the first token with a new `kid`).
+const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The downstream signing key could not be loaded.
+    #[error(transparent)]
+    SigningKey(#[from] downstream_token::KeyFileError),
+    /// A runtime for the first key fetch could not be built.
+    #[error("starting a runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+}
+
+struct KeyRefresher {
+    keys: Arc<IssuerKeys>,
+}
+
+#[async_trait]
+impl BackgroundService for KeyRefresher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            let wait = if self.keys.is_loaded() {
+                JWKS_REFRESH_INTERVAL
+            } else {
+                // Until the issuer answers once, keep trying: the gateway is not ready.
+                Duration::from_secs(2)
+            };
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            if let Err(e) = self.keys.refresh().await {
+                tracing::warn!("JWKS refresh failed: {e}");
+            }
+        }
+    }
+}
+
+/// Builds the shared state: the issuer's keys (fetched once now; a failure is logged and
+/// retried in the background) and the downstream signer.
+pub fn prepare(config: Config) -> Result<Arc<GatewayState>, StartError> {
+    let keys = Arc::new(IssuerKeys::new(
+        config.issuer.clone(),
+        config.jwks_url.clone(),
+        config.leeway_seconds,
+    ));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match runtime.block_on(keys.refresh()) {
+        Ok(count) => tracing::info!("loaded {count} issuer key(s) from {}", config.jwks_url),
+        Err(e) => tracing::warn!("issuer keys not loaded yet (retrying in the background): {e}"),
+    }
+    if config.signing_key_file.is_none() {
+        tracing::info!(
+            "downstream tokens are signed with a key generated at start; set signing_key_file \
+             when several replicas serve one address"
+        );
+    }
+    let minter = DownstreamMinter::new(
+        config.public_url.clone(),
+        config.downstream_token_ttl_seconds,
+        config.signing_key_file.as_deref(),
+    )?;
+    let jwks_document = Bytes::from(serde_json::to_vec(&minter.jwks()).expect("a JWKS serialises"));
+    Ok(Arc::new(GatewayState {
+        config,
+        keys,
+        minter,
+        jwks_document,
+    }))
+}
+
+/// Runs the gateway until `shutdown` fires (use [`RunArgs::default`]'s Unix signal watcher in a
+/// binary). Blocks the calling thread; it must not be inside a tokio runtime, since Pingora
+/// builds its own.
+pub fn run(state: Arc<GatewayState>, shutdown: Box<dyn ShutdownSignalWatch>) {
+    let config = &state.config;
+    let conf = ServerConf {
+        threads: config.threads,
+        grace_period_seconds: Some(config.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(config.grace_period_seconds),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway::new(state.clone()),
+        "portcullis-proxy",
+    );
+    proxy.add_tcp(&config.listen.to_string());
+
+    let mut admin = Service::new(
+        "portcullis-admin".to_owned(),
+        admin::AdminApp::new(state.keys.clone()),
+    );
+    admin.add_tcp(&config.admin_listen.to_string());
+
+    let refresher = background_service(
+        "portcullis-jwks-refresh",
+        KeyRefresher {
+            keys: state.keys.clone(),
+        },
+    );
+
+    server.add_service(proxy);
+    server.add_service(admin);
+    server.add_service(refresher);
+    tracing::info!(
+        "gateway listening on {} (admin {}), {} upstream(s)",
+        config.listen,
+        config.admin_listen,
+        config.upstreams.len()
+    );
+    server.run(RunArgs {
+        shutdown_signal: shutdown,
+    });
+}
+
+/// A gateway running on a thread of its own, stopped on [`RunningGateway::stop`] or drop.
+#[derive(Debug)]
+pub struct RunningGateway {
+    stop: tokio::sync::watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+struct WatchSignal(tokio::sync::watch::Receiver<bool>);
+
+#[async_trait]
+impl ShutdownSignalWatch for WatchSignal {
+    async fn recv(&self) -> pingora::server::ShutdownSignal {
+        let mut stop = self.0.clone();
+        // A dropped sender also means stop.
+        let _ = stop.wait_for(|stop| *stop).await;
+        pingora::server::ShutdownSignal::FastShutdown
+    }
+}
+
+/// Prepares and runs the gateway on a new thread, for embedding it in another program (the
+/// demo, the end-to-end tests). It returns once the gateway is prepared, which includes a first
+/// fetch of the issuer's keys: inside a tokio runtime, call it through `spawn_blocking` so the
+/// runtime can go on serving (it may be serving that very issuer).
+pub fn spawn(config: Config) -> Result<RunningGateway, StartError> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("portcullis-gateway".into())
+        .spawn(move || match prepare(config) {
+            Ok(state) => {
+                let _ = ready_tx.send(Ok(()));
+                run(state, Box::new(WatchSignal(stopped)));
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+            }
+        })?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(RunningGateway {
+            stop,
+            thread: Some(thread),
+        }),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(StartError::Runtime(std::io::Error::other(
+            "the gateway thread exited while starting",
+        ))),
+    }
+}
+
+impl RunningGateway {
+    /// Stops the gateway and waits for its thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for RunningGateway {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,1 +1,75 @@
-fn main() {}
+//! `portcullis-gateway`: run the gateway, or check a configuration file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pingora::server::RunArgs;
+use portcullis_gateway::config::Config;
+
+/// The Portcullis gateway: a reverse proxy in front of MCP servers that verifies each agent's
+/// delegation token, filters tools/list, authorizes every tools/call before it reaches the
+/// upstream, and never forwards the agent's own token.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis-gateway", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway. SIGTERM drains gracefully (grace_period_seconds), SIGINT stops at once.
+    Run {
+        /// The YAML configuration file.
+        #[arg(short, long, env = "PORTCULLIS_GATEWAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and print what it resolves to; exits non-zero on error.
+    Check {
+        /// The YAML configuration file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,pingora_core=warn,pingora_proxy=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let (Command::Run { config: path } | Command::Check { config: path }) = &cli.command;
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Check { .. } => {
+            println!("{}: ok", path.display());
+            for up in &config.upstreams {
+                println!(
+                    "  /mcp/{} -> {} (resource {}, downstream auth {:?})",
+                    up.name, up.addr, up.resource, up.auth
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Run { .. } => match portcullis_gateway::prepare(config) {
+            Ok(state) => {
+                portcullis_gateway::run(state, RunArgs::default().shutdown_signal);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("portcullis-gateway: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

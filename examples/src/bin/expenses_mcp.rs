@@ -18,7 +18,7 @@ use tracing_subscriber::EnvFilter;
 #[command(name = "expenses-mcp", version)]
 struct Cli {
     /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8001")]
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8001")]
     listen: SocketAddr,
 
     /// Issuer (`iss`) of the gateway's downstream tokens.

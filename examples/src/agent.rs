@@ -1,0 +1,188 @@
+//! What an operator and an agent do against the issuer and the gateway, over plain HTTP: the
+//! calls the demo narrates and the end-to-end tests assert on.
+
+use anyhow::{Context, bail};
+use rmcp::ServiceExt;
+use rmcp::model::ClientConfig;
+use rmcp::service::RunningService;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use serde_json::{Value, json};
+
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+/// An agent's OAuth client credentials.
+#[derive(Debug, Clone)]
+pub struct ClientCredentials {
+    /// `client_id`.
+    pub id: String,
+    /// `client_secret`.
+    pub secret: String,
+}
+
+/// An OAuth error body (RFC 6749 §5.2) with its HTTP status.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{status} {error}: {description}")]
+pub struct OAuthError {
+    /// HTTP status.
+    pub status: u16,
+    /// `error`.
+    pub error: String,
+    /// `error_description`.
+    pub description: String,
+}
+
+/// Talks to the issuer as an operator (admin API) and as agents (token endpoint).
+#[derive(Debug, Clone)]
+pub struct IssuerClient {
+    base: String,
+    admin_token: String,
+    http: reqwest::Client,
+}
+
+impl IssuerClient {
+    /// A client for the issuer at `base`.
+    pub fn new(base: &str, admin_token: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            admin_token: admin_token.to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn admin(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.admin_token)
+            .json(&body)
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        if !status.is_success() {
+            bail!("{path}: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    /// Registers an agent.
+    pub async fn register_agent(&self, id: &str, name: &str) -> anyhow::Result<ClientCredentials> {
+        let body = self
+            .admin("/admin/clients", json!({"client_id": id, "name": name}))
+            .await?;
+        Ok(ClientCredentials {
+            id: id.to_owned(),
+            secret: body["client_secret"]
+                .as_str()
+                .context("no client_secret")?
+                .to_owned(),
+        })
+    }
+
+    /// Records a grant from `user` to `agent`; returns its id.
+    pub async fn grant(
+        &self,
+        user: &str,
+        agent: &str,
+        resource: &str,
+        authorization_details: Value,
+    ) -> anyhow::Result<String> {
+        let body = self
+            .admin(
+                "/admin/grants",
+                json!({"subject": user, "client_id": agent, "resources": [resource],
+                       "authorization_details": authorization_details, "expires_in": 3600}),
+            )
+            .await?;
+        Ok(body["id"].as_str().context("no grant id")?.to_owned())
+    }
+
+    /// The user's token for a grant (the subject of the first exchange).
+    pub async fn subject_token(&self, grant_id: &str) -> anyhow::Result<String> {
+        let body = self
+            .admin(
+                &format!("/admin/grants/{grant_id}/subject-token"),
+                json!({}),
+            )
+            .await?;
+        Ok(body["subject_token"]
+            .as_str()
+            .context("no subject_token")?
+            .to_owned())
+    }
+
+    async fn token(
+        &self,
+        client: &ClientCredentials,
+        form: &[(&str, &str)],
+    ) -> anyhow::Result<Result<String, OAuthError>> {
+        let response = self
+            .http
+            .post(format!("{}/token", self.base))
+            .basic_auth(&client.id, Some(&client.secret))
+            .form(form)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await?;
+        if status == 200 {
+            return Ok(Ok(body["access_token"]
+                .as_str()
+                .context("no access_token")?
+                .to_owned()));
+        }
+        Ok(Err(OAuthError {
+            status,
+            error: body["error"].as_str().unwrap_or_default().to_owned(),
+            description: body["error_description"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        }))
+    }
+
+    /// The agent's own client token (its `actor_token`), by `client_credentials`.
+    pub async fn client_token(&self, client: &ClientCredentials) -> anyhow::Result<String> {
+        Ok(self
+            .token(client, &[("grant_type", "client_credentials")])
+            .await??)
+    }
+
+    /// RFC 8693 exchange made by `client`: `subject_token` on behalf of the agent named by
+    /// `actor_token`, for `resource`, optionally narrowed by `authorization_details`.
+    pub async fn exchange(
+        &self,
+        client: &ClientCredentials,
+        subject_token: &str,
+        actor_token: &str,
+        resource: &str,
+        authorization_details: Option<&Value>,
+    ) -> anyhow::Result<Result<String, OAuthError>> {
+        let details = authorization_details.map(Value::to_string);
+        let mut form = vec![
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token", subject_token),
+            ("subject_token_type", ACCESS_TOKEN),
+            ("actor_token", actor_token),
+            ("actor_token_type", ACCESS_TOKEN),
+            ("resource", resource),
+        ];
+        if let Some(details) = &details {
+            form.push(("authorization_details", details));
+        }
+        self.token(client, &form).await
+    }
+}
+
+/// An MCP session through the gateway, authenticated with a delegation token.
+pub type McpSession = RunningService<rmcp::RoleClient, ClientConfig>;
+
+/// Connects an rmcp client to `url` with `Authorization: Bearer {token}`.
+pub async fn connect(url: &str, token: &str) -> anyhow::Result<McpSession> {
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(token.to_owned()),
+    );
+    Ok(ClientConfig::default().serve(transport).await?)
+}

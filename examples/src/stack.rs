@@ -1,0 +1,172 @@
+//! The whole Portcullis stack in one process: an issuer on SQLite (or PostgreSQL), the expenses
+//! MCP server, and a gateway in front of it, each on its own loopback port.
+//!
+//! The demo and the end-to-end tests both start it, so what the tests prove is what the demo
+//! shows. The three parts talk only over HTTP, as they would across a cluster.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use portcullis_gateway::RunningGateway;
+use portcullis_gateway::config::Config;
+use portcullis_issuer::{Issuer, IssuerConfig, StorageOptions};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::expenses::{self, DownstreamAuth, ExpensesConfig, ExpensesState};
+
+/// Where the issuer keeps its state.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Data directory for SQLite and the development key-encryption secret.
+    pub data_dir: PathBuf,
+    /// A PostgreSQL URL instead of SQLite.
+    pub database_url: Option<String>,
+}
+
+/// A running stack. Dropping it stops everything.
+#[derive(Debug)]
+pub struct Stack {
+    /// The issuer's base URL.
+    pub issuer_url: String,
+    /// The gateway's public base URL.
+    pub gateway_url: String,
+    /// The gateway's admin base URL (`/metrics`, `/readyz`).
+    pub gateway_admin_url: String,
+    /// The expenses server's own MCP endpoint (behind the gateway).
+    pub upstream_url: String,
+    /// The resource agents ask tokens for: the gateway's endpoint for the expenses server.
+    pub resource: String,
+    /// The issuer's admin API token.
+    pub admin_token: String,
+    /// What reached the expenses server.
+    pub expenses: ExpensesState,
+    gateway: Option<RunningGateway>,
+    stop: watch::Sender<bool>,
+}
+
+/// A loopback port nobody is listening on right now (for Pingora, which binds by itself).
+fn free_port() -> anyhow::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?)
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    // A dropped sender also means stop.
+    let _closed = stop.wait_for(|stop| *stop).await;
+}
+
+impl Stack {
+    /// Starts the issuer, the expenses server and the gateway, and waits until the gateway is
+    /// ready (it has the issuer's keys).
+    pub async fn start(options: &StackOptions) -> anyhow::Result<Self> {
+        let (stop, stop_rx) = watch::channel(false);
+
+        let issuer_listener = TcpListener::bind("127.0.0.1:0").await?;
+        let issuer_url = format!("http://{}", issuer_listener.local_addr()?);
+        let admin_token = crate::random_secret();
+        let mut config = IssuerConfig::new(&issuer_url);
+        config.admin_token = Some(admin_token.clone());
+        let storage = StorageOptions {
+            data_dir: options.data_dir.clone(),
+            database_url: options.database_url.clone(),
+            key_encryption_secret: None,
+        };
+        let issuer = Issuer::open(config, &storage)
+            .await
+            .context("starting the issuer")?;
+        tokio::spawn(portcullis_issuer::serve(
+            issuer_listener,
+            issuer.state().clone(),
+            stopped(stop_rx.clone()),
+        ));
+
+        let gateway_addr = free_port()?;
+        let gateway_admin = free_port()?;
+        let gateway_url = format!("http://{gateway_addr}");
+        let resource = format!("{gateway_url}/mcp/expenses");
+
+        let upstream_listener = TcpListener::bind("127.0.0.1:0").await?;
+        let upstream_url = format!("http://{}/mcp", upstream_listener.local_addr()?);
+        let expenses = ExpensesState::default();
+        let upstream_config = ExpensesConfig {
+            auth: Some(DownstreamAuth {
+                issuer: gateway_url.clone(),
+                jwks_url: format!("{gateway_url}/.well-known/jwks.json"),
+                audience: upstream_url.clone(),
+            }),
+        };
+        let upstream_stop = stopped(stop_rx.clone());
+        let upstream_state = expenses.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                result = expenses::serve(upstream_listener, upstream_config, upstream_state) => {
+                    if let Err(e) = result {
+                        tracing::error!("expenses server failed: {e}");
+                    }
+                }
+                () = upstream_stop => {}
+            }
+        });
+
+        let yaml = format!(
+            "listen: {gateway_addr}\nadmin_listen: {gateway_admin}\npublic_url: {gateway_url}\n\
+             threads: 2\ngrace_period_seconds: 0\nissuer: {{url: '{issuer_url}'}}\n\
+             upstreams:\n  - {{name: expenses, url: '{upstream_url}'}}\n"
+        );
+        let config = Config::from_yaml(&yaml).context("gateway configuration")?;
+        // Starting blocks on a first fetch of the issuer's keys, which this runtime serves:
+        // keep its thread free meanwhile.
+        let gateway = tokio::task::spawn_blocking(move || portcullis_gateway::spawn(config))
+            .await?
+            .context("starting the gateway")?;
+        let stack = Stack {
+            issuer_url,
+            gateway_admin_url: format!("http://{gateway_admin}"),
+            gateway_url,
+            upstream_url,
+            resource,
+            admin_token,
+            expenses,
+            gateway: Some(gateway),
+            stop,
+        };
+        stack.wait_ready().await?;
+        Ok(stack)
+    }
+
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let url = format!("{}/readyz", self.gateway_admin_url);
+        let client = reqwest::Client::new();
+        for _ in 0..100 {
+            if let Ok(response) = client.get(&url).send().await
+                && response.status().is_success()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("the gateway did not become ready at {url}")
+    }
+
+    /// Stops every part.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        // Receivers gone means the servers already stopped.
+        let _no_receivers = self.stop.send(true);
+        if let Some(gateway) = self.gateway.take() {
+            gateway.stop();
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

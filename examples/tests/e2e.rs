@@ -1,0 +1,379 @@
+//! End to end with real processes' parts on loopback: the issuer (SQLite), the gateway
+//! (Pingora) and the rmcp expenses server, driven by an rmcp client holding a delegation token.
+//! Every denial is checked at both ends: the agent gets the reason, and the upstream saw
+//! nothing.
+
+use portcullis_examples::agent::{ClientCredentials, IssuerClient, McpSession, connect};
+use portcullis_examples::stack::{Stack, StackOptions};
+use rmcp::ServiceError;
+use rmcp::model::CallToolRequestParams;
+use serde_json::{Value, json};
+
+struct World {
+    stack: Stack,
+    issuer: IssuerClient,
+    agent: ClientCredentials,
+    sub_agent: ClientCredentials,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+fn grant() -> Value {
+    json!([{
+        "type": "mcp_tools",
+        "tools": ["expenses/submit_expense", "expenses/list_expenses"],
+        "limits": [
+            {"tool": "expenses/submit_expense", "pointer": "/amount", "max": 500},
+            {"tool": "expenses/submit_expense", "pointer": "/category", "in": ["travel", "meal"]}
+        ],
+        "max_depth": 1
+    }])
+}
+
+async fn world() -> World {
+    let dir = tempfile::TempDir::new().unwrap();
+    let stack = Stack::start(&StackOptions {
+        data_dir: dir.path().to_owned(),
+        database_url: None,
+    })
+    .await
+    .unwrap();
+    let issuer = IssuerClient::new(&stack.issuer_url, &stack.admin_token);
+    let agent = issuer
+        .register_agent("expense-agent", "Expense agent")
+        .await
+        .unwrap();
+    let sub_agent = issuer
+        .register_agent("receipts-agent", "Receipts agent")
+        .await
+        .unwrap();
+    let grant_id = issuer
+        .grant("alice", "expense-agent", &stack.resource, grant())
+        .await
+        .unwrap();
+    let subject = issuer.subject_token(&grant_id).await.unwrap();
+    let actor = issuer.client_token(&agent).await.unwrap();
+    let token = issuer
+        .exchange(&agent, &subject, &actor, &stack.resource, None)
+        .await
+        .unwrap()
+        .unwrap();
+    World {
+        stack,
+        issuer,
+        agent,
+        sub_agent,
+        token,
+        _dir: dir,
+    }
+}
+
+impl World {
+    async fn session(&self, token: &str) -> McpSession {
+        connect(&self.stack.resource, token).await.unwrap()
+    }
+
+    /// `tools/call` requests that reached the upstream so far (other requests, such as the
+    /// client's GET stream, come and go on their own schedule).
+    fn upstream_requests(&self) -> usize {
+        self.stack
+            .expenses
+            .seen_requests()
+            .iter()
+            .filter(|r| r.rpc_method.as_deref() == Some("tools/call"))
+            .count()
+    }
+}
+
+async fn call(
+    session: &McpSession,
+    tool: &str,
+    arguments: Value,
+) -> Result<String, rmcp::model::ErrorData> {
+    let params = CallToolRequestParams::new(tool.to_owned())
+        .with_arguments(arguments.as_object().unwrap().clone());
+    match session.call_tool(params).await {
+        Ok(result) => Ok(result.content[0].as_text().unwrap().text.clone()),
+        Err(ServiceError::McpError(error)) => Err(error),
+        Err(other) => panic!("transport failure instead of a JSON-RPC answer: {other}"),
+    }
+}
+
+fn assert_denied(error: &rmcp::model::ErrorData, reason: &str) {
+    assert_eq!(error.code.0, -31001, "{error:?}");
+    let data = error.data.as_ref().expect("a denial carries data");
+    assert_eq!(data["reason"], reason, "{error:?}");
+}
+
+#[tokio::test]
+async fn agent_sees_only_the_granted_tools() {
+    let w = world().await;
+    let session = w.session(&w.token).await;
+    let mut names: Vec<String> = session
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["list_expenses", "submit_expense"]);
+    session.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn call_within_limits_reaches_the_upstream_as_the_user_via_the_agent() {
+    let w = world().await;
+    let session = w.session(&w.token).await;
+    let text = call(
+        &session,
+        "submit_expense",
+        json!({"amount": 120, "category": "travel"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        text,
+        "expense #1 recorded: 120 travel for alice via expense-agent"
+    );
+    let expenses = w.stack.expenses.expenses();
+    assert_eq!(expenses.len(), 1);
+    assert_eq!(expenses[0].user, "alice");
+    assert_eq!(expenses[0].actors, ["expense-agent"]);
+
+    // Every request that reached the upstream carried a token the gateway minted for it, and
+    // none carried the agent's own token.
+    let seen = w.stack.expenses.seen_requests();
+    assert!(!seen.is_empty());
+    for request in &seen {
+        assert!(request.verified, "{request:?}");
+        assert_eq!(
+            request.issuer.as_deref(),
+            Some(w.stack.gateway_url.as_str())
+        );
+        assert_eq!(request.audience, [w.stack.upstream_url.clone()]);
+        assert_ne!(request.bearer.as_deref(), Some(w.token.as_str()));
+    }
+    session.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn amount_over_the_limit_is_denied_before_the_upstream() {
+    let w = world().await;
+    let session = w.session(&w.token).await;
+    let before = w.upstream_requests();
+    let error = call(
+        &session,
+        "submit_expense",
+        json!({"amount": 620, "category": "travel"}),
+    )
+    .await
+    .unwrap_err();
+    assert_denied(&error, "limit_max");
+    let data = error.data.unwrap();
+    assert_eq!(data["detail"], "/amount 620 exceeds max 500");
+    assert_eq!(data["pointer"], "/amount");
+    assert_eq!(
+        w.upstream_requests(),
+        before,
+        "the denied call reached the upstream"
+    );
+    assert!(w.stack.expenses.expenses().is_empty());
+    session.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn category_outside_the_grant_is_denied_before_the_upstream() {
+    let w = world().await;
+    let session = w.session(&w.token).await;
+    let before = w.upstream_requests();
+    let error = call(
+        &session,
+        "submit_expense",
+        json!({"amount": 20, "category": "jewelry"}),
+    )
+    .await
+    .unwrap_err();
+    assert_denied(&error, "limit_in");
+    assert_eq!(w.upstream_requests(), before);
+    session.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn hidden_tool_is_denied_and_never_runs() {
+    let w = world().await;
+    let session = w.session(&w.token).await;
+    call(
+        &session,
+        "submit_expense",
+        json!({"amount": 10, "category": "meal"}),
+    )
+    .await
+    .unwrap();
+    let before = w.upstream_requests();
+    let error = call(&session, "delete_all_expenses", json!({}))
+        .await
+        .unwrap_err();
+    assert_denied(&error, "tool_not_granted");
+    assert_eq!(w.upstream_requests(), before);
+    assert_eq!(w.stack.expenses.expenses().len(), 1, "nothing was deleted");
+    session.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn sub_agent_with_a_tighter_limit_is_denied_where_its_parent_is_allowed() {
+    let w = world().await;
+    let sub_actor = w.issuer.client_token(&w.sub_agent).await.unwrap();
+    let tighter = json!([{"type": "mcp_tools", "tools": ["expenses/submit_expense"],
+        "limits": [{"tool": "expenses/submit_expense", "pointer": "/amount", "max": 100}]}]);
+    let sub_token = w
+        .issuer
+        .exchange(
+            &w.agent,
+            &w.token,
+            &sub_actor,
+            &w.stack.resource,
+            Some(&tighter),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+
+    let sub_session = w.session(&sub_token).await;
+    let before = w.upstream_requests();
+    let error = call(
+        &sub_session,
+        "submit_expense",
+        json!({"amount": 300, "category": "meal"}),
+    )
+    .await
+    .unwrap_err();
+    assert_denied(&error, "limit_max");
+    assert_eq!(w.upstream_requests(), before);
+
+    let text = call(
+        &sub_session,
+        "submit_expense",
+        json!({"amount": 90, "category": "meal"}),
+    )
+    .await
+    .unwrap();
+    assert!(
+        text.ends_with("for alice via receipts-agent via expense-agent"),
+        "{text}"
+    );
+
+    let parent_session = w.session(&w.token).await;
+    call(
+        &parent_session,
+        "submit_expense",
+        json!({"amount": 300, "category": "meal"}),
+    )
+    .await
+    .expect("the parent token allows 300");
+    sub_session.cancel().await.unwrap();
+    parent_session.cancel().await.unwrap();
+}
+
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"probe","version":"1"}}}"#;
+
+async fn post(w: &World, authorization: Option<&str>, body: &str) -> (u16, Option<String>, Value) {
+    let mut request = reqwest::Client::new()
+        .post(&w.stack.resource)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_owned());
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, challenge, body)
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_delegation_token_are_refused_with_401() {
+    let w = world().await;
+    let before = w.upstream_requests();
+
+    let (status, challenge, body) = post(&w, None, INITIALIZE).await;
+    assert_eq!(status, 401);
+    assert_eq!(challenge.as_deref(), Some(r#"Bearer realm="portcullis""#));
+    assert_eq!(body["error"]["code"], -31002);
+
+    let (status, challenge, _) = post(&w, Some("Bearer not.a.token"), INITIALIZE).await;
+    assert_eq!(status, 401);
+    assert!(challenge.unwrap().contains(r#"error="invalid_token""#));
+
+    // The agent's own client token and the user's grant token are for the issuer, not for
+    // this resource, and carry no delegation.
+    let client_token = w.issuer.client_token(&w.agent).await.unwrap();
+    let (status, _, body) = post(&w, Some(&format!("Bearer {client_token}")), INITIALIZE).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["data"]["reason"], "wrong_audience");
+
+    assert_eq!(
+        w.upstream_requests(),
+        before,
+        "refused requests reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_reads_two_ways_is_refused_before_the_upstream() {
+    let w = world().await;
+    let session = w.session(&w.token).await;
+    let before = w.upstream_requests();
+    let smuggled = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"list_expenses","name":"delete_all_expenses","arguments":{}}}"#;
+    let (status, _, body) = post(&w, Some(&format!("Bearer {}", w.token)), smuggled).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], -32700);
+    assert_eq!(w.upstream_requests(), before);
+    session.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_with_413() {
+    let w = world().await;
+    let before = w.upstream_requests();
+    let huge = format!(
+        r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"submit_expense","arguments":{{"note":"{}"}}}}}}"#,
+        "x".repeat(70_000)
+    );
+    let (status, _, body) = post(&w, Some(&format!("Bearer {}", w.token)), &huge).await;
+    assert_eq!(status, 413);
+    assert_eq!(body["error"]["code"], -31005);
+    assert_eq!(w.upstream_requests(), before);
+}
+
+#[tokio::test]
+async fn gateway_publishes_the_key_upstreams_verify_with_and_its_metrics() {
+    let w = world().await;
+    let jwks: Value = reqwest::get(format!("{}/.well-known/jwks.json", w.stack.gateway_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"][0]["alg"], "EdDSA");
+    assert!(jwks["keys"][0].get("d").is_none(), "no private material");
+
+    let session = w.session(&w.token).await;
+    let _ = call(&session, "delete_all_expenses", json!({})).await;
+    let metrics = reqwest::get(format!("{}/metrics", w.stack.gateway_admin_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"portcullis_gateway_decisions_total{decision="deny",reason="tool_not_granted",upstream="expenses"}"#),
+        "{metrics}"
+    );
+    session.cancel().await.unwrap();
+}

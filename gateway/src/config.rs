@@ -1,0 +1,459 @@
+//! The gateway's YAML configuration, validated at load into ready-to-use values.
+//!
+//! [`RawConfig`] mirrors the file (unknown fields are errors, so a typo cannot silently drop a
+//! setting); [`Config`] is what the proxy reads, with URLs parsed, addresses resolved and
+//! defaults filled in. Every validation error names the field path, e.g.
+//! `upstreams[1].url: scheme must be http or https`.
+//!
+//! ```yaml
+//! listen: 127.0.0.1:8080          # the MCP proxy port
+//! admin_listen: 127.0.0.1:9090    # /metrics, /healthz, /readyz
+//! public_url: https://gw.example.com
+//! issuer:
+//!   url: https://issuer.example.com
+//! upstreams:
+//!   - name: expenses
+//!     url: http://127.0.0.1:8001/mcp
+//!     downstream_auth: mint       # or: none
+//! ```
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Pingora replays a request body it has buffered for us only up to 64 KiB, so a larger body
+/// could not be judged before it is sent; larger bodies are refused with 413.
+pub const MAX_BODY_LIMIT: usize = 64 * 1024;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML does not match the schema.
+    #[error("{0}")]
+    Syntax(String),
+    /// A field has an unusable value.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The field path.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The configuration file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Proxy listen address.
+    pub listen: String,
+    /// Admin listen address.
+    #[serde(default = "default_admin_listen")]
+    pub admin_listen: String,
+    /// The gateway's public base URL: resources are `{public_url}/mcp/{name}`, and it is the
+    /// `iss` of downstream tokens.
+    pub public_url: String,
+    /// Worker threads for the proxy; default: the number of cores.
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// Largest request body accepted, in bytes (at most 65536).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Allowed clock skew on token times, in seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: i64,
+    /// Lifetime of downstream tokens, in seconds (at most 60).
+    #[serde(default = "default_downstream_ttl")]
+    pub downstream_token_ttl_seconds: i64,
+    /// A file holding the base64url 32-byte Ed25519 seed of the key that signs downstream
+    /// tokens. Replicas behind one address need the same key; without one, a key is generated
+    /// at start.
+    #[serde(default)]
+    pub signing_key_file: Option<PathBuf>,
+    /// Seconds to let in-flight requests finish on SIGTERM.
+    #[serde(default = "default_grace")]
+    pub grace_period_seconds: u64,
+    /// The issuer.
+    pub issuer: RawIssuer,
+    /// The MCP servers behind the gateway.
+    pub upstreams: Vec<RawUpstream>,
+}
+
+/// The issuer's settings as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    /// The issuer's base URL.
+    pub url: String,
+    /// The expected `iss`; default: `url`.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Where its JWKS is; default: `{url}/.well-known/jwks.json`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+}
+
+/// One upstream as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    /// The name in `/mcp/{name}` and in tool patterns `{name}/{tool}`.
+    pub name: String,
+    /// The MCP endpoint, e.g. `http://127.0.0.1:8001/mcp`.
+    pub url: String,
+    /// The resource identifier tokens must carry in `aud`; default `{public_url}/mcp/{name}`.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// The `aud` of downstream tokens; default: `url`.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// How the gateway authenticates to this upstream.
+    #[serde(default)]
+    pub downstream_auth: DownstreamAuth,
+    /// Connect timeout, seconds.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_seconds: u64,
+    /// Longest silence on an upstream response (SSE included), seconds.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_seconds: u64,
+}
+
+/// How the gateway authenticates to an upstream. The agent's own token is never forwarded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DownstreamAuth {
+    /// A token minted per call by the gateway: `aud` = the upstream, same `sub` and `act`.
+    #[default]
+    Mint,
+    /// No credential (the upstream trusts its network position).
+    None,
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:9090".into()
+}
+fn default_max_body() -> usize {
+    MAX_BODY_LIMIT
+}
+fn default_leeway() -> i64 {
+    30
+}
+fn default_downstream_ttl() -> i64 {
+    60
+}
+fn default_grace() -> u64 {
+    10
+}
+fn default_connect_timeout() -> u64 {
+    5
+}
+fn default_idle_timeout() -> u64 {
+    300
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Proxy listen address.
+    pub listen: SocketAddr,
+    /// Admin listen address.
+    pub admin_listen: SocketAddr,
+    /// Public base URL, without a trailing slash.
+    pub public_url: String,
+    /// Proxy worker threads.
+    pub threads: usize,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Clock skew.
+    pub leeway_seconds: i64,
+    /// Downstream token lifetime.
+    pub downstream_token_ttl_seconds: i64,
+    /// Downstream signing key seed file.
+    pub signing_key_file: Option<PathBuf>,
+    /// SIGTERM grace period.
+    pub grace_period_seconds: u64,
+    /// Expected `iss`.
+    pub issuer: String,
+    /// JWKS URL.
+    pub jwks_url: String,
+    /// Upstreams.
+    pub upstreams: Vec<Upstream>,
+}
+
+/// A validated upstream.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Name.
+    pub name: String,
+    /// Resolved address.
+    pub addr: SocketAddr,
+    /// Whether to use TLS.
+    pub tls: bool,
+    /// Host name, for SNI and the `Host` header.
+    pub host: String,
+    /// `Host` header value (`host[:port]`).
+    pub authority: String,
+    /// Path of the MCP endpoint.
+    pub path: String,
+    /// Resource identifier expected in inbound `aud`.
+    pub resource: String,
+    /// `aud` of downstream tokens.
+    pub audience: String,
+    /// Downstream authentication.
+    pub auth: DownstreamAuth,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Idle timeout.
+    pub idle_timeout: Duration,
+}
+
+struct ParsedUrl {
+    tls: bool,
+    host: String,
+    port: u16,
+    authority: String,
+    path: String,
+}
+
+fn parse_url(field: &str, text: &str) -> Result<ParsedUrl, ConfigError> {
+    let (tls, rest) = if let Some(rest) = text.strip_prefix("https://") {
+        (true, rest)
+    } else if let Some(rest) = text.strip_prefix("http://") {
+        (false, rest)
+    } else {
+        return Err(invalid(field, "scheme must be http or https"));
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return Err(invalid(field, "needs a host, and no user info"));
+    }
+    if path.contains(['?', '#']) {
+        return Err(invalid(field, "must not carry a query or fragment"));
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+            let port = port
+                .parse()
+                .map_err(|_| invalid(field, format!("bad port {port:?}")))?;
+            (host.to_owned(), port)
+        }
+        _ => (authority.to_owned(), if tls { 443 } else { 80 }),
+    };
+    Ok(ParsedUrl {
+        tls,
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+        port,
+        authority: authority.to_owned(),
+        path: path.to_owned(),
+    })
+}
+
+fn socket_addr(field: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse()
+        .map_err(|_| invalid(field, format!("{text:?} is not an IP:port address")))
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_yaml(&text)
+    }
+
+    /// Parses and validates YAML text.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig =
+            serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        Self::validate(raw)
+    }
+
+    /// Validates a parsed file.
+    pub fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
+        let public_url = raw.public_url.trim_end_matches('/').to_owned();
+        parse_url("public_url", &public_url)?;
+        if raw.max_body_bytes == 0 || raw.max_body_bytes > MAX_BODY_LIMIT {
+            return Err(invalid(
+                "max_body_bytes",
+                format!("must be between 1 and {MAX_BODY_LIMIT}"),
+            ));
+        }
+        if !(1..=60).contains(&raw.downstream_token_ttl_seconds) {
+            return Err(invalid("downstream_token_ttl_seconds", "must be 1 to 60"));
+        }
+        if !(0..=300).contains(&raw.leeway_seconds) {
+            return Err(invalid("leeway_seconds", "must be 0 to 300"));
+        }
+        let threads = match raw.threads {
+            Some(0) => return Err(invalid("threads", "must be at least 1")),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, usize::from),
+        };
+        let issuer_url = raw.issuer.url.trim_end_matches('/').to_owned();
+        parse_url("issuer.url", &issuer_url)?;
+        let jwks_url = raw
+            .issuer
+            .jwks_url
+            .unwrap_or_else(|| format!("{issuer_url}/.well-known/jwks.json"));
+        parse_url("issuer.jwks_url", &jwks_url)?;
+        if raw.upstreams.is_empty() {
+            return Err(invalid("upstreams", "name at least one upstream"));
+        }
+        let mut upstreams = Vec::with_capacity(raw.upstreams.len());
+        for (i, up) in raw.upstreams.into_iter().enumerate() {
+            let field = |f: &str| format!("upstreams[{i}].{f}");
+            if !valid_name(&up.name) {
+                return Err(invalid(
+                    field("name"),
+                    "use 1-64 characters of [A-Za-z0-9_.-]",
+                ));
+            }
+            if upstreams.iter().any(|u: &Upstream| u.name == up.name) {
+                return Err(invalid(
+                    field("name"),
+                    format!("{:?} is used twice", up.name),
+                ));
+            }
+            let url = parse_url(&field("url"), &up.url)?;
+            let addr = (url.host.as_str(), url.port)
+                .to_socket_addrs()
+                .map_err(|e| invalid(field("url"), format!("cannot resolve {}: {e}", url.host)))?
+                .next()
+                .ok_or_else(|| {
+                    invalid(field("url"), format!("{} resolves to nothing", url.host))
+                })?;
+            if up.connect_timeout_seconds == 0 || up.idle_timeout_seconds == 0 {
+                return Err(invalid(
+                    field("*_timeout_seconds"),
+                    "timeouts must be positive",
+                ));
+            }
+            upstreams.push(Upstream {
+                resource: up
+                    .resource
+                    .unwrap_or_else(|| format!("{public_url}/mcp/{}", up.name)),
+                audience: up.audience.unwrap_or_else(|| up.url.clone()),
+                name: up.name,
+                addr,
+                tls: url.tls,
+                host: url.host,
+                authority: url.authority,
+                path: url.path,
+                auth: up.downstream_auth,
+                connect_timeout: Duration::from_secs(up.connect_timeout_seconds),
+                idle_timeout: Duration::from_secs(up.idle_timeout_seconds),
+            });
+        }
+        Ok(Config {
+            listen: socket_addr("listen", &raw.listen)?,
+            admin_listen: socket_addr("admin_listen", &raw.admin_listen)?,
+            public_url,
+            threads,
+            max_body_bytes: raw.max_body_bytes,
+            leeway_seconds: raw.leeway_seconds,
+            downstream_token_ttl_seconds: raw.downstream_token_ttl_seconds,
+            signing_key_file: raw.signing_key_file,
+            grace_period_seconds: raw.grace_period_seconds,
+            issuer: raw.issuer.issuer.unwrap_or_else(|| issuer_url.clone()),
+            jwks_url,
+            upstreams,
+        })
+    }
+
+    /// The upstream named `name`.
+    pub fn upstream(&self, name: &str) -> Option<&Upstream> {
+        self.upstreams.iter().find(|u| u.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "
+listen: 127.0.0.1:8080
+public_url: https://gw.example.com/
+issuer: {url: 'http://127.0.0.1:9000'}
+upstreams:
+  - {name: expenses, url: 'http://127.0.0.1:8001/mcp'}
+";
+
+    #[test]
+    fn defaults_are_filled_in() {
+        let c = Config::from_yaml(BASE).unwrap();
+        let up = c.upstream("expenses").unwrap();
+        assert_eq!(up.resource, "https://gw.example.com/mcp/expenses");
+        assert_eq!(up.audience, "http://127.0.0.1:8001/mcp");
+        assert_eq!(up.path, "/mcp");
+        assert_eq!(up.authority, "127.0.0.1:8001");
+        assert_eq!(up.auth, DownstreamAuth::Mint);
+        assert_eq!(c.jwks_url, "http://127.0.0.1:9000/.well-known/jwks.json");
+        assert_eq!(c.issuer, "http://127.0.0.1:9000");
+        assert_eq!(c.max_body_bytes, MAX_BODY_LIMIT);
+    }
+
+    #[test]
+    fn unknown_field_is_an_error_not_ignored() {
+        let err = Config::from_yaml(&format!("{BASE}max_body: 10\n")).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `max_body`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field_path() {
+        let yaml = BASE.replace("'http://127.0.0.1:8001/mcp'", "'ftp://x/mcp'");
+        let err = Config::from_yaml(&yaml).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "upstreams[0].url: scheme must be http or https"
+        );
+    }
+
+    #[test]
+    fn body_limit_above_what_can_be_judged_is_refused() {
+        let err = Config::from_yaml(&format!("{BASE}max_body_bytes: 1000000\n")).unwrap_err();
+        assert!(err.to_string().starts_with("max_body_bytes:"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_upstream_names_are_refused() {
+        let yaml = format!("{BASE}  - {{name: expenses, url: 'http://127.0.0.1:8002/mcp'}}\n");
+        let err = Config::from_yaml(&yaml).unwrap_err();
+        assert!(err.to_string().contains("used twice"), "{err}");
+    }
+}

@@ -1,0 +1,97 @@
+//! The token the gateway sends upstream in place of the agent's.
+//!
+//! MCP forbids passing the client's token through. For each call the gateway mints its own:
+//! `iss` = the gateway, `aud` = this upstream only, the same user (`sub`), actor chain (`act`)
+//! and grant (`gid`), and a lifetime of at most 60 seconds that never outlasts the agent's
+//! token. Upstreams verify it with the gateway's JWKS (`/.well-known/jwks.json` on the proxy
+//! port). It carries no constraints: the gateway has already enforced them.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use portcullis_policy::{Claims, JwkSet, SigningKey};
+
+/// Why the signing key could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    /// Unreadable.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Not a base64url 32-byte seed.
+    #[error("{0} must hold a base64url-encoded 32-byte Ed25519 seed")]
+    Format(String),
+}
+
+/// Signs downstream tokens with the gateway's own key.
+#[derive(Debug)]
+pub struct DownstreamMinter {
+    key: SigningKey,
+    issuer: String,
+    ttl: i64,
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).expect("the OS random source is available");
+    bytes
+}
+
+impl DownstreamMinter {
+    /// A minter with a key from `seed_file`, or a fresh one.
+    pub fn new(
+        issuer: String,
+        ttl: i64,
+        seed_file: Option<&std::path::Path>,
+    ) -> Result<Self, KeyFileError> {
+        let seed = match seed_file {
+            Some(path) => {
+                let shown = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Read {
+                    path: shown.clone(),
+                    source,
+                })?;
+                URL_SAFE_NO_PAD
+                    .decode(text.trim())
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or(KeyFileError::Format(shown))?
+            }
+            None => random_bytes(),
+        };
+        // The kid is derived from the public key, so replicas sharing a seed share a kid.
+        let probe = SigningKey::ed25519_from_seed("probe", &seed).expect("static kid is valid");
+        let kid = format!("gw-{}", &probe.public_jwk().x[..16]);
+        let key = SigningKey::ed25519_from_seed(&kid, &seed).expect("derived kid is valid");
+        Ok(Self { key, issuer, ttl })
+    }
+
+    /// The public key set upstreams verify with.
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet {
+            keys: vec![self.key.public_jwk()],
+        }
+    }
+
+    /// A token for `audience` on behalf of the inbound token's user and actors.
+    pub fn mint(&self, inbound: &Claims, audience: &str, now: i64) -> String {
+        let claims = Claims {
+            issuer: self.issuer.clone(),
+            subject: inbound.subject.clone(),
+            audience: vec![audience.to_owned()],
+            expires_at: (now + self.ttl).min(inbound.expires_at),
+            not_before: Some(now),
+            issued_at: now,
+            token_id: URL_SAFE_NO_PAD.encode(random_bytes::<12>()),
+            client_id: inbound.client_id.clone(),
+            scope: None,
+            actors: inbound.actors.clone(),
+            grant_id: inbound.grant_id.clone(),
+            constraints: None,
+        };
+        portcullis_policy::sign(&claims, &self.key)
+    }
+}

@@ -1,0 +1,177 @@
+//! Reading the JSON-RPC message an agent POSTs, once, strictly.
+//!
+//! The body is parsed with [`portcullis_policy::strict_json`], so a message with a duplicate key
+//! at any depth (`{"name":"list_expenses","name":"delete_all_expenses"}`) is refused: the
+//! gateway would judge one reading and the upstream might act on the other. Batches are refused
+//! (they exist only in protocol revision 2025-03-26; later revisions forbid them).
+
+use serde_json::Value;
+
+use crate::jsonrpc_error::GatewayError;
+
+/// A client-to-server message, as far as the gateway needs to understand it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// A request (has an `id`).
+    Request {
+        /// Its id, echoed in errors.
+        id: Value,
+        /// Its method.
+        method: String,
+        /// For `tools/call`: which tool with which arguments.
+        call: Option<ToolCall>,
+    },
+    /// A notification (no `id`).
+    Notification {
+        /// Its method.
+        method: String,
+    },
+    /// A response to a server-initiated request.
+    Response,
+}
+
+/// The part of a `tools/call` the policy judges.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    /// The tool's name at the upstream.
+    pub name: String,
+    /// Its arguments (`Null` when absent).
+    pub arguments: Value,
+}
+
+impl Message {
+    /// The JSON-RPC method, if this is a request or notification.
+    pub fn method(&self) -> Option<&str> {
+        match self {
+            Message::Request { method, .. } | Message::Notification { method } => Some(method),
+            Message::Response => None,
+        }
+    }
+}
+
+/// Parses one JSON-RPC message.
+pub fn parse(body: &[u8]) -> Result<Message, GatewayError> {
+    let value = portcullis_policy::strict_json::from_slice(body)
+        .map_err(|e| GatewayError::Parse(e.to_string()))?;
+    let mut object = match value {
+        Value::Object(object) => object,
+        Value::Array(_) => return Err(GatewayError::BatchUnsupported),
+        _ => {
+            return Err(GatewayError::invalid(
+                Value::Null,
+                "a JSON-RPC message is an object",
+            ));
+        }
+    };
+    let id = object.remove("id");
+    let error_id = id.clone().unwrap_or(Value::Null);
+    let invalid = |reason: &str| GatewayError::invalid(error_id.clone(), reason);
+    if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err(invalid("jsonrpc must be \"2.0\""));
+    }
+    if let Some(id) = &id
+        && !(id.is_string() || id.is_i64() || id.is_u64())
+    {
+        return Err(invalid("id must be a string or an integer"));
+    }
+    let Some(method) = object.remove("method") else {
+        return if id.is_some() && (object.contains_key("result") || object.contains_key("error")) {
+            Ok(Message::Response)
+        } else {
+            Err(invalid("neither a request, a notification nor a response"))
+        };
+    };
+    let Value::String(method) = method else {
+        return Err(invalid("method must be a string"));
+    };
+    let Some(id) = id else {
+        return Ok(Message::Notification { method });
+    };
+    let call = if method == "tools/call" {
+        let mut params = match object.remove("params") {
+            Some(Value::Object(params)) => params,
+            _ => return Err(invalid("tools/call needs params")),
+        };
+        let name = match params.remove("name") {
+            Some(Value::String(name)) => name,
+            _ => return Err(invalid("tools/call needs a string params.name")),
+        };
+        let arguments = params.remove("arguments").unwrap_or(Value::Null);
+        if !(arguments.is_object() || arguments.is_null()) {
+            return Err(invalid("params.arguments must be an object"));
+        }
+        Some(ToolCall { name, arguments })
+    } else {
+        None
+    };
+    Ok(Message::Request { id, method, call })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn tools_call_is_read_with_its_arguments() {
+        let body = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"submit_expense","arguments":{"amount":5}}}"#;
+        assert_eq!(
+            parse(body).unwrap(),
+            Message::Request {
+                id: json!(7),
+                method: "tools/call".into(),
+                call: Some(ToolCall {
+                    name: "submit_expense".into(),
+                    arguments: json!({"amount": 5})
+                })
+            }
+        );
+    }
+
+    #[test]
+    fn duplicate_tool_name_is_refused() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_expenses","name":"delete_all_expenses"}}"#;
+        assert!(matches!(parse(body), Err(GatewayError::Parse(_))));
+    }
+
+    #[test]
+    fn duplicate_argument_is_refused() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"submit_expense","arguments":{"amount":5,"amount":5000}}}"#;
+        assert!(matches!(parse(body), Err(GatewayError::Parse(_))));
+    }
+
+    #[test]
+    fn batch_is_refused() {
+        assert!(matches!(
+            parse(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#),
+            Err(GatewayError::BatchUnsupported)
+        ));
+    }
+
+    #[test]
+    fn arguments_that_are_not_an_object_are_refused() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":[1]}}"#;
+        assert!(matches!(
+            parse(body),
+            Err(GatewayError::InvalidRequest { .. })
+        ));
+    }
+
+    #[test]
+    fn notifications_and_responses_are_told_apart() {
+        let note = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        assert_eq!(
+            parse(note).unwrap().method(),
+            Some("notifications/initialized")
+        );
+        let response = br#"{"jsonrpc":"2.0","id":"s1","result":{}}"#;
+        assert_eq!(parse(response).unwrap(), Message::Response);
+    }
+
+    #[test]
+    fn wrong_version_or_null_id_is_refused() {
+        assert!(parse(br#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#).is_err());
+        assert!(parse(br#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#).is_err());
+    }
+}

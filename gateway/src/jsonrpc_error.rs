@@ -1,0 +1,209 @@
+//! The one place gateway errors become HTTP responses with JSON-RPC error bodies.
+//!
+//! The agent's fault is a 4xx, the upstream's a 502, ours a 500. A policy denial is an HTTP
+//! 200 carrying a JSON-RPC error, because MCP clients hand a JSON-RPC error (with its `data`)
+//! to the model, which can then explain or adjust, while an HTTP error status usually surfaces
+//! only as a transport failure. Gateway-specific codes sit outside the range JSON-RPC and MCP
+//! reserve (−32768…−32000):
+//!
+//! | code | meaning | HTTP |
+//! |---|---|---|
+//! | −31001 | denied by policy (`data.reason`, `data.rule`) | 200 |
+//! | −31002 | missing or invalid token | 401 |
+//! | −31003 | upstream failed | 502 |
+//! | −31004 | no such upstream | 404 |
+//! | −31005 | body too large | 413 |
+//! | −31006 | gateway failure | 500 |
+//! | −32700 | parse error (including duplicate keys) | 400 |
+//! | −32600 | invalid request (including batches) | 400 |
+//!
+//! Denials name the rule that failed and the tool the agent asked for, never the tools it may
+//! not see.
+
+use portcullis_policy::{DenyReason, VerifyError};
+use serde_json::{Value, json};
+
+/// Denied by the token's constraints.
+pub const POLICY_DENIED: i64 = -31001;
+/// Missing or invalid token.
+pub const UNAUTHENTICATED: i64 = -31002;
+/// The upstream failed.
+pub const UPSTREAM_FAILED: i64 = -31003;
+/// Unknown route.
+pub const NOT_FOUND: i64 = -31004;
+/// Request body too large.
+pub const TOO_LARGE: i64 = -31005;
+/// Gateway failure.
+pub const INTERNAL: i64 = -31006;
+
+/// Everything that ends a request at the gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No bearer token.
+    #[error("a bearer token is required")]
+    MissingToken,
+    /// The token failed verification.
+    #[error("invalid token: {0}")]
+    InvalidToken(VerifyError),
+    /// The call is outside the token's authority.
+    #[error("denied: {reason}")]
+    Denied {
+        /// The request id.
+        id: Value,
+        /// The full tool name.
+        tool: String,
+        /// The rule that failed.
+        reason: DenyReason,
+    },
+    /// The body is not JSON, or has duplicate keys.
+    #[error("parse error: {0}")]
+    Parse(String),
+    /// The body is JSON but not a valid message.
+    #[error("invalid request: {reason}")]
+    InvalidRequest {
+        /// The request id, if it could be read.
+        id: Value,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A JSON-RPC batch.
+    #[error("batches are not supported")]
+    BatchUnsupported,
+    /// Body above the limit.
+    #[error("request body larger than {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// A compressed request body, which cannot be judged.
+    #[error("compressed request bodies are not accepted")]
+    Compressed,
+    /// No route.
+    #[error("no MCP endpoint at this path")]
+    NotFound,
+    /// An HTTP method the endpoint does not serve.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The upstream failed.
+    #[error("upstream failed: {0}")]
+    Upstream(String),
+    /// A response could not be filtered, so it was withheld.
+    #[error("the upstream response could not be filtered")]
+    FilterFailed {
+        /// The request id.
+        id: Value,
+    },
+}
+
+impl GatewayError {
+    /// An invalid request with a reason.
+    pub fn invalid(id: Value, reason: &str) -> Self {
+        GatewayError::InvalidRequest {
+            id,
+            reason: reason.to_owned(),
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            GatewayError::MissingToken | GatewayError::InvalidToken(_) => 401,
+            GatewayError::Denied { .. } => 200,
+            GatewayError::Parse(_)
+            | GatewayError::InvalidRequest { .. }
+            | GatewayError::BatchUnsupported => 400,
+            GatewayError::TooLarge { .. } => 413,
+            GatewayError::Compressed => 415,
+            GatewayError::NotFound => 404,
+            GatewayError::MethodNotAllowed => 405,
+            GatewayError::Upstream(_) => 502,
+            GatewayError::FilterFailed { .. } => 500,
+        }
+    }
+
+    /// The JSON-RPC error code.
+    pub fn code(&self) -> i64 {
+        match self {
+            GatewayError::MissingToken | GatewayError::InvalidToken(_) => UNAUTHENTICATED,
+            GatewayError::Denied { .. } => POLICY_DENIED,
+            GatewayError::Parse(_) => -32700,
+            GatewayError::InvalidRequest { .. }
+            | GatewayError::BatchUnsupported
+            | GatewayError::Compressed
+            | GatewayError::MethodNotAllowed => -32600,
+            GatewayError::TooLarge { .. } => TOO_LARGE,
+            GatewayError::NotFound => NOT_FOUND,
+            GatewayError::Upstream(_) => UPSTREAM_FAILED,
+            GatewayError::FilterFailed { .. } => INTERNAL,
+        }
+    }
+
+    /// A short label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            GatewayError::MissingToken => "missing_token",
+            GatewayError::InvalidToken(_) => "invalid_token",
+            GatewayError::Denied { .. } => "denied",
+            GatewayError::Parse(_) => "parse_error",
+            GatewayError::InvalidRequest { .. } => "invalid_request",
+            GatewayError::BatchUnsupported => "batch",
+            GatewayError::TooLarge { .. } => "too_large",
+            GatewayError::Compressed => "compressed",
+            GatewayError::NotFound => "not_found",
+            GatewayError::MethodNotAllowed => "method_not_allowed",
+            GatewayError::Upstream(_) => "upstream_failed",
+            GatewayError::FilterFailed { .. } => "filter_failed",
+        }
+    }
+
+    fn id(&self) -> Value {
+        match self {
+            GatewayError::Denied { id, .. }
+            | GatewayError::InvalidRequest { id, .. }
+            | GatewayError::FilterFailed { id } => id.clone(),
+            _ => Value::Null,
+        }
+    }
+
+    fn data(&self) -> Option<Value> {
+        match self {
+            GatewayError::Denied { tool, reason, .. } => {
+                let mut data =
+                    json!({"reason": reason.code(), "tool": tool, "detail": reason.to_string()});
+                if let Some(pointer) = reason.pointer() {
+                    data["pointer"] = json!(pointer);
+                }
+                Some(data)
+            }
+            GatewayError::InvalidToken(e) => Some(json!({"reason": e.code()})),
+            _ => None,
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge, for 401s (RFC 6750 §3).
+    pub fn challenge(&self) -> Option<String> {
+        match self {
+            GatewayError::MissingToken => Some(r#"Bearer realm="portcullis""#.to_owned()),
+            GatewayError::InvalidToken(e) => Some(format!(
+                r#"Bearer realm="portcullis", error="invalid_token", error_description="{}""#,
+                e.code()
+            )),
+            _ => None,
+        }
+    }
+
+    /// The JSON-RPC error response body.
+    pub fn body(&self) -> Vec<u8> {
+        let message = match self {
+            // Internal detail stays in the log.
+            GatewayError::Upstream(_) => "upstream failed".to_owned(),
+            other => other.to_string(),
+        };
+        let mut error = json!({"code": self.code(), "message": message});
+        if let Some(data) = self.data() {
+            error["data"] = data;
+        }
+        serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": self.id(), "error": error}))
+            .expect("a JSON value serialises")
+    }
+}

@@ -1,0 +1,555 @@
+//! The Pingora proxy: where every MCP request is authenticated, judged and rewritten.
+//!
+//! Per request, in Pingora's phase order:
+//!
+//! 1. [`request_filter`](ProxyHttp::request_filter) routes `/mcp/{upstream}`, verifies the bearer
+//!    token offline, reads and parses the JSON-RPC body once (with a size cap, duplicate keys
+//!    refused), and for `tools/call` runs [`portcullis_policy::authorize`]. A refusal is
+//!    written here and the request ends: nothing reaches the upstream. This has to happen in
+//!    this phase: `request_body_filter` runs only after the upstream connection is made and
+//!    the request headers are sent.
+//! 2. [`upstream_request_filter`](ProxyHttp::upstream_request_filter) rewrites the request for
+//!    the upstream: its path and `Host`, the agent's credentials and cookies removed, and a
+//!    freshly minted downstream token in their place. Pingora replays the body we buffered.
+//! 3. [`response_filter`](ProxyHttp::response_filter) and
+//!    [`response_body_filter`](ProxyHttp::response_body_filter) filter `tools/list` results,
+//!    in JSON bodies (collected, then rewritten) and in SSE streams (rewritten event by event,
+//!    never buffered whole).
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, ErrorType, Result};
+use portcullis_policy::{
+    Action, ActorRule, Decision, Expected, Permit, VerifiedToken, VerifyError, authorize,
+};
+use serde_json::Value;
+
+use crate::config::{Config, DownstreamAuth, Upstream};
+use crate::downstream_token::DownstreamMinter;
+use crate::issuer_keys::IssuerKeys;
+use crate::jsonrpc::{self, Message};
+use crate::jsonrpc_error::GatewayError;
+use crate::sse::SseRewriter;
+use crate::{metrics, tools_list};
+
+/// The largest JSON `tools/list` response collected for filtering.
+const MAX_JSON_RESPONSE: usize = 16 * 1024 * 1024;
+
+/// What the proxy shares across requests.
+#[derive(Debug)]
+pub struct GatewayState {
+    /// Validated configuration.
+    pub config: Config,
+    /// The issuer's keys.
+    pub keys: Arc<IssuerKeys>,
+    /// The downstream token signer.
+    pub minter: DownstreamMinter,
+    /// The gateway's JWKS document, served at `/.well-known/jwks.json`.
+    pub jwks_document: Bytes,
+}
+
+/// The proxy logic.
+#[derive(Debug)]
+pub struct Gateway {
+    state: Arc<GatewayState>,
+}
+
+impl Gateway {
+    /// A proxy over shared state.
+    pub fn new(state: Arc<GatewayState>) -> Self {
+        Self { state }
+    }
+}
+
+/// How the response body is treated.
+#[derive(Debug, Default)]
+enum ResponseMode {
+    /// Streamed through untouched.
+    #[default]
+    Passthrough,
+    /// A JSON `tools/list` result: collected, filtered at the end.
+    Json(Vec<u8>),
+    /// An event stream: `tools/list` results rewritten event by event.
+    Sse(SseRewriter),
+}
+
+/// Per-request state.
+#[derive(Debug)]
+pub struct RequestCtx {
+    upstream: Option<usize>,
+    token: Option<VerifiedToken>,
+    message: Option<Message>,
+    permit: Option<Permit>,
+    response: ResponseMode,
+    outcome: &'static str,
+    started: Instant,
+}
+
+enum Admission {
+    /// Forward to the upstream.
+    Proxy,
+    /// The gateway answered by itself (e.g. its JWKS).
+    Answered,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn header_str<'a>(req: &'a RequestHeader, name: header::HeaderName) -> Option<&'a str> {
+    req.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn bearer(req: &RequestHeader) -> Result<&str, GatewayError> {
+    let mut values = req.headers.get_all(header::AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Err(match req.headers.contains_key(header::AUTHORIZATION) {
+            true => GatewayError::InvalidToken(VerifyError::Malformed),
+            false => GatewayError::MissingToken,
+        });
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| GatewayError::InvalidToken(VerifyError::Malformed))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token),
+        _ => Err(GatewayError::MissingToken),
+    }
+}
+
+async fn write_json(
+    session: &mut Session,
+    status: u16,
+    body: Vec<u8>,
+    extra: &[(header::HeaderName, String)],
+) -> Result<()> {
+    let mut response = ResponseHeader::build(status, Some(4 + extra.len()))?;
+    response.insert_header(header::CONTENT_TYPE, "application/json")?;
+    response.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
+    response.insert_header(header::CACHE_CONTROL, "no-store")?;
+    for (name, value) in extra {
+        response.insert_header(name.clone(), value.as_str())?;
+    }
+    session
+        .write_response_header(Box::new(response), false)
+        .await?;
+    session
+        .write_response_body(Some(Bytes::from(body)), true)
+        .await
+}
+
+async fn send_error(session: &mut Session, error: &GatewayError) -> Result<()> {
+    let challenge: Vec<_> = error
+        .challenge()
+        .map(|c| (header::WWW_AUTHENTICATE, c))
+        .into_iter()
+        .collect();
+    write_json(session, error.status(), error.body(), &challenge).await
+}
+
+impl Gateway {
+    fn upstream(&self, ctx: &RequestCtx) -> Option<&Upstream> {
+        ctx.upstream.map(|i| &self.state.config.upstreams[i])
+    }
+
+    async fn verify(&self, token: &str, audience: &str) -> Result<VerifiedToken, VerifyError> {
+        let expected = Expected {
+            audience,
+            now: now(),
+            actor: ActorRule::Required,
+        };
+        match self.state.keys.verifier().verify(token, &expected) {
+            Err(VerifyError::UnknownKid(_)) if self.state.keys.refresh_for_unknown_kid().await => {
+                self.state.keys.verifier().verify(token, &expected)
+            }
+            other => other,
+        }
+    }
+
+    /// Everything that decides whether a request may go upstream. The outer `Result` is a
+    /// transport failure; the inner one a refusal to answer with a JSON-RPC error.
+    async fn admit(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Result<Admission, GatewayError>> {
+        let req = session.req_header();
+        let path = req.uri.path();
+        if path == "/.well-known/jwks.json" && req.method == http::Method::GET {
+            let body = self.state.jwks_document.to_vec();
+            let cache = [(header::CACHE_CONTROL, "public, max-age=60".to_owned())];
+            write_json(session, 200, body, &cache).await?;
+            ctx.outcome = "jwks";
+            return Ok(Ok(Admission::Answered));
+        }
+        let Some(index) = path.strip_prefix("/mcp/").and_then(|name| {
+            self.state
+                .config
+                .upstreams
+                .iter()
+                .position(|u| u.name == name)
+        }) else {
+            return Ok(Err(GatewayError::NotFound));
+        };
+        ctx.upstream = Some(index);
+        let upstream = &self.state.config.upstreams[index];
+        let method = req.method.clone();
+        if !matches!(
+            method,
+            http::Method::POST | http::Method::GET | http::Method::DELETE
+        ) {
+            return Ok(Err(GatewayError::MethodNotAllowed));
+        }
+        let token = match bearer(req) {
+            Ok(token) => token.to_owned(),
+            Err(e) => return Ok(Err(e)),
+        };
+        let token = match self.verify(&token, &upstream.resource).await {
+            Ok(token) => token,
+            Err(e) => return Ok(Err(GatewayError::InvalidToken(e))),
+        };
+        if method != http::Method::POST {
+            ctx.token = Some(token);
+            return Ok(Ok(Admission::Proxy));
+        }
+
+        let body = match self.read_body(session).await? {
+            Ok(body) => body,
+            Err(e) => return Ok(Err(e)),
+        };
+        let message = match jsonrpc::parse(&body) {
+            Ok(message) => message,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Message::Request {
+            id,
+            call: Some(call),
+            ..
+        } = &message
+        {
+            let tool = format!("{}/{}", upstream.name, call.name);
+            let action = Action {
+                tool: &tool,
+                arguments: &call.arguments,
+                at: now(),
+            };
+            match authorize(&token, &action) {
+                Decision::Permit(permit) => {
+                    metrics::decision(&upstream.name, "allow", "permit");
+                    ctx.permit = Some(permit);
+                }
+                Decision::Deny(reason) => {
+                    metrics::decision(&upstream.name, "deny", reason.code());
+                    let claims = token.claims();
+                    tracing::info!(
+                        upstream = %upstream.name, %tool, sub = %claims.subject,
+                        client_id = %claims.client_id, reason = reason.code(), "denied: {reason}"
+                    );
+                    return Ok(Err(GatewayError::Denied {
+                        id: id.clone(),
+                        tool,
+                        reason,
+                    }));
+                }
+            }
+        }
+        ctx.message = Some(message);
+        ctx.token = Some(token);
+        Ok(Ok(Admission::Proxy))
+    }
+
+    /// Reads the whole request body into Pingora's replay buffer, refusing what cannot be
+    /// judged: bodies above the limit and compressed bodies.
+    async fn read_body(&self, session: &mut Session) -> Result<Result<Vec<u8>, GatewayError>> {
+        let limit = self.state.config.max_body_bytes;
+        let req = session.req_header();
+        if header_str(req, header::CONTENT_ENCODING)
+            .is_some_and(|e| !e.eq_ignore_ascii_case("identity"))
+        {
+            return Ok(Err(GatewayError::Compressed));
+        }
+        let declared =
+            header_str(req, header::CONTENT_LENGTH).and_then(|l| l.parse::<usize>().ok());
+        if declared.is_some_and(|l| l > limit) {
+            return Ok(Err(GatewayError::TooLarge { limit }));
+        }
+        session.enable_retry_buffering();
+        let mut body = Vec::with_capacity(declared.unwrap_or(1024));
+        while let Some(chunk) = session.read_request_body().await? {
+            body.extend_from_slice(&chunk);
+            if body.len() > limit {
+                return Ok(Err(GatewayError::TooLarge { limit }));
+            }
+        }
+        Ok(Ok(body))
+    }
+
+    fn is_tools_list(ctx: &RequestCtx) -> bool {
+        ctx.message.as_ref().and_then(Message::method) == Some("tools/list")
+    }
+}
+
+/// Rewrites one message's tools list for this request's token and upstream; on a message that
+/// cannot be read with certainty, a JSON-RPC error replaces it (fail closed).
+fn filter_message(message: &str, upstream: &str, token: Option<&VerifiedToken>) -> Option<String> {
+    let constraints = token.and_then(|t| t.claims().constraints.as_ref());
+    let mut hidden = 0usize;
+    let result = tools_list::filter(message, |name| {
+        let visible = constraints.is_some_and(|c| c.allows_tool(&format!("{upstream}/{name}")));
+        hidden += usize::from(!visible);
+        visible
+    });
+    match result {
+        Ok(filtered) => {
+            if hidden > 0 {
+                metrics::tools_hidden(upstream, hidden);
+            }
+            filtered
+        }
+        Err(e) => {
+            tracing::warn!(upstream, "withholding a tools/list result: {e}");
+            Some(
+                String::from_utf8(GatewayError::FilterFailed { id: Value::Null }.body())
+                    .expect("JSON is UTF-8"),
+            )
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            upstream: None,
+            token: None,
+            message: None,
+            permit: None,
+            response: ResponseMode::Passthrough,
+            outcome: "proxied",
+            started: Instant::now(),
+        }
+    }
+
+    /// Runs once the request header is read. `Ok(true)` means we answered (a refusal or a
+    /// gateway endpoint) and the request ends here; `Ok(false)` sends it upstream.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        match self.admit(session, ctx).await? {
+            Ok(Admission::Proxy) => Ok(false),
+            Ok(Admission::Answered) => Ok(true),
+            Err(error) => {
+                ctx.outcome = error.label();
+                send_error(session, &error).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Chooses the upstream connection; runs after `request_filter` let the request through.
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let upstream = self
+            .upstream(ctx)
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream chosen"))?;
+        let mut peer = HttpPeer::new(upstream.addr, upstream.tls, upstream.host.clone());
+        peer.options.connection_timeout = Some(upstream.connect_timeout);
+        peer.options.total_connection_timeout = Some(upstream.connect_timeout * 2);
+        peer.options.read_timeout = Some(upstream.idle_timeout);
+        Ok(Box::new(peer))
+    }
+
+    /// Rewrites the request header for the upstream, just before it is sent. The agent's
+    /// credentials never leave the gateway.
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let upstream = self
+            .upstream(ctx)
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream chosen"))?;
+        let is_call = matches!(&ctx.message, Some(Message::Request { call: Some(_), .. }));
+        if is_call && ctx.permit.is_none() {
+            // Unreachable by construction; refuse rather than forward an unjudged call.
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "tools/call without a permit",
+            ));
+        }
+        let uri = match request.uri.query() {
+            Some(query) => format!("{}?{query}", upstream.path),
+            None => upstream.path.clone(),
+        };
+        request.set_uri(
+            uri.parse()
+                .map_err(|e| Error::because(ErrorType::InternalError, "upstream uri", e))?,
+        );
+        request.insert_header(header::HOST, upstream.authority.as_str())?;
+        for name in [
+            header::AUTHORIZATION,
+            header::PROXY_AUTHORIZATION,
+            header::COOKIE,
+            header::ORIGIN,
+            // Responses may be rewritten, so they must arrive uncompressed.
+            header::ACCEPT_ENCODING,
+        ] {
+            request.remove_header(&name);
+        }
+        request.remove_header("dpop");
+        if upstream.auth == DownstreamAuth::Mint {
+            let token = ctx
+                .token
+                .as_ref()
+                .ok_or_else(|| Error::explain(ErrorType::InternalError, "no verified token"))?;
+            let minted = self
+                .state
+                .minter
+                .mint(token.claims(), &upstream.audience, now());
+            request.insert_header(header::AUTHORIZATION, format!("Bearer {minted}"))?;
+        }
+        Ok(())
+    }
+
+    /// Adjusts the response header before it goes downstream, and picks how the body will be
+    /// treated: event streams and JSON `tools/list` results are rewritten, so their length
+    /// changes and they are sent chunked.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        response.remove_header(&header::SET_COOKIE);
+        response.remove_header(&header::WWW_AUTHENTICATE);
+        let content_type = response
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if content_type.starts_with("text/event-stream") {
+            // Every event stream is inspected, not just tools/list responses: a stream resumed
+            // with Last-Event-ID may replay a list that was requested earlier.
+            ctx.response = ResponseMode::Sse(SseRewriter::default());
+            response.insert_header("x-accel-buffering", "no")?;
+        } else if content_type.starts_with("application/json") && Self::is_tools_list(ctx) {
+            ctx.response = ResponseMode::Json(Vec::new());
+        } else {
+            return Ok(());
+        }
+        response.remove_header(&header::CONTENT_LENGTH);
+        response.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+        Ok(())
+    }
+
+    /// Runs for each chunk of the response body (synchronously, as bytes arrive).
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        let upstream = self.upstream(ctx).map_or("", |u| u.name.as_str());
+        let token = ctx.token.as_ref();
+        match &mut ctx.response {
+            ResponseMode::Passthrough => {}
+            ResponseMode::Json(buffer) => {
+                if let Some(chunk) = body.take() {
+                    buffer.extend_from_slice(&chunk);
+                    if buffer.len() > MAX_JSON_RESPONSE {
+                        return Err(Error::explain(
+                            ErrorType::InternalError,
+                            "tools/list response too large to filter",
+                        ));
+                    }
+                }
+                if end_of_stream {
+                    let message = String::from_utf8_lossy(buffer);
+                    let out = filter_message(&message, upstream, token)
+                        .unwrap_or_else(|| message.into_owned());
+                    *body = Some(Bytes::from(out));
+                }
+            }
+            ResponseMode::Sse(rewriter) => {
+                if let Some(chunk) = body.take() {
+                    let out = rewriter
+                        .feed(&chunk, |data| filter_message(data, upstream, token))
+                        .map_err(|e| Error::because(ErrorType::InternalError, "SSE framing", e))?;
+                    if !out.is_empty() {
+                        *body = Some(Bytes::from(out));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Answers when the upstream could not be reached or failed mid-request.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        ctx.outcome = "upstream_failed";
+        if code > 0 {
+            let error = GatewayError::Upstream(e.to_string());
+            let body = if code == 502 {
+                error.body()
+            } else {
+                Vec::new()
+            };
+            if let Err(write) = write_json(session, code, body, &[]).await {
+                tracing::debug!("could not send the error response: {write}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            // Default to no reuse, which is safest.
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// A client closing an SSE stream is routine, not an error worth a log line.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+        error.esource() == &ErrorSource::Downstream
+    }
+
+    /// Runs last, once per request, whatever happened.
+    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let upstream = self.upstream(ctx).map_or("none", |u| u.name.as_str());
+        let method = metrics::method_label(ctx.message.as_ref().and_then(Message::method));
+        metrics::request_finished(
+            upstream,
+            method,
+            ctx.outcome,
+            ctx.started.elapsed().as_secs_f64(),
+        );
+    }
+}

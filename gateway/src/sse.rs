@@ -1,0 +1,193 @@
+//! Cutting a `text/event-stream` into events as bytes arrive, rewriting only the events that
+//! need it.
+//!
+//! The stream is never buffered whole: bytes up to the last complete event go out at once and
+//! only an incomplete tail is carried to the next chunk. Events the caller does not rewrite
+//! pass through byte for byte. Events end at a blank line, with any of the line endings the
+//! SSE format allows (`\n`, `\r\n`, `\r`).
+
+/// The largest incomplete event held while waiting for its end.
+pub const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
+
+/// The event stream exceeded [`MAX_EVENT_BYTES`] without ending an event.
+#[derive(Debug, thiserror::Error)]
+#[error("an SSE event grew beyond {MAX_EVENT_BYTES} bytes")]
+pub struct EventTooLarge;
+
+/// Incremental SSE framing state for one response.
+#[derive(Debug, Default)]
+pub struct SseRewriter {
+    carry: Vec<u8>,
+}
+
+impl SseRewriter {
+    /// Feeds one chunk. `rewrite` gets each complete event's data (its `data:` lines joined by
+    /// `\n`) and returns `Some(new data)` to replace it. Returns the bytes to send on.
+    pub fn feed(
+        &mut self,
+        chunk: &[u8],
+        mut rewrite: impl FnMut(&str) -> Option<String>,
+    ) -> Result<Vec<u8>, EventTooLarge> {
+        self.carry.extend_from_slice(chunk);
+        let mut out = Vec::with_capacity(self.carry.len());
+        let mut start = 0;
+        while let Some(end) = event_end(&self.carry[start..]) {
+            let event = &self.carry[start..start + end];
+            match data_of(event).and_then(|data| rewrite(&data)) {
+                Some(data) => write_event(event, &data, &mut out),
+                None => out.extend_from_slice(event),
+            }
+            start += end;
+        }
+        self.carry.drain(..start);
+        if self.carry.len() > MAX_EVENT_BYTES {
+            return Err(EventTooLarge);
+        }
+        Ok(out)
+    }
+
+    /// Whether an incomplete event is pending (at end of stream it is dropped, as an SSE
+    /// client would drop it).
+    pub fn has_pending(&self) -> bool {
+        !self.carry.is_empty()
+    }
+}
+
+/// The length of the first complete event in `buf` (through its blank line), if any.
+fn event_end(buf: &[u8]) -> Option<usize> {
+    let mut line_start = 0;
+    let mut i = 0;
+    while i < buf.len() {
+        let terminator = match buf[i] {
+            b'\n' => 1,
+            b'\r' if i + 1 < buf.len() => {
+                if buf[i + 1] == b'\n' {
+                    2
+                } else {
+                    1
+                }
+            }
+            // A lone '\r' at the end may be the first half of "\r\n".
+            b'\r' => return None,
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        if i == line_start {
+            return Some(i + terminator);
+        }
+        i += terminator;
+        line_start = i;
+    }
+    None
+}
+
+fn lines(event: &[u8]) -> impl Iterator<Item = &[u8]> {
+    event
+        .split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .flat_map(|l| l.split(|b| *b == b'\r'))
+        .filter(|l| !l.is_empty())
+}
+
+fn data_of(event: &[u8]) -> Option<String> {
+    let mut data: Option<String> = None;
+    for line in lines(event) {
+        let Some(value) = line.strip_prefix(b"data") else {
+            continue;
+        };
+        let value = match value {
+            [] => &[][..],
+            [b':', b' ', rest @ ..] => rest,
+            [b':', rest @ ..] => rest,
+            _ => continue, // a field named e.g. "database", not "data"
+        };
+        let value = std::str::from_utf8(value).ok()?;
+        match &mut data {
+            Some(d) => {
+                d.push('\n');
+                d.push_str(value);
+            }
+            None => data = Some(value.to_owned()),
+        }
+    }
+    data
+}
+
+fn write_event(original: &[u8], data: &str, out: &mut Vec<u8>) {
+    for line in lines(original) {
+        let is_data = line.starts_with(b"data:") || line == b"data";
+        if !is_data {
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+    }
+    for line in data.split('\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upper(data: &str) -> Option<String> {
+        data.contains("tools").then(|| data.to_uppercase())
+    }
+
+    #[test]
+    fn events_not_rewritten_pass_through_byte_for_byte() {
+        let mut sse = SseRewriter::default();
+        let input = b"id: 1\r\ndata: {\"a\":1}\r\n\r\n: keep-alive\n\nid: 2\ndata:\n\n";
+        assert_eq!(sse.feed(input, upper).unwrap(), input.to_vec());
+        assert!(!sse.has_pending());
+    }
+
+    #[test]
+    fn an_event_split_across_chunks_is_rewritten_once_complete() {
+        let mut sse = SseRewriter::default();
+        let first = sse
+            .feed(b"id: 7\nevent: message\ndata: {\"to", upper)
+            .unwrap();
+        assert!(first.is_empty());
+        assert!(sse.has_pending());
+        let second = sse.feed(b"ols\":[]}\n\nid: 8\n", upper).unwrap();
+        assert_eq!(
+            second,
+            b"id: 7\nevent: message\ndata: {\"TOOLS\":[]}\n\n".to_vec()
+        );
+        assert!(sse.has_pending());
+    }
+
+    #[test]
+    fn a_crlf_split_between_chunks_is_not_taken_for_two_line_ends() {
+        let mut sse = SseRewriter::default();
+        assert!(sse.feed(b"data: x\r", upper).unwrap().is_empty());
+        assert!(sse.feed(b"\n", upper).unwrap().is_empty());
+        assert_eq!(
+            sse.feed(b"\r\n", upper).unwrap(),
+            b"data: x\r\n\r\n".to_vec()
+        );
+    }
+
+    #[test]
+    fn multi_line_data_is_joined_before_rewriting() {
+        let mut sse = SseRewriter::default();
+        let out = sse.feed(b"data: {\"tools\":\ndata: []}\n\n", |d| {
+            assert_eq!(d, "{\"tools\":\n[]}");
+            Some("{}".into())
+        });
+        assert_eq!(out.unwrap(), b"data: {}\n\n".to_vec());
+    }
+
+    #[test]
+    fn an_endless_event_is_refused() {
+        let mut sse = SseRewriter::default();
+        let big = vec![b'x'; MAX_EVENT_BYTES + 1];
+        assert!(sse.feed(&big, upper).is_err());
+    }
+}

@@ -1,0 +1,176 @@
+//! Filtering `tools/list` results down to the tools a token allows.
+//!
+//! Only the `tools` array is touched: every other member of the message and every kept tool
+//! object are copied byte for byte (`RawValue`), so schemas, annotations and `_meta` reach the
+//! client exactly as the upstream wrote them, and parsing costs only what the decision needs
+//! (each tool's `name`). The filter fails closed: a message it cannot read with certainty
+//! (duplicate keys, a tool without a string name) is not passed on.
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// A message that looked like a tools list but could not be read with certainty.
+#[derive(Debug, thiserror::Error)]
+#[error("unfilterable tools/list result: {0}")]
+pub struct FilterError(String);
+
+/// A JSON object whose member values are kept as raw text, in order, refusing duplicate keys.
+struct RawObject<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for RawObject<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawObject<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members: Vec<(String, &'de RawValue)> = Vec::new();
+                while let Some((key, value)) = map.next_entry::<String, &'de RawValue>()? {
+                    if members.iter().any(|(k, _)| *k == key) {
+                        return Err(serde::de::Error::custom(format!("duplicate key {key:?}")));
+                    }
+                    members.push((key, value));
+                }
+                Ok(RawObject(members))
+            }
+        }
+        deserializer.deserialize_map(V)
+    }
+}
+
+impl Serialize for RawObject<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'a> RawObject<'a> {
+    fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+}
+
+#[derive(Deserialize)]
+struct ToolName {
+    name: String,
+}
+
+fn read<'a, T: Deserialize<'a>>(raw: &'a str, what: &str) -> Result<T, FilterError> {
+    serde_json::from_str(raw).map_err(|e| FilterError(format!("{what}: {e}")))
+}
+
+/// If `message` is a JSON-RPC result with a `tools` array, returns it with only the tools for
+/// which `visible(name)` holds; otherwise `Ok(None)` (nothing to filter).
+pub fn filter(
+    message: &str,
+    mut visible: impl FnMut(&str) -> bool,
+) -> Result<Option<String>, FilterError> {
+    // Most messages on a stream are not tool lists; skip them without parsing.
+    if !message.contains("\"tools\"") {
+        return Ok(None);
+    }
+    let mut top: RawObject<'_> = read(message, "message")?;
+    let Some(result) = top.get("result") else {
+        return Ok(None);
+    };
+    if !result.get().trim_start().starts_with('{') {
+        return Ok(None);
+    }
+    let mut result: RawObject<'_> = read(result.get(), "result")?;
+    let Some(tools) = result.get("tools") else {
+        return Ok(None);
+    };
+    let tools: Vec<&RawValue> = read(tools.get(), "result.tools")?;
+    let mut kept = Vec::with_capacity(tools.len());
+    for tool in tools {
+        let ToolName { name } = read(tool.get(), "a tool")?;
+        if visible(&name) {
+            kept.push(tool);
+        }
+    }
+    let kept = serde_json::value::to_raw_value(&kept).map_err(|e| FilterError(e.to_string()))?;
+    for (key, value) in &mut result.0 {
+        if key == "tools" {
+            *value = &kept;
+        }
+    }
+    let result =
+        serde_json::value::to_raw_value(&result).map_err(|e| FilterError(e.to_string()))?;
+    for (key, value) in &mut top.0 {
+        if key == "result" {
+            *value = &result;
+        }
+    }
+    serde_json::to_string(&top)
+        .map(Some)
+        .map_err(|e| FilterError(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIST: &str = r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"submit_expense","inputSchema":{"type":"object","properties":{"amount":{"type":"number"}}}},{"name":"delete_all_expenses","inputSchema":{"type":"object"}},{"name":"list_expenses","description":"List \u00e9","inputSchema":{"type":"object"}}],"nextCursor":"abc"}}"#;
+
+    fn granted(name: &str) -> bool {
+        name != "delete_all_expenses"
+    }
+
+    #[test]
+    fn hidden_tools_are_removed_and_everything_else_kept_verbatim() {
+        let out = filter(LIST, granted).unwrap().unwrap();
+        assert_eq!(
+            out,
+            r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"submit_expense","inputSchema":{"type":"object","properties":{"amount":{"type":"number"}}}},{"name":"list_expenses","description":"List \u00e9","inputSchema":{"type":"object"}}],"nextCursor":"abc"}}"#
+        );
+    }
+
+    #[test]
+    fn a_page_filtered_to_empty_keeps_its_cursor() {
+        let out = filter(LIST, |_| false).unwrap().unwrap();
+        assert!(out.contains(r#""tools":[],"nextCursor":"abc""#), "{out}");
+    }
+
+    #[test]
+    fn messages_without_a_tools_result_are_left_alone() {
+        assert!(
+            filter(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#, granted)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            filter(
+                r#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"\"tools\""}}"#,
+                granted
+            )
+            .unwrap()
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn a_tool_with_a_duplicate_name_key_is_not_passed_on() {
+        let sneaky = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"list_expenses","name":"delete_all_expenses"}]}}"#;
+        assert!(filter(sneaky, granted).is_err());
+    }
+
+    #[test]
+    fn a_result_with_two_tools_arrays_is_not_passed_on() {
+        let sneaky = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[],"tools":[{"name":"delete_all_expenses"}]}}"#;
+        assert!(filter(sneaky, granted).is_err());
+    }
+
+    #[test]
+    fn a_tool_without_a_name_is_not_passed_on() {
+        let odd = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"title":"x"}]}}"#;
+        assert!(filter(odd, granted).is_err());
+    }
+}
