@@ -151,7 +151,10 @@ async fn call_within_limits_reaches_the_upstream_as_the_user_via_the_agent() {
             request.issuer.as_deref(),
             Some(w.stack.gateway_url.as_str())
         );
-        assert_eq!(request.audience, [w.stack.upstream_url.clone()]);
+        assert_eq!(
+            request.audience,
+            std::slice::from_ref(&w.stack.upstream_url)
+        );
         assert_ne!(request.bearer.as_deref(), Some(w.token.as_str()));
     }
     session.cancel().await.unwrap();

@@ -46,15 +46,8 @@ pub enum GatewayError {
     #[error("invalid token: {0}")]
     InvalidToken(VerifyError),
     /// The call is outside the token's authority.
-    #[error("denied: {reason}")]
-    Denied {
-        /// The request id.
-        id: Value,
-        /// The full tool name.
-        tool: String,
-        /// The rule that failed.
-        reason: DenyReason,
-    },
+    #[error("denied by policy: {}", .0.reason)]
+    Denied(Box<Denial>),
     /// The body is not JSON, or has duplicate keys.
     #[error("parse error: {0}")]
     Parse(String),
@@ -95,7 +88,23 @@ pub enum GatewayError {
     },
 }
 
+/// A refused `tools/call`: which request, which tool, which rule.
+#[derive(Debug)]
+pub struct Denial {
+    /// The request id.
+    pub id: Value,
+    /// The full tool name, `upstream/tool`.
+    pub tool: String,
+    /// The rule that failed.
+    pub reason: DenyReason,
+}
+
 impl GatewayError {
+    /// A denial of a `tools/call`.
+    pub fn denied(id: Value, tool: String, reason: DenyReason) -> Self {
+        GatewayError::Denied(Box::new(Denial { id, tool, reason }))
+    }
+
     /// An invalid request with a reason.
     pub fn invalid(id: Value, reason: &str) -> Self {
         GatewayError::InvalidRequest {
@@ -108,7 +117,7 @@ impl GatewayError {
     pub fn status(&self) -> u16 {
         match self {
             GatewayError::MissingToken | GatewayError::InvalidToken(_) => 401,
-            GatewayError::Denied { .. } => 200,
+            GatewayError::Denied(_) => 200,
             GatewayError::Parse(_)
             | GatewayError::InvalidRequest { .. }
             | GatewayError::BatchUnsupported => 400,
@@ -125,7 +134,7 @@ impl GatewayError {
     pub fn code(&self) -> i64 {
         match self {
             GatewayError::MissingToken | GatewayError::InvalidToken(_) => UNAUTHENTICATED,
-            GatewayError::Denied { .. } => POLICY_DENIED,
+            GatewayError::Denied(_) => POLICY_DENIED,
             GatewayError::Parse(_) => -32700,
             GatewayError::InvalidRequest { .. }
             | GatewayError::BatchUnsupported
@@ -143,7 +152,7 @@ impl GatewayError {
         match self {
             GatewayError::MissingToken => "missing_token",
             GatewayError::InvalidToken(_) => "invalid_token",
-            GatewayError::Denied { .. } => "denied",
+            GatewayError::Denied(_) => "denied",
             GatewayError::Parse(_) => "parse_error",
             GatewayError::InvalidRequest { .. } => "invalid_request",
             GatewayError::BatchUnsupported => "batch",
@@ -158,16 +167,18 @@ impl GatewayError {
 
     fn id(&self) -> Value {
         match self {
-            GatewayError::Denied { id, .. }
-            | GatewayError::InvalidRequest { id, .. }
-            | GatewayError::FilterFailed { id } => id.clone(),
+            GatewayError::Denied(denial) => denial.id.clone(),
+            GatewayError::InvalidRequest { id, .. } | GatewayError::FilterFailed { id } => {
+                id.clone()
+            }
             _ => Value::Null,
         }
     }
 
     fn data(&self) -> Option<Value> {
         match self {
-            GatewayError::Denied { tool, reason, .. } => {
+            GatewayError::Denied(denial) => {
+                let Denial { tool, reason, .. } = &**denial;
                 let mut data =
                     json!({"reason": reason.code(), "tool": tool, "detail": reason.to_string()});
                 if let Some(pointer) = reason.pointer() {

@@ -105,7 +105,7 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-fn header_str<'a>(req: &'a RequestHeader, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(req: &RequestHeader, name: header::HeaderName) -> Option<&str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -254,11 +254,7 @@ impl Gateway {
                         upstream = %upstream.name, %tool, sub = %claims.subject,
                         client_id = %claims.client_id, reason = reason.code(), "denied: {reason}"
                     );
-                    return Ok(Err(GatewayError::Denied {
-                        id: id.clone(),
-                        tool,
-                        reason,
-                    }));
+                    return Ok(Err(GatewayError::denied(id.clone(), tool, reason)));
                 }
             }
         }

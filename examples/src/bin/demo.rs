@@ -1,1 +1,277 @@
-fn main() {}
+//! `portcullis-demo`: the whole stack on this machine, and an agent that tries its luck.
+//!
+//! Run it with `./scripts/demo.sh` (or `cargo run -p portcullis-examples --bin portcullis-demo`).
+//! It starts the issuer (SQLite in `.portcullis-demo/`), the expenses MCP server and the gateway
+//! on loopback ports, then narrates: a user grants an agent bounded authority, the agent
+//! exchanges it for a delegation token, and calls tools through the gateway — some allowed,
+//! some denied, with the reasons. `--keep-running` leaves the stack up afterwards, with a token
+//! to try other MCP clients against it.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use portcullis_examples::agent::{IssuerClient, McpSession, connect};
+use portcullis_examples::stack::{Stack, StackOptions};
+use rmcp::ServiceError;
+use rmcp::model::CallToolRequestParams;
+use serde_json::{Value, json};
+
+/// Run the Portcullis stack (issuer, gateway, an example MCP server) and narrate an agent's
+/// allowed and denied tool calls.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis-demo", version, about)]
+struct Cli {
+    /// Where the issuer keeps its SQLite database and development key-encryption secret.
+    #[arg(long, default_value = ".portcullis-demo")]
+    data_dir: PathBuf,
+    /// Use this PostgreSQL URL instead of SQLite.
+    #[arg(long, env = "PORTCULLIS_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Keep the stack running after the narration, until Ctrl-C.
+    #[arg(long)]
+    keep_running: bool,
+}
+
+fn step(n: u32, text: &str) {
+    println!("\n{n}. {text}");
+}
+
+fn decode(token: &str) -> Value {
+    use base64::Engine;
+    token
+        .split('.')
+        .nth(1)
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null)
+}
+
+async fn try_call(session: &McpSession, tool: &str, arguments: Value) -> anyhow::Result<()> {
+    print!("   {tool} {arguments} -> ");
+    let params = CallToolRequestParams::new(tool.to_owned())
+        .with_arguments(arguments.as_object().cloned().unwrap_or_default());
+    match session.call_tool(params).await {
+        Ok(result) => {
+            let text = result
+                .content
+                .first()
+                .and_then(|c| c.as_text())
+                .map_or_else(String::new, |t| t.text.clone());
+            println!("ALLOWED: {text}");
+        }
+        Err(ServiceError::McpError(error)) => {
+            let reason = error
+                .data
+                .as_ref()
+                .and_then(|d| d.get("reason"))
+                .and_then(Value::as_str)
+                .unwrap_or("?");
+            println!("DENIED by the gateway [{reason}]: {}", error.message);
+        }
+        Err(other) => return Err(other).context("calling through the gateway"),
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,portcullis_issuer=error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let stack = Stack::start(&StackOptions {
+        data_dir: cli.data_dir.clone(),
+        database_url: cli.database_url.clone(),
+    })
+    .await?;
+    println!("Portcullis demo: the whole stack on loopback");
+    println!(
+        "   issuer       {}  (storage: {})",
+        stack.issuer_url,
+        match &cli.database_url {
+            Some(_) => "PostgreSQL".to_owned(),
+            None => format!("SQLite in {}", cli.data_dir.display()),
+        }
+    );
+    println!(
+        "   MCP server   {}  (expenses: submit_expense, list_expenses, delete_all_expenses, slow_report)",
+        stack.upstream_url
+    );
+    println!(
+        "   gateway      {}  (metrics at {}/metrics)",
+        stack.resource, stack.gateway_admin_url
+    );
+
+    let issuer = IssuerClient::new(&stack.issuer_url, &stack.admin_token);
+    let suffix = &portcullis_examples::random_secret()[..6];
+    let agent_id = format!("expense-agent-{suffix}");
+    let sub_id = format!("receipts-agent-{suffix}");
+
+    step(1, "The operator registers two agents as OAuth clients.");
+    let agent = issuer.register_agent(&agent_id, "Expense agent").await?;
+    let sub_agent = issuer.register_agent(&sub_id, "Receipts agent").await?;
+    println!("   {agent_id}, {sub_id} (secrets shown once, stored only as hashes)");
+
+    step(
+        2,
+        "alice grants the expense agent: submit_expense up to 500 in travel or meal, list_expenses; one re-delegation.",
+    );
+    let details = json!([{
+        "type": "mcp_tools",
+        "tools": ["expenses/submit_expense", "expenses/list_expenses"],
+        "limits": [
+            {"tool": "expenses/submit_expense", "pointer": "/amount", "max": 500},
+            {"tool": "expenses/submit_expense", "pointer": "/category", "in": ["travel", "meal"]}
+        ],
+        "max_depth": 1
+    }]);
+    let grant_id = issuer
+        .grant("alice", &agent_id, &stack.resource, details)
+        .await?;
+    println!("   grant {grant_id}");
+
+    step(
+        3,
+        "The agent exchanges alice's grant token for a delegation token (RFC 8693).",
+    );
+    let subject = issuer.subject_token(&grant_id).await?;
+    let actor = issuer.client_token(&agent).await?;
+    let token = issuer
+        .exchange(&agent, &subject, &actor, &stack.resource, None)
+        .await??;
+    let claims = decode(&token);
+    println!(
+        "   sub={} act={} aud={} expires in {}s",
+        claims["sub"],
+        claims["act"],
+        claims["aud"],
+        claims["exp"].as_i64().unwrap_or(0) - claims["iat"].as_i64().unwrap_or(0)
+    );
+
+    step(4, "Through the gateway, the agent asks which tools exist.");
+    let session = connect(&stack.resource, &token).await?;
+    let tools: Vec<String> = session
+        .list_all_tools()
+        .await?
+        .into_iter()
+        .map(|t| t.name.into_owned())
+        .collect();
+    println!("   it sees {tools:?}; delete_all_expenses and slow_report are hidden");
+
+    step(
+        5,
+        "The agent makes calls; the gateway judges each before it reaches the server.",
+    );
+    try_call(
+        &session,
+        "submit_expense",
+        json!({"amount": 120, "category": "travel"}),
+    )
+    .await?;
+    try_call(
+        &session,
+        "submit_expense",
+        json!({"amount": 620, "category": "travel"}),
+    )
+    .await?;
+    try_call(
+        &session,
+        "submit_expense",
+        json!({"amount": 45, "category": "jewelry"}),
+    )
+    .await?;
+    try_call(&session, "delete_all_expenses", json!({})).await?;
+
+    step(
+        6,
+        "The agent re-delegates to a receipts agent, asking for at most 100 per expense.",
+    );
+    let sub_actor = issuer.client_token(&sub_agent).await?;
+    let tighter = json!([{"type": "mcp_tools", "tools": ["expenses/submit_expense"],
+        "limits": [{"tool": "expenses/submit_expense", "pointer": "/amount", "max": 100}]}]);
+    let sub_token = issuer
+        .exchange(&agent, &token, &sub_actor, &stack.resource, Some(&tighter))
+        .await??;
+    println!("   act={}", decode(&sub_token)["act"]);
+    let sub_session = connect(&stack.resource, &sub_token).await?;
+    try_call(
+        &sub_session,
+        "submit_expense",
+        json!({"amount": 300, "category": "meal"}),
+    )
+    .await?;
+    try_call(
+        &sub_session,
+        "submit_expense",
+        json!({"amount": 80, "category": "meal"}),
+    )
+    .await?;
+    let wider = json!([{"type": "mcp_tools", "tools": ["expenses/*"]}]);
+    let refused = issuer
+        .exchange(&agent, &token, &sub_actor, &stack.resource, Some(&wider))
+        .await?;
+    if let Err(e) = refused {
+        println!(
+            "   asking the issuer for expenses/* instead is refused: {} ({})",
+            e.error, e.description
+        );
+    }
+
+    step(7, "What the MCP server itself saw.");
+    let seen = stack.expenses.seen_requests();
+    let calls = seen
+        .iter()
+        .filter(|r| r.rpc_method.as_deref() == Some("tools/call"))
+        .count();
+    let agent_tokens = seen
+        .iter()
+        .filter(|r| {
+            r.bearer.as_deref() == Some(token.as_str())
+                || r.bearer.as_deref() == Some(sub_token.as_str())
+        })
+        .count();
+    println!(
+        "   {} HTTP requests, {calls} tool calls (the denied ones never arrived); every token it \
+         received was minted by the gateway for it alone ({} carried an agent's token)",
+        seen.len(),
+        agent_tokens
+    );
+    for expense in stack.expenses.expenses() {
+        println!(
+            "   expense #{}: {} {} for {} via {}",
+            expense.id,
+            expense.amount,
+            expense.category,
+            expense.user,
+            expense.actors.join(" via ")
+        );
+    }
+    session.cancel().await?;
+    sub_session.cancel().await?;
+
+    if cli.keep_running {
+        println!(
+            "\nThe stack keeps running; Ctrl-C stops it. A delegation token for alice's grant (5 minutes):"
+        );
+        println!(
+            "   curl -H 'Authorization: Bearer {token}' -H 'Accept: application/json, text/event-stream' \\"
+        );
+        println!(
+            "        -H 'Content-Type: application/json' {} -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}}'",
+            stack.resource
+        );
+        tokio::signal::ctrl_c().await?;
+    }
+    stack.stop();
+    Ok(())
+}

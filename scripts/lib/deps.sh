@@ -1,0 +1,19 @@
+# Shared by the scripts: install what building Portcullis needs on a fresh machine.
+# Pingora builds zlib-ng with cmake; ring and SQLite need a C compiler.
+
+ensure_build_deps() {
+  local missing=()
+  command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+  command -v cc >/dev/null 2>&1 || missing+=(gcc)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "installing build dependencies: ${missing[*]}" >&2
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is not on PATH: install Rust (https://rustup.rs) first" >&2
+  exit 1
+fi

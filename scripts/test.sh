@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace. The issuer's suite also runs on PostgreSQL when
+# PORTCULLIS_TEST_POSTGRES_URL is set (e.g. postgres://postgres@127.0.0.1:5432/test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib/deps.sh
+ensure_build_deps
+if [ -n "${PORTCULLIS_TEST_POSTGRES_URL:-}" ]; then
+  echo "issuer tests run on SQLite and on PostgreSQL ($PORTCULLIS_TEST_POSTGRES_URL)" >&2
+else
+  echo "issuer tests run on SQLite only (set PORTCULLIS_TEST_POSTGRES_URL to add PostgreSQL)" >&2
+fi
+cargo test --workspace --all-targets "$@"
+cargo test --workspace --doc
