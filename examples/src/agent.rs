@@ -12,6 +12,20 @@ use serde_json::{Value, json};
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
 
+/// The grant the demo and the end-to-end tests give the expense agent: `submit_expense` up to
+/// 500 in travel or meal, `list_expenses`, and one re-delegation.
+pub fn expense_grant() -> Value {
+    json!([{
+        "type": "mcp_tools",
+        "tools": ["expenses/submit_expense", "expenses/list_expenses"],
+        "limits": [
+            {"tool": "expenses/submit_expense", "pointer": "/amount", "max": 500},
+            {"tool": "expenses/submit_expense", "pointer": "/category", "in": ["travel", "meal"]}
+        ],
+        "max_depth": 1
+    }])
+}
+
 /// An agent's OAuth client credentials.
 #[derive(Debug, Clone)]
 pub struct ClientCredentials {

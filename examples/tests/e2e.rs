@@ -3,7 +3,9 @@
 //! Every denial is checked at both ends: the agent gets the reason, and the upstream saw
 //! nothing.
 
-use portcullis_examples::agent::{ClientCredentials, IssuerClient, McpSession, connect};
+use portcullis_examples::agent::{
+    ClientCredentials, IssuerClient, McpSession, connect, expense_grant,
+};
 use portcullis_examples::stack::{Stack, StackOptions};
 use rmcp::ServiceError;
 use rmcp::model::CallToolRequestParams;
@@ -16,18 +18,6 @@ struct World {
     sub_agent: ClientCredentials,
     token: String,
     _dir: tempfile::TempDir,
-}
-
-fn grant() -> Value {
-    json!([{
-        "type": "mcp_tools",
-        "tools": ["expenses/submit_expense", "expenses/list_expenses"],
-        "limits": [
-            {"tool": "expenses/submit_expense", "pointer": "/amount", "max": 500},
-            {"tool": "expenses/submit_expense", "pointer": "/category", "in": ["travel", "meal"]}
-        ],
-        "max_depth": 1
-    }])
 }
 
 async fn world() -> World {
@@ -48,7 +38,7 @@ async fn world() -> World {
         .await
         .unwrap();
     let grant_id = issuer
-        .grant("alice", "expense-agent", &stack.resource, grant())
+        .grant("alice", "expense-agent", &stack.resource, expense_grant())
         .await
         .unwrap();
     let subject = issuer.subject_token(&grant_id).await.unwrap();
@@ -313,8 +303,8 @@ async fn requests_without_a_valid_delegation_token_are_refused_with_401() {
     assert_eq!(status, 401);
     assert!(challenge.unwrap().contains(r#"error="invalid_token""#));
 
-    // The agent's own client token and the user's grant token are for the issuer, not for
-    // this resource, and carry no delegation.
+    // The agent's own client token is for the issuer, not for this resource, and carries no
+    // delegation.
     let client_token = w.issuer.client_token(&w.agent).await.unwrap();
     let (status, _, body) = post(&w, Some(&format!("Bearer {client_token}")), INITIALIZE).await;
     assert_eq!(status, 401);
@@ -367,7 +357,10 @@ async fn gateway_publishes_the_key_upstreams_verify_with_and_its_metrics() {
     assert!(jwks["keys"][0].get("d").is_none(), "no private material");
 
     let session = w.session(&w.token).await;
-    let _ = call(&session, "delete_all_expenses", json!({})).await;
+    let denied = call(&session, "delete_all_expenses", json!({}))
+        .await
+        .unwrap_err();
+    assert_denied(&denied, "tool_not_granted");
     let metrics = reqwest::get(format!("{}/metrics", w.stack.gateway_admin_url))
         .await
         .unwrap()
@@ -378,5 +371,64 @@ async fn gateway_publishes_the_key_upstreams_verify_with_and_its_metrics() {
         metrics.contains(r#"portcullis_gateway_decisions_total{decision="deny",reason="tool_not_granted",upstream="expenses"}"#),
         "{metrics}"
     );
+    session.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn compressed_or_doubly_authorized_requests_are_refused() {
+    let w = world().await;
+    let before = w.upstream_requests();
+    let call = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"submit_expense","arguments":{"amount":1,"category":"meal"}}}"#;
+    let response = reqwest::Client::new()
+        .post(&w.stack.resource)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .bearer_auth(&w.token)
+        .body(call)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 415);
+
+    let response = reqwest::Client::new()
+        .post(&w.stack.resource)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", w.token))
+        .header("authorization", "Bearer something-else")
+        .body(call)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    assert_eq!(w.upstream_requests(), before);
+}
+
+#[tokio::test]
+async fn the_users_grant_token_and_the_gateways_own_downstream_token_are_refused() {
+    let w = world().await;
+    let session = w.session(&w.token).await;
+    call(&session, "list_expenses", json!({})).await.unwrap();
+    let downstream = w
+        .stack
+        .expenses
+        .seen_requests()
+        .into_iter()
+        .find_map(|r| r.bearer)
+        .unwrap();
+    let (status, _, _) = post(&w, Some(&format!("Bearer {downstream}")), INITIALIZE).await;
+    assert_eq!(
+        status, 401,
+        "a token minted for the upstream must not work at the gateway"
+    );
+
+    let grant_id = w
+        .issuer
+        .grant("alice", "expense-agent", &w.stack.resource, expense_grant())
+        .await
+        .unwrap();
+    let subject = w.issuer.subject_token(&grant_id).await.unwrap();
+    let (status, _, body) = post(&w, Some(&format!("Bearer {subject}")), INITIALIZE).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["data"]["reason"], "wrong_audience");
     session.cancel().await.unwrap();
 }

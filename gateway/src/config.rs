@@ -355,6 +355,17 @@ impl Config {
                 .ok_or_else(|| {
                     invalid(field("url"), format!("{} resolves to nothing", url.host))
                 })?;
+            let resource = up
+                .resource
+                .unwrap_or_else(|| format!("{public_url}/mcp/{}", up.name));
+            // A token is bound to one resource; two upstreams sharing one would accept each
+            // other's tokens.
+            if upstreams.iter().any(|u: &Upstream| u.resource == resource) {
+                return Err(invalid(
+                    field("resource"),
+                    format!("{resource:?} is used twice"),
+                ));
+            }
             if up.connect_timeout_seconds == 0 || up.idle_timeout_seconds == 0 {
                 return Err(invalid(
                     field("*_timeout_seconds"),
@@ -362,9 +373,7 @@ impl Config {
                 ));
             }
             upstreams.push(Upstream {
-                resource: up
-                    .resource
-                    .unwrap_or_else(|| format!("{public_url}/mcp/{}", up.name)),
+                resource,
                 audience: up.audience.unwrap_or_else(|| up.url.clone()),
                 name: up.name,
                 addr,
@@ -448,6 +457,18 @@ upstreams:
     fn body_limit_above_what_can_be_judged_is_refused() {
         let err = Config::from_yaml(&format!("{BASE}max_body_bytes: 1000000\n")).unwrap_err();
         assert!(err.to_string().starts_with("max_body_bytes:"), "{err}");
+    }
+
+    #[test]
+    fn two_upstreams_with_one_resource_are_refused() {
+        let yaml = format!(
+            "{BASE}  - {{name: other, url: 'http://127.0.0.1:8002/mcp', resource: 'https://gw.example.com/mcp/expenses'}}\n"
+        );
+        let err = Config::from_yaml(&yaml).unwrap_err();
+        assert!(
+            err.to_string().starts_with("upstreams[1].resource:"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -85,6 +85,13 @@ pub fn parse(body: &[u8]) -> Result<Message, GatewayError> {
         return Err(invalid("method must be a string"));
     };
     let Some(id) = id else {
+        // A request method sent without an id would skip judgement (only requests are judged)
+        // while an upstream might still act on it: refuse it.
+        if !method.starts_with("notifications/") {
+            return Err(invalid(
+                "only notifications/* methods may be sent without an id",
+            ));
+        }
         return Ok(Message::Notification { method });
     };
     let call = if method == "tools/call" {
@@ -167,6 +174,16 @@ mod tests {
         );
         let response = br#"{"jsonrpc":"2.0","id":"s1","result":{}}"#;
         assert_eq!(parse(response).unwrap(), Message::Response);
+    }
+
+    #[test]
+    fn tools_call_without_an_id_is_refused_not_passed_as_a_notification() {
+        let body =
+            br#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"delete_all_expenses"}}"#;
+        assert!(matches!(
+            parse(body),
+            Err(GatewayError::InvalidRequest { .. })
+        ));
     }
 
     #[test]

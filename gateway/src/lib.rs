@@ -89,6 +89,17 @@ pub fn prepare(config: Config) -> Result<Arc<GatewayState>, StartError> {
         Ok(count) => tracing::info!("loaded {count} issuer key(s) from {}", config.jwks_url),
         Err(e) => tracing::warn!("issuer keys not loaded yet (retrying in the background): {e}"),
     }
+    if config.jwks_url.starts_with("http://")
+        && !["http://127.", "http://localhost", "http://[::1]"]
+            .iter()
+            .any(|p| config.jwks_url.starts_with(p))
+    {
+        tracing::warn!(
+            "the issuer's JWKS is fetched over plain HTTP from {}: anyone on that path can \
+             substitute signing keys; use https outside loopback",
+            config.jwks_url
+        );
+    }
     if config.signing_key_file.is_none() {
         tracing::info!(
             "downstream tokens are signed with a key generated at start; set signing_key_file \
@@ -170,8 +181,8 @@ struct WatchSignal(tokio::sync::watch::Receiver<bool>);
 impl ShutdownSignalWatch for WatchSignal {
     async fn recv(&self) -> pingora::server::ShutdownSignal {
         let mut stop = self.0.clone();
-        // A dropped sender also means stop.
-        let _ = stop.wait_for(|stop| *stop).await;
+        // Either the flag was raised or the sender is gone: both mean stop.
+        let _raised_or_gone = stop.wait_for(|stop| *stop).await;
         pingora::server::ShutdownSignal::FastShutdown
     }
 }
@@ -185,13 +196,14 @@ pub fn spawn(config: Config) -> Result<RunningGateway, StartError> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("portcullis-gateway".into())
-        .spawn(move || match prepare(config) {
-            Ok(state) => {
-                let _ = ready_tx.send(Ok(()));
+        .spawn(move || {
+            let prepared = prepare(config);
+            let state = prepared.as_ref().ok().cloned();
+            // If the caller stopped waiting, there is nobody to tell and nothing to run for.
+            if ready_tx.send(prepared.map(|_| ())).is_ok()
+                && let Some(state) = state
+            {
                 run(state, Box::new(WatchSignal(stopped)));
-            }
-            Err(e) => {
-                let _ = ready_tx.send(Err(e));
             }
         })?;
     match ready_rx.recv() {
@@ -213,9 +225,12 @@ impl RunningGateway {
     }
 
     fn shutdown(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        // No receiver left means the server loop has already ended.
+        let _no_receiver = self.stop.send(true);
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the gateway thread panicked");
         }
     }
 }

@@ -268,9 +268,17 @@ impl Gateway {
     async fn read_body(&self, session: &mut Session) -> Result<Result<Vec<u8>, GatewayError>> {
         let limit = self.state.config.max_body_bytes;
         let req = session.req_header();
-        if header_str(req, header::CONTENT_ENCODING)
-            .is_some_and(|e| !e.eq_ignore_ascii_case("identity"))
-        {
+        let encoded = req
+            .headers
+            .get_all(header::CONTENT_ENCODING)
+            .iter()
+            .any(|value| {
+                value.to_str().map_or(true, |v| {
+                    v.split(',')
+                        .any(|e| !e.trim().is_empty() && !e.trim().eq_ignore_ascii_case("identity"))
+                })
+            });
+        if encoded {
             return Ok(Err(GatewayError::Compressed));
         }
         let declared =
@@ -442,7 +450,9 @@ impl ProxyHttp for Gateway {
             // with Last-Event-ID may replay a list that was requested earlier.
             ctx.response = ResponseMode::Sse(SseRewriter::default());
             response.insert_header("x-accel-buffering", "no")?;
-        } else if content_type.starts_with("application/json") && Self::is_tools_list(ctx) {
+        } else if Self::is_tools_list(ctx) {
+            // Whatever the content type says, a tools/list answer is read and filtered; one
+            // that is not JSON is withheld.
             ctx.response = ResponseMode::Json(Vec::new());
         } else {
             return Ok(());
@@ -475,10 +485,15 @@ impl ProxyHttp for Gateway {
                     }
                 }
                 if end_of_stream {
-                    let message = String::from_utf8_lossy(buffer);
-                    let out = filter_message(&message, upstream, token)
-                        .unwrap_or_else(|| message.into_owned());
-                    *body = Some(Bytes::from(out));
+                    let out = match std::str::from_utf8(buffer) {
+                        Ok(message) => filter_message(message, upstream, token)
+                            .map_or_else(|| Bytes::from(std::mem::take(buffer)), Bytes::from),
+                        // Not JSON at all: withhold it rather than guess.
+                        Err(_) => {
+                            Bytes::from(GatewayError::FilterFailed { id: Value::Null }.body())
+                        }
+                    };
+                    *body = Some(out);
                 }
             }
             ResponseMode::Sse(rewriter) => {
@@ -547,5 +562,26 @@ impl ProxyHttp for Gateway {
             ctx.outcome,
             ctx.started.elapsed().as_secs_f64(),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unfilterable_list_is_replaced_by_an_error_not_passed_on() {
+        let sneaky = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a","name":"b"}]}}"#;
+        let out = filter_message(sneaky, "expenses", None).unwrap();
+        let value: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(value["error"]["code"], crate::jsonrpc_error::INTERNAL);
+        assert!(!out.contains("\"b\""));
+    }
+
+    #[test]
+    fn without_a_token_every_tool_is_hidden() {
+        let list = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a"}]}}"#;
+        let out = filter_message(list, "expenses", None).unwrap();
+        assert!(out.contains(r#""tools":[]"#), "{out}");
     }
 }

@@ -103,13 +103,15 @@ fn data_of(event: &[u8]) -> Option<String> {
             [b':', rest @ ..] => rest,
             _ => continue, // a field named e.g. "database", not "data"
         };
-        let value = std::str::from_utf8(value).ok()?;
+        // Judge what a lenient client would read: invalid UTF-8 decoded with replacement
+        // characters, never skipped.
+        let value = String::from_utf8_lossy(value);
         match &mut data {
             Some(d) => {
                 d.push('\n');
-                d.push_str(value);
+                d.push_str(&value);
             }
-            None => data = Some(value.to_owned()),
+            None => data = Some(value.into_owned()),
         }
     }
     data

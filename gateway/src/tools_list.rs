@@ -73,8 +73,9 @@ pub fn filter(
     message: &str,
     mut visible: impl FnMut(&str) -> bool,
 ) -> Result<Option<String>, FilterError> {
-    // Most messages on a stream are not tool lists; skip them without parsing.
-    if !message.contains("\"tools\"") {
+    // Most messages on a stream are not tool lists; skip them without parsing. A key can only
+    // be spelled differently with a \u escape, so a message with one is always parsed.
+    if !message.contains("\"tools\"") && !message.contains("\\u") {
         return Ok(None);
     }
     let mut top: RawObject<'_> = read(message, "message")?;
@@ -166,6 +167,14 @@ mod tests {
     fn a_result_with_two_tools_arrays_is_not_passed_on() {
         let sneaky = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[],"tools":[{"name":"delete_all_expenses"}]}}"#;
         assert!(filter(sneaky, granted).is_err());
+    }
+
+    #[test]
+    fn an_escaped_tools_key_does_not_slip_past_the_filter() {
+        let escaped = r#"{"jsonrpc":"2.0","id":1,"result":{"\u0074ools":[{"name":"delete_all_expenses"},{"name":"list_expenses"}]}}"#;
+        let out = filter(escaped, granted).unwrap().unwrap();
+        assert!(!out.contains("delete_all_expenses"), "{out}");
+        assert!(out.contains("list_expenses"), "{out}");
     }
 
     #[test]

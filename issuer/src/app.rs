@@ -109,7 +109,8 @@ struct NewClientRequest {
 }
 
 fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, OAuthError> {
-    serde_json::from_slice(body).map_err(|e| OAuthError::InvalidRequest(format!("body: {e}")))
+    portcullis_policy::strict_json::from_slice_to(body)
+        .map_err(|e| OAuthError::InvalidRequest(format!("body: {e}")))
 }
 
 async fn create_client(

@@ -252,16 +252,24 @@ async fn load(
             kid: kid.clone(),
             reason,
         };
-        let jwk = serde_json::from_str(row.try_get::<&str, _>("public_jwk")?)
+        // The published key is derived from the sealed secret, never read from the row: with
+        // write access to the database alone, nobody can slip in a public key of their own.
+        let alg: String = row.try_get("alg")?;
+        let algorithm =
+            Algorithm::from_name(&alg).ok_or_else(|| corrupt(format!("unknown alg {alg}")))?;
+        let secret = sealing.unseal(&kid, row.try_get("sealed_secret")?)?;
+        let key = SigningKey::from_secret(&kid, algorithm, &secret)
             .map_err(|e| corrupt(e.to_string()))?;
-        jwks.keys.push(jwk);
-        if active.is_none() && row.try_get::<i64, _>("active")? == 1 {
-            let alg: String = row.try_get("alg")?;
-            let algorithm =
-                Algorithm::from_name(&alg).ok_or_else(|| corrupt(format!("unknown alg {alg}")))?;
-            let secret = sealing.unseal(&kid, row.try_get("sealed_secret")?)?;
-            let key = SigningKey::from_secret(&kid, algorithm, &secret)
+        let stored: portcullis_policy::Jwk =
+            serde_json::from_str(row.try_get::<&str, _>("public_jwk")?)
                 .map_err(|e| corrupt(e.to_string()))?;
+        if stored != key.public_jwk() {
+            return Err(corrupt(
+                "the stored public key does not match the sealed secret".into(),
+            ));
+        }
+        jwks.keys.push(stored);
+        if active.is_none() && row.try_get::<i64, _>("active")? == 1 {
             active = Some(key);
         }
     }
@@ -307,4 +315,41 @@ pub async fn list(db: &Database) -> Result<Vec<KeyInfo>, sqlx::Error> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sealing() -> KeyEncryption {
+        KeyEncryption::from_secret("unit-test-key-encryption-secret-0123456789").unwrap()
+    }
+
+    #[test]
+    fn a_sealed_key_opens_only_under_its_own_kid() {
+        let sealed = sealing().seal("kid-a", &[7; 32]);
+        assert_eq!(sealing().unseal("kid-a", &sealed).unwrap(), [7; 32]);
+        assert!(matches!(
+            sealing().unseal("kid-b", &sealed),
+            Err(KeyStoreError::Unseal { .. })
+        ));
+    }
+
+    #[test]
+    fn the_sealed_form_does_not_contain_the_secret() {
+        let secret = [0x5a; 32];
+        let sealed = sealing().seal("kid", &secret);
+        let bytes = STANDARD
+            .decode(sealed.strip_prefix("v1.").unwrap())
+            .unwrap();
+        assert!(!bytes.windows(8).any(|w| w == &secret[..8]));
+    }
+
+    #[test]
+    fn a_short_key_encryption_secret_is_refused() {
+        assert!(matches!(
+            KeyEncryption::from_secret("hunter2"),
+            Err(KeyStoreError::WeakSecret)
+        ));
+    }
 }

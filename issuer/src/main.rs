@@ -163,6 +163,35 @@ enum KeysCommand {
     },
 }
 
+/// Resolves on Ctrl-C or SIGTERM (what container runtimes send), so in-flight requests finish.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
+
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
@@ -217,10 +246,7 @@ async fn main() -> anyhow::Result<()> {
                 storage.issuer_url,
                 listener.local_addr()?
             );
-            portcullis_issuer::serve(listener, issuer.state().clone(), async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?;
+            portcullis_issuer::serve(listener, issuer.state().clone(), shutdown_signal()).await?;
         }
         Command::Migrate { storage } => {
             let db = portcullis_issuer::open_database(&storage.options()?).await?;

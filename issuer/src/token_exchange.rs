@@ -275,8 +275,9 @@ async fn exchange(
     let requested = params
         .get("authorization_details")
         .map(|text| {
-            let details: Vec<serde_json::Value> = serde_json::from_str(text)
-                .map_err(|e| OAuthError::InvalidAuthorizationDetails(e.to_string()))?;
+            let details: Vec<serde_json::Value> =
+                portcullis_policy::strict_json::from_slice_to(text.as_bytes())
+                    .map_err(|e| OAuthError::InvalidAuthorizationDetails(e.to_string()))?;
             Constraints::from_authorization_details(&details)
                 .map_err(|e| OAuthError::InvalidAuthorizationDetails(e.to_string()))
         })

@@ -280,7 +280,7 @@ async fn signing_key_survives_a_restart_and_is_sealed_at_rest() {
 #[tokio::test]
 async fn a_wrong_key_encryption_secret_refuses_to_start() {
     for b in backends().await {
-        let _ = open(&b).await;
+        let _first_start = open(&b).await;
         let mut storage = b.storage.clone();
         storage.key_encryption_secret = Some("another-secret-that-is-long-enough-to-use".into());
         let err = Issuer::open(IssuerConfig::new(ISSUER), &storage)
@@ -624,6 +624,97 @@ async fn admin_api_requires_the_admin_token() {
             send(&app, request).await,
             StatusCode::UNAUTHORIZED,
             "unauthorized",
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_agent_cannot_redelegate_to_itself() {
+    for b in backends().await {
+        let w = world(&b).await;
+        let parent = delegation(&w).await;
+        let actor = client_token(&w.app, &w.agent).await;
+        let got = exchange(&w, &w.agent, &parent, &actor, &[]).await;
+        assert_error(&b, got, StatusCode::BAD_REQUEST, "invalid_request");
+    }
+}
+
+#[tokio::test]
+async fn a_subject_token_is_not_an_actor_token() {
+    for b in backends().await {
+        let w = world(&b).await;
+        let got = exchange(&w, &w.agent, &w.subject_token, &w.subject_token, &[]).await;
+        assert_error(&b, got, StatusCode::BAD_REQUEST, "invalid_request");
+    }
+}
+
+#[tokio::test]
+async fn two_client_authentication_methods_at_once_are_refused() {
+    for b in backends().await {
+        let w = world(&b).await;
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", w.agent.0.as_str()),
+            ("client_secret", w.agent.1.as_str()),
+        ];
+        let got = token(&w.app, &w.agent, &form).await;
+        assert_error(&b, got, StatusCode::BAD_REQUEST, "invalid_request");
+    }
+}
+
+#[tokio::test]
+async fn authorization_details_with_a_duplicate_key_are_refused() {
+    for b in backends().await {
+        let w = world(&b).await;
+        let actor = client_token(&w.app, &w.agent).await;
+        let doubled =
+            r#"[{"type":"mcp_tools","tools":["expenses/submit_expense"],"tools":["expenses/*"]}]"#;
+        let got = exchange(
+            &w,
+            &w.agent,
+            &w.subject_token,
+            &actor,
+            &[("authorization_details", doubled)],
+        )
+        .await;
+        assert_error(
+            &b,
+            got,
+            StatusCode::BAD_REQUEST,
+            "invalid_authorization_details",
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_public_key_planted_in_the_database_refuses_to_start() {
+    for b in backends().await {
+        let _first_start = open(&b).await;
+        let db = portcullis_issuer::open_database(&b.storage).await.unwrap();
+        let attacker = portcullis_policy::SigningKey::ed25519_from_seed("x", &[9; 32]).unwrap();
+        let mut jwk: Value = sqlx::query_scalar::<_, String>("SELECT public_jwk FROM signing_keys")
+            .fetch_one(db.pool())
+            .await
+            .map(|text| serde_json::from_str(&text).unwrap())
+            .unwrap();
+        jwk["x"] = json!(attacker.public_jwk().x);
+        sqlx::query("UPDATE signing_keys SET public_jwk = $1")
+            .bind(jwk.to_string())
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let err = Issuer::open(IssuerConfig::new(ISSUER), &b.storage)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                portcullis_issuer::Error::Keys(
+                    portcullis_issuer::keys::KeyStoreError::Corrupt { .. }
+                )
+            ),
+            "[{}] {err}",
+            b.name
         );
     }
 }

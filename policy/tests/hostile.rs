@@ -163,6 +163,14 @@ fn embedded_key_in_header_is_refused() {
 }
 
 #[test]
+fn certificate_references_in_header_are_refused() {
+    let token = token_with_header(|h| h["x5u"] = json!("https://attacker.example/cert.pem"));
+    assert_eq!(refused(&token), VerifyError::UnsupportedHeader("x5u"));
+    let token = token_with_header(|h| h["x5c"] = json!(["MIIB"]));
+    assert_eq!(refused(&token), VerifyError::UnsupportedHeader("x5c"));
+}
+
+#[test]
 fn duplicate_header_keys_are_refused() {
     let header = format!(r#"{{"alg":"EdDSA","alg":"none","typ":"at+jwt","kid":"{ED_KID}"}}"#);
     let token = sign_raw(header.as_bytes(), claims().to_string().as_bytes());

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use portcullis_examples::agent::{IssuerClient, McpSession, connect};
+use portcullis_examples::agent::{IssuerClient, McpSession, connect, expense_grant};
 use portcullis_examples::stack::{Stack, StackOptions};
 use rmcp::ServiceError;
 use rmcp::model::CallToolRequestParams;
@@ -126,17 +126,8 @@ async fn main() -> anyhow::Result<()> {
         2,
         "alice grants the expense agent: submit_expense up to 500 in travel or meal, list_expenses; one re-delegation.",
     );
-    let details = json!([{
-        "type": "mcp_tools",
-        "tools": ["expenses/submit_expense", "expenses/list_expenses"],
-        "limits": [
-            {"tool": "expenses/submit_expense", "pointer": "/amount", "max": 500},
-            {"tool": "expenses/submit_expense", "pointer": "/category", "in": ["travel", "meal"]}
-        ],
-        "max_depth": 1
-    }]);
     let grant_id = issuer
-        .grant("alice", &agent_id, &stack.resource, details)
+        .grant("alice", &agent_id, &stack.resource, expense_grant())
         .await?;
     println!("   grant {grant_id}");
 
