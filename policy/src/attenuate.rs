@@ -121,22 +121,23 @@ pub fn narrow(
     push_missing(&mut deny, &request.deny);
 
     let mut limits = Vec::with_capacity(parent.limits.len() + request.limits.len());
+    // A parent limit may be left out only where a requested limit on the very same tools and
+    // argument was tightened by it (and so implies it); every other parent limit stays.
+    let mut absorbed = vec![false; parent.limits.len()];
     for wanted in &request.limits {
         let mut limit = wanted.clone();
-        for inherited in parent
-            .limits
-            .iter()
-            .filter(|p| p.pointer == wanted.pointer && p.tool.covers(&wanted.tool))
-        {
-            tighten(&mut limit, inherited)?;
+        for (i, inherited) in parent.limits.iter().enumerate() {
+            if inherited.pointer == wanted.pointer && inherited.tool.covers(&wanted.tool) {
+                tighten(&mut limit, inherited)?;
+                absorbed[i] |= inherited.same_target(wanted);
+            }
         }
-        if !limits.iter().any(|l: &Limit| l == &limit) {
+        if !limits.contains(&limit) {
             limits.push(limit);
         }
     }
-    // Every parent limit stays in force, unless a tightened copy of it is already there.
-    for inherited in &parent.limits {
-        if !limits.iter().any(|l| l.same_target(inherited)) {
+    for (inherited, absorbed) in parent.limits.iter().zip(absorbed) {
+        if !absorbed && !limits.contains(inherited) {
             limits.push(inherited.clone());
         }
     }
@@ -352,6 +353,51 @@ mod tests {
     fn parent_limits_are_inherited_when_the_request_names_none() {
         let child = narrow(&parent(), &request(json!({}))).unwrap();
         assert_eq!(child.limits, parent().limits);
+    }
+
+    #[test]
+    fn two_parent_limits_on_one_argument_both_stay_in_force() {
+        let parent = constraints(json!({
+            "type": "mcp_tools", "tools": ["*"],
+            "limits": [
+                {"tool": "*", "pointer": "/category", "in": ["travel"]},
+                {"tool": "*", "pointer": "/category", "in": ["jewelry"]}
+            ]
+        }));
+        let child = narrow(
+            &parent,
+            &constraints(json!({"type": "mcp_tools", "tools": ["expenses/list_expenses"]})),
+        )
+        .unwrap();
+        let args = json!({"category": "travel"});
+        let action = Action {
+            tool: "expenses/list_expenses",
+            arguments: &args,
+            at: 0,
+        };
+        assert!(parent.evaluate(&action).is_err());
+        assert!(child.evaluate(&action).is_err());
+    }
+
+    #[test]
+    fn a_limit_on_a_narrower_tool_does_not_replace_the_parents_wider_one() {
+        let parent = constraints(json!({
+            "type": "mcp_tools", "tools": ["expenses/*"],
+            "limits": [{"tool": "expenses/*", "pointer": "/amount", "max": 500}]
+        }));
+        let child = narrow(
+            &parent,
+            &constraints(json!({"type": "mcp_tools", "tools": ["expenses/*"],
+                "limits": [{"tool": "expenses/submit", "pointer": "/amount", "max": 100}]})),
+        )
+        .unwrap();
+        let args = json!({"amount": 900});
+        let action = Action {
+            tool: "expenses/other",
+            arguments: &args,
+            at: 0,
+        };
+        assert_eq!(child.evaluate(&action).unwrap_err().code(), "limit_max");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`decision`]: [`authorize`], which judges a tool call and names the rule that refused it;
 //! - [`attenuate`](mod@attenuate): deriving a child token that never exceeds its parent;
 //! - [`sign`](mod@sign) and [`key`]: signing keys, verifying keys and JWKs;
+//! - [`revocation`]: what a revocation covers, checking tokens against a set, the signed feed;
 //! - [`strict_json`]: JSON parsing that refuses duplicate keys.
 //!
 //! It does not fetch keys, store revocations, count calls for rate limits or read the clock:
@@ -39,6 +40,7 @@ pub mod claims;
 pub mod constraint;
 pub mod decision;
 pub mod key;
+pub mod revocation;
 pub mod sign;
 pub mod strict_json;
 pub mod verify;
@@ -48,5 +50,6 @@ pub use claims::{Actor, ActorChain, Claims, ClaimsError, RawClaims};
 pub use constraint::{ConstraintError, Constraints, Limit, Rate, ToolPattern, Window};
 pub use decision::{Action, Decision, DenyReason, Permit, authorize};
 pub use key::{Algorithm, Jwk, JwkSet, KeyError, KeySet, SigningKey, VerifyingKey};
+pub use revocation::{RevocationEntry, RevocationKind, RevokedSet};
 pub use sign::{TOKEN_TYPE, sign};
 pub use verify::{ActorRule, Expected, VerifiedToken, Verifier, VerifyError};

@@ -1,4 +1,5 @@
-//! Signing claims into a compact JWS with `typ: at+jwt` (RFC 9068).
+//! Signing claims into a compact JWS with `typ: at+jwt` (RFC 9068), and other payloads (the
+//! revocation feed) under their own `typ`, so no document can pass for another.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -19,18 +20,23 @@ struct Header<'a> {
 
 /// Signs `claims` with `key` into a compact JWS.
 pub fn sign(claims: &Claims, key: &SigningKey) -> String {
+    // Plain data structures: serialisation cannot fail.
+    let payload = serde_json::to_vec(&RawClaims::from(claims)).expect("claims serialise");
+    sign_payload(&payload, TOKEN_TYPE, key)
+}
+
+/// Signs any JSON payload as a compact JWS of type `typ`.
+pub(crate) fn sign_payload(payload: &[u8], typ: &str, key: &SigningKey) -> String {
     let header = Header {
         alg: key.algorithm().as_str(),
-        typ: TOKEN_TYPE,
+        typ,
         kid: key.kid(),
     };
-    // Both structs hold only strings, numbers and JSON values: serialisation cannot fail.
     let header = serde_json::to_vec(&header).expect("header serialises");
-    let payload = serde_json::to_vec(&RawClaims::from(claims)).expect("claims serialise");
     let mut token = String::with_capacity((header.len() + payload.len()) * 4 / 3 + 100);
     URL_SAFE_NO_PAD.encode_string(&header, &mut token);
     token.push('.');
-    URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+    URL_SAFE_NO_PAD.encode_string(payload, &mut token);
     let signature = key.sign(token.as_bytes());
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(signature, &mut token);

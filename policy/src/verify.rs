@@ -262,6 +262,18 @@ impl Verifier {
         token: &str,
         expected: &Expected<'_>,
     ) -> Result<VerifiedToken, VerifyError> {
+        let payload = self.verify_payload(token, TOKEN_TYPE)?;
+        let raw: RawClaims = strict_json::from_slice_to(&payload)
+            .map_err(|e: StrictJsonError| VerifyError::BadPayload(e.to_string()))?;
+        let claims = Claims::try_from(raw)?;
+        self.check_claims(&claims, expected)?;
+        Ok(VerifiedToken { claims })
+    }
+
+    /// Verifies a compact JWS of type `typ` from this issuer (steps 1–3 above) and returns its
+    /// payload bytes, unparsed. Used for documents other than access tokens, such as the
+    /// revocation feed; the `typ` check keeps one kind from passing for another.
+    pub fn verify_payload(&self, token: &str, typ: &str) -> Result<Vec<u8>, VerifyError> {
         if token.len() > self.max_len {
             return Err(VerifyError::Oversized {
                 len: token.len(),
@@ -290,7 +302,9 @@ impl Verifier {
             .filter(|a| self.algorithms.contains(a))
             .ok_or_else(|| VerifyError::DisallowedAlgorithm(header.alg.clone()))?;
         let typ_ok = header.typ.as_deref().is_some_and(|t| {
-            t.eq_ignore_ascii_case(TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt")
+            t.eq_ignore_ascii_case(typ)
+                || t.strip_prefix("application/")
+                    .is_some_and(|t| t.eq_ignore_ascii_case(typ))
         });
         if !typ_ok {
             return Err(VerifyError::WrongType(header.typ));
@@ -327,12 +341,7 @@ impl Verifier {
         if !key.verify(&token.as_bytes()[..signing_input_len], &signature) {
             return Err(VerifyError::BadSignature);
         }
-
-        let raw: RawClaims = strict_json::from_slice_to(&decode_part(payload_b64)?)
-            .map_err(|e: StrictJsonError| VerifyError::BadPayload(e.to_string()))?;
-        let claims = Claims::try_from(raw)?;
-        self.check_claims(&claims, expected)?;
-        Ok(VerifiedToken { claims })
+        decode_part(payload_b64)
     }
 
     fn check_claims(&self, claims: &Claims, expected: &Expected<'_>) -> Result<(), VerifyError> {
