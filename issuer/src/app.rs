@@ -5,7 +5,13 @@
 //! | `POST /token` | `client_credentials` and RFC 8693 token exchange |
 //! | `GET /.well-known/jwks.json` | the public signing keys |
 //! | `GET /.well-known/oauth-authorization-server` | RFC 8414 metadata |
-//! | `GET /healthz` | liveness |
+//! | `POST /revoke` | RFC 7009: a client revokes a token issued to it |
+//! | `POST /introspect` | RFC 7662: is this token active? (client authentication required) |
+//! | `GET /.well-known/revoked` | the signed revocation feed (JWS) |
+//! | `GET /revocations/stream` | revocations as they commit (SSE, resumable with `Last-Event-ID`) |
+//! | `GET /healthz`, `GET /readyz` | liveness; readiness (database reachable, signing key loaded) |
+//! | `GET /metrics` | Prometheus metrics |
+//! | `POST /admin/revocations` | revoke a token, grant, agent, user or session (admin token) |
 //! | `POST /admin/clients` | register an agent (admin token) |
 //! | `POST /admin/grants` | create a grant (admin token) |
 //! | `POST /admin/grants/{id}/subject-token` | the user's token for a grant (admin token) |
@@ -23,8 +29,10 @@ use subtle::ConstantTimeEq;
 use crate::clients::{self, ClientError};
 use crate::grants::{self, GrantError, GrantRequest};
 use crate::oauth_error::OAuthError;
+use crate::revocation::{RevokeError, RevokeRequest};
 use crate::token_exchange::{self, TOKEN_EXCHANGE};
 use crate::{AppState, now};
+use crate::{introspection, metrics as issuer_metrics, revocation};
 
 /// The issuer's router.
 pub fn app(state: AppState) -> Router {
@@ -32,7 +40,14 @@ pub fn app(state: AppState) -> Router {
         .route("/token", post(token))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route("/revoke", post(revoke))
+        .route("/introspect", post(introspect))
+        .route("/.well-known/revoked", get(revoked_feed))
+        .route("/revocations/stream", get(revocation_stream))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/admin/revocations", post(create_revocation))
         .route("/admin/clients", post(create_client))
         .route("/admin/grants", post(create_grant))
         .route("/admin/grants/{id}/subject-token", post(subject_token))
@@ -74,7 +89,10 @@ async fn metadata(State(state): State<AppState>) -> Json<Value> {
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "response_types_supported": [],
         "authorization_details_types_supported": [portcullis_policy::constraint::MCP_TOOLS_TYPE],
-        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
+        "revocation_endpoint": format!("{issuer}/revoke"),
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint": format!("{issuer}/introspect"),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
     }))
 }
 
@@ -181,4 +199,138 @@ async fn subject_token(
         }))
         .into_response(),
     ))
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    introspection::revoke(&state, &headers, &body).await?;
+    Ok(no_store(StatusCode::OK.into_response()))
+}
+
+async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let answer = introspection::introspect(&state, &headers, &body).await?;
+    Ok(no_store(Json(answer).into_response()))
+}
+
+async fn revoked_feed(State(state): State<AppState>) -> Result<Response, OAuthError> {
+    let feed = revocation::feed(&state.db, &state.keyring, &state.config.issuer, now()).await?;
+    let mut response = feed.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/jwt"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    #[serde(default)]
+    after: Option<i64>,
+}
+
+async fn revocation_stream(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<StreamQuery>,
+) -> Result<Response, OAuthError> {
+    // Last-Event-ID (set by SSE clients on reconnect) wins over ?after=.
+    let last_event = headers
+        .get("last-event-id")
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .ok_or_else(|| {
+                    OAuthError::InvalidRequest("Last-Event-ID is not a sequence number".into())
+                })
+        })
+        .transpose()?;
+    let after = last_event.or(query.after).unwrap_or(0).max(0);
+    let events = revocation::stream(state.db.clone(), &state.hub, after, now()).await?;
+    let sse = axum::response::sse::Sse::new(events).keep_alive(
+        axum::response::sse::KeepAlive::new().interval(std::time::Duration::from_secs(15)),
+    );
+    let mut response = sse.into_response();
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let database = sqlx::query_scalar::<_, i64>("SELECT 1")
+        .fetch_one(state.db.pool())
+        .await;
+    match database {
+        Ok(_) => (
+            StatusCode::OK,
+            format!("ready (signing key {})\n", state.keyring.active().kid()),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::warn!("not ready: database: {e}");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n").into_response()
+        }
+    }
+}
+
+async fn metrics() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        issuer_metrics::render(),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRevocation {
+    kind: String,
+    value: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn create_revocation(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    require_admin(&state, &headers)?;
+    let request: NewRevocation = json_body(&body)?;
+    let kind = portcullis_policy::RevocationKind::from_name(&request.kind).ok_or_else(|| {
+        OAuthError::InvalidRequest("kind must be token, grant, agent, user or session".into())
+    })?;
+    let entry = revocation::revoke(
+        &state.db,
+        &state.hub,
+        RevokeRequest {
+            kind,
+            value: request.value,
+            reason: request
+                .reason
+                .unwrap_or_else(|| "revoked by an operator".into()),
+            token_expires_at: None,
+        },
+        state.config.max_token_lifetime(),
+        now(),
+    )
+    .await
+    .map_err(|e| match e {
+        RevokeError::UnknownGrant(_) | RevokeError::UnknownClient(_) => {
+            OAuthError::NotFound(e.to_string())
+        }
+        RevokeError::InvalidValue => OAuthError::InvalidRequest(e.to_string()),
+        RevokeError::Db(e) => e.into(),
+    })?;
+    Ok((StatusCode::CREATED, Json(entry)).into_response())
 }

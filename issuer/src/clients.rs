@@ -71,17 +71,37 @@ pub async fn register(
         ),
     };
     let client_secret = format!("pcs_{}", random_token(32));
-    let inserted = sqlx::query(
-        "INSERT INTO clients (client_id, name, secret_hash, created_at) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (client_id) DO NOTHING",
-    )
-    .bind(&client_id)
-    .bind(name)
-    .bind(hash_secret(&client_secret))
-    .bind(now)
-    .execute(db.pool())
-    .await?;
-    if inserted.rows_affected() == 0 {
+    let secret_hash = hash_secret(&client_secret);
+    let (id, name_owned) = (client_id.clone(), name.to_owned());
+    let inserted = db
+        .write(|tx| {
+            let (id, name, secret_hash) = (id.clone(), name_owned.clone(), secret_hash.clone());
+            Box::pin(async move {
+                let inserted = sqlx::query(
+                    "INSERT INTO clients (client_id, name, secret_hash, created_at)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (client_id) DO NOTHING",
+                )
+                .bind(&id)
+                .bind(&name)
+                .bind(secret_hash)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+                if inserted == 1 {
+                    crate::audit::append(
+                        tx,
+                        "client.registered",
+                        serde_json::json!({"client_id": id, "name": name}),
+                        now,
+                    )
+                    .await?;
+                }
+                Ok(inserted)
+            })
+        })
+        .await?;
+    if inserted == 0 {
         return Err(ClientError::Exists(client_id));
     }
     Ok(NewClient {
@@ -100,8 +120,10 @@ pub async fn authenticate(
     client_id: &str,
     secret: &str,
 ) -> Result<Option<Client>, sqlx::Error> {
+    // A disabled (revoked) agent is as unknown as one never registered.
     let row = sqlx::query(
-        "SELECT client_id, name, secret_hash, created_at FROM clients WHERE client_id = $1",
+        "SELECT client_id, name, secret_hash, created_at FROM clients
+         WHERE client_id = $1 AND disabled_at IS NULL",
     )
     .bind(client_id)
     .fetch_optional(db.pool())

@@ -8,8 +8,12 @@
 use std::path::Path;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, ConnectOptions, Executor};
+use sqlx::{Any, AnyPool, ConnectOptions, Executor, Transaction};
+
+/// How often a write that lost a race for a sequence number is retried.
+const MAX_WRITE_ATTEMPTS: usize = 16;
 
 /// Which SQL engine a [`Database`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +98,41 @@ impl Database {
     pub fn backend(&self) -> Backend {
         self.backend
     }
+
+    /// Runs `work` in a write transaction and commits it, retrying from the start when it lost
+    /// a race for a primary key (two writers taking the same next sequence number).
+    ///
+    /// SQLite transactions start `IMMEDIATE`, taking the write lock before the first read: a
+    /// deferred transaction that reads and then writes can fail outright instead of waiting.
+    pub async fn write<T, F>(&self, mut work: F) -> Result<T, sqlx::Error>
+    where
+        F: for<'t> FnMut(
+            &'t mut Transaction<'static, Any>,
+        ) -> BoxFuture<'t, Result<T, sqlx::Error>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let mut tx = match self.backend {
+                Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                Backend::Postgres => self.pool.begin().await?,
+            };
+            match work(&mut tx).await {
+                Ok(value) => {
+                    tx.commit().await?;
+                    return Ok(value);
+                }
+                Err(e) if attempt < MAX_WRITE_ATTEMPTS && is_conflict(&e) => {
+                    tx.rollback().await?;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn is_conflict(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
 /// The URL of the default SQLite database inside `data_dir`.

@@ -105,18 +105,33 @@ pub async fn create(db: &Database, request: GrantRequest, now: i64) -> Result<Gr
         expires_at: now.saturating_add(request.expires_in),
         revoked_at: None,
     };
-    sqlx::query(
-        "INSERT INTO grants (id, subject, client_id, resources, authorization_details, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&grant.id)
-    .bind(&grant.subject)
-    .bind(&grant.client_id)
-    .bind(serde_json::to_string(&grant.resources).expect("strings serialise"))
-    .bind(serde_json::to_string(&grant.authorization_details).expect("constraints serialise"))
-    .bind(grant.created_at)
-    .bind(grant.expires_at)
-    .execute(db.pool())
+    let event = serde_json::json!({
+        "grant_id": grant.id, "subject": grant.subject, "client_id": grant.client_id,
+        "resources": grant.resources, "authorization_details": grant.authorization_details,
+        "expires_at": grant.expires_at,
+    });
+    let row = grant.clone();
+    db.write(|tx| {
+        let (grant, event) = (row.clone(), event.clone());
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO grants
+                   (id, subject, client_id, resources, authorization_details, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&grant.id)
+            .bind(&grant.subject)
+            .bind(&grant.client_id)
+            .bind(serde_json::to_string(&grant.resources).expect("strings serialise"))
+            .bind(serde_json::to_string(&grant.authorization_details).expect("constraints serialise"))
+            .bind(grant.created_at)
+            .bind(grant.expires_at)
+            .execute(&mut **tx)
+            .await?;
+            crate::audit::append(tx, "grant.created", event, now).await?;
+            Ok(())
+        })
+    })
     .await?;
     Ok(grant)
 }

@@ -10,11 +10,16 @@
 //! runs it on a listener.
 
 pub mod app;
+pub mod audit;
+pub mod client_auth;
 pub mod clients;
 pub mod db;
 pub mod grants;
+pub mod introspection;
 pub mod keys;
+pub mod metrics;
 pub mod oauth_error;
+pub mod revocation;
 pub mod secret;
 pub mod token_exchange;
 
@@ -42,6 +47,14 @@ pub struct IssuerConfig {
 }
 
 impl IssuerConfig {
+    /// The longest any token this issuer signs can live: how long a revocation of an agent or a
+    /// user must be kept for every token it covers to have expired.
+    pub fn max_token_lifetime(&self) -> i64 {
+        self.delegation_ttl
+            .max(self.client_token_ttl)
+            .max(self.subject_token_ttl)
+    }
+
     /// Defaults: 5-minute delegation and client tokens, 1-hour subject tokens, no admin API.
     pub fn new(issuer: impl Into<String>) -> Self {
         Self {
@@ -74,6 +87,8 @@ pub struct AppState {
     pub keyring: Arc<Keyring>,
     /// Settings.
     pub config: Arc<IssuerConfig>,
+    /// Publishes revocations to live streams.
+    pub hub: Arc<revocation::RevocationHub>,
 }
 
 /// Why the issuer could not start.
@@ -119,11 +134,15 @@ impl Issuer {
             }
         };
         let keyring = keys::load_or_create(&db, &sealing, &config.issuer, now()).await?;
+        let hub = revocation::RevocationHub::start(db.clone(), storage.database_url.clone())
+            .await
+            .map_err(|e| Error::Db(db::DbError::Sqlx(e)))?;
         Ok(Self {
             state: AppState {
                 db,
                 keyring: Arc::new(keyring),
                 config: Arc::new(config),
+                hub,
             },
         })
     }

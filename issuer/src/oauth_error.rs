@@ -23,6 +23,9 @@ pub enum OAuthError {
     /// client's.
     #[error("invalid_grant: {0}")]
     InvalidGrant(String),
+    /// `unauthorized_client` (400): the client may not do this with this token.
+    #[error("unauthorized_client: {0}")]
+    UnauthorizedClient(String),
     /// `unsupported_grant_type` (400).
     #[error("unsupported_grant_type: {0}")]
     UnsupportedGrantType(String),
@@ -47,11 +50,19 @@ pub enum OAuthError {
 }
 
 impl OAuthError {
+    /// The RFC 6749 `error` code.
+    pub fn code(&self) -> &'static str {
+        self.parts().1
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, &str) {
         match self {
             OAuthError::InvalidRequest(d) => (StatusCode::BAD_REQUEST, "invalid_request", d),
             OAuthError::InvalidClient(d) => (StatusCode::UNAUTHORIZED, "invalid_client", d),
             OAuthError::InvalidGrant(d) => (StatusCode::BAD_REQUEST, "invalid_grant", d),
+            OAuthError::UnauthorizedClient(d) => {
+                (StatusCode::BAD_REQUEST, "unauthorized_client", d)
+            }
             OAuthError::UnsupportedGrantType(d) => {
                 (StatusCode::BAD_REQUEST, "unsupported_grant_type", d)
             }

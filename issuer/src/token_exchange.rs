@@ -15,20 +15,19 @@
 //! a token attenuated by [`portcullis_policy::attenuate`]: never more tools, looser limits,
 //! a later expiry or a deeper chain than its parent.
 
-use axum::http::{HeaderMap, header};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use axum::http::HeaderMap;
 use portcullis_policy::{
     Actor, ActorRule, Claims, Constraints, DelegationRequest, Expected, VerifiedToken, VerifyError,
     attenuate,
 };
 use serde::Serialize;
 
-use crate::clients::{self, Client};
-use crate::grants;
+use crate::client_auth::{Params, authenticate};
+use crate::clients::Client;
 use crate::oauth_error::OAuthError;
 use crate::secret::random_token;
 use crate::{AppState, now};
+use crate::{grants, revocation};
 
 /// RFC 8693 grant type.
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -50,59 +49,6 @@ pub struct TokenResponse {
     pub issued_token_type: Option<&'static str>,
 }
 
-/// Form parameters, each present at most once (RFC 6749 §3.2), `resource` possibly repeated.
-#[derive(Debug, Default)]
-struct Params {
-    pairs: Vec<(String, String)>,
-}
-
-impl Params {
-    fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Self, OAuthError> {
-        let form = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| {
-                v.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            });
-        if !form {
-            return Err(OAuthError::InvalidRequest(
-                "the body must be application/x-www-form-urlencoded".into(),
-            ));
-        }
-        let pairs: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
-        for (i, (name, _)) in pairs.iter().enumerate() {
-            if name != "resource" && name != "audience" && pairs[..i].iter().any(|(n, _)| n == name)
-            {
-                return Err(OAuthError::InvalidRequest(format!(
-                    "parameter {name} is repeated"
-                )));
-            }
-        }
-        Ok(Self { pairs })
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(n, v)| n == name && !v.is_empty())
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn require(&self, name: &str) -> Result<&str, OAuthError> {
-        self.get(name)
-            .ok_or_else(|| OAuthError::InvalidRequest(format!("{name} is required")))
-    }
-
-    fn all(&self, name: &str) -> impl Iterator<Item = &str> {
-        self.pairs
-            .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 /// Handles `POST /token`.
 pub async fn token(
     state: &AppState,
@@ -110,73 +56,29 @@ pub async fn token(
     body: &[u8],
 ) -> Result<TokenResponse, OAuthError> {
     let params = Params::parse(headers, body)?;
-    let client = authenticate(state, headers, &params).await?;
+    let grant_type = params.get("grant_type").unwrap_or_default().to_owned();
+    let result = grant(state, headers, &params).await;
+    crate::metrics::token_request(
+        &grant_type,
+        result.as_ref().map_or_else(OAuthError::code, |_| "ok"),
+    );
+    result
+}
+
+async fn grant(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<TokenResponse, OAuthError> {
+    let client = authenticate(state, headers, params).await?;
     match params.require("grant_type")? {
-        "client_credentials" => client_credentials(state, &client, &params),
-        TOKEN_EXCHANGE => exchange(state, &client, &params).await,
+        "client_credentials" => client_credentials(state, &client, params),
+        TOKEN_EXCHANGE => exchange(state, &client, params).await,
         other => Err(OAuthError::UnsupportedGrantType(format!(
             "grant_type {other} is not supported"
         ))),
     }
 }
-
-/// `client_secret_basic` or `client_secret_post`; exactly one of them.
-async fn authenticate(
-    state: &AppState,
-    headers: &HeaderMap,
-    params: &Params,
-) -> Result<Client, OAuthError> {
-    let basic = match headers.get(header::AUTHORIZATION) {
-        Some(value) => Some(parse_basic(value.as_bytes()).ok_or_else(|| {
-            OAuthError::InvalidClient("malformed Basic authorization header".into())
-        })?),
-        None => None,
-    };
-    let post = params
-        .get("client_secret")
-        .map(|secret| (params.get("client_id"), secret));
-    let (client_id, secret) = match (basic, post) {
-        (Some(_), Some(_)) => {
-            return Err(OAuthError::InvalidRequest(
-                "use one client authentication method, not two".into(),
-            ));
-        }
-        (Some(pair), None) => pair,
-        (None, Some((Some(id), secret))) => (id.to_owned(), secret.to_owned()),
-        (None, Some((None, _))) | (None, None) => {
-            return Err(OAuthError::InvalidClient(
-                "client authentication is required".into(),
-            ));
-        }
-    };
-    if params.get("client_id").is_some_and(|id| id != client_id) {
-        return Err(OAuthError::InvalidRequest(
-            "client_id disagrees with the authenticated client".into(),
-        ));
-    }
-    clients::authenticate(&state.db, &client_id, &secret)
-        .await?
-        .ok_or_else(|| OAuthError::InvalidClient("unknown client or wrong secret".into()))
-}
-
-fn parse_basic(value: &[u8]) -> Option<(String, String)> {
-    let text = std::str::from_utf8(value).ok()?;
-    let (scheme, encoded) = text.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
-    let (id, secret) = decoded.split_once(':')?;
-    // RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
-    let unescape = |s: &str| -> String {
-        form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
-    };
-    Some((unescape(id), unescape(secret)))
-}
-
 fn client_credentials(
     state: &AppState,
     client: &Client,
@@ -309,6 +211,21 @@ async fn exchange(
         }
         Err(e) => return Err(OAuthError::InvalidRequest(format!("subject_token: {e}"))),
     };
+    let now = now();
+    if let Some(entry) = revocation::covering(&state.db, &parent, now).await? {
+        return Err(OAuthError::InvalidGrant(format!(
+            "the subject_token was revoked (revocation {})",
+            entry.seq
+        )));
+    }
+    if revocation::covering(&state.db, &actor, now)
+        .await?
+        .is_some()
+    {
+        return Err(OAuthError::InvalidRequest(
+            "the actor_token was revoked".into(),
+        ));
+    }
     let grant_id = parent
         .grant_id
         .as_deref()
@@ -316,7 +233,6 @@ async fn exchange(
     let grant = grants::get(&state.db, grant_id)
         .await?
         .ok_or_else(|| OAuthError::InvalidGrant("the grant does not exist".into()))?;
-    let now = now();
     if !grant.is_active(now) {
         return Err(OAuthError::InvalidGrant(
             "the grant is revoked or expired".into(),

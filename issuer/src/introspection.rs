@@ -1,0 +1,84 @@
+//! RFC 7662 introspection and RFC 7009 revocation, for clients holding tokens.
+//!
+//! Both require client authentication (introspection must not be an oracle for anyone who
+//! found a token). A token is active when it verifies as one of this issuer's (any audience),
+//! has not expired, and no revocation covers it — which is also how a resource server that
+//! cannot follow the revocation stream can ask.
+
+use axum::http::HeaderMap;
+use portcullis_policy::RawClaims;
+use portcullis_policy::revocation::RevocationKind;
+use serde_json::{Value, json};
+
+use crate::client_auth::{Params, authenticate};
+use crate::oauth_error::OAuthError;
+use crate::revocation::{self, RevokeRequest};
+use crate::{AppState, now};
+
+/// Handles `POST /introspect`.
+pub async fn introspect(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Value, OAuthError> {
+    let params = Params::parse(headers, body)?;
+    authenticate(state, headers, &params).await?;
+    let token = params.require("token")?;
+    let now = now();
+    let Ok(verified) = state
+        .keyring
+        .verifier()
+        .dangerous_verify_any_audience(token, now)
+    else {
+        return Ok(json!({"active": false}));
+    };
+    let claims = verified.claims();
+    if revocation::covering(&state.db, claims, now)
+        .await?
+        .is_some()
+    {
+        return Ok(json!({"active": false}));
+    }
+    let mut body = serde_json::to_value(RawClaims::from(claims))
+        .map_err(|e| OAuthError::Server(e.to_string()))?;
+    body["active"] = json!(true);
+    body["token_type"] = json!("Bearer");
+    Ok(body)
+}
+
+/// Handles `POST /revoke`: a client revokes a token issued to it. Unknown, invalid and
+/// expired tokens answer 200 as well (RFC 7009 §2.2): there is nothing left to revoke.
+pub async fn revoke(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), OAuthError> {
+    let params = Params::parse(headers, body)?;
+    let client = authenticate(state, headers, &params).await?;
+    let token = params.require("token")?;
+    let now = now();
+    let Ok(verified) = state
+        .keyring
+        .verifier()
+        .dangerous_verify_any_audience(token, now)
+    else {
+        return Ok(());
+    };
+    let claims = verified.claims();
+    if claims.client_id != client.client_id {
+        return Err(OAuthError::UnauthorizedClient(
+            "the token was not issued to this client".into(),
+        ));
+    }
+    revocation::revoke(
+        &state.db,
+        &state.hub,
+        RevokeRequest {
+            kind: RevocationKind::Token,
+            value: claims.token_id.clone(),
+            reason: format!("revoked by its holder {} (RFC 7009)", client.client_id),
+            token_expires_at: Some(claims.expires_at),
+        },
+        state.config.max_token_lifetime(),
+        now,
+    )
+    .await
+    .map_err(|e| OAuthError::Server(e.to_string()))?;
+    Ok(())
+}

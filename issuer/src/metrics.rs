@@ -1,0 +1,73 @@
+//! Prometheus metrics of the issuer, rendered at `/metrics`. Label values are fixed codes.
+
+use std::sync::LazyLock;
+
+use portcullis_policy::revocation::RevocationKind;
+use prometheus::{Encoder, IntCounterVec, Opts, Registry, TextEncoder};
+
+struct Metrics {
+    registry: Registry,
+    token_requests: IntCounterVec,
+    revocations: IntCounterVec,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let registry = Registry::new();
+    let token_requests = IntCounterVec::new(
+        Opts::new(
+            "portcullis_issuer_token_requests_total",
+            "Token endpoint requests by grant type and result (ok or the OAuth error code).",
+        ),
+        &["grant_type", "result"],
+    )
+    .expect("valid metric");
+    let revocations = IntCounterVec::new(
+        Opts::new(
+            "portcullis_issuer_revocations_total",
+            "Revocations committed, by kind.",
+        ),
+        &["kind"],
+    )
+    .expect("valid metric");
+    registry
+        .register(Box::new(token_requests.clone()))
+        .expect("unique metric");
+    registry
+        .register(Box::new(revocations.clone()))
+        .expect("unique metric");
+    Metrics {
+        registry,
+        token_requests,
+        revocations,
+    }
+});
+
+/// Counts a token endpoint request. `grant_type` is folded to the supported ones.
+pub fn token_request(grant_type: &str, result: &'static str) {
+    let grant_type = match grant_type {
+        "client_credentials" => "client_credentials",
+        crate::token_exchange::TOKEN_EXCHANGE => "token_exchange",
+        _ => "other",
+    };
+    METRICS
+        .token_requests
+        .with_label_values(&[grant_type, result])
+        .inc();
+}
+
+/// Counts a committed revocation.
+pub fn revocation(kind: RevocationKind) {
+    METRICS
+        .revocations
+        .with_label_values(&[kind.as_str()])
+        .inc();
+}
+
+/// The Prometheus text exposition.
+pub fn render() -> Vec<u8> {
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&METRICS.registry.gather(), &mut out)
+        .expect("encoding into memory cannot fail");
+    out
+}
