@@ -21,6 +21,9 @@ CREATE INDEX revocations_expiry ON revocations (expires_at);
 
 ALTER TABLE clients ADD COLUMN disabled_at BIGINT;
 
+-- When a key stopped signing (keys rotate); it stays published until pruned.
+ALTER TABLE signing_keys ADD COLUMN retired_at BIGINT;
+
 CREATE TABLE audit_events (
     seq       BIGINT PRIMARY KEY,
     at        BIGINT NOT NULL,

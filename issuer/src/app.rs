@@ -71,7 +71,7 @@ async fn token(
 }
 
 async fn jwks(State(state): State<AppState>) -> Response {
-    let mut response = Json(state.keyring.jwks().clone()).into_response();
+    let mut response = Json(state.keys().jwks().clone()).into_response();
     response.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=300"),
@@ -190,7 +190,7 @@ async fn subject_token(
         ));
     }
     let ttl = state.config.subject_token_ttl;
-    let token = grants::mint_subject_token(&grant, &state.keyring, &state.config.issuer, now, ttl);
+    let token = grants::mint_subject_token(&grant, &state.keys(), &state.config.issuer, now, ttl);
     Ok(no_store(
         Json(json!({
             "subject_token": token,
@@ -220,7 +220,7 @@ async fn introspect(
 }
 
 async fn revoked_feed(State(state): State<AppState>) -> Result<Response, OAuthError> {
-    let feed = revocation::feed(&state.db, &state.keyring, &state.config.issuer, now()).await?;
+    let feed = revocation::feed(&state.db, &state.keys(), &state.config.issuer, now()).await?;
     let mut response = feed.into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -273,7 +273,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     match database {
         Ok(_) => (
             StatusCode::OK,
-            format!("ready (signing key {})\n", state.keyring.active().kid()),
+            format!("ready (signing key {})\n", state.keys().active().kid()),
         )
             .into_response(),
         Err(e) => {

@@ -26,7 +26,7 @@ pub async fn introspect(
     let token = params.require("token")?;
     let now = now();
     let Ok(verified) = state
-        .keyring
+        .keys()
         .verifier()
         .dangerous_verify_any_audience(token, now)
     else {
@@ -54,7 +54,7 @@ pub async fn revoke(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Resul
     let token = params.require("token")?;
     let now = now();
     let Ok(verified) = state
-        .keyring
+        .keys()
         .verifier()
         .dangerous_verify_any_audience(token, now)
     else {

@@ -8,7 +8,9 @@
 //! someone who can read that directory, and the issuer says so loudly at start.
 
 use std::path::Path;
+use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -287,6 +289,109 @@ async fn load(
     }))
 }
 
+/// How often a running issuer looks for keys rotated by another process.
+const RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Holds `keyring` for the running issuer and reloads it when another process (the CLI, a
+/// replica) rotates or prunes keys.
+pub fn watch(
+    db: Database,
+    sealing: KeyEncryption,
+    issuer: String,
+    keyring: Keyring,
+) -> Arc<ArcSwap<Keyring>> {
+    let shared = Arc::new(ArcSwap::from_pointee(keyring));
+    let weak = Arc::downgrade(&shared);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(RELOAD_INTERVAL).await;
+            let Some(shared) = weak.upgrade() else { return };
+            match load(&db, &sealing, &issuer).await {
+                Ok(Some(fresh)) => {
+                    let current = shared.load();
+                    if fresh.active.kid() != current.active.kid() || fresh.jwks != current.jwks {
+                        tracing::info!(kid = fresh.active.kid(), "signing keys changed; reloaded");
+                        shared.store(Arc::new(fresh));
+                    }
+                }
+                Ok(None) => {
+                    tracing::error!("no active signing key in the database; keeping the loaded one")
+                }
+                Err(e) => tracing::warn!("reloading signing keys failed: {e}"),
+            }
+        }
+    });
+    shared
+}
+
+/// Makes a new Ed25519 key the active one; the previous keys stay published (for tokens they
+/// signed) until pruned. Returns the new key's id.
+pub async fn rotate(
+    db: &Database,
+    sealing: &KeyEncryption,
+    now: i64,
+) -> Result<String, KeyStoreError> {
+    let kid = format!("ed25519-{}", random_token(9));
+    let key = SigningKey::ed25519_from_seed(&kid, &random_seed()).expect("generated kid is valid");
+    let jwk = serde_json::to_string(&key.public_jwk()).expect("a JWK serialises");
+    let sealed = sealing.seal(&kid, &key.secret_bytes());
+    let alg = key.algorithm().as_str();
+    let new_kid = kid.clone();
+    db.write(|tx| {
+        let (kid, jwk, sealed) = (kid.clone(), jwk.clone(), sealed.clone());
+        Box::pin(async move {
+            sqlx::query("UPDATE signing_keys SET active = 0, retired_at = $1 WHERE active = 1")
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO signing_keys (kid, alg, public_jwk, sealed_secret, created_at, active)
+                 VALUES ($1, $2, $3, $4, $5, 1)",
+            )
+            .bind(&kid)
+            .bind(alg)
+            .bind(&jwk)
+            .bind(&sealed)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            crate::audit::append(tx, "keys.rotated", serde_json::json!({"kid": kid}), now).await?;
+            Ok(())
+        })
+    })
+    .await?;
+    Ok(new_kid)
+}
+
+/// Deletes retired keys that stopped signing before `retired_before`: no token they signed can
+/// still be valid. Returns the ids removed.
+pub async fn prune(
+    db: &Database,
+    retired_before: i64,
+    now: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    db.write(|tx| {
+        Box::pin(async move {
+            let kids: Vec<String> = sqlx::query_scalar(
+                "SELECT kid FROM signing_keys WHERE active = 0 AND retired_at < $1 ORDER BY kid",
+            )
+            .bind(retired_before)
+            .fetch_all(&mut **tx)
+            .await?;
+            sqlx::query("DELETE FROM signing_keys WHERE active = 0 AND retired_at < $1")
+                .bind(retired_before)
+                .execute(&mut **tx)
+                .await?;
+            if !kids.is_empty() {
+                crate::audit::append(tx, "keys.pruned", serde_json::json!({"kids": kids}), now)
+                    .await?;
+            }
+            Ok(kids)
+        })
+    })
+    .await
+}
+
 /// One stored key, for `keys list`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct KeyInfo {
@@ -298,11 +403,15 @@ pub struct KeyInfo {
     pub created_at: i64,
     /// Whether it signs new tokens.
     pub active: bool,
+    /// When it stopped signing, Unix seconds.
+    pub retired_at: Option<i64>,
 }
 
 /// Lists stored keys, newest first, without their secrets.
 pub async fn list(db: &Database) -> Result<Vec<KeyInfo>, sqlx::Error> {
-    sqlx::query("SELECT kid, alg, created_at, active FROM signing_keys ORDER BY created_at DESC")
+    sqlx::query(
+        "SELECT kid, alg, created_at, active, retired_at FROM signing_keys ORDER BY created_at DESC",
+    )
         .fetch_all(db.pool())
         .await?
         .into_iter()
@@ -312,6 +421,7 @@ pub async fn list(db: &Database) -> Result<Vec<KeyInfo>, sqlx::Error> {
                 alg: row.try_get("alg")?,
                 created_at: row.try_get("created_at")?,
                 active: row.try_get::<i64, _>("active")? == 1,
+                retired_at: row.try_get("retired_at")?,
             })
         })
         .collect()

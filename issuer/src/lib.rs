@@ -25,6 +25,8 @@ pub mod token_exchange;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use app::app;
@@ -83,12 +85,19 @@ pub struct StorageOptions {
 pub struct AppState {
     /// Storage.
     pub db: Database,
-    /// Signing keys.
-    pub keyring: Arc<Keyring>,
+    /// Signing keys; replaced when another process rotates them.
+    pub keyring: Arc<ArcSwap<Keyring>>,
     /// Settings.
     pub config: Arc<IssuerConfig>,
     /// Publishes revocations to live streams.
     pub hub: Arc<revocation::RevocationHub>,
+}
+
+impl AppState {
+    /// The current signing keys.
+    pub fn keys(&self) -> Arc<Keyring> {
+        self.keyring.load_full()
+    }
 }
 
 /// Why the issuer could not start.
@@ -139,8 +148,8 @@ impl Issuer {
             .map_err(|e| Error::Db(db::DbError::Sqlx(e)))?;
         Ok(Self {
             state: AppState {
+                keyring: keys::watch(db.clone(), sealing, config.issuer.clone(), keyring),
                 db,
-                keyring: Arc::new(keyring),
                 config: Arc::new(config),
                 hub,
             },

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use portcullis_issuer::grants::GrantRequest;
-use portcullis_issuer::{Issuer, IssuerConfig, StorageOptions, clients, grants, keys, now};
+use portcullis_issuer::{
+    Issuer, IssuerConfig, StorageOptions, clients, grants, keys, now, revocation,
+};
+use portcullis_policy::RevocationKind;
 
 /// The Portcullis issuer: RFC 8693 token exchange that turns a user's grant into short-lived,
 /// attenuated delegation tokens for AI agents.
@@ -100,9 +103,60 @@ enum Command {
         #[arg(long)]
         grant: String,
     },
-    /// Inspect signing keys.
+    /// Inspect, rotate and prune signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Revoke a token, a grant (and every token delegated from it), an agent, a user, or an MCP
+    /// session. Committed before this command returns; running issuers push it to gateways.
+    Revoke {
+        #[command(flatten)]
+        storage: Storage,
+        #[command(flatten)]
+        target: RevokeTarget,
+        /// Why, for the audit log.
+        #[arg(long, default_value = "revoked by an operator")]
+        reason: String,
+    },
+    /// Decode a token and explain its authority in plain words (verified against this issuer's keys).
+    Show {
+        #[command(flatten)]
+        storage: Storage,
+        /// The token (a JWT), or @FILE.
+        token: String,
+    },
+    /// Work with the hash-chained audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct RevokeTarget {
+    /// A token, by its JWT or its jti.
+    #[arg(long)]
+    token: Option<String>,
+    /// A grant id: the grant and every token delegated from it.
+    #[arg(long)]
+    grant: Option<String>,
+    /// An agent's client_id: it can no longer authenticate, and every token it appears in falls.
+    #[arg(long)]
+    agent: Option<String>,
+    /// A user: every grant and token of theirs.
+    #[arg(long)]
+    user: Option<String>,
+    /// An MCP session id at the gateways.
+    #[arg(long)]
+    session: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the whole chain; exits non-zero and names the first modified, deleted or reordered
+    /// event. Prints the chain head: record it elsewhere to detect a truncated tail later.
+    Verify {
+        #[command(flatten)]
+        storage: Storage,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,6 +215,20 @@ enum KeysCommand {
         #[command(flatten)]
         storage: Storage,
     },
+    /// Make a new key the one that signs; the old ones stay in the JWKS until pruned. Running
+    /// issuers pick the change up within seconds.
+    Rotate {
+        #[command(flatten)]
+        storage: Storage,
+    },
+    /// Delete keys retired long enough ago that no token they signed is still valid.
+    Prune {
+        #[command(flatten)]
+        storage: Storage,
+        /// Keep keys retired less than this many seconds ago (default: the longest token lifetime plus a minute).
+        #[arg(long)]
+        older_than: Option<i64>,
+    },
 }
 
 /// Resolves on Ctrl-C or SIGTERM (what container runtimes send), so in-flight requests finish.
@@ -192,9 +260,104 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+fn revoke_target(
+    state: &portcullis_issuer::AppState,
+    target: RevokeTarget,
+) -> anyhow::Result<(RevocationKind, String, Option<i64>)> {
+    Ok(match target {
+        RevokeTarget {
+            token: Some(token), ..
+        } if token.contains('.') => {
+            // A JWT: take its jti and expiry from the verified token.
+            let claims = verified_even_if_expired(state, &token)?.into_claims();
+            (
+                RevocationKind::Token,
+                claims.token_id,
+                Some(claims.expires_at),
+            )
+        }
+        RevokeTarget {
+            token: Some(jti), ..
+        } => (RevocationKind::Token, jti, None),
+        RevokeTarget { grant: Some(v), .. } => (RevocationKind::Grant, v, None),
+        RevokeTarget { agent: Some(v), .. } => (RevocationKind::Agent, v, None),
+        RevokeTarget { user: Some(v), .. } => (RevocationKind::User, v, None),
+        RevokeTarget {
+            session: Some(v), ..
+        } => (RevocationKind::Session, v, None),
+        RevokeTarget { .. } => bail!("name what to revoke"),
+    })
+}
+
+fn verified_even_if_expired(
+    state: &portcullis_issuer::AppState,
+    token: &str,
+) -> anyhow::Result<portcullis_policy::VerifiedToken> {
+    let keys = state.keys();
+    match keys.verifier().dangerous_verify_any_audience(token, now()) {
+        Ok(verified) => Ok(verified),
+        // Still worth showing (and proving authentic): check it as of just before it expired.
+        Err(portcullis_policy::VerifyError::Expired { exp, .. }) => Ok(keys
+            .verifier()
+            .dangerous_verify_any_audience(token, exp - 1)?),
+        Err(e) => Err(e).context("this token is not one of this issuer's"),
+    }
+}
+
+async fn explain(state: &portcullis_issuer::AppState, token: &str) -> anyhow::Result<Vec<String>> {
+    let verified = verified_even_if_expired(state, token)?;
+    let claims = verified.claims();
+    let now = now();
+    let mut lines = Vec::new();
+    let chain: Vec<&str> = claims
+        .actors
+        .iter()
+        .flat_map(|c| c.actors())
+        .map(|a| a.sub.as_str())
+        .collect();
+    lines.push(match chain.as_slice() {
+        [] if claims.grant_id.is_some() => format!(
+            "{}'s own token for grant {}",
+            claims.subject,
+            claims.grant_id.as_deref().unwrap_or("")
+        ),
+        [] => format!("client token of {}", claims.subject),
+        [current] => {
+            format!("{current} acting for {}", claims.subject)
+        }
+        [current, earlier @ ..] => format!(
+            "{current} acting for {} (delegated through {})",
+            claims.subject,
+            earlier.join(" ← ")
+        ),
+    });
+    lines.push(format!("for {}", claims.audience.join(", ")));
+    let status = if claims.expires_at <= now {
+        "EXPIRED".to_owned()
+    } else if let Some(entry) = revocation::covering(&state.db, claims, now).await? {
+        format!(
+            "REVOKED (revocation {}, {})",
+            entry.seq,
+            entry.kind.as_str()
+        )
+    } else {
+        format!("valid for {} more seconds", claims.expires_at - now)
+    };
+    lines.push(format!("{status}; token id {}", claims.token_id));
+    if let Some(constraints) = &claims.constraints {
+        lines.extend(constraints.describe().into_iter().map(|l| format!("  {l}")));
+    }
+    Ok(lines)
+}
+
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(value)?;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        // A reader that stopped reading (`| head`) is not an error of ours.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 fn read_arg(text: &str) -> anyhow::Result<String> {
@@ -302,18 +465,72 @@ async fn main() -> anyhow::Result<()> {
             }
             println!(
                 "{}",
-                grants::mint_subject_token(
-                    &grant,
-                    &state.keyring,
-                    &state.config.issuer,
-                    now(),
-                    ttl
-                )
+                grants::mint_subject_token(&grant, &state.keys(), &state.config.issuer, now(), ttl)
             );
         }
         Command::Keys(KeysCommand::List { storage }) => {
             let db = portcullis_issuer::open_database(&storage.options()?).await?;
             print_json(&keys::list(&db).await?)?;
+        }
+        Command::Keys(KeysCommand::Rotate { storage }) => {
+            let options = storage.options()?;
+            let issuer = storage.open(IssuerConfig::new(&storage.issuer_url)).await?;
+            let sealing = match &options.key_encryption_secret {
+                Some(secret) => keys::KeyEncryption::from_secret(secret)?,
+                None => keys::KeyEncryption::development(&options.data_dir)?,
+            };
+            let kid = keys::rotate(&issuer.state().db, &sealing, now()).await?;
+            println!("{kid}");
+        }
+        Command::Keys(KeysCommand::Prune {
+            storage,
+            older_than,
+        }) => {
+            let config = IssuerConfig::new(&storage.issuer_url);
+            let keep = older_than.unwrap_or(config.max_token_lifetime() + 60);
+            if keep < 0 {
+                bail!("--older-than must not be negative");
+            }
+            let db = portcullis_issuer::open_database(&storage.options()?).await?;
+            let pruned = keys::prune(&db, now() - keep, now()).await?;
+            print_json(&pruned)?;
+        }
+        Command::Revoke {
+            storage,
+            target,
+            reason,
+        } => {
+            let config = IssuerConfig::new(&storage.issuer_url);
+            let lifetime = config.max_token_lifetime();
+            let issuer = storage.open(config).await?;
+            let state = issuer.state();
+            let (kind, value, token_expires_at) = revoke_target(state, target)?;
+            let request = revocation::RevokeRequest {
+                kind,
+                value,
+                reason,
+                token_expires_at,
+            };
+            let entry = revocation::revoke(&state.db, &state.hub, request, lifetime, now()).await?;
+            print_json(&entry)?;
+        }
+        Command::Show { storage, token } => {
+            let token = read_arg(&token)?;
+            let issuer = storage.open(IssuerConfig::new(&storage.issuer_url)).await?;
+            for line in explain(issuer.state(), token.trim()).await? {
+                println!("{line}");
+            }
+        }
+        Command::Audit(AuditCommand::Verify { storage }) => {
+            let db = portcullis_issuer::open_database(&storage.options()?).await?;
+            let report = portcullis_issuer::audit::verify(&db).await?;
+            match &report.first_break {
+                None => println!("ok: {} events, head {}", report.events, report.head),
+                Some(problem) => {
+                    eprintln!("BROKEN after {} good events: {problem}", report.events);
+                    return Err(anyhow::anyhow!("the audit chain is broken"));
+                }
+            }
         }
     }
     Ok(())

@@ -107,7 +107,7 @@ fn client_credentials(
         constraints: None,
     };
     Ok(TokenResponse {
-        access_token: portcullis_policy::sign(&claims, state.keyring.active()),
+        access_token: portcullis_policy::sign(&claims, state.keys().active()),
         token_type: "Bearer",
         expires_in: ttl,
         issued_token_type: None,
@@ -129,7 +129,7 @@ fn verify(
     audience: &str,
     actor: ActorRule,
 ) -> Result<VerifiedToken, VerifyError> {
-    state.keyring.verifier().verify(
+    state.keys().verifier().verify(
         token,
         &Expected {
             audience,
@@ -292,7 +292,7 @@ async fn exchange(
     .map_err(|e| OAuthError::InvalidScope(e.to_string()))?;
     Ok(TokenResponse {
         expires_in: child.expires_at - now,
-        access_token: portcullis_policy::sign(&child, state.keyring.active()),
+        access_token: portcullis_policy::sign(&child, state.keys().active()),
         token_type: "Bearer",
         issued_token_type: Some(ACCESS_TOKEN_TYPE),
     })

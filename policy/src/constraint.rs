@@ -485,6 +485,84 @@ impl Constraints {
     }
 }
 
+impl fmt::Display for Limit {
+    /// In plain words: `/amount ≤ 500 and ≥ 1`, `/category one of "travel", "meal"`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut rules = Vec::new();
+        if let Some(max) = self.max {
+            rules.push(format!("≤ {max}"));
+        }
+        if let Some(min) = self.min {
+            rules.push(format!("≥ {min}"));
+        }
+        if let Some(set) = &self.one_of {
+            let set: Vec<String> = set.iter().map(Value::to_string).collect();
+            rules.push(format!("one of {}", set.join(", ")));
+        }
+        if let Some(eq) = &self.eq {
+            rules.push(format!("= {eq}"));
+        }
+        if let Some(prefix) = &self.prefix {
+            rules.push(format!("starting with {prefix:?}"));
+        }
+        write!(f, "{} {}", self.pointer, rules.join(" and "))
+    }
+}
+
+impl fmt::Display for Window {
+    /// In plain words: `mon, tue 09:00–17:00 Europe/Berlin`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let raw = RawWindow::from(self.clone());
+        write!(
+            f,
+            "{} {}–{} {}",
+            raw.days.join(", "),
+            raw.start,
+            raw.end,
+            raw.tz
+        )
+    }
+}
+
+impl Constraints {
+    /// The constraints in plain words, one line per rule, for operators reading a token.
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for pattern in &self.tools {
+            let limits: Vec<String> = self
+                .limits
+                .iter()
+                .filter(|l| l.tool.covers(pattern) || pattern.covers(&l.tool))
+                .map(|l| l.to_string())
+                .collect();
+            if limits.is_empty() {
+                lines.push(format!("may call {pattern}"));
+            } else {
+                lines.push(format!("may call {pattern} with {}", limits.join("; ")));
+            }
+        }
+        if self.tools.is_empty() {
+            lines.push("may call no tool".to_owned());
+        }
+        for pattern in &self.deny {
+            lines.push(format!("never {pattern}"));
+        }
+        if !self.windows.is_empty() {
+            let windows: Vec<String> = self.windows.iter().map(Window::to_string).collect();
+            lines.push(format!("only during {}", windows.join(" or ")));
+        }
+        if let Some(rate) = self.rate {
+            lines.push(format!("at most {} calls per hour", rate.per_hour));
+        }
+        lines.push(match self.max_depth {
+            0 => "may not delegate further".to_owned(),
+            1 => "may delegate once more".to_owned(),
+            n => format!("may delegate {n} more times"),
+        });
+        lines
+    }
+}
+
 impl TryFrom<Vec<Value>> for Constraints {
     type Error = ConstraintError;
 
@@ -613,6 +691,26 @@ mod tests {
         assert!(w.contains(1_795_446_000));
         // Monday 2026-11-23 12:00 UTC is 07:00 in New York.
         assert!(!w.contains(1_795_435_200));
+    }
+
+    #[test]
+    fn constraints_read_in_plain_words() {
+        let c = Constraints::from_authorization_details(&[json!({
+            "type": "mcp_tools", "tools": ["expenses/submit_expense"], "deny": ["expenses/delete_*"],
+            "limits": [{"tool": "expenses/submit_expense", "pointer": "/amount", "max": 500}],
+            "windows": [{"days": ["mon", "tue"], "start": "09:00", "end": "17:00", "tz": "UTC"}],
+            "max_depth": 1
+        })])
+        .unwrap();
+        assert_eq!(
+            c.describe(),
+            [
+                "may call expenses/submit_expense with /amount ≤ 500",
+                "never expenses/delete_*",
+                "only during mon, tue 09:00–17:00 UTC",
+                "may delegate once more",
+            ]
+        );
     }
 
     #[test]
