@@ -10,5 +10,6 @@ if [ -n "${PORTCULLIS_TEST_POSTGRES_URL:-}" ]; then
 else
   echo "issuer tests run on SQLite only (set PORTCULLIS_TEST_POSTGRES_URL to add PostgreSQL)" >&2
 fi
+./scripts/check-chart.sh
 cargo test --workspace --all-targets "$@"
 cargo test --workspace --doc

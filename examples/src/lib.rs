@@ -15,6 +15,7 @@
 
 pub mod agent;
 pub mod expenses;
+pub mod relay;
 pub mod stack;
 
 /// A high-entropy random secret (for the demo's admin token).

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::expenses::{self, DownstreamAuth, ExpensesConfig, ExpensesState};
+use crate::relay::Relay;
 
 /// Where the issuer keeps its state.
 #[derive(Debug, Clone)]
@@ -24,6 +25,22 @@ pub struct StackOptions {
     pub data_dir: PathBuf,
     /// A PostgreSQL URL instead of SQLite.
     pub database_url: Option<String>,
+    /// Extra lines for the gateway's YAML configuration (e.g. a `revocation:` section).
+    pub gateway_extra_yaml: String,
+    /// Route the gateway's traffic to the issuer through a [`Relay`] that tests can cut.
+    pub issuer_relay: bool,
+}
+
+impl StackOptions {
+    /// SQLite in `data_dir`, nothing else special.
+    pub fn sqlite(data_dir: &std::path::Path) -> Self {
+        Self {
+            data_dir: data_dir.to_owned(),
+            database_url: None,
+            gateway_extra_yaml: String::new(),
+            issuer_relay: false,
+        }
+    }
 }
 
 /// A running stack. Dropping it stops everything.
@@ -43,6 +60,8 @@ pub struct Stack {
     pub admin_token: String,
     /// What reached the expenses server.
     pub expenses: ExpensesState,
+    /// The relay between the gateway and the issuer, when asked for.
+    pub issuer_relay: Option<Relay>,
     gateway: Option<RunningGateway>,
     stop: watch::Sender<bool>,
 }
@@ -65,7 +84,8 @@ impl Stack {
         let (stop, stop_rx) = watch::channel(false);
 
         let issuer_listener = TcpListener::bind("127.0.0.1:0").await?;
-        let issuer_url = format!("http://{}", issuer_listener.local_addr()?);
+        let issuer_addr = issuer_listener.local_addr()?;
+        let issuer_url = format!("http://{issuer_addr}");
         let admin_token = crate::random_secret();
         let mut config = IssuerConfig::new(&issuer_url);
         config.admin_token = Some(admin_token.clone());
@@ -111,10 +131,21 @@ impl Stack {
             }
         });
 
+        let issuer_relay = match options.issuer_relay {
+            true => Some(Relay::start(issuer_addr).await?),
+            false => None,
+        };
+        // The issuer's identity stays its own URL; only the gateway's connections go through
+        // the relay.
+        let reach = issuer_relay
+            .as_ref()
+            .map_or_else(|| issuer_url.clone(), |r| format!("http://{}", r.addr()));
         let yaml = format!(
             "listen: {gateway_addr}\nadmin_listen: {gateway_admin}\npublic_url: {gateway_url}\n\
-             threads: 2\ngrace_period_seconds: 0\nissuer: {{url: '{issuer_url}'}}\n\
-             upstreams:\n  - {{name: expenses, url: '{upstream_url}'}}\n"
+             threads: 2\ngrace_period_seconds: 0\n\
+             issuer: {{url: '{reach}', issuer: '{issuer_url}'}}\n\
+             upstreams:\n  - {{name: expenses, url: '{upstream_url}'}}\n{}",
+            options.gateway_extra_yaml
         );
         let config = Config::from_yaml(&yaml).context("gateway configuration")?;
         // Starting blocks on a first fetch of the issuer's keys, which this runtime serves:
@@ -130,6 +161,7 @@ impl Stack {
             resource,
             admin_token,
             expenses,
+            issuer_relay,
             gateway: Some(gateway),
             stop,
         };

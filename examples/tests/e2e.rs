@@ -22,12 +22,9 @@ struct World {
 
 async fn world() -> World {
     let dir = tempfile::TempDir::new().unwrap();
-    let stack = Stack::start(&StackOptions {
-        data_dir: dir.path().to_owned(),
-        database_url: None,
-    })
-    .await
-    .unwrap();
+    let stack = Stack::start(&StackOptions::sqlite(dir.path()))
+        .await
+        .unwrap();
     let issuer = IssuerClient::new(&stack.issuer_url, &stack.admin_token);
     let agent = issuer
         .register_agent("expense-agent", "Expense agent")

@@ -92,8 +92,52 @@ pub struct RawConfig {
     pub grace_period_seconds: u64,
     /// The issuer.
     pub issuer: RawIssuer,
+    /// How revocations reach this gateway.
+    #[serde(default)]
+    pub revocation: RawRevocation,
     /// The MCP servers behind the gateway.
     pub upstreams: Vec<RawUpstream>,
+}
+
+/// Revocation settings as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevocation {
+    /// `lenient` (default): serve on the last known state when the issuer is unreachable;
+    /// `strict`: refuse requests once the knowledge is older than `max_staleness_seconds`.
+    #[serde(default)]
+    pub mode: crate::revocation::StalenessMode,
+    /// How old revocation knowledge may be in strict mode, in seconds.
+    #[serde(default = "default_max_staleness")]
+    pub max_staleness_seconds: i64,
+    /// The push stream; default `{issuer.url}/revocations/stream`.
+    #[serde(default)]
+    pub stream_url: Option<String>,
+    /// The signed feed, polled while the stream is down; default `{issuer.url}/.well-known/revoked`.
+    #[serde(default)]
+    pub feed_url: Option<String>,
+    /// Longest wait between reconnection attempts (and feed polls), in seconds.
+    #[serde(default = "default_retry_max")]
+    pub retry_max_seconds: u64,
+}
+
+impl Default for RawRevocation {
+    fn default() -> Self {
+        Self {
+            mode: crate::revocation::StalenessMode::default(),
+            max_staleness_seconds: default_max_staleness(),
+            stream_url: None,
+            feed_url: None,
+            retry_max_seconds: default_retry_max(),
+        }
+    }
+}
+
+fn default_max_staleness() -> i64 {
+    60
+}
+fn default_retry_max() -> u64 {
+    5
 }
 
 /// The issuer's settings as written.
@@ -193,6 +237,14 @@ pub struct Config {
     pub issuer: String,
     /// JWKS URL.
     pub jwks_url: String,
+    /// Staleness policy.
+    pub revocation_mode: crate::revocation::StalenessMode,
+    /// Strict-mode bound, seconds.
+    pub max_staleness_seconds: i64,
+    /// Where revocations are published.
+    pub revocation_sources: crate::revocation::Sources,
+    /// Longest wait between reconnection attempts.
+    pub revocation_retry_max: Duration,
     /// Upstreams.
     pub upstreams: Vec<Upstream>,
 }
@@ -329,6 +381,24 @@ impl Config {
             .jwks_url
             .unwrap_or_else(|| format!("{issuer_url}/.well-known/jwks.json"));
         parse_url("issuer.jwks_url", &jwks_url)?;
+        let revocation = raw.revocation;
+        if !(1..=3600).contains(&revocation.max_staleness_seconds) {
+            return Err(invalid(
+                "revocation.max_staleness_seconds",
+                "must be 1 to 3600",
+            ));
+        }
+        if !(1..=300).contains(&revocation.retry_max_seconds) {
+            return Err(invalid("revocation.retry_max_seconds", "must be 1 to 300"));
+        }
+        let stream_url = revocation
+            .stream_url
+            .unwrap_or_else(|| format!("{issuer_url}/revocations/stream"));
+        parse_url("revocation.stream_url", &stream_url)?;
+        let feed_url = revocation
+            .feed_url
+            .unwrap_or_else(|| format!("{issuer_url}/.well-known/revoked"));
+        parse_url("revocation.feed_url", &feed_url)?;
         if raw.upstreams.is_empty() {
             return Err(invalid("upstreams", "name at least one upstream"));
         }
@@ -398,6 +468,13 @@ impl Config {
             grace_period_seconds: raw.grace_period_seconds,
             issuer: raw.issuer.issuer.unwrap_or_else(|| issuer_url.clone()),
             jwks_url,
+            revocation_mode: revocation.mode,
+            max_staleness_seconds: revocation.max_staleness_seconds,
+            revocation_sources: crate::revocation::Sources {
+                stream_url,
+                feed_url,
+            },
+            revocation_retry_max: Duration::from_secs(revocation.retry_max_seconds),
             upstreams,
         })
     }

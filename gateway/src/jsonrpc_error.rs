@@ -14,6 +14,8 @@
 //! | −31004 | no such upstream | 404 |
 //! | −31005 | body too large | 413 |
 //! | −31006 | gateway failure | 500 |
+//! | −31007 | the token, grant, agent, user or session was revoked (`data.revocation`) | 401, or a final SSE event |
+//! | −31008 | revocation knowledge too old, strict mode | 503 |
 //! | −32700 | parse error (including duplicate keys) | 400 |
 //! | −32600 | invalid request (including batches) | 400 |
 //!
@@ -35,6 +37,10 @@ pub const NOT_FOUND: i64 = -31004;
 pub const TOO_LARGE: i64 = -31005;
 /// Gateway failure.
 pub const INTERNAL: i64 = -31006;
+/// The authority behind the request was revoked.
+pub const REVOKED: i64 = -31007;
+/// Revocation knowledge too old (strict mode).
+pub const STALE: i64 = -31008;
 
 /// Everything that ends a request at the gateway.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +54,17 @@ pub enum GatewayError {
     /// The call is outside the token's authority.
     #[error("denied by policy: {}", .0.reason)]
     Denied(Box<Denial>),
+    /// A revocation covers the token or session.
+    #[error("authority revoked")]
+    Revoked {
+        /// The request id (for the final event of a killed stream).
+        id: Value,
+        /// The revocation's sequence number.
+        seq: i64,
+    },
+    /// Strict mode, and the revocation knowledge is too old to trust.
+    #[error("revocation status unknown: the gateway has lost contact with the issuer")]
+    RevocationStale,
     /// The body is not JSON, or has duplicate keys.
     #[error("parse error: {0}")]
     Parse(String),
@@ -116,7 +133,10 @@ impl GatewayError {
     /// The HTTP status.
     pub fn status(&self) -> u16 {
         match self {
-            GatewayError::MissingToken | GatewayError::InvalidToken(_) => 401,
+            GatewayError::MissingToken
+            | GatewayError::InvalidToken(_)
+            | GatewayError::Revoked { .. } => 401,
+            GatewayError::RevocationStale => 503,
             GatewayError::Denied(_) => 200,
             GatewayError::Parse(_)
             | GatewayError::InvalidRequest { .. }
@@ -134,6 +154,8 @@ impl GatewayError {
     pub fn code(&self) -> i64 {
         match self {
             GatewayError::MissingToken | GatewayError::InvalidToken(_) => UNAUTHENTICATED,
+            GatewayError::Revoked { .. } => REVOKED,
+            GatewayError::RevocationStale => STALE,
             GatewayError::Denied(_) => POLICY_DENIED,
             GatewayError::Parse(_) => -32700,
             GatewayError::InvalidRequest { .. }
@@ -152,6 +174,8 @@ impl GatewayError {
         match self {
             GatewayError::MissingToken => "missing_token",
             GatewayError::InvalidToken(_) => "invalid_token",
+            GatewayError::Revoked { .. } => "revoked",
+            GatewayError::RevocationStale => "revocation_stale",
             GatewayError::Denied(_) => "denied",
             GatewayError::Parse(_) => "parse_error",
             GatewayError::InvalidRequest { .. } => "invalid_request",
@@ -168,6 +192,7 @@ impl GatewayError {
     fn id(&self) -> Value {
         match self {
             GatewayError::Denied(denial) => denial.id.clone(),
+            GatewayError::Revoked { id, .. } => id.clone(),
             GatewayError::InvalidRequest { id, .. } | GatewayError::FilterFailed { id } => {
                 id.clone()
             }
@@ -187,6 +212,9 @@ impl GatewayError {
                 Some(data)
             }
             GatewayError::InvalidToken(e) => Some(json!({"reason": e.code()})),
+            GatewayError::Revoked { seq, .. } => {
+                Some(json!({"reason": "revoked", "revocation": seq}))
+            }
             _ => None,
         }
     }
@@ -199,6 +227,10 @@ impl GatewayError {
                 r#"Bearer realm="portcullis", error="invalid_token", error_description="{}""#,
                 e.code()
             )),
+            GatewayError::Revoked { .. } => Some(
+                r#"Bearer realm="portcullis", error="invalid_token", error_description="revoked""#
+                    .to_owned(),
+            ),
             _ => None,
         }
     }

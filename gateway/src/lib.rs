@@ -5,8 +5,9 @@
 //! before anything is sent upstream, filters `tools/list` results to the tools the token allows,
 //! and replaces the agent's token with a short-lived one of its own for that upstream only.
 //!
-//! [`run`] starts three Pingora services: the proxy ([`proxy::Gateway`]), the admin listener
-//! ([`admin::AdminApp`]) and a background task that refreshes the issuer's keys.
+//! [`run`] starts four Pingora services: the proxy ([`proxy::Gateway`]), the admin listener
+//! ([`admin::AdminApp`]), a background task that refreshes the issuer's keys, and one that
+//! follows the issuer's revocations and ends the live work they cover ([`revocation`]).
 
 pub mod admin;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod jsonrpc;
 pub mod jsonrpc_error;
 pub mod metrics;
 pub mod proxy;
+pub mod revocation;
 pub mod sse;
 pub mod tools_list;
 
@@ -74,8 +76,69 @@ impl BackgroundService for KeyRefresher {
     }
 }
 
-/// Builds the shared state: the issuer's keys (fetched once now; a failure is logged and
-/// retried in the background) and the downstream signer.
+struct RevocationFollower {
+    state: Arc<GatewayState>,
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Up to half again as long, so a fleet of gateways does not reconnect in lockstep.
+fn jittered(base: Duration) -> Duration {
+    let mut byte = [0u8; 1];
+    let spread = match getrandom::fill(&mut byte) {
+        Ok(()) => u32::from(byte[0]),
+        Err(_) => 128,
+    };
+    base + base * spread / 512
+}
+
+impl RevocationFollower {
+    async fn follow(&self) {
+        let state = &self.state;
+        let sources = &state.config.revocation_sources;
+        let retry_max = state.config.revocation_retry_max;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let started = std::time::Instant::now();
+            let result =
+                revocation::follow_stream(&state.revocations, sources, unix_now, |killed| {
+                    proxy::cancel_killed(state, killed)
+                })
+                .await;
+            match result {
+                Ok(()) => tracing::warn!("the revocation stream ended; reconnecting"),
+                Err(e) => tracing::warn!("revocation stream: {e}; falling back to the feed"),
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                backoff = Duration::from_millis(100);
+            }
+            // Catch up through the signed feed while the stream is down.
+            match revocation::poll_feed(&state.revocations, &state.keys, sources, unix_now).await {
+                Ok(killed) => proxy::cancel_killed(state, killed),
+                Err(e) => tracing::debug!("revocation feed: {e}"),
+            }
+            tokio::time::sleep(jittered(backoff)).await;
+            backoff = (backoff * 2).min(retry_max);
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for RevocationFollower {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        tokio::select! {
+            _ = shutdown.changed() => {}
+            () = self.follow() => {}
+        }
+    }
+}
+
+/// Builds the shared state: the issuer's keys and revocations (fetched once now; a failure is
+/// logged and retried in the background) and the downstream signer.
 pub fn prepare(config: Config) -> Result<Arc<GatewayState>, StartError> {
     let keys = Arc::new(IssuerKeys::new(
         config.issuer.clone(),
@@ -88,6 +151,13 @@ pub fn prepare(config: Config) -> Result<Arc<GatewayState>, StartError> {
     match runtime.block_on(keys.refresh()) {
         Ok(count) => tracing::info!("loaded {count} issuer key(s) from {}", config.jwks_url),
         Err(e) => tracing::warn!("issuer keys not loaded yet (retrying in the background): {e}"),
+    }
+    let revocations =
+        revocation::Revocations::new(config.revocation_mode, config.max_staleness_seconds);
+    let initial = revocation::poll_feed(&revocations, &keys, &config.revocation_sources, unix_now);
+    match runtime.block_on(initial) {
+        Ok(_) => tracing::info!("revocations loaded up to {}", revocations.version()),
+        Err(e) => tracing::warn!("revocations not loaded yet (retrying in the background): {e}"),
     }
     if config.jwks_url.starts_with("http://")
         && !["http://127.", "http://localhost", "http://[::1]"]
@@ -115,8 +185,14 @@ pub fn prepare(config: Config) -> Result<Arc<GatewayState>, StartError> {
     Ok(Arc::new(GatewayState {
         config,
         keys,
+        revocations,
         minter,
         jwks_document,
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("a reqwest client with static settings builds"),
     }))
 }
 
@@ -143,7 +219,7 @@ pub fn run(state: Arc<GatewayState>, shutdown: Box<dyn ShutdownSignalWatch>) {
 
     let mut admin = Service::new(
         "portcullis-admin".to_owned(),
-        admin::AdminApp::new(state.keys.clone()),
+        admin::AdminApp::new(state.clone()),
     );
     admin.add_tcp(&config.admin_listen.to_string());
 
@@ -154,9 +230,17 @@ pub fn run(state: Arc<GatewayState>, shutdown: Box<dyn ShutdownSignalWatch>) {
         },
     );
 
+    let follower = background_service(
+        "portcullis-revocations",
+        RevocationFollower {
+            state: state.clone(),
+        },
+    );
+
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(refresher);
+    server.add_service(follower);
     tracing::info!(
         "gateway listening on {} (admin {}), {} upstream(s)",
         config.listen,

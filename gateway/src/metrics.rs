@@ -17,6 +17,10 @@ struct Metrics {
     decisions: IntCounterVec,
     tools_hidden: IntCounterVec,
     jwks_refreshes: IntCounter,
+    revocations: IntCounterVec,
+    propagation: prometheus::Histogram,
+    killed: IntCounter,
+    staleness: prometheus::IntGauge,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -61,12 +65,42 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Successful refreshes of the issuer's JWKS.",
     )
     .expect("valid metric");
+    let revocations = IntCounterVec::new(
+        Opts::new(
+            "portcullis_gateway_revocations_applied_total",
+            "Revocations applied, by kind.",
+        ),
+        &["kind"],
+    )
+    .expect("valid metric");
+    let propagation = prometheus::Histogram::with_opts(
+        HistogramOpts::new(
+            "portcullis_gateway_revocation_lag_seconds",
+            "From the issuer committing a revocation to this gateway applying it (whole seconds).",
+        )
+        .buckets(vec![0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0]),
+    )
+    .expect("valid metric");
+    let killed = IntCounter::new(
+        "portcullis_gateway_live_work_killed_total",
+        "Live requests and streams ended by a revocation.",
+    )
+    .expect("valid metric");
+    let staleness = prometheus::IntGauge::new(
+        "portcullis_gateway_revocation_staleness_seconds",
+        "Age of the gateway's revocation knowledge.",
+    )
+    .expect("valid metric");
     for collector in [
         Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(duration.clone()),
         Box::new(decisions.clone()),
         Box::new(tools_hidden.clone()),
         Box::new(jwks_refreshes.clone()),
+        Box::new(revocations.clone()),
+        Box::new(propagation.clone()),
+        Box::new(killed.clone()),
+        Box::new(staleness.clone()),
     ] {
         registry
             .register(collector)
@@ -79,6 +113,10 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         decisions,
         tools_hidden,
         jwks_refreshes,
+        revocations,
+        propagation,
+        killed,
+        staleness,
     }
 });
 
@@ -124,6 +162,22 @@ pub fn tools_hidden(upstream: &str, count: usize) {
 /// Counts a JWKS refresh.
 pub fn jwks_refreshed() {
     METRICS.jwks_refreshes.inc();
+}
+
+/// Counts an applied revocation and how long it took to arrive.
+pub fn revocation_applied(kind: &str, lag_seconds: i64) {
+    METRICS.revocations.with_label_values(&[kind]).inc();
+    METRICS.propagation.observe(lag_seconds.max(0) as f64);
+}
+
+/// Counts live work ended by revocations.
+pub fn live_work_killed(count: usize) {
+    METRICS.killed.inc_by(count as u64);
+}
+
+/// Records the age of the revocation knowledge.
+pub fn revocation_staleness(seconds: i64) {
+    METRICS.staleness.set(seconds);
 }
 
 /// The Prometheus text exposition of every metric.

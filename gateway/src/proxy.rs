@@ -36,8 +36,12 @@ use crate::downstream_token::DownstreamMinter;
 use crate::issuer_keys::IssuerKeys;
 use crate::jsonrpc::{self, Message};
 use crate::jsonrpc_error::GatewayError;
+use crate::revocation::{CancelTarget, LiveGuard, LiveWork, Revocations};
 use crate::sse::SseRewriter;
 use crate::{metrics, tools_list};
+
+const MCP_SESSION_ID: &str = "mcp-session-id";
+const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
 
 /// The largest JSON `tools/list` response collected for filtering.
 const MAX_JSON_RESPONSE: usize = 16 * 1024 * 1024;
@@ -49,6 +53,10 @@ pub struct GatewayState {
     pub config: Config,
     /// The issuer's keys.
     pub keys: Arc<IssuerKeys>,
+    /// Revocation knowledge and live work.
+    pub revocations: Arc<Revocations>,
+    /// For requests the gateway makes itself (cancellations).
+    pub http: reqwest::Client,
     /// The downstream token signer.
     pub minter: DownstreamMinter,
     /// The gateway's JWKS document, served at `/.well-known/jwks.json`.
@@ -84,10 +92,11 @@ enum ResponseMode {
 #[derive(Debug)]
 pub struct RequestCtx {
     upstream: Option<usize>,
-    token: Option<VerifiedToken>,
+    token: Option<Arc<VerifiedToken>>,
     message: Option<Message>,
     permit: Option<Permit>,
     response: ResponseMode,
+    live: Option<LiveGuard>,
     outcome: &'static str,
     started: Instant,
 }
@@ -105,7 +114,7 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-fn header_str(req: &RequestHeader, name: header::HeaderName) -> Option<&str> {
+fn header_str(req: &RequestHeader, name: impl header::AsHeaderName) -> Option<&str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -214,9 +223,20 @@ impl Gateway {
             Err(e) => return Ok(Err(e)),
         };
         let token = match self.verify(&token, &upstream.resource).await {
-            Ok(token) => token,
+            Ok(token) => Arc::new(token),
             Err(e) => return Ok(Err(GatewayError::InvalidToken(e))),
         };
+        let revocations = &self.state.revocations;
+        if revocations.refuses_for_staleness(now()) {
+            return Ok(Err(GatewayError::RevocationStale));
+        }
+        let session_id = header_str(session.req_header(), MCP_SESSION_ID);
+        if let Some(entry) = revocations.covering(&token, session_id) {
+            return Ok(Err(GatewayError::Revoked {
+                id: Value::Null,
+                seq: entry.seq,
+            }));
+        }
         if method != http::Method::POST {
             ctx.token = Some(token);
             return Ok(Ok(Admission::Proxy));
@@ -340,6 +360,7 @@ impl ProxyHttp for Gateway {
             message: None,
             permit: None,
             response: ResponseMode::Passthrough,
+            live: None,
             outcome: "proxied",
             started: Instant::now(),
         }
@@ -428,6 +449,35 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    /// Runs once the upstream connection is made (or reused): registers the request as live
+    /// work, so a revocation can end it by shutting this socket.
+    async fn connected_to_upstream(
+        &self,
+        session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let (Some(token), Some(upstream)) = (ctx.token.clone(), ctx.upstream) else {
+            return Ok(());
+        };
+        let req = session.req_header();
+        let session_id = header_str(req, MCP_SESSION_ID).map(str::to_owned);
+        let cancel = match &ctx.message {
+            Some(Message::Request { id, .. }) => Some(CancelTarget {
+                upstream,
+                request_id: id.clone(),
+                protocol_version: header_str(req, MCP_PROTOCOL_VERSION).map(str::to_owned),
+            }),
+            _ => None,
+        };
+        let work = LiveWork::new(token, session_id, fd, cancel);
+        ctx.live = Some(self.state.revocations.register(work));
+        Ok(())
+    }
+
     /// Adjusts the response header before it goes downstream, and picks how the body will be
     /// treated: event streams and JSON `tools/list` results are rewritten, so their length
     /// changes and they are sent chunked.
@@ -471,7 +521,13 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
         let upstream = self.upstream(ctx).map_or("", |u| u.name.as_str());
-        let token = ctx.token.as_ref();
+        let token = ctx.token.as_deref();
+        let killed_by = if end_of_stream {
+            // Deregister before Pingora may pool the connection; note whether it was killed.
+            ctx.live.take().and_then(|live| live.work().killed_by())
+        } else {
+            None
+        };
         match &mut ctx.response {
             ResponseMode::Passthrough => {}
             ResponseMode::Json(buffer) => {
@@ -497,48 +553,93 @@ impl ProxyHttp for Gateway {
                 }
             }
             ResponseMode::Sse(rewriter) => {
-                if let Some(chunk) = body.take() {
-                    let out = rewriter
+                let mut out = match body.take() {
+                    Some(chunk) => rewriter
                         .feed(&chunk, |data| filter_message(data, upstream, token))
-                        .map_err(|e| Error::because(ErrorType::InternalError, "SSE framing", e))?;
-                    if !out.is_empty() {
-                        *body = Some(Bytes::from(out));
-                    }
+                        .map_err(|e| Error::because(ErrorType::InternalError, "SSE framing", e))?,
+                    None => Vec::new(),
+                };
+                if let Some(seq) = killed_by {
+                    // The stream ends because its authority was revoked: say so, in-band.
+                    let id = match &ctx.message {
+                        Some(Message::Request { id, .. }) => id.clone(),
+                        _ => Value::Null,
+                    };
+                    out.extend_from_slice(b"event: message\ndata: ");
+                    out.extend_from_slice(&GatewayError::Revoked { id, seq }.body());
+                    out.extend_from_slice(b"\n\n");
+                }
+                if !out.is_empty() {
+                    *body = Some(Bytes::from(out));
                 }
             }
         }
         Ok(None)
     }
 
-    /// Answers when the upstream could not be reached or failed mid-request.
+    /// Answers when the upstream could not be reached or failed mid-request — including when
+    /// a revocation shut the upstream socket, where it ends the response with the reason.
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let code = match e.etype() {
-            ErrorType::HTTPStatus(code) => *code,
-            _ => match e.esource() {
-                ErrorSource::Upstream => 502,
-                ErrorSource::Downstream => match e.etype() {
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
-                    _ => 400,
-                },
-                ErrorSource::Internal | ErrorSource::Unset => 500,
-            },
+        let killed_by = ctx.live.take().and_then(|live| live.work().killed_by());
+        let started = session.response_written().is_some();
+        let code = match (killed_by, e.etype(), e.esource()) {
+            (Some(_), _, _) => 401,
+            (None, ErrorType::HTTPStatus(code), _) => *code,
+            (None, _, ErrorSource::Upstream) => 502,
+            (
+                None,
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed,
+                ErrorSource::Downstream,
+            ) => 0,
+            (None, _, ErrorSource::Downstream) => 400,
+            (None, _, ErrorSource::Internal | ErrorSource::Unset) => 500,
         };
-        ctx.outcome = "upstream_failed";
-        if code > 0 {
-            let error = GatewayError::Upstream(e.to_string());
-            let body = if code == 502 {
-                error.body()
-            } else {
-                Vec::new()
-            };
-            if let Err(write) = write_json(session, code, body, &[]).await {
-                tracing::debug!("could not send the error response: {write}");
+        ctx.outcome = if killed_by.is_some() {
+            "revoked"
+        } else {
+            "upstream_failed"
+        };
+        let id = match &ctx.message {
+            Some(Message::Request { id, .. }) => id.clone(),
+            _ => Value::Null,
+        };
+        let written = match (killed_by, started) {
+            // Mid-stream: the status is gone; end the event stream with the reason, in-band.
+            (Some(seq), true) if matches!(ctx.response, ResponseMode::Sse(_)) => {
+                let mut event = b"event: message\ndata: ".to_vec();
+                event.extend_from_slice(&GatewayError::Revoked { id, seq }.body());
+                event.extend_from_slice(b"\n\n");
+                session
+                    .write_response_body(Some(Bytes::from(event)), true)
+                    .await
             }
+            (Some(seq), false) => {
+                let error = GatewayError::Revoked { id, seq };
+                let challenge: Vec<_> = error
+                    .challenge()
+                    .map(|c| (header::WWW_AUTHENTICATE, c))
+                    .into_iter()
+                    .collect();
+                write_json(session, 401, error.body(), &challenge).await
+            }
+            // A body already under way cannot become an error document; the client sees it cut.
+            (_, true) => Ok(()),
+            (None, false) if code == 0 => Ok(()),
+            (None, false) => {
+                let body = match code {
+                    502 => GatewayError::Upstream(e.to_string()).body(),
+                    _ => Vec::new(),
+                };
+                write_json(session, code, body, &[]).await
+            }
+        };
+        if let Err(write) = written {
+            tracing::debug!("could not send the error response: {write}");
         }
         FailToProxy {
             error_code: code,
@@ -554,6 +655,7 @@ impl ProxyHttp for Gateway {
 
     /// Runs last, once per request, whatever happened.
     async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        ctx.live = None;
         let upstream = self.upstream(ctx).map_or("none", |u| u.name.as_str());
         let method = metrics::method_label(ctx.message.as_ref().and_then(Message::method));
         metrics::request_finished(
@@ -562,6 +664,51 @@ impl ProxyHttp for Gateway {
             ctx.outcome,
             ctx.started.elapsed().as_secs_f64(),
         );
+    }
+}
+
+/// Tells each killed request's upstream to stop working on it (`notifications/cancelled` in its
+/// MCP session), with a token the gateway mints for that purpose.
+pub(crate) fn cancel_killed(state: &Arc<GatewayState>, killed: Vec<Arc<LiveWork>>) {
+    for work in killed {
+        let (Some(cancel), Some(session_id)) = (work.cancel.clone(), work.session_id()) else {
+            continue;
+        };
+        let Some(upstream) = state.config.upstreams.get(cancel.upstream) else {
+            continue;
+        };
+        let scheme = if upstream.tls { "https" } else { "http" };
+        let url = format!("{scheme}://{}{}", upstream.authority, upstream.path);
+        let body = serde_json::json!({
+            "jsonrpc": "2.0",
+            "method": "notifications/cancelled",
+            "params": {"requestId": cancel.request_id, "reason": "authority revoked"}
+        });
+        let mut request = state
+            .http
+            .post(url)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json, text/event-stream")
+            .header(MCP_SESSION_ID, session_id)
+            .body(body.to_string());
+        if let Some(version) = &cancel.protocol_version {
+            request = request.header(MCP_PROTOCOL_VERSION, version);
+        }
+        if upstream.auth == DownstreamAuth::Mint {
+            let token = state
+                .minter
+                .mint(work.token().claims(), &upstream.audience, now());
+            request = request.bearer_auth(token);
+        }
+        tokio::spawn(async move {
+            match request.send().await {
+                Ok(response) if response.status().is_success() => {}
+                Ok(response) => {
+                    tracing::warn!("upstream refused a cancellation: {}", response.status())
+                }
+                Err(e) => tracing::warn!("sending a cancellation upstream failed: {e}"),
+            }
+        });
     }
 }
 

@@ -53,6 +53,49 @@ impl SseRewriter {
     }
 }
 
+/// One event as a reader sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    /// The `id:` field.
+    pub id: Option<String>,
+    /// The `data:` lines, joined by `\n`; `None` for a comment-only event (a keep-alive).
+    pub data: Option<String>,
+}
+
+/// Incremental SSE parsing for a consumer (the revocation stream), sharing the framing rules
+/// of [`SseRewriter`].
+#[derive(Debug, Default)]
+pub struct SseReader {
+    carry: Vec<u8>,
+}
+
+impl SseReader {
+    /// Feeds one chunk and returns the events it completed.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, EventTooLarge> {
+        self.carry.extend_from_slice(chunk);
+        let mut events = Vec::new();
+        let mut start = 0;
+        while let Some(end) = event_end(&self.carry[start..]) {
+            let event = &self.carry[start..start + end];
+            let id = lines(event).find_map(|line| {
+                let value = line.strip_prefix(b"id:")?;
+                let value = value.strip_prefix(b" ").unwrap_or(value);
+                Some(String::from_utf8_lossy(value).into_owned())
+            });
+            events.push(SseEvent {
+                id,
+                data: data_of(event),
+            });
+            start += end;
+        }
+        self.carry.drain(..start);
+        if self.carry.len() > MAX_EVENT_BYTES {
+            return Err(EventTooLarge);
+        }
+        Ok(events)
+    }
+}
+
 /// The length of the first complete event in `buf` (through its blank line), if any.
 fn event_end(buf: &[u8]) -> Option<usize> {
     let mut line_start = 0;
@@ -184,6 +227,31 @@ mod tests {
             Some("{}".into())
         });
         assert_eq!(out.unwrap(), b"data: {}\n\n".to_vec());
+    }
+
+    #[test]
+    fn a_reader_returns_ids_data_and_keep_alives() {
+        let mut reader = SseReader::default();
+        assert!(
+            reader
+                .feed(b"id: 4\nevent: revocation\ndata: {\"seq\"")
+                .unwrap()
+                .is_empty()
+        );
+        let events = reader.feed(b":4}\n\n: keep-alive\n\n").unwrap();
+        assert_eq!(
+            events,
+            [
+                SseEvent {
+                    id: Some("4".into()),
+                    data: Some("{\"seq\":4}".into())
+                },
+                SseEvent {
+                    id: None,
+                    data: None
+                },
+            ]
+        );
     }
 
     #[test]

@@ -90,8 +90,8 @@ async fn main() -> anyhow::Result<()> {
         .init();
 
     let stack = Stack::start(&StackOptions {
-        data_dir: cli.data_dir.clone(),
         database_url: cli.database_url.clone(),
+        ..StackOptions::sqlite(&cli.data_dir)
     })
     .await?;
     println!("Portcullis demo: the whole stack on loopback");
