@@ -208,3 +208,117 @@ async fn strict_mode_refuses_when_the_issuer_is_unreachable_beyond_the_bound() {
     w.stack.issuer_relay.as_ref().unwrap().restore();
     eventually("service resumes", async || w.probe(&w.token).await.0 == 200).await;
 }
+
+const CONTROL_TOKEN: &str = "control-token-for-tests-0123456789";
+
+async fn world_with_controls() -> (World, tempfile::NamedTempFile) {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut file, CONTROL_TOKEN.as_bytes()).unwrap();
+    let yaml = format!("admin_token_file: '{}'\n", file.path().display());
+    (world(&yaml, false).await, file)
+}
+
+async fn control(
+    w: &World,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Value,
+) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .request(method, format!("{}{path}", w.stack.gateway_admin_url))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn an_operator_kills_a_users_live_work_at_the_gateway_without_the_issuer() {
+    let (w, _file) = world_with_controls().await;
+    let session = connect(&w.stack.resource, &w.token).await.unwrap();
+    let call = tokio::spawn(start_report(&session));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    let (status, _) = control(
+        &w,
+        reqwest::Method::POST,
+        "/control/kill",
+        "wrong-token",
+        json!({"kind": "user", "value": "alice"}),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(
+        !call.is_finished(),
+        "an unauthenticated kill must do nothing"
+    );
+
+    let (status, body) = control(
+        &w,
+        reqwest::Method::POST,
+        "/control/kill",
+        CONTROL_TOKEN,
+        json!({"kind": "user", "value": "alice"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // The streaming call, and the client's own GET stream when it has opened one.
+    assert!(body["killed"].as_u64().unwrap() >= 1, "{body}");
+    let outcome = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .unwrap()
+        .unwrap();
+    match outcome {
+        Err(ServiceError::McpError(error)) => assert_eq!(error.code.0, -31007),
+        other => panic!("expected a revocation error, got {other:?}"),
+    }
+    assert_eq!(w.probe(&w.token).await.0, 401);
+}
+
+#[tokio::test]
+async fn a_change_freeze_denies_matching_calls_until_lifted() {
+    let (w, _file) = world_with_controls().await;
+    let session = connect(&w.stack.resource, &w.token).await.unwrap();
+    let freeze = json!({"pattern": "expenses/*report*"});
+    let (status, _) = control(
+        &w,
+        reqwest::Method::POST,
+        "/control/freezes",
+        CONTROL_TOKEN,
+        freeze.clone(),
+    )
+    .await;
+    assert_eq!(status, 201);
+
+    let report = || {
+        CallToolRequestParams::new("slow_report")
+            .with_arguments(json!({"seconds": 1}).as_object().unwrap().clone())
+    };
+    match session.call_tool(report()).await {
+        Err(ServiceError::McpError(error)) => {
+            assert_eq!(error.code.0, -31001);
+            assert_eq!(error.data.unwrap()["reason"], "change_freeze");
+        }
+        other => panic!("expected a freeze denial, got {other:?}"),
+    }
+    let listed = session
+        .call_tool(CallToolRequestParams::new("list_expenses"))
+        .await;
+    assert!(listed.is_ok(), "other tools are not frozen: {listed:?}");
+
+    let (status, _) = control(
+        &w,
+        reqwest::Method::DELETE,
+        "/control/freezes",
+        CONTROL_TOKEN,
+        freeze,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(session.call_tool(report()).await.is_ok());
+    session.cancel().await.unwrap();
+}

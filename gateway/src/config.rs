@@ -87,6 +87,11 @@ pub struct RawConfig {
     /// at start.
     #[serde(default)]
     pub signing_key_file: Option<PathBuf>,
+    /// A file holding the bearer token for the admin listener's `/control/*` endpoints (local
+    /// kills and change freezes); `PORTCULLIS_GATEWAY_ADMIN_TOKEN` also sets it. Without either,
+    /// those endpoints do not exist.
+    #[serde(default)]
+    pub admin_token_file: Option<PathBuf>,
     /// Seconds to let in-flight requests finish on SIGTERM.
     #[serde(default = "default_grace")]
     pub grace_period_seconds: u64,
@@ -233,6 +238,8 @@ pub struct Config {
     pub signing_key_file: Option<PathBuf>,
     /// SIGTERM grace period.
     pub grace_period_seconds: u64,
+    /// Admin token for `/control/*`.
+    pub admin_token: Option<String>,
     /// Expected `iss`.
     pub issuer: String,
     /// JWKS URL.
@@ -456,7 +463,23 @@ impl Config {
                 idle_timeout: Duration::from_secs(up.idle_timeout_seconds),
             });
         }
+        let admin_token = match &raw.admin_token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| invalid("admin_token_file", format!("{}: {e}", path.display())))?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => std::env::var("PORTCULLIS_GATEWAY_ADMIN_TOKEN").ok(),
+        };
+        if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(invalid(
+                "admin_token_file",
+                "the admin token must be at least 16 characters",
+            ));
+        }
         Ok(Config {
+            admin_token,
             listen: socket_addr("listen", &raw.listen)?,
             admin_listen: socket_addr("admin_listen", &raw.admin_listen)?,
             public_url,

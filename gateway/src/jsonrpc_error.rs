@@ -54,6 +54,16 @@ pub enum GatewayError {
     /// The call is outside the token's authority.
     #[error("denied by policy: {}", .0.reason)]
     Denied(Box<Denial>),
+    /// The tool falls under an operator's change freeze.
+    #[error("denied: {tool} is frozen by an operator ({pattern})")]
+    Frozen {
+        /// The request id.
+        id: Value,
+        /// The full tool name.
+        tool: String,
+        /// The freeze pattern.
+        pattern: String,
+    },
     /// A revocation covers the token or session.
     #[error("authority revoked")]
     Revoked {
@@ -137,7 +147,7 @@ impl GatewayError {
             | GatewayError::InvalidToken(_)
             | GatewayError::Revoked { .. } => 401,
             GatewayError::RevocationStale => 503,
-            GatewayError::Denied(_) => 200,
+            GatewayError::Denied(_) | GatewayError::Frozen { .. } => 200,
             GatewayError::Parse(_)
             | GatewayError::InvalidRequest { .. }
             | GatewayError::BatchUnsupported => 400,
@@ -156,7 +166,7 @@ impl GatewayError {
             GatewayError::MissingToken | GatewayError::InvalidToken(_) => UNAUTHENTICATED,
             GatewayError::Revoked { .. } => REVOKED,
             GatewayError::RevocationStale => STALE,
-            GatewayError::Denied(_) => POLICY_DENIED,
+            GatewayError::Denied(_) | GatewayError::Frozen { .. } => POLICY_DENIED,
             GatewayError::Parse(_) => -32700,
             GatewayError::InvalidRequest { .. }
             | GatewayError::BatchUnsupported
@@ -177,6 +187,7 @@ impl GatewayError {
             GatewayError::Revoked { .. } => "revoked",
             GatewayError::RevocationStale => "revocation_stale",
             GatewayError::Denied(_) => "denied",
+            GatewayError::Frozen { .. } => "frozen",
             GatewayError::Parse(_) => "parse_error",
             GatewayError::InvalidRequest { .. } => "invalid_request",
             GatewayError::BatchUnsupported => "batch",
@@ -192,7 +203,7 @@ impl GatewayError {
     fn id(&self) -> Value {
         match self {
             GatewayError::Denied(denial) => denial.id.clone(),
-            GatewayError::Revoked { id, .. } => id.clone(),
+            GatewayError::Revoked { id, .. } | GatewayError::Frozen { id, .. } => id.clone(),
             GatewayError::InvalidRequest { id, .. } | GatewayError::FilterFailed { id } => {
                 id.clone()
             }
@@ -212,6 +223,9 @@ impl GatewayError {
                 Some(data)
             }
             GatewayError::InvalidToken(e) => Some(json!({"reason": e.code()})),
+            GatewayError::Frozen { tool, pattern, .. } => {
+                Some(json!({"reason": "change_freeze", "tool": tool, "pattern": pattern}))
+            }
             GatewayError::Revoked { seq, .. } => {
                 Some(json!({"reason": "revoked", "revocation": seq}))
             }

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod controls;
 pub mod downstream_token;
 pub mod issuer_keys;
 pub mod jsonrpc;
@@ -183,6 +184,7 @@ pub fn prepare(config: Config) -> Result<Arc<GatewayState>, StartError> {
     )?;
     let jwks_document = Bytes::from(serde_json::to_vec(&minter.jwks()).expect("a JWKS serialises"));
     Ok(Arc::new(GatewayState {
+        controls: controls::Controls::new(config.admin_token.as_deref()),
         config,
         keys,
         revocations,

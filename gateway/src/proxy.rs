@@ -55,6 +55,8 @@ pub struct GatewayState {
     pub keys: Arc<IssuerKeys>,
     /// Revocation knowledge and live work.
     pub revocations: Arc<Revocations>,
+    /// Local kills and change freezes.
+    pub controls: Arc<crate::controls::Controls>,
     /// For requests the gateway makes itself (cancellations).
     pub http: reqwest::Client,
     /// The downstream token signer.
@@ -257,6 +259,14 @@ impl Gateway {
         } = &message
         {
             let tool = format!("{}/{}", upstream.name, call.name);
+            if let Some(pattern) = self.state.controls.frozen(&tool) {
+                metrics::decision(&upstream.name, "deny", "change_freeze");
+                return Ok(Err(GatewayError::Frozen {
+                    id: id.clone(),
+                    tool,
+                    pattern: pattern.as_str().to_owned(),
+                }));
+            }
             let action = Action {
                 tool: &tool,
                 arguments: &call.arguments,

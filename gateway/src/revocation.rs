@@ -23,11 +23,16 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use portcullis_policy::VerifiedToken;
-use portcullis_policy::revocation::{RevocationEntry, RevokedSet, verify_feed};
+use portcullis_policy::revocation::{
+    RevocationEntry, RevocationKind, RevokedSet, target_hash, verify_feed,
+};
 use serde::Deserialize;
 
 use crate::issuer_keys::IssuerKeys;
 use crate::sse::SseReader;
+
+/// How long a local kill is held (the tokens it covers are shorter-lived than this).
+const LOCAL_KILL_TTL: i64 = 24 * 3600;
 
 /// How the gateway behaves when its revocation knowledge is old.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -143,6 +148,9 @@ impl Drop for LiveGuard {
 #[derive(Debug)]
 pub struct Revocations {
     set: ArcSwap<RevokedSet>,
+    /// Kills an operator made at this gateway only (see `controls`); negative sequence numbers.
+    local: ArcSwap<RevokedSet>,
+    local_seq: AtomicI64,
     fresh_at: AtomicI64,
     connected: AtomicBool,
     mode: StalenessMode,
@@ -156,6 +164,8 @@ impl Revocations {
     pub fn new(mode: StalenessMode, max_staleness: i64) -> Arc<Self> {
         Arc::new(Self {
             set: ArcSwap::from_pointee(RevokedSet::new()),
+            local: ArcSwap::from_pointee(RevokedSet::new()),
+            local_seq: AtomicI64::new(0),
             fresh_at: AtomicI64::new(0),
             connected: AtomicBool::new(false),
             mode,
@@ -177,10 +187,64 @@ impl Revocations {
         token: &VerifiedToken,
         session_id: Option<&str>,
     ) -> Option<RevocationEntry> {
-        let set = self.set.load();
-        set.covering(token.claims())
-            .or_else(|| session_id.and_then(|s| set.covering_session(s)))
-            .cloned()
+        let check = |set: &RevokedSet| {
+            set.covering(token.claims())
+                .or_else(|| session_id.and_then(|s| set.covering_session(s)))
+                .cloned()
+        };
+        check(&self.set.load()).or_else(|| {
+            let local = self.local.load();
+            if local.is_empty() {
+                None
+            } else {
+                check(&local)
+            }
+        })
+    }
+
+    /// Kills now, at this gateway only, everything `value` of `kind` covers, and refuses it
+    /// until the gateway restarts. Returns the entry and the work it ended.
+    pub fn apply_local(
+        &self,
+        kind: RevocationKind,
+        value: &str,
+        now: i64,
+    ) -> (RevocationEntry, Vec<Arc<LiveWork>>) {
+        let entry = RevocationEntry {
+            seq: self.local_seq.fetch_sub(1, Ordering::AcqRel) - 1,
+            kind,
+            target: target_hash(kind, value),
+            revoked_at: now,
+            issued_before: matches!(kind, RevocationKind::Agent | RevocationKind::User)
+                .then_some(now),
+            expires_at: now + LOCAL_KILL_TTL,
+        };
+        self.local.rcu(|current| {
+            let mut next = RevokedSet::clone(current);
+            next.prune(now);
+            next.insert(entry.clone());
+            next
+        });
+        let killed = self.kill_covered(&entry);
+        crate::metrics::live_work_killed(killed.len());
+        (entry, killed)
+    }
+
+    fn kill_covered(&self, entry: &RevocationEntry) -> Vec<Arc<LiveWork>> {
+        let mut single = RevokedSet::new();
+        single.insert(entry.clone());
+        let mut killed = Vec::new();
+        for work in self.live().values() {
+            let covered = single.covering(work.token.claims()).is_some()
+                || work
+                    .session_id()
+                    .is_some_and(|s| single.covering_session(s).is_some());
+            if covered && work.killed_by().is_none() {
+                work.kill(entry.seq);
+                killed.push(work.clone());
+            }
+        }
+        killed
     }
 
     /// The highest sequence number applied.
@@ -237,21 +301,7 @@ impl Revocations {
         next.prune(now);
         self.set.store(Arc::new(next));
 
-        let mut killed = Vec::new();
-        for entry in &fresh {
-            let mut single = RevokedSet::new();
-            single.insert(entry.clone());
-            for work in self.live().values() {
-                let covered = single.covering(work.token.claims()).is_some()
-                    || work
-                        .session_id()
-                        .is_some_and(|s| single.covering_session(s).is_some());
-                if covered && work.killed_by().is_none() {
-                    work.kill(entry.seq);
-                    killed.push(work.clone());
-                }
-            }
-        }
+        let killed: Vec<Arc<LiveWork>> = fresh.iter().flat_map(|e| self.kill_covered(e)).collect();
         crate::metrics::live_work_killed(killed.len());
         killed
     }
