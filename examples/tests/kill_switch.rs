@@ -152,9 +152,15 @@ async fn revoking_the_root_grant_ends_a_streaming_call_and_everything_delegated_
     }
     assert!(ended_after < Duration::from_secs(3), "took {ended_after:?}");
 
-    // The upstream was told to stop.
+    // The upstream was told to stop, and its MCP session was ended.
     eventually("the upstream cancels the report", async || {
         w.stack.expenses.cancelled_reports() == 1
+    })
+    .await;
+    eventually("the upstream session is ended", async || {
+        w.stack.expenses.seen_requests().iter().any(|r| {
+            r.http_method == "DELETE" && r.verified && r.subject.as_deref() == Some("alice")
+        })
     })
     .await;
 

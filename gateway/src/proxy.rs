@@ -36,7 +36,7 @@ use crate::downstream_token::DownstreamMinter;
 use crate::issuer_keys::IssuerKeys;
 use crate::jsonrpc::{self, Message};
 use crate::jsonrpc_error::GatewayError;
-use crate::revocation::{CancelTarget, LiveGuard, LiveWork, Revocations};
+use crate::revocation::{LiveGuard, LiveWork, Revocations, UpstreamWork};
 use crate::sse::SseRewriter;
 use crate::{metrics, tools_list};
 
@@ -475,15 +475,16 @@ impl ProxyHttp for Gateway {
         };
         let req = session.req_header();
         let session_id = header_str(req, MCP_SESSION_ID).map(str::to_owned);
-        let cancel = match &ctx.message {
-            Some(Message::Request { id, .. }) => Some(CancelTarget {
-                upstream,
-                request_id: id.clone(),
-                protocol_version: header_str(req, MCP_PROTOCOL_VERSION).map(str::to_owned),
-            }),
+        let request_id = match &ctx.message {
+            Some(Message::Request { id, .. }) => Some(id.clone()),
             _ => None,
         };
-        let work = LiveWork::new(token, session_id, fd, cancel);
+        let target = UpstreamWork {
+            upstream,
+            request_id,
+            protocol_version: header_str(req, MCP_PROTOCOL_VERSION).map(str::to_owned),
+        };
+        let work = LiveWork::new(token, session_id, fd, target);
         ctx.live = Some(self.state.revocations.register(work));
         Ok(())
     }
@@ -677,46 +678,61 @@ impl ProxyHttp for Gateway {
     }
 }
 
-/// Tells each killed request's upstream to stop working on it (`notifications/cancelled` in its
-/// MCP session), with a token the gateway mints for that purpose.
+/// Tells the upstream of each killed piece of work to stop: `notifications/cancelled` for an
+/// in-flight request, then `DELETE` of its MCP session (once per session), each with a token
+/// the gateway mints for the purpose.
 pub(crate) fn cancel_killed(state: &Arc<GatewayState>, killed: Vec<Arc<LiveWork>>) {
+    let mut sessions_ended = std::collections::HashSet::new();
     for work in killed {
-        let (Some(cancel), Some(session_id)) = (work.cancel.clone(), work.session_id()) else {
+        let Some(session_id) = work.session_id() else {
             continue;
         };
-        let Some(upstream) = state.config.upstreams.get(cancel.upstream) else {
+        let target = &work.upstream;
+        let Some(upstream) = state.config.upstreams.get(target.upstream) else {
             continue;
         };
         let scheme = if upstream.tls { "https" } else { "http" };
         let url = format!("{scheme}://{}{}", upstream.authority, upstream.path);
-        let body = serde_json::json!({
-            "jsonrpc": "2.0",
-            "method": "notifications/cancelled",
-            "params": {"requestId": cancel.request_id, "reason": "authority revoked"}
+        let request = |method: reqwest::Method| {
+            let mut request = state
+                .http
+                .request(method, &url)
+                .header(header::ACCEPT, "application/json, text/event-stream")
+                .header(MCP_SESSION_ID, session_id);
+            if let Some(version) = &target.protocol_version {
+                request = request.header(MCP_PROTOCOL_VERSION, version);
+            }
+            if upstream.auth == DownstreamAuth::Mint {
+                let token = state
+                    .minter
+                    .mint(work.token().claims(), &upstream.audience, now());
+                request = request.bearer_auth(token);
+            }
+            request
+        };
+        let cancel = target.request_id.as_ref().map(|id| {
+            let body = serde_json::json!({
+                "jsonrpc": "2.0",
+                "method": "notifications/cancelled",
+                "params": {"requestId": id, "reason": "authority revoked"}
+            });
+            request(reqwest::Method::POST)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body.to_string())
         });
-        let mut request = state
-            .http
-            .post(url)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::ACCEPT, "application/json, text/event-stream")
-            .header(MCP_SESSION_ID, session_id)
-            .body(body.to_string());
-        if let Some(version) = &cancel.protocol_version {
-            request = request.header(MCP_PROTOCOL_VERSION, version);
-        }
-        if upstream.auth == DownstreamAuth::Mint {
-            let token = state
-                .minter
-                .mint(work.token().claims(), &upstream.audience, now());
-            request = request.bearer_auth(token);
-        }
+        let end = sessions_ended
+            .insert((target.upstream, session_id.to_owned()))
+            .then(|| request(reqwest::Method::DELETE));
         tokio::spawn(async move {
-            match request.send().await {
-                Ok(response) if response.status().is_success() => {}
-                Ok(response) => {
-                    tracing::warn!("upstream refused a cancellation: {}", response.status())
+            for (what, request) in [("cancellation", cancel), ("session end", end)] {
+                let Some(request) = request else { continue };
+                match request.send().await {
+                    Ok(response) if response.status().is_success() => {}
+                    Ok(response) => {
+                        tracing::warn!("upstream refused a {what}: {}", response.status())
+                    }
+                    Err(e) => tracing::warn!("sending a {what} upstream failed: {e}"),
                 }
-                Err(e) => tracing::warn!("sending a cancellation upstream failed: {e}"),
             }
         });
     }

@@ -52,18 +52,19 @@ pub struct LiveWork {
     session_id: Option<String>,
     fd: Mutex<Option<RawFd>>,
     killed_by: AtomicI64,
-    /// What to cancel upstream when killed.
-    pub cancel: Option<CancelTarget>,
+    /// Where the work runs upstream, to cancel it there when killed.
+    pub upstream: UpstreamWork,
 }
 
-/// An in-flight request to cancel upstream with `notifications/cancelled`.
+/// What the upstream must be told when work is killed: cancel the request (if it is one) and
+/// end the MCP session.
 #[derive(Debug, Clone)]
-pub struct CancelTarget {
+pub struct UpstreamWork {
     /// Index of the upstream in the configuration.
     pub upstream: usize,
-    /// The JSON-RPC id of the request.
-    pub request_id: serde_json::Value,
-    /// The client's `MCP-Protocol-Version`, repeated on the cancellation.
+    /// The JSON-RPC id of an in-flight request (`notifications/cancelled` names it).
+    pub request_id: Option<serde_json::Value>,
+    /// The client's `MCP-Protocol-Version`, repeated on what the gateway sends.
     pub protocol_version: Option<String>,
 }
 
@@ -73,14 +74,14 @@ impl LiveWork {
         token: Arc<VerifiedToken>,
         session_id: Option<String>,
         fd: RawFd,
-        cancel: Option<CancelTarget>,
+        upstream: UpstreamWork,
     ) -> Self {
         Self {
             token,
             session_id,
             fd: Mutex::new(Some(fd)),
             killed_by: AtomicI64::new(0),
-            cancel,
+            upstream,
         }
     }
 }
