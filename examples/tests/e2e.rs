@@ -293,7 +293,14 @@ async fn requests_without_a_valid_delegation_token_are_refused_with_401() {
 
     let (status, challenge, body) = post(&w, None, INITIALIZE).await;
     assert_eq!(status, 401);
-    assert_eq!(challenge.as_deref(), Some(r#"Bearer realm="portcullis""#));
+    let metadata = format!(
+        "{}/.well-known/oauth-protected-resource/mcp/expenses",
+        w.stack.gateway_url
+    );
+    assert_eq!(
+        challenge.as_deref(),
+        Some(format!(r#"Bearer realm="portcullis", resource_metadata="{metadata}""#).as_str())
+    );
     assert_eq!(body["error"]["code"], -31002);
 
     let (status, challenge, _) = post(&w, Some("Bearer not.a.token"), INITIALIZE).await;
@@ -428,4 +435,68 @@ async fn the_users_grant_token_and_the_gateways_own_downstream_token_are_refused
     assert_eq!(status, 401);
     assert_eq!(body["error"]["data"]["reason"], "wrong_audience");
     session.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn clients_discover_the_issuer_through_protected_resource_metadata() {
+    let w = world().await;
+    let metadata: Value = reqwest::get(format!(
+        "{}/.well-known/oauth-protected-resource/mcp/expenses",
+        w.stack.gateway_url
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(metadata["resource"], w.stack.resource.as_str());
+    assert_eq!(
+        metadata["authorization_servers"][0],
+        w.stack.issuer_url.as_str()
+    );
+}
+
+#[tokio::test]
+async fn dns_rebinding_and_unknown_protocol_versions_are_refused() {
+    let w = world().await;
+    let before = w.upstream_requests();
+    let send = |host: &'static str, origin: Option<&'static str>, version: Option<&'static str>| {
+        let mut request = reqwest::Client::new()
+            .post(&w.stack.resource)
+            .bearer_auth(&w.token)
+            .header("host", host)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(INITIALIZE);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        if let Some(version) = version {
+            request = request.header("mcp-protocol-version", version);
+        }
+        request.send()
+    };
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(
+        status(
+            send("evil.example.com", Some("http://evil.example.com"), None)
+                .await
+                .unwrap()
+        ),
+        403
+    );
+    assert_eq!(
+        status(
+            send("localhost:1", Some("http://evil.example.com"), None)
+                .await
+                .unwrap()
+        ),
+        403
+    );
+    assert_eq!(
+        status(send("localhost:1", None, Some("1999-01-01")).await.unwrap()),
+        400
+    );
+    assert_eq!(status(send("localhost:1", None, None).await.unwrap()), 200);
+    assert_eq!(w.upstream_requests(), before);
 }

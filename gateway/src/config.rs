@@ -87,6 +87,13 @@ pub struct RawConfig {
     /// at start.
     #[serde(default)]
     pub signing_key_file: Option<PathBuf>,
+    /// Extra `Host` values accepted besides the public URL's host and loopback names (DNS
+    /// rebinding protection); e.g. an internal service name.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// `Origin` values accepted from browsers besides the public URL's own origin.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
     /// A file holding the bearer token for the admin listener's `/control/*` endpoints (local
     /// kills and change freezes); `PORTCULLIS_GATEWAY_ADMIN_TOKEN` also sets it. Without either,
     /// those endpoints do not exist.
@@ -240,6 +247,10 @@ pub struct Config {
     pub grace_period_seconds: u64,
     /// Admin token for `/control/*`.
     pub admin_token: Option<String>,
+    /// Extra accepted `Host` values.
+    pub allowed_hosts: Vec<String>,
+    /// Extra accepted `Origin` values.
+    pub allowed_origins: Vec<String>,
     /// Expected `iss`.
     pub issuer: String,
     /// JWKS URL.
@@ -480,6 +491,8 @@ impl Config {
         }
         Ok(Config {
             admin_token,
+            allowed_hosts: raw.allowed_hosts,
+            allowed_origins: raw.allowed_origins,
             listen: socket_addr("listen", &raw.listen)?,
             admin_listen: socket_addr("admin_listen", &raw.admin_listen)?,
             public_url,

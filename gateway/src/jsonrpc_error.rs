@@ -16,6 +16,7 @@
 //! | −31006 | gateway failure | 500 |
 //! | −31007 | the token, grant, agent, user or session was revoked (`data.revocation`) | 401, or a final SSE event |
 //! | −31008 | revocation knowledge too old, strict mode | 503 |
+//! | −31009 | `Host` or `Origin` not accepted (DNS rebinding) | 403 |
 //! | −32700 | parse error (including duplicate keys) | 400 |
 //! | −32600 | invalid request (including batches) | 400 |
 //!
@@ -41,6 +42,17 @@ pub const INTERNAL: i64 = -31006;
 pub const REVOKED: i64 = -31007;
 /// Revocation knowledge too old (strict mode).
 pub const STALE: i64 = -31008;
+/// A `Host` or `Origin` the gateway does not accept.
+pub const FORBIDDEN: i64 = -31009;
+
+/// `MCP-Protocol-Version` values the gateway accepts.
+pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 5] = [
+    "2024-11-05",
+    "2025-03-26",
+    "2025-06-18",
+    "2025-11-25",
+    "2026-07-28",
+];
 
 /// Everything that ends a request at the gateway.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +87,12 @@ pub enum GatewayError {
     /// Strict mode, and the revocation knowledge is too old to trust.
     #[error("revocation status unknown: the gateway has lost contact with the issuer")]
     RevocationStale,
+    /// A `Host` or `Origin` the gateway does not accept.
+    #[error("forbidden: {0}")]
+    Forbidden(crate::origin::OriginError),
+    /// An `MCP-Protocol-Version` the gateway does not know.
+    #[error("unsupported MCP-Protocol-Version {0:?}")]
+    UnsupportedProtocolVersion(String),
     /// The body is not JSON, or has duplicate keys.
     #[error("parse error: {0}")]
     Parse(String),
@@ -147,6 +165,8 @@ impl GatewayError {
             | GatewayError::InvalidToken(_)
             | GatewayError::Revoked { .. } => 401,
             GatewayError::RevocationStale => 503,
+            GatewayError::Forbidden(_) => 403,
+            GatewayError::UnsupportedProtocolVersion(_) => 400,
             GatewayError::Denied(_) | GatewayError::Frozen { .. } => 200,
             GatewayError::Parse(_)
             | GatewayError::InvalidRequest { .. }
@@ -166,6 +186,8 @@ impl GatewayError {
             GatewayError::MissingToken | GatewayError::InvalidToken(_) => UNAUTHENTICATED,
             GatewayError::Revoked { .. } => REVOKED,
             GatewayError::RevocationStale => STALE,
+            GatewayError::Forbidden(_) => FORBIDDEN,
+            GatewayError::UnsupportedProtocolVersion(_) => -32600,
             GatewayError::Denied(_) | GatewayError::Frozen { .. } => POLICY_DENIED,
             GatewayError::Parse(_) => -32700,
             GatewayError::InvalidRequest { .. }
@@ -186,6 +208,8 @@ impl GatewayError {
             GatewayError::InvalidToken(_) => "invalid_token",
             GatewayError::Revoked { .. } => "revoked",
             GatewayError::RevocationStale => "revocation_stale",
+            GatewayError::Forbidden(_) => "forbidden",
+            GatewayError::UnsupportedProtocolVersion(_) => "protocol_version",
             GatewayError::Denied(_) => "denied",
             GatewayError::Frozen { .. } => "frozen",
             GatewayError::Parse(_) => "parse_error",
@@ -223,6 +247,9 @@ impl GatewayError {
                 Some(data)
             }
             GatewayError::InvalidToken(e) => Some(json!({"reason": e.code()})),
+            GatewayError::UnsupportedProtocolVersion(requested) => {
+                Some(json!({"supported": SUPPORTED_PROTOCOL_VERSIONS, "requested": requested}))
+            }
             GatewayError::Frozen { tool, pattern, .. } => {
                 Some(json!({"reason": "change_freeze", "tool": tool, "pattern": pattern}))
             }
@@ -233,20 +260,25 @@ impl GatewayError {
         }
     }
 
-    /// The `WWW-Authenticate` challenge, for 401s (RFC 6750 §3).
-    pub fn challenge(&self) -> Option<String> {
-        match self {
-            GatewayError::MissingToken => Some(r#"Bearer realm="portcullis""#.to_owned()),
-            GatewayError::InvalidToken(e) => Some(format!(
-                r#"Bearer realm="portcullis", error="invalid_token", error_description="{}""#,
-                e.code()
-            )),
-            GatewayError::Revoked { .. } => Some(
-                r#"Bearer realm="portcullis", error="invalid_token", error_description="revoked""#
-                    .to_owned(),
-            ),
-            _ => None,
+    /// The `WWW-Authenticate` challenge, for 401s (RFC 6750 §3), pointing MCP clients at the
+    /// protected resource's metadata (RFC 9728 §5.1).
+    pub fn challenge(&self, resource_metadata: Option<&str>) -> Option<String> {
+        let error = match self {
+            GatewayError::MissingToken => None,
+            GatewayError::InvalidToken(e) => Some(e.code()),
+            GatewayError::Revoked { .. } => Some("revoked"),
+            _ => return None,
+        };
+        let mut challenge = r#"Bearer realm="portcullis""#.to_owned();
+        if let Some(url) = resource_metadata {
+            challenge.push_str(&format!(r#", resource_metadata="{url}""#));
         }
+        if let Some(description) = error {
+            challenge.push_str(&format!(
+                r#", error="invalid_token", error_description="{description}""#
+            ));
+        }
+        Some(challenge)
     }
 
     /// The JSON-RPC error response body.

@@ -12,11 +12,13 @@
 pub mod admin;
 pub mod config;
 pub mod controls;
+pub mod discovery;
 pub mod downstream_token;
 pub mod issuer_keys;
 pub mod jsonrpc;
 pub mod jsonrpc_error;
 pub mod metrics;
+pub mod origin;
 pub mod proxy;
 pub mod revocation;
 pub mod sse;
@@ -185,6 +187,12 @@ pub fn prepare(config: Config) -> Result<Arc<GatewayState>, StartError> {
     let jwks_document = Bytes::from(serde_json::to_vec(&minter.jwks()).expect("a JWKS serialises"));
     Ok(Arc::new(GatewayState {
         controls: controls::Controls::new(config.admin_token.as_deref()),
+        discovery: discovery::Discovery::new(&config),
+        host_policy: origin::HostPolicy::new(
+            &config.public_url,
+            &config.allowed_hosts,
+            &config.allowed_origins,
+        ),
         config,
         keys,
         revocations,

@@ -57,6 +57,10 @@ pub struct GatewayState {
     pub revocations: Arc<Revocations>,
     /// Local kills and change freezes.
     pub controls: Arc<crate::controls::Controls>,
+    /// RFC 9728 metadata of every upstream.
+    pub discovery: crate::discovery::Discovery,
+    /// Accepted `Host` and `Origin` values.
+    pub host_policy: crate::origin::HostPolicy,
     /// For requests the gateway makes itself (cancellations).
     pub http: reqwest::Client,
     /// The downstream token signer.
@@ -158,9 +162,13 @@ async fn write_json(
         .await
 }
 
-async fn send_error(session: &mut Session, error: &GatewayError) -> Result<()> {
+async fn send_error(
+    session: &mut Session,
+    error: &GatewayError,
+    resource_metadata: Option<&str>,
+) -> Result<()> {
     let challenge: Vec<_> = error
-        .challenge()
+        .challenge(resource_metadata)
         .map(|c| (header::WWW_AUTHENTICATE, c))
         .into_iter()
         .collect();
@@ -202,6 +210,15 @@ impl Gateway {
             ctx.outcome = "jwks";
             return Ok(Ok(Admission::Answered));
         }
+        if let Some(document) = self.state.discovery.document(path)
+            && req.method == http::Method::GET
+        {
+            let body = document.to_vec();
+            let cache = [(header::CACHE_CONTROL, "public, max-age=300".to_owned())];
+            write_json(session, 200, body, &cache).await?;
+            ctx.outcome = "metadata";
+            return Ok(Ok(Admission::Answered));
+        }
         let Some(index) = path.strip_prefix("/mcp/").and_then(|name| {
             self.state
                 .config
@@ -213,6 +230,15 @@ impl Gateway {
         };
         ctx.upstream = Some(index);
         let upstream = &self.state.config.upstreams[index];
+        let host =
+            header_str(req, header::HOST).or_else(|| req.uri.authority().map(|a| a.as_str()));
+        if let Err(e) = self
+            .state
+            .host_policy
+            .check(host, header_str(req, header::ORIGIN))
+        {
+            return Ok(Err(GatewayError::Forbidden(e)));
+        }
         let method = req.method.clone();
         if !matches!(
             method,
@@ -228,6 +254,13 @@ impl Gateway {
             Ok(token) => Arc::new(token),
             Err(e) => return Ok(Err(GatewayError::InvalidToken(e))),
         };
+        if let Some(version) = header_str(session.req_header(), MCP_PROTOCOL_VERSION)
+            && !crate::jsonrpc_error::SUPPORTED_PROTOCOL_VERSIONS.contains(&version)
+        {
+            return Ok(Err(GatewayError::UnsupportedProtocolVersion(
+                version.to_owned(),
+            )));
+        }
         let revocations = &self.state.revocations;
         if revocations.refuses_for_staleness(now()) {
             return Ok(Err(GatewayError::RevocationStale));
@@ -384,7 +417,10 @@ impl ProxyHttp for Gateway {
             Ok(Admission::Answered) => Ok(true),
             Err(error) => {
                 ctx.outcome = error.label();
-                send_error(session, &error).await?;
+                let metadata = ctx
+                    .upstream
+                    .and_then(|i| self.state.discovery.metadata_url(i));
+                send_error(session, &error, metadata).await?;
                 Ok(true)
             }
         }
@@ -631,8 +667,11 @@ impl ProxyHttp for Gateway {
             }
             (Some(seq), false) => {
                 let error = GatewayError::Revoked { id, seq };
+                let metadata = ctx
+                    .upstream
+                    .and_then(|i| self.state.discovery.metadata_url(i));
                 let challenge: Vec<_> = error
-                    .challenge()
+                    .challenge(metadata)
                     .map(|c| (header::WWW_AUTHENTICATE, c))
                     .into_iter()
                     .collect();

@@ -1,0 +1,134 @@
+//! DNS-rebinding protection: the `Host` and `Origin` a request may carry.
+//!
+//! A web page that rebinds its own name to the gateway's address can make a browser send
+//! requests there, but the browser still says `Host: evil.example` and `Origin:
+//! https://evil.example`. The gateway accepts only its own public host, loopback names (for
+//! local clients), and configured extras; and `Origin`, when present (browsers), only from
+//! configured origins, by default the public URL's own. Non-browser clients send no `Origin`.
+
+/// Which `Host` and `Origin` values are accepted.
+#[derive(Debug, Clone)]
+pub struct HostPolicy {
+    hosts: Vec<String>,
+    origins: Vec<String>,
+}
+
+/// Why a request's `Host` or `Origin` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OriginError {
+    /// No `Host` header.
+    #[error("the request has no Host header")]
+    MissingHost,
+    /// A `Host` the gateway does not serve.
+    #[error("Host {0:?} is not served here")]
+    ForeignHost(String),
+    /// An `Origin` that is not allowed.
+    #[error("Origin {0:?} is not allowed")]
+    ForeignOrigin(String),
+}
+
+fn host_name(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host)
+}
+
+impl HostPolicy {
+    /// Accepts `public_url`'s host and origin, loopback hosts, and the extras given.
+    pub fn new(public_url: &str, extra_hosts: &[String], extra_origins: &[String]) -> Self {
+        let origin = public_url.trim_end_matches('/');
+        let origin = match origin.find("://").map(|i| i + 3) {
+            Some(start) => {
+                &origin[..origin[start..]
+                    .find('/')
+                    .map_or(origin.len(), |i| start + i)]
+            }
+            None => origin,
+        };
+        let authority = origin.split("://").nth(1).unwrap_or(origin);
+        let mut hosts = vec![
+            authority.to_ascii_lowercase(),
+            host_name(authority).to_ascii_lowercase(),
+        ];
+        hosts.extend(extra_hosts.iter().map(|h| h.to_ascii_lowercase()));
+        let mut origins = vec![origin.to_ascii_lowercase()];
+        origins.extend(
+            extra_origins
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase()),
+        );
+        Self { hosts, origins }
+    }
+
+    /// Checks a request's `Host` and `Origin`.
+    pub fn check(&self, host: Option<&str>, origin: Option<&str>) -> Result<(), OriginError> {
+        let host = host
+            .ok_or(OriginError::MissingHost)?
+            .trim()
+            .to_ascii_lowercase();
+        let name = host_name(&host);
+        let loopback = matches!(name, "localhost" | "127.0.0.1" | "::1");
+        if !loopback && !self.hosts.contains(&host) {
+            return Err(OriginError::ForeignHost(host));
+        }
+        if let Some(origin) = origin {
+            let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+            if !self.origins.contains(&origin) {
+                return Err(OriginError::ForeignOrigin(origin));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> HostPolicy {
+        HostPolicy::new(
+            "https://gw.example.com",
+            &[],
+            &["https://app.example.com".into()],
+        )
+    }
+
+    #[test]
+    fn a_rebinding_page_is_refused_by_host_and_by_origin() {
+        let p = policy();
+        assert_eq!(
+            p.check(Some("evil.example.com"), Some("http://evil.example.com")),
+            Err(OriginError::ForeignHost("evil.example.com".into()))
+        );
+        assert_eq!(
+            p.check(Some("127.0.0.1:8080"), Some("http://evil.example.com")),
+            Err(OriginError::ForeignOrigin("http://evil.example.com".into()))
+        );
+    }
+
+    #[test]
+    fn own_host_loopback_and_configured_origins_are_accepted() {
+        let p = policy();
+        for host in [
+            "gw.example.com",
+            "GW.example.com",
+            "localhost:3000",
+            "127.0.0.1:8080",
+            "[::1]:9",
+        ] {
+            assert_eq!(p.check(Some(host), None), Ok(()), "{host}");
+        }
+        assert_eq!(
+            p.check(Some("gw.example.com"), Some("https://gw.example.com")),
+            Ok(())
+        );
+        assert_eq!(
+            p.check(Some("gw.example.com"), Some("https://app.example.com/")),
+            Ok(())
+        );
+        assert_eq!(p.check(None, None), Err(OriginError::MissingHost));
+    }
+}
