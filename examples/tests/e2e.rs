@@ -500,3 +500,81 @@ async fn dns_rebinding_and_unknown_protocol_versions_are_refused() {
     assert_eq!(status(send("localhost:1", None, None).await.unwrap()), 200);
     assert_eq!(w.upstream_requests(), before);
 }
+
+async fn initialize(w: &World, token: &str) -> String {
+    let response = reqwest::Client::new()
+        .post(&w.stack.resource)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(INITIALIZE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    response.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn in_session(w: &World, token: &str, session: &str, method: reqwest::Method) -> u16 {
+    let mut request = reqwest::Client::new()
+        .request(method.clone(), &w.stack.resource)
+        .bearer_auth(token)
+        .header("mcp-session-id", session)
+        .header("accept", "application/json, text/event-stream");
+    if method == reqwest::Method::POST {
+        request = request
+            .header("content-type", "application/json")
+            .body(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn a_session_id_is_useless_to_anyone_but_the_principal_that_opened_it() {
+    let w = world().await;
+    let session = initialize(&w, &w.token).await;
+    assert_eq!(session.len(), 43, "a gateway-minted id, not the upstream's");
+    assert_eq!(
+        in_session(&w, &w.token, &session, reqwest::Method::POST).await,
+        202
+    );
+
+    // The same user's grant to another agent is another principal.
+    let other = w
+        .issuer
+        .register_agent("other-agent", "Other")
+        .await
+        .unwrap();
+    let grant_id = w
+        .issuer
+        .grant("alice", "other-agent", &w.stack.resource, expense_grant())
+        .await
+        .unwrap();
+    let subject = w.issuer.subject_token(&grant_id).await.unwrap();
+    let actor = w.issuer.client_token(&other).await.unwrap();
+    let other_token = w
+        .issuer
+        .exchange(&other, &subject, &actor, &w.stack.resource, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        in_session(&w, &other_token, &session, reqwest::Method::POST).await,
+        404
+    );
+    assert_eq!(
+        in_session(&w, &other_token, &session, reqwest::Method::DELETE).await,
+        404
+    );
+
+    // Its owner ends it; then it is gone for everyone.
+    let ended = in_session(&w, &w.token, &session, reqwest::Method::DELETE).await;
+    assert!((200..300).contains(&ended), "{ended}");
+    assert_eq!(
+        in_session(&w, &w.token, &session, reqwest::Method::POST).await,
+        404
+    );
+}

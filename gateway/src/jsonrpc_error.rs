@@ -119,6 +119,9 @@ pub enum GatewayError {
     /// No route.
     #[error("no MCP endpoint at this path")]
     NotFound,
+    /// An MCP session id that is unknown, ended, or not this principal's.
+    #[error("session not found")]
+    UnknownSession,
     /// An HTTP method the endpoint does not serve.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -173,7 +176,7 @@ impl GatewayError {
             | GatewayError::BatchUnsupported => 400,
             GatewayError::TooLarge { .. } => 413,
             GatewayError::Compressed => 415,
-            GatewayError::NotFound => 404,
+            GatewayError::NotFound | GatewayError::UnknownSession => 404,
             GatewayError::MethodNotAllowed => 405,
             GatewayError::Upstream(_) => 502,
             GatewayError::FilterFailed { .. } => 500,
@@ -195,7 +198,7 @@ impl GatewayError {
             | GatewayError::Compressed
             | GatewayError::MethodNotAllowed => -32600,
             GatewayError::TooLarge { .. } => TOO_LARGE,
-            GatewayError::NotFound => NOT_FOUND,
+            GatewayError::NotFound | GatewayError::UnknownSession => NOT_FOUND,
             GatewayError::Upstream(_) => UPSTREAM_FAILED,
             GatewayError::FilterFailed { .. } => INTERNAL,
         }
@@ -218,6 +221,7 @@ impl GatewayError {
             GatewayError::TooLarge { .. } => "too_large",
             GatewayError::Compressed => "compressed",
             GatewayError::NotFound => "not_found",
+            GatewayError::UnknownSession => "unknown_session",
             GatewayError::MethodNotAllowed => "method_not_allowed",
             GatewayError::Upstream(_) => "upstream_failed",
             GatewayError::FilterFailed { .. } => "filter_failed",

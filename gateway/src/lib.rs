@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod origin;
 pub mod proxy;
 pub mod revocation;
+pub mod session;
 pub mod sse;
 pub mod tools_list;
 
@@ -188,6 +189,7 @@ pub fn prepare(config: Config) -> Result<Arc<GatewayState>, StartError> {
     Ok(Arc::new(GatewayState {
         controls: controls::Controls::new(config.admin_token.as_deref()),
         discovery: discovery::Discovery::new(&config),
+        sessions: session::Sessions::default(),
         host_policy: origin::HostPolicy::new(
             &config.public_url,
             &config.allowed_hosts,

@@ -37,6 +37,7 @@ use crate::issuer_keys::IssuerKeys;
 use crate::jsonrpc::{self, Message};
 use crate::jsonrpc_error::GatewayError;
 use crate::revocation::{LiveGuard, LiveWork, Revocations, UpstreamWork};
+use crate::session::Principal;
 use crate::sse::SseRewriter;
 use crate::{metrics, tools_list};
 
@@ -59,6 +60,8 @@ pub struct GatewayState {
     pub controls: Arc<crate::controls::Controls>,
     /// RFC 9728 metadata of every upstream.
     pub discovery: crate::discovery::Discovery,
+    /// MCP sessions: gateway ids, the upstream ids behind them, and their owners.
+    pub sessions: crate::session::Sessions,
     /// Accepted `Host` and `Origin` values.
     pub host_policy: crate::origin::HostPolicy,
     /// For requests the gateway makes itself (cancellations).
@@ -103,6 +106,8 @@ pub struct RequestCtx {
     permit: Option<Permit>,
     response: ResponseMode,
     live: Option<LiveGuard>,
+    /// The MCP session: (the id the agent uses, the upstream's id).
+    session: Option<(String, String)>,
     outcome: &'static str,
     started: Instant,
 }
@@ -272,6 +277,13 @@ impl Gateway {
                 seq: entry.seq,
             }));
         }
+        if let Some(id) = session_id {
+            let principal = Principal::of(token.claims());
+            match self.state.sessions.resolve(id, index, &principal) {
+                Some(upstream_id) => ctx.session = Some((id.to_owned(), upstream_id)),
+                None => return Ok(Err(GatewayError::UnknownSession)),
+            }
+        }
         if method != http::Method::POST {
             ctx.token = Some(token);
             return Ok(Ok(Admission::Proxy));
@@ -360,6 +372,48 @@ impl Gateway {
         Ok(Ok(body))
     }
 
+    /// Swaps the upstream's session id in a response for the agent's, minting one when the
+    /// upstream opens a session, and forgets sessions that end.
+    fn rewrite_session(
+        &self,
+        session: &Session,
+        response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let status = response.status;
+        let ended = (session.req_header().method == http::Method::DELETE && status.is_success())
+            || status == http::StatusCode::NOT_FOUND;
+        if ended && let Some((id, _)) = ctx.session.take() {
+            self.state.sessions.end(&id);
+        }
+        let Some(upstream_id) = response
+            .headers
+            .get(MCP_SESSION_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+        else {
+            return Ok(());
+        };
+        let id = match (&ctx.session, ctx.upstream, &ctx.token) {
+            (Some((id, known)), _, _) if *known == upstream_id => id.clone(),
+            (_, Some(upstream), Some(token)) => {
+                let id =
+                    self.state
+                        .sessions
+                        .open(upstream, &upstream_id, Principal::of(token.claims()));
+                ctx.session = Some((id.clone(), upstream_id));
+                id
+            }
+            // No principal to bind it to: never pass an upstream id on.
+            _ => {
+                response.remove_header(MCP_SESSION_ID);
+                return Ok(());
+            }
+        };
+        response.insert_header(MCP_SESSION_ID, id)?;
+        Ok(())
+    }
+
     fn is_tools_list(ctx: &RequestCtx) -> bool {
         ctx.message.as_ref().and_then(Message::method) == Some("tools/list")
     }
@@ -404,6 +458,7 @@ impl ProxyHttp for Gateway {
             permit: None,
             response: ResponseMode::Passthrough,
             live: None,
+            session: None,
             outcome: "proxied",
             started: Instant::now(),
         }
@@ -470,6 +525,15 @@ impl ProxyHttp for Gateway {
                 .map_err(|e| Error::because(ErrorType::InternalError, "upstream uri", e))?,
         );
         request.insert_header(header::HOST, upstream.authority.as_str())?;
+        // The agent knows the gateway's session id; the upstream knows its own.
+        match &ctx.session {
+            Some((_, upstream_id)) => {
+                request.insert_header(MCP_SESSION_ID, upstream_id.as_str())?
+            }
+            None => {
+                request.remove_header(MCP_SESSION_ID);
+            }
+        }
         for name in [
             header::AUTHORIZATION,
             header::PROXY_AUTHORIZATION,
@@ -510,7 +574,10 @@ impl ProxyHttp for Gateway {
             return Ok(());
         };
         let req = session.req_header();
-        let session_id = header_str(req, MCP_SESSION_ID).map(str::to_owned);
+        let (session_id, upstream_session) = match &ctx.session {
+            Some((id, upstream_id)) => (Some(id.clone()), Some(upstream_id.clone())),
+            None => (None, None),
+        };
         let request_id = match &ctx.message {
             Some(Message::Request { id, .. }) => Some(id.clone()),
             _ => None,
@@ -519,6 +586,7 @@ impl ProxyHttp for Gateway {
             upstream,
             request_id,
             protocol_version: header_str(req, MCP_PROTOCOL_VERSION).map(str::to_owned),
+            session_id: upstream_session,
         };
         let work = LiveWork::new(token, session_id, fd, target);
         ctx.live = Some(self.state.revocations.register(work));
@@ -530,12 +598,13 @@ impl ProxyHttp for Gateway {
     /// changes and they are sent chunked.
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         response.remove_header(&header::SET_COOKIE);
         response.remove_header(&header::WWW_AUTHENTICATE);
+        self.rewrite_session(session, response, ctx)?;
         let content_type = response
             .headers
             .get(header::CONTENT_TYPE)
@@ -723,10 +792,10 @@ impl ProxyHttp for Gateway {
 pub(crate) fn cancel_killed(state: &Arc<GatewayState>, killed: Vec<Arc<LiveWork>>) {
     let mut sessions_ended = std::collections::HashSet::new();
     for work in killed {
-        let Some(session_id) = work.session_id() else {
+        let target = &work.upstream;
+        let Some(session_id) = target.session_id.as_deref() else {
             continue;
         };
-        let target = &work.upstream;
         let Some(upstream) = state.config.upstreams.get(target.upstream) else {
             continue;
         };

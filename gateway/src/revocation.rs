@@ -66,6 +66,8 @@ pub struct UpstreamWork {
     pub request_id: Option<serde_json::Value>,
     /// The client's `MCP-Protocol-Version`, repeated on what the gateway sends.
     pub protocol_version: Option<String>,
+    /// The upstream's own id of the MCP session.
+    pub session_id: Option<String>,
 }
 
 impl LiveWork {
