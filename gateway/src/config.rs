@@ -99,6 +99,9 @@ pub struct RawConfig {
     /// those endpoints do not exist.
     #[serde(default)]
     pub admin_token_file: Option<PathBuf>,
+    /// How many verified tokens to remember (0 disables the cache).
+    #[serde(default = "default_token_cache")]
+    pub token_cache_size: usize,
     /// Seconds to let in-flight requests finish on SIGTERM.
     #[serde(default = "default_grace")]
     pub grace_period_seconds: u64,
@@ -214,6 +217,9 @@ fn default_leeway() -> i64 {
 fn default_downstream_ttl() -> i64 {
     60
 }
+fn default_token_cache() -> usize {
+    10_000
+}
 fn default_grace() -> u64 {
     10
 }
@@ -245,6 +251,8 @@ pub struct Config {
     pub signing_key_file: Option<PathBuf>,
     /// SIGTERM grace period.
     pub grace_period_seconds: u64,
+    /// Verified-token cache capacity.
+    pub token_cache_size: usize,
     /// Admin token for `/control/*`.
     pub admin_token: Option<String>,
     /// Extra accepted `Host` values.
@@ -502,6 +510,7 @@ impl Config {
             downstream_token_ttl_seconds: raw.downstream_token_ttl_seconds,
             signing_key_file: raw.signing_key_file,
             grace_period_seconds: raw.grace_period_seconds,
+            token_cache_size: raw.token_cache_size,
             issuer: raw.issuer.issuer.unwrap_or_else(|| issuer_url.clone()),
             jwks_url,
             revocation_mode: revocation.mode,

@@ -45,6 +45,7 @@ pub struct IssuerKeys {
     leeway: i64,
     current: ArcSwap<Verifier>,
     loaded: std::sync::atomic::AtomicBool,
+    version: std::sync::atomic::AtomicU64,
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
     http: reqwest::Client,
 }
@@ -67,6 +68,7 @@ impl IssuerKeys {
             leeway,
             current: ArcSwap::from_pointee(empty),
             loaded: false.into(),
+            version: 0.into(),
             last_fetch: tokio::sync::Mutex::new(None),
             http,
         }
@@ -75,6 +77,11 @@ impl IssuerKeys {
     /// The current verifier.
     pub fn verifier(&self) -> Arc<Verifier> {
         self.current.load_full()
+    }
+
+    /// Changes whenever a key set is installed (what cached verifications depend on).
+    pub fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Whether keys have been loaded at least once.

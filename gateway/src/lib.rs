@@ -23,6 +23,7 @@ pub mod proxy;
 pub mod revocation;
 pub mod session;
 pub mod sse;
+pub mod token_cache;
 pub mod tools_list;
 
 use std::sync::Arc;
@@ -190,6 +191,7 @@ pub fn prepare(config: Config) -> Result<Arc<GatewayState>, StartError> {
         controls: controls::Controls::new(config.admin_token.as_deref()),
         discovery: discovery::Discovery::new(&config),
         sessions: session::Sessions::default(),
+        token_cache: token_cache::TokenCache::new(config.token_cache_size, config.leeway_seconds),
         host_policy: origin::HostPolicy::new(
             &config.public_url,
             &config.allowed_hosts,

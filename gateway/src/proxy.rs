@@ -62,6 +62,8 @@ pub struct GatewayState {
     pub discovery: crate::discovery::Discovery,
     /// MCP sessions: gateway ids, the upstream ids behind them, and their owners.
     pub sessions: crate::session::Sessions,
+    /// Tokens already verified.
+    pub token_cache: crate::token_cache::TokenCache,
     /// Accepted `Host` and `Origin` values.
     pub host_policy: crate::origin::HostPolicy,
     /// For requests the gateway makes itself (cancellations).
@@ -185,18 +187,31 @@ impl Gateway {
         ctx.upstream.map(|i| &self.state.config.upstreams[i])
     }
 
-    async fn verify(&self, token: &str, audience: &str) -> Result<VerifiedToken, VerifyError> {
+    async fn verify(&self, token: &str, audience: &str) -> Result<Arc<VerifiedToken>, VerifyError> {
+        let now = now();
+        let keys = &self.state.keys;
+        let cache = &self.state.token_cache;
+        if let Some(hit) = cache.get(audience, token, keys.version(), now) {
+            return Ok(hit);
+        }
         let expected = Expected {
             audience,
-            now: now(),
+            now,
             actor: ActorRule::Required,
         };
-        match self.state.keys.verifier().verify(token, &expected) {
-            Err(VerifyError::UnknownKid(_)) if self.state.keys.refresh_for_unknown_kid().await => {
-                self.state.keys.verifier().verify(token, &expected)
+        // Read the key-set version before the keys: a concurrent refresh can then only make the
+        // cache entry look older than it is, never newer.
+        let mut version = keys.version();
+        let verified = match keys.verifier().verify(token, &expected) {
+            Err(VerifyError::UnknownKid(_)) if keys.refresh_for_unknown_kid().await => {
+                version = keys.version();
+                keys.verifier().verify(token, &expected)
             }
             other => other,
-        }
+        }?;
+        let verified = Arc::new(verified);
+        cache.insert(audience, token, verified.clone(), version, now);
+        Ok(verified)
     }
 
     /// Everything that decides whether a request may go upstream. The outer `Result` is a
@@ -256,7 +271,7 @@ impl Gateway {
             Err(e) => return Ok(Err(e)),
         };
         let token = match self.verify(&token, &upstream.resource).await {
-            Ok(token) => Arc::new(token),
+            Ok(token) => token,
             Err(e) => return Ok(Err(GatewayError::InvalidToken(e))),
         };
         if let Some(version) = header_str(session.req_header(), MCP_PROTOCOL_VERSION)
