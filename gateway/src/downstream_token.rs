@@ -5,6 +5,13 @@
 //! and grant (`gid`), and a lifetime of at most 60 seconds that never outlasts the agent's
 //! token. Upstreams verify it with the gateway's JWKS (`/.well-known/jwks.json` on the proxy
 //! port). It carries no constraints: the gateway has already enforced them.
+//!
+//! Signing costs about as much as verifying, so a minted token is reused for the same inbound
+//! token and upstream while it has more than [`REUSE_MARGIN`] seconds left (a bounded map,
+//! emptied when full).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -26,12 +33,17 @@ pub enum KeyFileError {
     Format(String),
 }
 
+/// A minted token is not reused once fewer than this many seconds of it remain.
+pub const REUSE_MARGIN: i64 = 10;
+const MAX_REUSED: usize = 10_000;
+
 /// Signs downstream tokens with the gateway's own key.
 #[derive(Debug)]
 pub struct DownstreamMinter {
     key: SigningKey,
     issuer: String,
     ttl: i64,
+    minted: Mutex<HashMap<(String, String), (Arc<str>, i64)>>,
 }
 
 fn random_bytes<const N: usize>() -> [u8; N] {
@@ -66,7 +78,12 @@ impl DownstreamMinter {
         let probe = SigningKey::ed25519_from_seed("probe", &seed).expect("static kid is valid");
         let kid = format!("gw-{}", &probe.public_jwk().x[..16]);
         let key = SigningKey::ed25519_from_seed(&kid, &seed).expect("derived kid is valid");
-        Ok(Self { key, issuer, ttl })
+        Ok(Self {
+            key,
+            issuer,
+            ttl,
+            minted: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The public key set upstreams verify with.
@@ -76,8 +93,28 @@ impl DownstreamMinter {
         }
     }
 
-    /// A token for `audience` on behalf of the inbound token's user and actors.
-    pub fn mint(&self, inbound: &Claims, audience: &str, now: i64) -> String {
+    /// A token for `audience` on behalf of the inbound token's user and actors: a recent one
+    /// minted for the same inbound token when it has time left, otherwise a fresh one.
+    pub fn mint(&self, inbound: &Claims, audience: &str, now: i64) -> Arc<str> {
+        let key = (inbound.token_id.clone(), audience.to_owned());
+        let mut minted = self
+            .minted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((token, expires_at)) = minted.get(&key)
+            && expires_at - now > REUSE_MARGIN
+        {
+            return token.clone();
+        }
+        let (token, expires_at) = self.sign_fresh(inbound, audience, now);
+        if minted.len() >= MAX_REUSED {
+            minted.clear();
+        }
+        minted.insert(key, (token.clone(), expires_at));
+        token
+    }
+
+    fn sign_fresh(&self, inbound: &Claims, audience: &str, now: i64) -> (Arc<str>, i64) {
         let claims = Claims {
             issuer: self.issuer.clone(),
             subject: inbound.subject.clone(),
@@ -92,6 +129,61 @@ impl DownstreamMinter {
             grant_id: inbound.grant_id.clone(),
             constraints: None,
         };
-        portcullis_policy::sign(&claims, &self.key)
+        (
+            portcullis_policy::sign(&claims, &self.key).into(),
+            claims.expires_at,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use portcullis_policy::{Actor, ActorChain};
+
+    use super::*;
+
+    fn inbound(jti: &str, exp: i64) -> Claims {
+        Claims {
+            issuer: "https://issuer".into(),
+            subject: "alice".into(),
+            audience: vec!["https://gw/mcp/a".into()],
+            expires_at: exp,
+            not_before: None,
+            issued_at: 0,
+            token_id: jti.into(),
+            client_id: "agent".into(),
+            scope: None,
+            actors: Some(ActorChain::new(Actor {
+                sub: "agent".into(),
+            })),
+            grant_id: Some("g".into()),
+            constraints: None,
+        }
+    }
+
+    #[test]
+    fn a_minted_token_is_reused_only_for_the_same_inbound_token_and_upstream_while_fresh() {
+        let minter = DownstreamMinter::new("https://gw".into(), 60, None).unwrap();
+        let first = minter.mint(&inbound("t1", 1_000), "up-a", 0);
+        assert_eq!(minter.mint(&inbound("t1", 1_000), "up-a", 40), first);
+        assert_ne!(minter.mint(&inbound("t1", 1_000), "up-b", 40), first);
+        assert_ne!(minter.mint(&inbound("t2", 1_000), "up-a", 40), first);
+        assert_ne!(
+            minter.mint(&inbound("t1", 1_000), "up-a", 51),
+            first,
+            "too close to expiry"
+        );
+    }
+
+    #[test]
+    fn a_minted_token_never_outlives_the_inbound_token() {
+        let minter = DownstreamMinter::new("https://gw".into(), 60, None).unwrap();
+        let token = minter.mint(&inbound("t1", 30), "up-a", 0);
+        let payload = token.split('.').nth(1).unwrap();
+        let claims: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        assert_eq!(claims["exp"], 30);
+        assert_eq!(claims["aud"], "up-a");
+        assert_eq!(claims["iss"], "https://gw");
     }
 }
