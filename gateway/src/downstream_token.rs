@@ -43,8 +43,11 @@ pub struct DownstreamMinter {
     key: SigningKey,
     issuer: String,
     ttl: i64,
-    minted: Mutex<HashMap<(String, String), (Arc<str>, i64)>>,
+    minted: Mutex<HashMap<MintKey, (Arc<str>, i64)>>,
 }
+
+/// (inbound `jti`, upstream audience).
+type MintKey = (String, String);
 
 fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
