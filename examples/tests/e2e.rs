@@ -578,3 +578,32 @@ async fn a_session_id_is_useless_to_anyone_but_the_principal_that_opened_it() {
         404
     );
 }
+
+#[tokio::test]
+async fn calls_beyond_the_grants_hourly_rate_are_denied() {
+    let w = world().await;
+    let limited = json!([{"type": "mcp_tools", "tools": ["expenses/list_expenses"],
+        "rate": {"per_hour": 2}}]);
+    let grant_id = w
+        .issuer
+        .grant("alice", "expense-agent", &w.stack.resource, limited)
+        .await
+        .unwrap();
+    let subject = w.issuer.subject_token(&grant_id).await.unwrap();
+    let actor = w.issuer.client_token(&w.agent).await.unwrap();
+    let token = w
+        .issuer
+        .exchange(&w.agent, &subject, &actor, &w.stack.resource, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let session = w.session(&token).await;
+    for _ in 0..2 {
+        call(&session, "list_expenses", json!({})).await.unwrap();
+    }
+    let error = call(&session, "list_expenses", json!({}))
+        .await
+        .unwrap_err();
+    assert_denied(&error, "rate_limited");
+    session.cancel().await.unwrap();
+}

@@ -20,6 +20,7 @@ pub mod jsonrpc_error;
 pub mod metrics;
 pub mod origin;
 pub mod proxy;
+pub mod rate_limit;
 pub mod revocation;
 pub mod session;
 pub mod sse;
@@ -191,6 +192,7 @@ pub fn prepare(config: Config) -> Result<Arc<GatewayState>, StartError> {
         controls: controls::Controls::new(config.admin_token.as_deref()),
         discovery: discovery::Discovery::new(&config),
         sessions: session::Sessions::default(),
+        rate_limiter: rate_limit::RateLimiter::default(),
         token_cache: token_cache::TokenCache::new(config.token_cache_size, config.leeway_seconds),
         host_policy: origin::HostPolicy::new(
             &config.public_url,

@@ -27,7 +27,8 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use portcullis_policy::{
-    Action, ActorRule, Decision, Expected, Permit, VerifiedToken, VerifyError, authorize,
+    Action, ActorRule, Decision, DenyReason, Expected, Permit, VerifiedToken, VerifyError,
+    authorize,
 };
 use serde_json::Value;
 
@@ -64,6 +65,8 @@ pub struct GatewayState {
     pub sessions: crate::session::Sessions,
     /// Tokens already verified.
     pub token_cache: crate::token_cache::TokenCache,
+    /// Calls per hour, per grant.
+    pub rate_limiter: crate::rate_limit::RateLimiter,
     /// Accepted `Host` and `Origin` values.
     pub host_policy: crate::origin::HostPolicy,
     /// For requests the gateway makes itself (cancellations).
@@ -332,7 +335,27 @@ impl Gateway {
                 arguments: &call.arguments,
                 at: now(),
             };
-            match authorize(&token, &action) {
+            let decision = match authorize(&token, &action) {
+                Decision::Permit(permit) => match permit.rate() {
+                    Some(rate) => {
+                        let grant = permit.grant_id().unwrap_or(permit.token_id());
+                        if self
+                            .state
+                            .rate_limiter
+                            .try_acquire(grant, rate.per_hour, now())
+                        {
+                            Decision::Permit(permit)
+                        } else {
+                            Decision::Deny(DenyReason::RateExceeded {
+                                per_hour: rate.per_hour,
+                            })
+                        }
+                    }
+                    None => Decision::Permit(permit),
+                },
+                deny => deny,
+            };
+            match decision {
                 Decision::Permit(permit) => {
                     metrics::decision(&upstream.name, "allow", "permit");
                     ctx.permit = Some(permit);

@@ -135,6 +135,12 @@ pub enum DenyReason {
         /// The value given.
         got: Value,
     },
+    /// The token's calls-per-hour cap is reached (counted by whoever holds call counts: the
+    /// gateway, per replica; this crate never produces it itself).
+    RateExceeded {
+        /// The cap.
+        per_hour: u32,
+    },
     /// A string does not start with its `prefix`.
     PrefixMismatch {
         /// Its JSON Pointer.
@@ -162,6 +168,7 @@ impl DenyReason {
             DenyReason::NotInSet { .. } => "limit_in",
             DenyReason::NotEqual { .. } => "limit_eq",
             DenyReason::PrefixMismatch { .. } => "limit_prefix",
+            DenyReason::RateExceeded { .. } => "rate_limited",
         }
     }
 
@@ -179,6 +186,7 @@ impl DenyReason {
             | DenyReason::ToolNotGranted { .. }
             | DenyReason::ToolDenied { .. }
             | DenyReason::OutsideWindow { .. }
+            | DenyReason::RateExceeded { .. }
             | DenyReason::ArgumentsNotObject => None,
         }
     }
@@ -222,6 +230,12 @@ impl fmt::Display for DenyReason {
                 prefix,
                 got,
             } => write!(f, "{pointer} {got:?} does not start with {prefix:?}"),
+            DenyReason::RateExceeded { per_hour } => {
+                write!(
+                    f,
+                    "the grant's limit of {per_hour} calls per hour is reached"
+                )
+            }
         }
     }
 }
