@@ -190,7 +190,7 @@ async fn subject_token(
         ));
     }
     let ttl = state.config.subject_token_ttl;
-    let token = grants::mint_subject_token(&grant, &state.keys(), &state.config.issuer, now, ttl);
+    let token = grants::mint_subject_token(&state, &grant, now).await?;
     Ok(no_store(
         Json(json!({
             "subject_token": token,

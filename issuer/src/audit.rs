@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::{Any, Row, Transaction};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::db::Database;
 
@@ -62,6 +63,87 @@ pub async fn append(
     .execute(&mut **tx)
     .await?;
     Ok(seq)
+}
+
+/// Events from the hot path (exchanges, mints) are written by one task in batches: under load
+/// many requests share one transaction and one disk sync, and each request still waits until
+/// its event is committed before it answers (a token is never handed out unaudited).
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    sender: mpsc::Sender<Pending>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    kind: &'static str,
+    data: Value,
+    at: i64,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// The most events committed in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// Why an event could not be recorded.
+#[derive(Debug, thiserror::Error)]
+#[error("audit log: {0}")]
+pub struct AuditError(String);
+
+impl AuditLog {
+    /// Starts the writer task.
+    pub fn start(db: Database) -> Self {
+        let (sender, mut receiver) = mpsc::channel::<Pending>(4 * MAX_BATCH);
+        tokio::spawn(async move {
+            while let Some(first) = receiver.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match receiver.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let events: Vec<(&'static str, Value, i64)> = batch
+                    .iter()
+                    .map(|p| (p.kind, p.data.clone(), p.at))
+                    .collect();
+                let written = db
+                    .write(|tx| {
+                        let events = events.clone();
+                        Box::pin(async move {
+                            for (kind, data, at) in events {
+                                append(tx, kind, data, at).await?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .await
+                    .map_err(|e| e.to_string());
+                for pending in batch {
+                    // A request that gave up waiting needs no answer.
+                    let _gone = pending.done.send(written.clone());
+                }
+            }
+        });
+        Self { sender }
+    }
+
+    /// Records an event and waits until it is committed.
+    pub async fn record(&self, kind: &'static str, data: Value, at: i64) -> Result<(), AuditError> {
+        let (done, committed) = oneshot::channel();
+        self.sender
+            .send(Pending {
+                kind,
+                data,
+                at,
+                done,
+            })
+            .await
+            .map_err(|_| AuditError("the writer has stopped".into()))?;
+        committed
+            .await
+            .map_err(|_| AuditError("the writer has stopped".into()))?
+            .map_err(AuditError)
+    }
 }
 
 /// Where the chain breaks.

@@ -12,7 +12,6 @@ use sqlx::Row;
 
 use crate::clients;
 use crate::db::Database;
-use crate::keys::Keyring;
 use crate::secret::random_token;
 
 /// A grant as stored.
@@ -203,16 +202,23 @@ pub fn subject_token_claims(grant: &Grant, issuer: &str, now: i64, ttl: i64) -> 
     }
 }
 
-/// Signs the user's token for a grant.
-pub fn mint_subject_token(
+/// Signs the user's token for a grant, and records that it was minted.
+pub async fn mint_subject_token(
+    state: &crate::AppState,
     grant: &Grant,
-    keyring: &Keyring,
-    issuer: &str,
     now: i64,
-    ttl: i64,
-) -> String {
-    portcullis_policy::sign(
-        &subject_token_claims(grant, issuer, now, ttl),
-        keyring.active(),
-    )
+) -> Result<String, crate::audit::AuditError> {
+    let ttl = state.config.subject_token_ttl;
+    let claims = subject_token_claims(grant, &state.config.issuer, now, ttl);
+    let token = portcullis_policy::sign(&claims, state.keys().active());
+    state
+        .audit
+        .record(
+            "token.minted",
+            serde_json::json!({"kind": "subject", "grant_id": grant.id, "sub": grant.subject,
+                               "jti": claims.token_id, "exp": claims.expires_at}),
+            now,
+        )
+        .await?;
+    Ok(token)
 }

@@ -91,6 +91,8 @@ pub struct AppState {
     pub config: Arc<IssuerConfig>,
     /// Publishes revocations to live streams.
     pub hub: Arc<revocation::RevocationHub>,
+    /// Records exchanges and mints.
+    pub audit: audit::AuditLog,
 }
 
 impl AppState {
@@ -149,6 +151,7 @@ impl Issuer {
         Ok(Self {
             state: AppState {
                 keyring: keys::watch(db.clone(), sealing, config.issuer.clone(), keyring),
+                audit: audit::AuditLog::start(db.clone()),
                 db,
                 config: Arc::new(config),
                 hub,

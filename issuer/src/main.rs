@@ -453,9 +453,7 @@ async fn main() -> anyhow::Result<()> {
             print_json(&grants::list(&issuer.state().db).await?)?;
         }
         Command::Mint { storage, grant } => {
-            let config = IssuerConfig::new(&storage.issuer_url);
-            let ttl = config.subject_token_ttl;
-            let issuer = storage.open(config).await?;
+            let issuer = storage.open(IssuerConfig::new(&storage.issuer_url)).await?;
             let state = issuer.state();
             let Some(grant) = grants::get(&state.db, &grant).await? else {
                 bail!("no grant {grant}");
@@ -465,7 +463,7 @@ async fn main() -> anyhow::Result<()> {
             }
             println!(
                 "{}",
-                grants::mint_subject_token(&grant, &state.keys(), &state.config.issuer, now(), ttl)
+                grants::mint_subject_token(state, &grant, now()).await?
             );
         }
         Command::Keys(KeysCommand::List { storage }) => {

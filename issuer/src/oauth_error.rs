@@ -82,6 +82,12 @@ impl OAuthError {
     }
 }
 
+impl From<crate::audit::AuditError> for OAuthError {
+    fn from(e: crate::audit::AuditError) -> Self {
+        OAuthError::Server(e.to_string())
+    }
+}
+
 impl From<sqlx::Error> for OAuthError {
     fn from(e: sqlx::Error) -> Self {
         OAuthError::Server(format!("database: {e}"))

@@ -72,14 +72,14 @@ async fn grant(
 ) -> Result<TokenResponse, OAuthError> {
     let client = authenticate(state, headers, params).await?;
     match params.require("grant_type")? {
-        "client_credentials" => client_credentials(state, &client, params),
+        "client_credentials" => client_credentials(state, &client, params).await,
         TOKEN_EXCHANGE => exchange(state, &client, params).await,
         other => Err(OAuthError::UnsupportedGrantType(format!(
             "grant_type {other} is not supported"
         ))),
     }
 }
-fn client_credentials(
+async fn client_credentials(
     state: &AppState,
     client: &Client,
     params: &Params,
@@ -106,6 +106,14 @@ fn client_credentials(
         grant_id: None,
         constraints: None,
     };
+    state
+        .audit
+        .record(
+            "token.minted",
+            serde_json::json!({"kind": "client", "client_id": client.client_id, "jti": claims.token_id, "exp": claims.expires_at}),
+            now,
+        )
+        .await?;
     Ok(TokenResponse {
         access_token: portcullis_policy::sign(&claims, state.keys().active()),
         token_type: "Bearer",
@@ -290,6 +298,24 @@ async fn exchange(
         },
     )
     .map_err(|e| OAuthError::InvalidScope(e.to_string()))?;
+    let actors: Vec<&str> = child
+        .actors
+        .iter()
+        .flat_map(|chain| chain.actors())
+        .map(|a| a.sub.as_str())
+        .collect();
+    state
+        .audit
+        .record(
+            "token.exchanged",
+            serde_json::json!({
+                "grant_id": child.grant_id, "sub": child.subject, "act": actors,
+                "client_id": client.client_id, "aud": child.audience, "jti": child.token_id,
+                "exp": child.expires_at, "parent_jti": parent.token_id,
+            }),
+            now,
+        )
+        .await?;
     Ok(TokenResponse {
         expires_in: child.expires_at - now,
         access_token: portcullis_policy::sign(&child, state.keys().active()),

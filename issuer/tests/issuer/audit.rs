@@ -7,6 +7,7 @@ use crate::support::*;
 
 async fn populated(b: &Backend) -> portcullis_issuer::db::Database {
     let w = world(b).await;
+    delegation(&w).await;
     let (status, _) = revoke(&w.app, "grant", &w.grant_id).await;
     assert_eq!(status, StatusCode::CREATED);
     portcullis_issuer::open_database(&b.storage).await.unwrap()
@@ -21,14 +22,23 @@ async fn every_change_is_in_an_unbroken_chain() {
     for b in backends().await {
         let db = populated(&b).await;
         let report = verify(&db).await.unwrap();
-        // client registered, grant created, revocation
-        assert_eq!(report.events, 3, "[{}]", b.name);
+        assert_eq!(report.events, 6, "[{}]", b.name);
         assert_eq!(report.first_break, None);
         let kinds: Vec<String> = sqlx::query_scalar("SELECT kind FROM audit_events ORDER BY seq")
             .fetch_all(db.pool())
             .await
             .unwrap();
-        assert_eq!(kinds, ["client.registered", "grant.created", "revocation"]);
+        assert_eq!(
+            kinds,
+            [
+                "client.registered",
+                "grant.created",
+                "token.minted", // alice's subject token
+                "token.minted", // the agent's client token
+                "token.exchanged",
+                "revocation"
+            ]
+        );
     }
 }
 
