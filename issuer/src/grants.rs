@@ -19,6 +19,8 @@ use crate::secret::random_token;
 pub struct Grant {
     /// The grant id (`gid`).
     pub id: String,
+    /// The operator's name for it, when it comes from a grants file.
+    pub name: Option<String>,
     /// The user.
     pub subject: String,
     /// The agent it was given to.
@@ -46,6 +48,9 @@ impl Grant {
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrantRequest {
+    /// The operator's name for it (grants files); unique among grants in force.
+    #[serde(default)]
+    pub name: Option<String>,
     /// The user.
     pub subject: String,
     /// The agent.
@@ -96,6 +101,7 @@ pub async fn create(db: &Database, request: GrantRequest, now: i64) -> Result<Gr
     }
     let grant = Grant {
         id: format!("gr_{}", random_token(16)),
+        name: request.name,
         subject: request.subject,
         client_id: request.client_id,
         resources: request.resources,
@@ -105,7 +111,7 @@ pub async fn create(db: &Database, request: GrantRequest, now: i64) -> Result<Gr
         revoked_at: None,
     };
     let event = serde_json::json!({
-        "grant_id": grant.id, "subject": grant.subject, "client_id": grant.client_id,
+        "grant_id": grant.id, "name": grant.name, "subject": grant.subject, "client_id": grant.client_id,
         "resources": grant.resources, "authorization_details": grant.authorization_details,
         "expires_at": grant.expires_at,
     });
@@ -115,8 +121,9 @@ pub async fn create(db: &Database, request: GrantRequest, now: i64) -> Result<Gr
         Box::pin(async move {
             sqlx::query(
                 "INSERT INTO grants
-                   (id, subject, client_id, resources, authorization_details, created_at, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                   (id, subject, client_id, resources, authorization_details, created_at, expires_at,
+                    name)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(&grant.id)
             .bind(&grant.subject)
@@ -125,6 +132,7 @@ pub async fn create(db: &Database, request: GrantRequest, now: i64) -> Result<Gr
             .bind(serde_json::to_string(&grant.authorization_details).expect("constraints serialise"))
             .bind(grant.created_at)
             .bind(grant.expires_at)
+            .bind(&grant.name)
             .execute(&mut **tx)
             .await?;
             crate::audit::append(tx, "grant.created", event, now).await?;
@@ -139,7 +147,7 @@ pub async fn create(db: &Database, request: GrantRequest, now: i64) -> Result<Gr
 pub async fn get(db: &Database, id: &str) -> Result<Option<Grant>, sqlx::Error> {
     sqlx::query(
         "SELECT id, subject, client_id, resources, authorization_details, created_at, expires_at,
-                revoked_at
+                revoked_at, name
          FROM grants WHERE id = $1",
     )
     .bind(id)
@@ -153,7 +161,7 @@ pub async fn get(db: &Database, id: &str) -> Result<Option<Grant>, sqlx::Error> 
 pub async fn list(db: &Database) -> Result<Vec<Grant>, sqlx::Error> {
     sqlx::query(
         "SELECT id, subject, client_id, resources, authorization_details, created_at, expires_at,
-                revoked_at
+                revoked_at, name
          FROM grants ORDER BY created_at DESC, id",
     )
     .fetch_all(db.pool())
@@ -179,6 +187,7 @@ fn grant_from_row(row: &sqlx::any::AnyRow) -> Result<Grant, sqlx::Error> {
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        name: row.try_get("name")?,
     })
 }
 

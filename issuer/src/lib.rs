@@ -15,6 +15,7 @@ pub mod client_auth;
 pub mod clients;
 pub mod db;
 pub mod grants;
+pub mod grants_file;
 pub mod introspection;
 pub mod keys;
 pub mod metrics;

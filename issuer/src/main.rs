@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use portcullis_issuer::grants::GrantRequest;
 use portcullis_issuer::{
-    Issuer, IssuerConfig, StorageOptions, clients, grants, keys, now, revocation,
+    Issuer, IssuerConfig, StorageOptions, clients, grants, grants_file, keys, now, revocation,
 };
 use portcullis_policy::RevocationKind;
 
@@ -206,6 +206,38 @@ enum GrantsCommand {
         #[command(flatten)]
         storage: Storage,
     },
+    /// Check a grants file for errors and risky grants; exits non-zero on an error (for CI).
+    Lint {
+        /// The grants file (YAML).
+        file: PathBuf,
+        /// Treat warnings as errors too.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Make the named grants in force match a grants file; prints what changed. Idempotent.
+    Apply {
+        #[command(flatten)]
+        storage: Storage,
+        /// The grants file (YAML).
+        file: PathBuf,
+        /// Also revoke named grants that are not in the file.
+        #[arg(long)]
+        prune: bool,
+        /// Print the plan without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Which users and agents could make this call now, and why the others could not.
+    WhoCan {
+        #[command(flatten)]
+        storage: Storage,
+        /// The tool, as upstream/tool.
+        #[arg(long)]
+        tool: String,
+        /// An argument, as JSON-POINTER=VALUE (VALUE is JSON, or else a string); repeatable.
+        #[arg(long = "arg")]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -258,6 +290,35 @@ async fn shutdown_signal() {
         () = terminate => {}
     }
     tracing::info!("shutting down");
+}
+
+/// Sets `value` at a JSON Pointer, creating objects on the way.
+fn set_pointer(
+    root: &mut serde_json::Value,
+    pointer: &str,
+    value: serde_json::Value,
+) -> anyhow::Result<()> {
+    let Some(path) = pointer.strip_prefix('/') else {
+        bail!("{pointer:?} is not a JSON Pointer (it starts with '/')");
+    };
+    let mut node = root;
+    let parts: Vec<String> = path
+        .split('/')
+        .map(|p| p.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    for (i, part) in parts.iter().enumerate() {
+        let object = node.as_object_mut().ok_or_else(|| {
+            anyhow::anyhow!("{pointer:?} goes through a value that is not an object")
+        })?;
+        if i + 1 == parts.len() {
+            object.insert(part.clone(), value);
+            return Ok(());
+        }
+        node = object
+            .entry(part.clone())
+            .or_insert_with(|| serde_json::json!({}));
+    }
+    Ok(())
 }
 
 fn revoke_target(
@@ -440,6 +501,7 @@ async fn main() -> anyhow::Result<()> {
                 portcullis_policy::Constraints::from_authorization_details(&details)?;
             let issuer = storage.open(IssuerConfig::new(&storage.issuer_url)).await?;
             let request = GrantRequest {
+                name: None,
                 subject: user,
                 client_id: client,
                 resources,
@@ -447,6 +509,94 @@ async fn main() -> anyhow::Result<()> {
                 expires_in,
             };
             print_json(&grants::create(&issuer.state().db, request, now()).await?)?;
+        }
+        Command::Grants(GrantsCommand::Lint { file, strict }) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let parsed = grants_file::parse(&text).with_context(|| file.display().to_string())?;
+            let findings = grants_file::lint(&parsed);
+            for f in &findings {
+                println!(
+                    "{}: {:?}: {}: {}",
+                    file.display(),
+                    f.severity,
+                    f.grant,
+                    f.message
+                );
+            }
+            let failing = findings
+                .iter()
+                .any(|f| f.severity == grants_file::Severity::Error || strict);
+            if failing {
+                bail!("{} finding(s) in {}", findings.len(), file.display());
+            }
+            println!("{}: {} grant(s), ok", file.display(), parsed.grants.len());
+        }
+        Command::Grants(GrantsCommand::Apply {
+            storage,
+            file,
+            prune,
+            dry_run,
+        }) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let parsed = grants_file::parse(&text).with_context(|| file.display().to_string())?;
+            let errors: Vec<_> = grants_file::lint(&parsed)
+                .into_iter()
+                .filter(|f| f.severity == grants_file::Severity::Error)
+                .collect();
+            if let Some(first) = errors.first() {
+                bail!(
+                    "{} has errors (run grants lint): {}: {}",
+                    file.display(),
+                    first.grant,
+                    first.message
+                );
+            }
+            let issuer = storage.open(IssuerConfig::new(&storage.issuer_url)).await?;
+            let plan = if dry_run {
+                grants_file::plan(issuer.state(), &parsed, now()).await?
+            } else {
+                grants_file::apply(issuer.state(), &parsed, prune, now()).await?
+            };
+            for (sign, names) in [
+                ("+", &plan.create),
+                ("~", &plan.replace),
+                ("-", &plan.remove),
+            ] {
+                for name in names {
+                    let note = if sign == "-" && !prune {
+                        " (kept: use --prune to revoke)"
+                    } else {
+                        ""
+                    };
+                    println!("{sign} {name}{note}");
+                }
+            }
+            println!(
+                "{} created, {} replaced, {} unchanged{}",
+                plan.create.len(),
+                plan.replace.len(),
+                plan.unchanged.len(),
+                if dry_run { " (dry run)" } else { "" }
+            );
+        }
+        Command::Grants(GrantsCommand::WhoCan {
+            storage,
+            tool,
+            args,
+        }) => {
+            let mut arguments = serde_json::json!({});
+            for arg in &args {
+                let Some((pointer, value)) = arg.split_once('=') else {
+                    bail!("--arg {arg:?} is not POINTER=VALUE");
+                };
+                let value =
+                    serde_json::from_str(value).unwrap_or_else(|_| serde_json::json!(value));
+                set_pointer(&mut arguments, pointer, value)?;
+            }
+            let issuer = storage.open(IssuerConfig::new(&storage.issuer_url)).await?;
+            print_json(&grants_file::who_can(issuer.state(), &tool, &arguments, now()).await?)?;
         }
         Command::Grants(GrantsCommand::List { storage }) => {
             let issuer = storage.open(IssuerConfig::new(&storage.issuer_url)).await?;

@@ -252,6 +252,11 @@ impl Window {
         self.days & (1 << day) != 0 && self.start <= minute && minute < self.end
     }
 
+    /// How many minutes a week the window allows.
+    pub fn minutes_per_week(&self) -> u32 {
+        self.days.count_ones() * u32::from(self.end - self.start)
+    }
+
     /// The window both `self` and `other` allow, when they share a time zone.
     ///
     /// Windows in different zones do not intersect into one weekly window (offsets move with

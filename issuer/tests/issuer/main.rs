@@ -2,6 +2,7 @@
 //! `PORTCULLIS_TEST_POSTGRES_URL` is set (each test in a schema of its own).
 
 mod audit;
+mod grants_file;
 mod keys;
 mod revocation;
 mod support;
