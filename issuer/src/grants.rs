@@ -231,3 +231,47 @@ pub async fn mint_subject_token(
         .await?;
     Ok(token)
 }
+
+/// Counts a mint against a grant's calls-per-hour cap, across every issuer replica: the count
+/// and the insert happen in one write transaction, serialised per grant (a row lock on
+/// PostgreSQL; SQLite has one writer). Returns whether the mint is within the cap.
+pub async fn admit_mint(
+    db: &Database,
+    grant_id: &str,
+    per_hour: u32,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let backend = db.backend();
+    let grant_id = grant_id.to_owned();
+    db.write(|tx| {
+        let grant_id = grant_id.clone();
+        Box::pin(async move {
+            if backend == crate::db::Backend::Postgres {
+                sqlx::query("SELECT id FROM grants WHERE id = $1 FOR UPDATE")
+                    .bind(&grant_id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            }
+            sqlx::query("DELETE FROM grant_mints WHERE grant_id = $1 AND at <= $2")
+                .bind(&grant_id)
+                .bind(now - 3600)
+                .execute(&mut **tx)
+                .await?;
+            let count: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM grant_mints WHERE grant_id = $1")
+                    .bind(&grant_id)
+                    .fetch_one(&mut **tx)
+                    .await?;
+            if count >= i64::from(per_hour) {
+                return Ok(false);
+            }
+            sqlx::query("INSERT INTO grant_mints (grant_id, at) VALUES ($1, $2)")
+                .bind(&grant_id)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            Ok(true)
+        })
+    })
+    .await
+}

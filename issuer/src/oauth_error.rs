@@ -38,6 +38,9 @@ pub enum OAuthError {
     /// `invalid_authorization_details` (400, RFC 9396 §5).
     #[error("invalid_authorization_details: {0}")]
     InvalidAuthorizationDetails(String),
+    /// `temporarily_unavailable` (429): the grant's calls-per-hour cap is reached; retry later.
+    #[error("temporarily_unavailable: {0}")]
+    RateLimited(String),
     /// `unauthorized` admin call (401, not an OAuth endpoint).
     #[error("unauthorized: {0}")]
     Unauthorized(&'static str),
@@ -70,6 +73,9 @@ impl OAuthError {
             OAuthError::InvalidTarget(d) => (StatusCode::BAD_REQUEST, "invalid_target", d),
             OAuthError::InvalidAuthorizationDetails(d) => {
                 (StatusCode::BAD_REQUEST, "invalid_authorization_details", d)
+            }
+            OAuthError::RateLimited(d) => {
+                (StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable", d)
             }
             OAuthError::Unauthorized(d) => (StatusCode::UNAUTHORIZED, "unauthorized", d),
             OAuthError::NotFound(d) => (StatusCode::NOT_FOUND, "not_found", d),
@@ -114,6 +120,10 @@ impl IntoResponse for OAuthError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(r#"Basic realm="portcullis-issuer""#),
             );
+        }
+        if matches!(self, OAuthError::RateLimited(_)) {
+            // The window rolls; a minute is a fair guess without tracking the oldest mint.
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
         }
         if matches!(self, OAuthError::Unauthorized(_)) {
             headers.insert(

@@ -298,6 +298,14 @@ async fn exchange(
         },
     )
     .map_err(|e| OAuthError::InvalidScope(e.to_string()))?;
+    if let Some(rate) = child.constraints.as_ref().and_then(|c| c.rate())
+        && !grants::admit_mint(&state.db, &grant.id, rate.per_hour, now).await?
+    {
+        return Err(OAuthError::RateLimited(format!(
+            "the grant's limit of {} tokens per hour is reached",
+            rate.per_hour
+        )));
+    }
     let actors: Vec<&str> = child
         .actors
         .iter()

@@ -510,3 +510,43 @@ async fn a_public_key_planted_in_the_database_refuses_to_start() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_grants_hourly_rate_caps_the_tokens_minted_from_it() {
+    for b in backends().await {
+        let app = open(&b).await;
+        let agent = register(&app, "expense-agent").await;
+        let details = json!([{"type": "mcp_tools", "tools": ["expenses/list_expenses"], "rate": {"per_hour": 2}}]);
+        let (_, grant) = admin(
+            &app,
+            "/admin/grants",
+            json!({"subject": "alice", "client_id": "expense-agent", "resources": [RESOURCE],
+                   "authorization_details": details, "expires_in": 3600}),
+        )
+        .await;
+        let grant_id = grant["id"].as_str().unwrap();
+        let (_, minted) = admin(
+            &app,
+            &format!("/admin/grants/{grant_id}/subject-token"),
+            json!({}),
+        )
+        .await;
+        let w = World {
+            app,
+            agent,
+            grant_id: grant_id.to_owned(),
+            subject_token: minted["subject_token"].as_str().unwrap().to_owned(),
+        };
+        for _ in 0..2 {
+            delegation(&w).await;
+        }
+        let actor = client_token(&w.app, &w.agent).await;
+        let got = exchange(&w, &w.agent, &w.subject_token, &actor, &[]).await;
+        assert_error(
+            &b,
+            got,
+            StatusCode::TOO_MANY_REQUESTS,
+            "temporarily_unavailable",
+        );
+    }
+}
