@@ -6,14 +6,33 @@
 //! cannot follow the revocation stream can ask.
 
 use axum::http::HeaderMap;
-use portcullis_policy::RawClaims;
 use portcullis_policy::revocation::RevocationKind;
+use portcullis_policy::{RawClaims, VerifiedToken};
 use serde_json::{Value, json};
 
 use crate::client_auth::{Params, authenticate};
+use crate::clients::Client;
 use crate::oauth_error::OAuthError;
 use crate::revocation::{self, RevokeRequest};
 use crate::{AppState, now};
+
+/// The authenticated caller, and the token it names if that is one of ours and unexpired.
+async fn caller_and_token(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    at: i64,
+) -> Result<(Client, Option<VerifiedToken>), OAuthError> {
+    let params = Params::parse(headers, body)?;
+    let client = authenticate(state, headers, &params).await?;
+    let token = params.require("token")?;
+    let verified = state
+        .keys()
+        .verifier()
+        .dangerous_verify_any_audience(token, at)
+        .ok();
+    Ok((client, verified))
+}
 
 /// Handles `POST /introspect`.
 pub async fn introspect(
@@ -21,15 +40,8 @@ pub async fn introspect(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Value, OAuthError> {
-    let params = Params::parse(headers, body)?;
-    authenticate(state, headers, &params).await?;
-    let token = params.require("token")?;
     let now = now();
-    let Ok(verified) = state
-        .keys()
-        .verifier()
-        .dangerous_verify_any_audience(token, now)
-    else {
+    let (_, Some(verified)) = caller_and_token(state, headers, body, now).await? else {
         return Ok(json!({"active": false}));
     };
     let claims = verified.claims();
@@ -49,15 +61,8 @@ pub async fn introspect(
 /// Handles `POST /revoke`: a client revokes a token issued to it. Unknown, invalid and
 /// expired tokens answer 200 as well (RFC 7009 §2.2): there is nothing left to revoke.
 pub async fn revoke(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), OAuthError> {
-    let params = Params::parse(headers, body)?;
-    let client = authenticate(state, headers, &params).await?;
-    let token = params.require("token")?;
     let now = now();
-    let Ok(verified) = state
-        .keys()
-        .verifier()
-        .dangerous_verify_any_audience(token, now)
-    else {
+    let (client, Some(verified)) = caller_and_token(state, headers, body, now).await? else {
         return Ok(());
     };
     let claims = verified.claims();

@@ -95,16 +95,7 @@ pub(crate) async fn token(
     client: &(String, String),
     form: &[(&str, &str)],
 ) -> (StatusCode, Value) {
-    let basic = STANDARD.encode(format!("{}:{}", client.0, client.1));
-    let body = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(form)
-        .finish();
-    let request = Request::post("/token")
-        .header(header::AUTHORIZATION, format!("Basic {basic}"))
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(body))
-        .unwrap();
-    send(app, request).await
+    token_form(app, "/token", client, form).await
 }
 
 pub(crate) async fn register(app: &Router, id: &str) -> (String, String) {
