@@ -113,6 +113,8 @@ pub struct RequestCtx {
     live: Option<LiveGuard>,
     /// The MCP session: (the id the agent uses, the upstream's id).
     session: Option<(String, String)>,
+    /// The revocation that cut this request's upstream connection, if one did.
+    killed_by: Option<i64>,
     outcome: &'static str,
     started: Instant,
 }
@@ -497,6 +499,7 @@ impl ProxyHttp for Gateway {
             response: ResponseMode::Passthrough,
             live: None,
             session: None,
+            killed_by: None,
             outcome: "proxied",
             started: Instant::now(),
         }
@@ -740,6 +743,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let killed_by = ctx.live.take().and_then(|live| live.work().killed_by());
+        ctx.killed_by = killed_by;
         let started = session.response_written().is_some();
         let code = match (killed_by, e.etype(), e.esource()) {
             (Some(_), _, _) => 401,
@@ -805,9 +809,10 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    /// A client closing an SSE stream is routine, not an error worth a log line.
-    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
-        error.esource() == &ErrorSource::Downstream
+    /// A client closing an SSE stream, or a revocation cutting one, is routine, not an error
+    /// worth a log line (the kill is counted in metrics).
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, error: &Error) -> bool {
+        error.esource() == &ErrorSource::Downstream || ctx.killed_by.is_some()
     }
 
     /// Runs last, once per request, whatever happened.
@@ -829,6 +834,7 @@ impl ProxyHttp for Gateway {
 /// the gateway mints for the purpose.
 pub(crate) fn cancel_killed(state: &Arc<GatewayState>, killed: Vec<Arc<LiveWork>>) {
     let mut sessions_ended = std::collections::HashSet::new();
+    let mut requests = Vec::new();
     for work in killed {
         let target = &work.upstream;
         let Some(session_id) = target.session_id.as_deref() else {
@@ -869,7 +875,17 @@ pub(crate) fn cancel_killed(state: &Arc<GatewayState>, killed: Vec<Arc<LiveWork>
         let end = sessions_ended
             .insert((target.upstream, session_id.to_owned()))
             .then(|| request(reqwest::Method::DELETE));
-        tokio::spawn(async move {
+        requests.push((cancel, end));
+    }
+    if requests.is_empty() {
+        return;
+    }
+    // A revocation can end a thousand streams at once; the upstream should not get a thousand
+    // connections at once in return.
+    tokio::spawn(futures_util::StreamExt::for_each_concurrent(
+        futures_util::stream::iter(requests),
+        CANCEL_CONCURRENCY,
+        |(cancel, end)| async move {
             for (what, request) in [("cancellation", cancel), ("session end", end)] {
                 let Some(request) = request else { continue };
                 match request.send().await {
@@ -880,9 +896,12 @@ pub(crate) fn cancel_killed(state: &Arc<GatewayState>, killed: Vec<Arc<LiveWork>
                     Err(e) => tracing::warn!("sending a {what} upstream failed: {e}"),
                 }
             }
-        });
-    }
+        },
+    ));
 }
+
+/// How many cancellations of killed work are in flight to upstreams at once.
+const CANCEL_CONCURRENCY: usize = 32;
 
 #[cfg(test)]
 mod tests {

@@ -1,8 +1,226 @@
-//! `portcullis-loadtest`: placeholder for the MCP-aware load generator (see README.md).
+//! `portcullis-loadtest`: an MCP-aware load generator for Portcullis.
+//!
+//! It starts the whole stack in this process — the issuer (SQLite in a temporary directory),
+//! the expenses MCP server and the gateway, all on 127.0.0.1 — registers an agent with a grant
+//! (`expenses/*`, `/amount` at most 500, one re-delegation), and drives MCP traffic over plain
+//! HTTP:
+//!
+//! - `calls` and `tools-list` ([`ab`]): latency and throughput straight to an MCP server and
+//!   through the gateway, in interleaved rounds;
+//! - `kill-switch` ([`kill_switch`]): how fast revoking a grant ends N live streaming calls;
+//! - `memory` ([`memory`]): resident memory per idle session.
+//!
+//! Every run is bounded: requests have timeouts, loops end by the clock and by a count, and a
+//! watchdog ends the whole run. Nothing is sent anywhere but 127.0.0.1.
 
-fn main() {
-    eprintln!(
-        "portcullis-loadtest is not implemented yet; see loadtest/README.md and docs/BENCHMARKS.md"
+mod ab;
+mod kill_switch;
+mod mcp;
+mod memory;
+mod stats;
+mod world;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::ab::{LoadArgs, Workload};
+use crate::kill_switch::KillArgs;
+use crate::mcp::Message;
+use crate::memory::MemoryArgs;
+use crate::world::World;
+
+/// Starting the stack and setting up the agent; beyond this, something is stuck.
+const SETUP_BOUND: Duration = Duration::from_secs(120);
+/// Log filter unless RUST_LOG is set.
+const DEFAULT_LOG: &str = "error,pingora_proxy=off";
+/// File descriptors per live session in this one process: the client's socket, the gateway's
+/// two, the expenses server's one.
+const FDS_PER_SESSION: u64 = 4;
+/// Descriptors for everything else (database, listeners, pools, the issuer).
+const FDS_BASE: u64 = 512;
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "MCP-aware load generator for Portcullis: starts issuer, expenses MCP server and \
+             gateway in this process on 127.0.0.1 and measures them",
+    after_help = "Progress goes to stderr; the report to stdout (with --json: JSON on stdout, \
+                  the human report on stderr). RUST_LOG sets the stack's log filter (default: \
+                  error,pingora_proxy=off). See loadtest/README.md for what each figure means."
+)]
+struct Cli {
+    /// Print a machine-readable JSON summary on stdout (the human report goes to stderr).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// tools/call over raw HTTP, direct to the MCP server vs through the gateway (verify +
+    /// authorize + downstream mint), in interleaved rounds.
+    Calls(CallsArgs),
+    /// tools/list (which the gateway filters), direct vs through the gateway, interleaved.
+    ToolsList(LoadArgs),
+    /// Opens N live SSE tool calls through the gateway, revokes their grant at the issuer, and
+    /// times each stream's end.
+    KillSwitch(KillArgs),
+    /// Opens N idle SSE sessions through the gateway and reports resident memory per session
+    /// (of the whole process: the stack and the load generator together).
+    Memory(MemoryArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CallsArgs {
+    /// The tool to call: submit_expense {"amount": 120, "category": "travel"}, or
+    /// list_expenses {}.
+    #[arg(long, value_enum, default_value_t = Tool::SubmitExpense)]
+    tool: Tool,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Tool {
+    #[value(name = "submit_expense")]
+    SubmitExpense,
+    #[value(name = "list_expenses")]
+    ListExpenses,
+}
+
+impl Tool {
+    fn workload(self) -> Workload {
+        let (name, arguments) = match self {
+            Tool::SubmitExpense => (
+                "submit_expense",
+                json!({"amount": 120, "category": "travel"}),
+            ),
+            Tool::ListExpenses => ("list_expenses", json!({})),
+        };
+        Workload {
+            label: format!("tools/call {name} {arguments}"),
+            message: Message::tool_call(name, &arguments),
+        }
+    }
+}
+
+impl Command {
+    fn validate(&self) -> anyhow::Result<()> {
+        match self {
+            Command::Calls(args) => args.load.validate(),
+            Command::ToolsList(load) => load.validate(),
+            Command::KillSwitch(args) => args.validate(),
+            Command::Memory(args) => args.validate(),
+        }
+    }
+
+    /// The longest the run may take, setup included.
+    fn time_bound(&self) -> Duration {
+        SETUP_BOUND
+            + match self {
+                Command::Calls(args) => args.load.time_bound(),
+                Command::ToolsList(load) => load.time_bound(),
+                Command::KillSwitch(args) => args.time_bound(),
+                Command::Memory(args) => args.time_bound(),
+            }
+    }
+
+    /// Live sessions the run holds at once, for the open-file limit.
+    fn sessions(&self) -> usize {
+        match self {
+            Command::Calls(args) => 2 * args.load.clients(),
+            Command::ToolsList(load) => 2 * load.clients(),
+            Command::KillSwitch(args) => args.sessions,
+            Command::Memory(args) => args.sessions,
+        }
+    }
+}
+
+/// Raises the soft open-file limit (at most to the hard one) when the run needs more.
+fn ensure_fd_limit(sessions: usize) -> anyhow::Result<()> {
+    let needed = FDS_BASE + FDS_PER_SESSION * sessions as u64;
+    let limit = rlimit::increase_nofile_limit(needed).context("raising the open-file limit")?;
+    anyhow::ensure!(
+        limit >= needed,
+        "{sessions} sessions need about {needed} open files but the limit is {limit}: raise the \
+         hard limit (ulimit -Hn) first"
     );
-    std::process::exit(2);
+    Ok(())
+}
+
+/// The report as JSON, with the subcommand's name.
+#[derive(Debug, Serialize)]
+struct Tagged<'a, R> {
+    command: &'a str,
+    #[serde(flatten)]
+    report: &'a R,
+}
+
+fn emit<R: Serialize>(json: bool, command: &str, text: &str, report: &R) -> anyhow::Result<()> {
+    if json {
+        eprint!("{text}");
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Tagged { command, report })?
+        );
+    } else {
+        print!("{text}");
+    }
+    Ok(())
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<()> {
+    let json = cli.json;
+    match &cli.command {
+        Command::Calls(args) => {
+            let world = World::start(args.load.needs_direct_server()).await?;
+            let report = ab::run(&world, args.tool.workload(), &args.load).await?;
+            emit(json, "calls", &report.render(), &report)
+        }
+        Command::ToolsList(load) => {
+            let world = World::start(load.needs_direct_server()).await?;
+            let workload = Workload {
+                label: "tools/list".to_owned(),
+                message: Message::new("tools/list", &json!({})),
+            };
+            let report = ab::run(&world, workload, load).await?;
+            emit(json, "tools-list", &report.render(), &report)
+        }
+        Command::KillSwitch(args) => {
+            let world = World::start(false).await?;
+            let report = kill_switch::run(&world, args).await?;
+            emit(json, "kill-switch", &report.render(), &report)
+        }
+        Command::Memory(args) => {
+            let world = World::start(false).await?;
+            let report = memory::run(&world, args).await?;
+            emit(json, "memory", &report.render(), &report)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    cli.command.validate()?;
+    // Pingora logs every request whose upstream socket the kill switch shuts as an ERROR
+    // ("Fail to proxy"): a thousand expected lines per kill-switch run, so its proxy logs are
+    // off unless RUST_LOG asks for them.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    ensure_fd_limit(cli.command.sessions())?;
+    let bound = cli.command.time_bound();
+    tokio::time::timeout(bound, run(&cli))
+        .await
+        .with_context(|| format!("the run did not finish within its bound of {bound:?}"))?
 }

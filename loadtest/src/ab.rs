@@ -1,0 +1,560 @@
+//! Interleaved A/B load: one MCP request sent straight to an expenses server (`direct`) and
+//! through the gateway with full authorization (`gateway`: verify the delegation token,
+//! authorize the call, mint a downstream token that the server verifies in turn).
+//!
+//! A noisy, shared two-core machine drifts by more than the difference being measured, so the
+//! scenarios are not run one after the other: the measured time is cut into short rounds that
+//! alternate (A B A B …), and each scenario's figures add up its rounds. Sessions stay open
+//! across rounds; only requests are timed.
+//!
+//! Closed loop (default): each virtual client sends its next request when the previous answer
+//! has been read. With `--rate`, each client instead sends on a fixed schedule (the total rate
+//! split evenly, clients staggered). A client that fell behind its schedule sends at once and
+//! its latency runs from the *scheduled* send time, so a stall shows up in the tail instead of
+//! silently lowering the rate (no coordinated omission); a client on schedule is timed from
+//! when its timer woke it (tokio's timer is millisecond-grained, which is no server's fault).
+//! A client still has one request in flight at a time: a server slower than the schedule makes
+//! the achieved rate fall short, which the report shows.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use crate::mcp::{self, McpSession, Message};
+use crate::stats::{Latencies, LatencySummary};
+use crate::world::World;
+
+/// Requests one client may send in one round, whatever the clock says: a bound on every loop.
+const MAX_REQUESTS_PER_ROUND: u64 = 10_000_000;
+/// A round shorter than this is mostly ramp-up and ramp-down.
+const MIN_ROUND: Duration = Duration::from_millis(200);
+const MAX_CLIENTS: usize = 1000;
+const MAX_DURATION_SECONDS: f64 = 3600.0;
+const MAX_ROUNDS: u32 = 1000;
+const MAX_RATE: f64 = 1_000_000.0;
+/// Time allowed to open one scenario's sessions.
+const OPEN_BOUND: Duration = Duration::from_secs(60);
+
+/// The longest single round or warm-up: delegation tokens are renewed between rounds, so a
+/// round must end well before one expires (the stack's issuer runs with the default lifetime).
+fn max_round() -> Duration {
+    let lifetime = portcullis_issuer::IssuerConfig::new("http://127.0.0.1").delegation_ttl;
+    Duration::from_secs(u64::try_from(lifetime).unwrap_or(0) * 3 / 5)
+}
+
+/// Which scenarios a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Scenarios {
+    /// Straight to an expenses server that checks no token.
+    Direct,
+    /// Through the gateway, with full authorization.
+    Gateway,
+    /// Both, interleaved, with the gateway/direct comparison.
+    All,
+}
+
+/// Options shared by `calls` and `tools-list`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct LoadArgs {
+    /// Virtual clients per scenario, each with its own MCP session.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Measured seconds per scenario, split into --rounds rounds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Total requests per second per scenario, paced per client (open loop); default: closed
+    /// loop, as fast as answers come.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Unmeasured seconds per scenario before the first round, to open connections and warm
+    /// pools and caches.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// How many rounds the measured time is cut into; scenarios alternate every round.
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
+    /// Which scenarios to run.
+    #[arg(long, value_enum, default_value_t = Scenarios::All)]
+    scenario: Scenarios,
+}
+
+impl LoadArgs {
+    pub(crate) fn clients(&self) -> usize {
+        self.clients
+    }
+
+    /// The longest the load phase can take: each scenario's warm-up and rounds, a straggling
+    /// request at the end of each, and time to open its sessions.
+    pub(crate) fn time_bound(&self) -> Duration {
+        let targets = self.targets().len() as u32;
+        let phases = self.rounds + 1;
+        targets
+            * (Duration::from_secs_f64(self.warmup + self.duration)
+                + phases * mcp::REQUEST_TIMEOUT
+                + OPEN_BOUND)
+    }
+
+    pub(crate) fn needs_direct_server(&self) -> bool {
+        self.scenario != Scenarios::Gateway
+    }
+
+    fn targets(&self) -> &'static [Target] {
+        match self.scenario {
+            Scenarios::Direct => &[Target::Direct],
+            Scenarios::Gateway => &[Target::Gateway],
+            Scenarios::All => &[Target::Direct, Target::Gateway],
+        }
+    }
+
+    fn round_length(&self) -> Duration {
+        Duration::from_secs_f64(self.duration / f64::from(self.rounds))
+    }
+
+    /// Checks the options before anything is started.
+    pub(crate) fn validate(&self) -> anyhow::Result<()> {
+        ensure!(
+            (1..=MAX_CLIENTS).contains(&self.clients),
+            "--clients must be 1 to {MAX_CLIENTS}"
+        );
+        ensure!(
+            (1..=MAX_ROUNDS).contains(&self.rounds),
+            "--rounds must be 1 to {MAX_ROUNDS}"
+        );
+        ensure!(
+            self.duration > 0.0 && self.duration <= MAX_DURATION_SECONDS,
+            "--duration must be more than 0 and at most {MAX_DURATION_SECONDS} seconds"
+        );
+        ensure!(
+            (0.0..=MAX_DURATION_SECONDS).contains(&self.warmup),
+            "--warmup must be 0 to {MAX_DURATION_SECONDS} seconds"
+        );
+        if let Some(rate) = self.rate {
+            ensure!(
+                (1.0..=MAX_RATE).contains(&rate),
+                "--rate must be 1 to {MAX_RATE} requests per second"
+            );
+        }
+        let round = self.round_length();
+        ensure!(
+            round >= MIN_ROUND,
+            "rounds of {round:?} are too short: use a longer --duration or fewer --rounds"
+        );
+        let longest = max_round();
+        ensure!(
+            round <= longest && self.warmup <= longest.as_secs_f64(),
+            "a round or warm-up may last at most {longest:?} (delegation tokens are renewed \
+             between rounds and must not expire during one): use more --rounds"
+        );
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Target {
+    Direct,
+    Gateway,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Direct => "direct",
+            Target::Gateway => "gateway",
+        }
+    }
+}
+
+/// The request a run sends, and how it is named in the report.
+#[derive(Debug, Clone)]
+pub(crate) struct Workload {
+    pub(crate) label: String,
+    pub(crate) message: Message,
+}
+
+/// What one client saw in one round.
+#[derive(Debug)]
+struct Tally {
+    latencies: Latencies,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            latencies: Latencies::new(),
+            errors: 0,
+            first_error: None,
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.latencies.merge(&other.latencies);
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+}
+
+/// When a client sends.
+#[derive(Debug, Clone, Copy)]
+enum Pacing {
+    /// As soon as the previous answer is read.
+    Closed,
+    /// On a schedule: the next send is due at `next`, then every `every`.
+    Open { next: Instant, every: Duration },
+}
+
+/// One client's loop for one round: sends until `end` and hands its session back.
+async fn drive(
+    mut session: McpSession,
+    message: Arc<Message>,
+    end: Instant,
+    mut pacing: Pacing,
+) -> (McpSession, Tally) {
+    let mut tally = Tally::new();
+    for _ in 0..MAX_REQUESTS_PER_ROUND {
+        let due = match &mut pacing {
+            Pacing::Closed => Instant::now(),
+            Pacing::Open { next, every } => {
+                let due = *next;
+                *next += *every;
+                due
+            }
+        };
+        if due >= end {
+            break;
+        }
+        // A client ahead of its schedule sleeps, and its clock starts when it wakes: the timer
+        // fires up to a millisecond late, and that is the generator's lateness, not the
+        // server's. A client behind schedule sends at once, and its clock started when the
+        // request was due: that wait is the server's doing.
+        let sent = if due > Instant::now() {
+            tokio::time::sleep_until(due.into()).await;
+            Instant::now()
+        } else {
+            due
+        };
+        match session.call(&message).await {
+            Ok(()) => tally.latencies.record(sent.elapsed()),
+            Err(error) => {
+                tally.errors += 1;
+                tally.first_error.get_or_insert(error);
+            }
+        }
+    }
+    (session, tally)
+}
+
+/// One scenario: its sessions and what its rounds added up to.
+#[derive(Debug)]
+struct Lane {
+    target: Target,
+    sessions: Vec<McpSession>,
+    tally: Tally,
+    measured: Duration,
+}
+
+impl Lane {
+    /// Gives every gateway session a fresh delegation token, so no round outlives one.
+    async fn renew_token(&mut self, world: &World) -> anyhow::Result<()> {
+        if self.target == Target::Gateway {
+            let token = world.delegation_token().await?;
+            for session in &mut self.sessions {
+                session.set_token(&token)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs every client for `length`; counts the results when `measure`.
+    async fn round(
+        &mut self,
+        message: &Arc<Message>,
+        length: Duration,
+        rate: Option<f64>,
+        measure: bool,
+    ) -> anyhow::Result<()> {
+        let clients = self.sessions.len();
+        let start = Instant::now();
+        let end = start + length;
+        let mut running = JoinSet::new();
+        for (i, session) in self.sessions.drain(..).enumerate() {
+            let pacing = match rate {
+                None => Pacing::Closed,
+                Some(rate) => {
+                    let every = Duration::from_secs_f64(clients as f64 / rate);
+                    // Staggered, so the clients' schedules do not fire all at once.
+                    let offset = every.mul_f64(i as f64 / clients as f64);
+                    Pacing::Open {
+                        next: start + offset,
+                        every,
+                    }
+                }
+            };
+            running.spawn(drive(session, message.clone(), end, pacing));
+        }
+        let mut round = Tally::new();
+        while let Some(done) = running.join_next().await {
+            let (session, tally) = done.context("a client task failed")?;
+            self.sessions.push(session);
+            round.merge(tally);
+        }
+        if measure {
+            // Until the last answer was read: the final requests started before `end`.
+            self.measured += start.elapsed();
+            self.tally.merge(round);
+        }
+        Ok(())
+    }
+
+    fn summary(&self) -> ScenarioSummary {
+        let latency = self.tally.latencies.summary();
+        let seconds = self.measured.as_secs_f64();
+        ScenarioSummary {
+            scenario: self.target,
+            requests: latency.count + self.tally.errors,
+            errors: self.tally.errors,
+            seconds,
+            throughput_rps: latency.count as f64 / seconds,
+            latency,
+            first_error: self.tally.first_error.clone(),
+        }
+    }
+}
+
+/// One scenario's figures. Latencies are of successful requests only.
+#[derive(Debug, Serialize)]
+struct ScenarioSummary {
+    scenario: Target,
+    requests: u64,
+    errors: u64,
+    /// Measured time, summed over rounds.
+    seconds: f64,
+    /// Successful requests per second.
+    throughput_rps: f64,
+    latency: LatencySummary,
+    first_error: Option<String>,
+}
+
+/// The gateway's cost, as the difference from going direct.
+#[derive(Debug, Serialize)]
+struct Comparison {
+    /// Gateway throughput / direct throughput.
+    throughput_ratio: f64,
+    p50_added_us: i64,
+    p99_added_us: i64,
+}
+
+/// The result of a `calls` or `tools-list` run.
+#[derive(Debug, Serialize)]
+pub(crate) struct AbReport {
+    workload: String,
+    clients: usize,
+    /// Requests per second per scenario when paced; `null` for closed loop.
+    rate: Option<f64>,
+    rounds: u32,
+    round_seconds: f64,
+    warmup_seconds: f64,
+    scenarios: Vec<ScenarioSummary>,
+    gateway_vs_direct: Option<Comparison>,
+}
+
+fn signed(micros: u64) -> i64 {
+    i64::try_from(micros).unwrap_or(i64::MAX)
+}
+
+/// Runs `workload` as `args` says and adds up the results.
+pub(crate) async fn run(
+    world: &World,
+    workload: Workload,
+    args: &LoadArgs,
+) -> anyhow::Result<AbReport> {
+    let http = mcp::http_client()?;
+    let mut lanes = Vec::new();
+    for &target in args.targets() {
+        let (url, tokens) = match target {
+            Target::Direct => (world.direct_endpoint()?, Vec::new()),
+            Target::Gateway => (
+                world.gateway_endpoint(),
+                vec![world.delegation_token().await?],
+            ),
+        };
+        eprintln!(
+            "{}: opening {} MCP sessions at {url}",
+            target.name(),
+            args.clients
+        );
+        let sessions = mcp::open_sessions(&http, url, &tokens, args.clients).await?;
+        lanes.push(Lane {
+            target,
+            sessions,
+            tally: Tally::new(),
+            measured: Duration::ZERO,
+        });
+    }
+    let message = Arc::new(workload.message);
+    if args.warmup > 0.0 {
+        let warmup = Duration::from_secs_f64(args.warmup);
+        for lane in &mut lanes {
+            eprintln!("{}: warming up for {warmup:?}", lane.target.name());
+            lane.renew_token(world).await?;
+            lane.round(&message, warmup, args.rate, false).await?;
+        }
+    }
+    let length = args.round_length();
+    for round in 1..=args.rounds {
+        for lane in &mut lanes {
+            eprintln!(
+                "round {round}/{}: {} for {length:?}",
+                args.rounds,
+                lane.target.name()
+            );
+            lane.renew_token(world).await?;
+            lane.round(&message, length, args.rate, true).await?;
+        }
+    }
+
+    let scenarios: Vec<ScenarioSummary> = lanes.iter().map(Lane::summary).collect();
+    let direct = scenarios.iter().find(|s| s.scenario == Target::Direct);
+    let gateway = scenarios.iter().find(|s| s.scenario == Target::Gateway);
+    let gateway_vs_direct = match (direct, gateway) {
+        (Some(direct), Some(gateway)) if direct.throughput_rps > 0.0 => Some(Comparison {
+            throughput_ratio: gateway.throughput_rps / direct.throughput_rps,
+            p50_added_us: signed(gateway.latency.p50_us) - signed(direct.latency.p50_us),
+            p99_added_us: signed(gateway.latency.p99_us) - signed(direct.latency.p99_us),
+        }),
+        _ => None,
+    };
+    Ok(AbReport {
+        workload: workload.label,
+        clients: args.clients,
+        rate: args.rate,
+        rounds: args.rounds,
+        round_seconds: length.as_secs_f64(),
+        warmup_seconds: args.warmup,
+        scenarios,
+        gateway_vs_direct,
+    })
+}
+
+impl AbReport {
+    /// The report as a table.
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::new();
+        let pacing = match self.rate {
+            None => "closed loop".to_owned(),
+            Some(rate) => format!("paced at {rate} req/s per scenario"),
+        };
+        let _ = writeln!(
+            out,
+            "\n{} — {} clients per scenario, {pacing}, {} rounds of {:.2} s per scenario \
+             (interleaved), warm-up {} s",
+            self.workload, self.clients, self.rounds, self.round_seconds, self.warmup_seconds
+        );
+        let _ = writeln!(
+            out,
+            "{:<9} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>9}",
+            "scenario", "requests", "errors", "req/s", "p50 µs", "p90 µs", "p99 µs", "max µs"
+        );
+        for s in &self.scenarios {
+            let _ = writeln!(
+                out,
+                "{:<9} {:>9} {:>7} {:>10.1} {:>9} {:>9} {:>9} {:>9}",
+                s.scenario.name(),
+                s.requests,
+                s.errors,
+                s.throughput_rps,
+                s.latency.p50_us,
+                s.latency.p90_us,
+                s.latency.p99_us,
+                s.latency.max_us
+            );
+        }
+        for s in &self.scenarios {
+            if let Some(error) = &s.first_error {
+                let _ = writeln!(out, "{}: first error: {error}", s.scenario.name());
+            }
+        }
+        if let Some(c) = &self.gateway_vs_direct {
+            let _ = writeln!(
+                out,
+                "gateway vs direct: throughput x{:.3}, p50 {:+} µs, p99 {:+} µs",
+                c.throughput_ratio, c.p50_added_us, c.p99_added_us
+            );
+            let _ = writeln!(
+                out,
+                "(the gateway path includes the expenses server verifying the gateway's \
+                 downstream token, which the direct server skips)"
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn args(rate: Option<f64>) -> LoadArgs {
+        let args = LoadArgs {
+            clients: 2,
+            duration: 0.4,
+            rate,
+            warmup: 0.0,
+            rounds: 2,
+            scenario: Scenarios::All,
+        };
+        args.validate().unwrap();
+        args
+    }
+
+    fn submit(amount: u32) -> Workload {
+        Workload {
+            label: "test".to_owned(),
+            message: Message::tool_call(
+                "submit_expense",
+                &json!({"amount": amount, "category": "travel"}),
+            ),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn both_scenarios_get_every_call_answered() {
+        let world = World::start(true).await.unwrap();
+        let report = run(&world, submit(120), &args(None)).await.unwrap();
+        assert_eq!(report.scenarios.len(), 2);
+        for s in &report.scenarios {
+            assert!(s.latency.count > 0, "{s:?}");
+            assert_eq!(s.errors, 0, "{:?}", s.first_error);
+        }
+        assert!(report.gateway_vs_direct.is_some());
+        assert!(report.render().contains("gateway vs direct"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_the_gateway_denies_counts_as_an_error() {
+        let world = World::start(false).await.unwrap();
+        let paced = LoadArgs {
+            scenario: Scenarios::Gateway,
+            ..args(Some(50.0))
+        };
+        let report = run(&world, submit(620), &paced).await.unwrap();
+        let gateway = &report.scenarios[0];
+        assert_eq!(gateway.latency.count, 0);
+        // 50 req/s for 0.4 s, give or take the schedule's ends.
+        assert!((15..=25).contains(&gateway.errors), "{gateway:?}");
+        assert!(
+            gateway.first_error.as_deref().unwrap().contains("-31001"),
+            "{gateway:?}"
+        );
+    }
+}

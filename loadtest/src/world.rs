@@ -1,0 +1,172 @@
+//! What every scenario starts from: the whole stack in this process, an agent with a grant,
+//! and (for A/B runs) a second expenses server without token checks to call directly.
+//!
+//! The stack is the one the demo and the end-to-end tests run (`portcullis_examples::stack`):
+//! issuer on SQLite in a temporary directory, expenses MCP server, gateway, each on its own
+//! 127.0.0.1 port. Everything therefore shares the machine's cores with the load generator,
+//! as any setup on a two-core machine would.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use portcullis_examples::agent::{ClientCredentials, IssuerClient};
+use portcullis_examples::expenses::{self, ExpensesConfig, ExpensesState};
+use portcullis_examples::stack::{Stack, StackOptions};
+use portcullis_policy::RevocationKind;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+const USER: &str = "alice";
+const AGENT: &str = "loadtest-agent";
+/// The admin API answers in milliseconds; a revocation call stuck longer is a failed run.
+const REVOKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Every tool of the expenses server, `submit_expense` capped at 500, one re-delegation: the
+/// gateway runs the whole authorization path (patterns and a limit) on each call.
+fn grant_details() -> Value {
+    json!([{
+        "type": "mcp_tools",
+        "tools": ["expenses/*"],
+        "limits": [{"tool": "expenses/submit_expense", "pointer": "/amount", "max": 500}],
+        "max_depth": 1
+    }])
+}
+
+/// Refuses any URL that is not on 127.0.0.1: this tool only ever loads its own machine.
+fn ensure_loopback(url: &str) -> anyhow::Result<()> {
+    ensure!(
+        url.starts_with("http://127.0.0.1:"),
+        "refusing to send load to {url}: only 127.0.0.1 is a target"
+    );
+    Ok(())
+}
+
+/// The stack with an agent and its grant.
+#[derive(Debug)]
+pub(crate) struct World {
+    pub(crate) stack: Stack,
+    issuer: IssuerClient,
+    agent: ClientCredentials,
+    pub(crate) grant_id: String,
+    direct: Option<DirectServer>,
+    /// Declared last so it is dropped after the stack that keeps its database there.
+    _data: tempfile::TempDir,
+}
+
+/// An expenses server that checks no token, for the baseline of A/B runs: the stack's own
+/// server demands the gateway's downstream tokens, whose key never leaves the gateway.
+#[derive(Debug)]
+struct DirectServer {
+    url: String,
+    task: JoinHandle<()>,
+}
+
+impl Drop for DirectServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn start_direct_server() -> anyhow::Result<DirectServer> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/mcp", listener.local_addr()?);
+    let task = tokio::spawn(async move {
+        let config = ExpensesConfig { auth: None };
+        if let Err(error) = expenses::serve(listener, config, ExpensesState::default()).await {
+            eprintln!("the direct expenses server failed: {error}");
+        }
+    });
+    Ok(DirectServer { url, task })
+}
+
+impl World {
+    /// Starts the stack (and the direct server when `with_direct`), registers the agent and
+    /// records its grant.
+    pub(crate) async fn start(with_direct: bool) -> anyhow::Result<Self> {
+        let data = tempfile::TempDir::new()?;
+        eprintln!("starting the stack (issuer on SQLite, expenses server, gateway) on 127.0.0.1");
+        let stack = Stack::start(&StackOptions::sqlite(data.path()))
+            .await
+            .context("starting the stack")?;
+        let direct = match with_direct {
+            true => Some(start_direct_server().await?),
+            false => None,
+        };
+        let direct_url = direct.as_ref().map(|d| &d.url);
+        for url in [&stack.issuer_url, &stack.resource]
+            .into_iter()
+            .chain(direct_url)
+        {
+            ensure_loopback(url)?;
+        }
+        let issuer = IssuerClient::new(&stack.issuer_url, &stack.admin_token);
+        let agent = issuer.register_agent(AGENT, "Load test agent").await?;
+        let grant_id = issuer
+            .grant(USER, AGENT, &stack.resource, grant_details())
+            .await?;
+        Ok(Self {
+            stack,
+            issuer,
+            agent,
+            grant_id,
+            direct,
+            _data: data,
+        })
+    }
+
+    /// The gateway's endpoint for the expenses server.
+    pub(crate) fn gateway_endpoint(&self) -> &str {
+        &self.stack.resource
+    }
+
+    /// The direct server's endpoint (started with `with_direct`).
+    pub(crate) fn direct_endpoint(&self) -> anyhow::Result<&str> {
+        let direct = self
+            .direct
+            .as_ref()
+            .context("no direct server was started")?;
+        Ok(&direct.url)
+    }
+
+    /// A fresh delegation token for the gateway (its own `jti`, five minutes of life): the
+    /// user's subject token for the grant exchanged by the agent, as an agent would do it.
+    pub(crate) async fn delegation_token(&self) -> anyhow::Result<String> {
+        let subject = self.issuer.subject_token(&self.grant_id).await?;
+        let actor = self.issuer.client_token(&self.agent).await?;
+        Ok(self
+            .issuer
+            .exchange(&self.agent, &subject, &actor, &self.stack.resource, None)
+            .await??)
+    }
+
+    /// Revokes the grant through the issuer's admin API; returns the revocation's sequence
+    /// number (the gateway names it in `data.revocation` of its `-31007` errors).
+    pub(crate) async fn revoke_grant(&self, http: &reqwest::Client) -> anyhow::Result<i64> {
+        let response = http
+            .post(format!("{}/admin/revocations", self.stack.issuer_url))
+            .bearer_auth(&self.stack.admin_token)
+            .json(&json!({"kind": RevocationKind::Grant.as_str(), "value": self.grant_id}))
+            .timeout(REVOKE_TIMEOUT)
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        if !status.is_success() {
+            bail!("revoking grant {}: {status} {body}", self.grant_id);
+        }
+        body["seq"].as_i64().context("the revocation has no seq")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_urls_are_targets() {
+        assert!(ensure_loopback("http://127.0.0.1:8080/mcp/expenses").is_ok());
+        assert!(ensure_loopback("http://10.0.0.1:8080/mcp").is_err());
+        assert!(ensure_loopback("http://127.0.0.1.example.com/mcp").is_err());
+    }
+}

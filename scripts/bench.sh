@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs a short, bounded version of every load-generator scenario against the whole stack on
+# 127.0.0.1 and writes one JSON summary per scenario into target/bench/ (the human reports go
+# to the terminal). About two and a half minutes on a 2-core machine once built.
+#
+# Keep figures only from a quiet machine: the load generator, the gateway, the MCP server and
+# the issuer share its cores with whatever else runs. Within one run, compare the gateway with
+# the direct baseline (the A/B rounds are interleaved for that); across runs, only ratios.
+# See loadtest/README.md for what each figure measures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib/deps.sh
+ensure_build_deps
+cargo build --release --quiet -p portcullis-loadtest
+
+bin=target/release/portcullis-loadtest
+out=target/bench
+mkdir -p "$out"
+# A thousand live sessions in one process hold about 4 000 sockets. The tool raises its soft
+# open-file limit up to the hard one by itself; raise the hard one here when allowed.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+run() {
+  local name=$1
+  shift
+  echo "== $name: portcullis-loadtest $*" >&2
+  # A hard stop on top of the tool's own time bounds.
+  timeout --kill-after=10 240 "$bin" --json "$@" >"$out/$name.json"
+}
+
+run calls-submit calls --tool submit_expense --clients 8 --duration 15 --warmup 2
+run calls-list calls --tool list_expenses --clients 8 --duration 10 --warmup 1
+run calls-paced calls --tool submit_expense --clients 8 --duration 10 --warmup 1 --rate 1000
+run tools-list tools-list --clients 8 --duration 10 --warmup 1
+run kill-switch-200 kill-switch --sessions 200
+run kill-switch-1000 kill-switch --sessions 1000
+run memory memory --sessions 1000
+
+echo "JSON summaries:" >&2
+ls -1 "$out"/*.json >&2
