@@ -236,9 +236,15 @@ impl Revocations {
     fn kill_covered(&self, entry: &RevocationEntry) -> Vec<Arc<LiveWork>> {
         let mut single = RevokedSet::new();
         single.insert(entry.clone());
+        // Many live requests share one token: judge each token once (hashing its claims is
+        // most of the cost), not once per request.
+        let mut judged: HashMap<*const VerifiedToken, bool> = HashMap::new();
         let mut killed = Vec::new();
         for work in self.live().values() {
-            let covered = single.covering(work.token.claims()).is_some()
+            let token = Arc::as_ptr(&work.token);
+            let covered = *judged
+                .entry(token)
+                .or_insert_with(|| single.covering(work.token.claims()).is_some())
                 || work
                     .session_id()
                     .is_some_and(|s| single.covering_session(s).is_some());
@@ -416,7 +422,15 @@ pub async fn follow_stream(
             }
         }
         if !entries.is_empty() {
-            on_killed(revocations.apply(entries, now()));
+            let started = std::time::Instant::now();
+            let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
+            let killed = revocations.apply(entries, now());
+            tracing::info!(
+                "applied revocation(s) {seqs:?}: {} live request(s) ended in {} µs",
+                killed.len(),
+                started.elapsed().as_micros()
+            );
+            on_killed(killed);
         }
     };
     revocations.connected.store(false, Ordering::Release);
