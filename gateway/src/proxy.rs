@@ -323,59 +323,74 @@ impl Gateway {
             ..
         } = &message
         {
-            let tool = format!("{}/{}", upstream.name, call.name);
-            if let Some(pattern) = self.state.controls.frozen(&tool) {
-                metrics::decision(&upstream.name, "deny", "change_freeze");
-                return Ok(Err(GatewayError::Frozen {
-                    id: id.clone(),
-                    tool,
-                    pattern: pattern.as_str().to_owned(),
-                }));
-            }
-            let action = Action {
-                tool: &tool,
-                arguments: &call.arguments,
-                at: now(),
-            };
-            let decision = match authorize(&token, &action) {
-                Decision::Permit(permit) => match permit.rate() {
-                    Some(rate) => {
-                        let grant = permit.grant_id().unwrap_or(permit.token_id());
-                        if self
-                            .state
-                            .rate_limiter
-                            .try_acquire(grant, rate.per_hour, now())
-                        {
-                            Decision::Permit(permit)
-                        } else {
-                            Decision::Deny(DenyReason::RateExceeded {
-                                per_hour: rate.per_hour,
-                            })
-                        }
-                    }
-                    None => Decision::Permit(permit),
-                },
-                deny => deny,
-            };
-            match decision {
-                Decision::Permit(permit) => {
-                    metrics::decision(&upstream.name, "allow", "permit");
-                    ctx.permit = Some(permit);
-                }
-                Decision::Deny(reason) => {
-                    metrics::decision(&upstream.name, "deny", reason.code());
-                    let claims = token.claims();
-                    tracing::info!(
-                        upstream = %upstream.name, %tool, sub = %claims.subject,
-                        client_id = %claims.client_id, reason = reason.code(), "denied: {reason}"
-                    );
-                    return Ok(Err(GatewayError::denied(id.clone(), tool, reason)));
-                }
+            match self.judge_call(upstream, &token, id, call) {
+                Ok(permit) => ctx.permit = Some(permit),
+                Err(refusal) => return Ok(Err(refusal)),
             }
         }
         ctx.message = Some(message);
         ctx.token = Some(token);
         Ok(Ok(Admission::Proxy))
+    }
+
+    /// Judges a `tools/call`: change freezes first, then the token's constraints, then the
+    /// grant's hourly rate. Only a `Permit` lets the call go upstream.
+    fn judge_call(
+        &self,
+        upstream: &Upstream,
+        token: &VerifiedToken,
+        id: &Value,
+        call: &jsonrpc::ToolCall,
+    ) -> Result<Permit, GatewayError> {
+        let tool = format!("{}/{}", upstream.name, call.name);
+        if let Some(pattern) = self.state.controls.frozen(&tool) {
+            metrics::decision(&upstream.name, "deny", "change_freeze");
+            return Err(GatewayError::Frozen {
+                id: id.clone(),
+                tool,
+                pattern: pattern.as_str().to_owned(),
+            });
+        }
+        let action = Action {
+            tool: &tool,
+            arguments: &call.arguments,
+            at: now(),
+        };
+        let decision = match authorize(token, &action) {
+            Decision::Permit(permit) => match permit.rate() {
+                Some(rate) => {
+                    let grant = permit.grant_id().unwrap_or(permit.token_id());
+                    if self
+                        .state
+                        .rate_limiter
+                        .try_acquire(grant, rate.per_hour, now())
+                    {
+                        Decision::Permit(permit)
+                    } else {
+                        Decision::Deny(DenyReason::RateExceeded {
+                            per_hour: rate.per_hour,
+                        })
+                    }
+                }
+                None => Decision::Permit(permit),
+            },
+            deny => deny,
+        };
+        match decision {
+            Decision::Permit(permit) => {
+                metrics::decision(&upstream.name, "allow", "permit");
+                Ok(permit)
+            }
+            Decision::Deny(reason) => {
+                metrics::decision(&upstream.name, "deny", reason.code());
+                let claims = token.claims();
+                tracing::info!(
+                    upstream = %upstream.name, %tool, sub = %claims.subject,
+                    client_id = %claims.client_id, reason = reason.code(), "denied: {reason}"
+                );
+                Err(GatewayError::denied(id.clone(), tool, reason))
+            }
+        }
     }
 
     /// Reads the whole request body into Pingora's replay buffer, refusing what cannot be
