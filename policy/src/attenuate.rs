@@ -30,6 +30,9 @@ pub enum AttenuationError {
     /// A requested tool pattern is not inside the parent's tools.
     #[error("tool pattern {0} is not within the parent's tools")]
     ToolWidened(String),
+    /// A requested resource or prompt pattern is not inside the parent's.
+    #[error("{0} is not within the parent's resources or prompts")]
+    AccessWidened(String),
     /// A requested limit is wider than the parent's and cannot be clamped.
     #[error("limit on {pointer} for {tool} is wider than the parent's: {reason}")]
     LimitWidened {
@@ -117,6 +120,16 @@ pub fn narrow(
             return Err(AttenuationError::ToolWidened(wanted.to_string()));
         }
     }
+    for wanted in &request.resources {
+        if !parent.resources.iter().any(|p| p.covers(wanted)) {
+            return Err(AttenuationError::AccessWidened(wanted.to_string()));
+        }
+    }
+    for wanted in &request.prompts {
+        if !parent.prompts.iter().any(|p| p.covers(wanted)) {
+            return Err(AttenuationError::AccessWidened(wanted.to_string()));
+        }
+    }
     let mut deny = parent.deny.clone();
     push_missing(&mut deny, &request.deny);
 
@@ -145,6 +158,8 @@ pub fn narrow(
     Ok(Constraints {
         tools: request.tools.clone(),
         deny,
+        resources: request.resources.clone(),
+        prompts: request.prompts.clone(),
         limits,
         windows: intersect_windows(&parent.windows, &request.windows)?,
         rate: match (parent.rate, request.rate) {
@@ -420,6 +435,31 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, AttenuationError::LimitWidened { .. }));
+    }
+
+    #[test]
+    fn a_wider_resource_or_prompt_is_refused() {
+        let parent = constraints(json!({
+            "type": "mcp_tools", "tools": ["expenses/submit_expense"],
+            "resources": ["expenses/expenses://reports/*"], "prompts": ["expenses/summary"]
+        }));
+        let wider = |extra: Value| {
+            let mut request = json!({"type": "mcp_tools", "tools": ["expenses/submit_expense"]});
+            request
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            narrow(&parent, &constraints(request))
+        };
+        assert!(wider(json!({"resources": ["expenses/expenses://reports/2026"]})).is_ok());
+        assert!(matches!(
+            wider(json!({"resources": ["expenses/*"]})),
+            Err(AttenuationError::AccessWidened(_))
+        ));
+        assert!(matches!(
+            wider(json!({"prompts": ["expenses/other"]})),
+            Err(AttenuationError::AccessWidened(_))
+        ));
     }
 
     #[test]

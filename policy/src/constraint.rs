@@ -143,6 +143,74 @@ impl fmt::Display for ToolPattern {
     }
 }
 
+/// A resource pattern: `upstream/` and a resource URI, exactly or with one trailing `*`
+/// (`expenses/expenses://reports/*`). Resources and prompts a grant does not name are denied.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ResourcePattern(ToolPattern);
+
+impl ResourcePattern {
+    /// Parses a pattern: an upstream name, `/`, a URI without spaces or control characters,
+    /// and at most one `*`, at the end.
+    pub fn new(text: &str) -> Result<Self, ConstraintError> {
+        let body = text.strip_suffix('*').unwrap_or(text);
+        let valid = text.len() <= 4 * MAX_PATTERN_LEN
+            && body.split_once('/').is_some_and(|(up, uri)| {
+                !up.is_empty() && (!uri.is_empty() || text.ends_with('*'))
+            })
+            && !body.contains('*')
+            && !body.chars().any(|c| c.is_whitespace() || c.is_control());
+        if valid {
+            Ok(Self(ToolPattern {
+                text: text.to_owned(),
+            }))
+        } else {
+            Err(ConstraintError::InvalidPattern(text.to_owned()))
+        }
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// Whether `resource` (`upstream/uri`) is matched.
+    pub fn matches(&self, resource: &str) -> bool {
+        self.0.matches(resource)
+    }
+
+    /// Whether every resource `other` matches is matched by `self`.
+    pub fn covers(&self, other: &ResourcePattern) -> bool {
+        self.0.covers(&other.0)
+    }
+}
+
+impl TryFrom<String> for ResourcePattern {
+    type Error = ConstraintError;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Self::new(&text)
+    }
+}
+
+impl From<ResourcePattern> for String {
+    fn from(pattern: ResourcePattern) -> Self {
+        pattern.0.text
+    }
+}
+
+impl fmt::Debug for ResourcePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for ResourcePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A rule on one argument of the tools a pattern matches. Every rule present must hold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -372,6 +440,12 @@ pub struct RawAuthorizationDetail {
     /// Denied tool patterns; a deny wins over any allow.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deny: Vec<ToolPattern>,
+    /// Resources that may be read (`resources/read`), as `upstream/uri` patterns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ResourcePattern>,
+    /// Prompts that may be used (`prompts/get`), as `upstream/prompt` patterns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prompts: Vec<ToolPattern>,
     /// Argument limits.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub limits: Vec<Limit>,
@@ -393,6 +467,8 @@ pub struct RawAuthorizationDetail {
 pub struct Constraints {
     pub(crate) tools: Vec<ToolPattern>,
     pub(crate) deny: Vec<ToolPattern>,
+    pub(crate) resources: Vec<ResourcePattern>,
+    pub(crate) prompts: Vec<ToolPattern>,
     pub(crate) limits: Vec<Limit>,
     pub(crate) windows: Vec<Window>,
     pub(crate) rate: Option<Rate>,
@@ -408,6 +484,8 @@ impl Constraints {
         for (what, len) in [
             ("tools", raw.tools.len()),
             ("deny patterns", raw.deny.len()),
+            ("resource patterns", raw.resources.len()),
+            ("prompt patterns", raw.prompts.len()),
             ("limits", raw.limits.len()),
             ("windows", raw.windows.len()),
         ] {
@@ -419,6 +497,8 @@ impl Constraints {
         Ok(Self {
             tools: raw.tools,
             deny: raw.deny,
+            resources: raw.resources,
+            prompts: raw.prompts,
             limits: raw.limits,
             windows: raw.windows,
             rate: raw.rate,
@@ -446,6 +526,8 @@ impl Constraints {
             kind: MCP_TOOLS_TYPE.to_owned(),
             tools: self.tools.clone(),
             deny: self.deny.clone(),
+            resources: self.resources.clone(),
+            prompts: self.prompts.clone(),
             limits: self.limits.clone(),
             windows: self.windows.clone(),
             rate: self.rate,
@@ -461,6 +543,16 @@ impl Constraints {
     /// Denied tool patterns.
     pub fn deny(&self) -> &[ToolPattern] {
         &self.deny
+    }
+
+    /// Resource patterns.
+    pub fn resources(&self) -> &[ResourcePattern] {
+        &self.resources
+    }
+
+    /// Prompt patterns.
+    pub fn prompts(&self) -> &[ToolPattern] {
+        &self.prompts
     }
 
     /// Argument limits.
@@ -487,6 +579,16 @@ impl Constraints {
     /// some pattern and denied by none. Argument limits and windows are checked per call.
     pub fn allows_tool(&self, tool: &str) -> bool {
         self.tools.iter().any(|p| p.matches(tool)) && !self.deny.iter().any(|p| p.matches(tool))
+    }
+
+    /// Whether a resource (`upstream/uri`) is named by these constraints.
+    pub fn allows_resource(&self, resource: &str) -> bool {
+        self.resources.iter().any(|p| p.matches(resource))
+    }
+
+    /// Whether a prompt (`upstream/prompt`) is named by these constraints.
+    pub fn allows_prompt(&self, prompt: &str) -> bool {
+        self.prompts.iter().any(|p| p.matches(prompt))
     }
 }
 
@@ -551,6 +653,12 @@ impl Constraints {
         }
         for pattern in &self.deny {
             lines.push(format!("never {pattern}"));
+        }
+        for pattern in &self.resources {
+            lines.push(format!("may read {pattern}"));
+        }
+        for pattern in &self.prompts {
+            lines.push(format!("may use prompt {pattern}"));
         }
         if !self.windows.is_empty() {
             let windows: Vec<String> = self.windows.iter().map(Window::to_string).collect();

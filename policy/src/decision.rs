@@ -72,6 +72,16 @@ pub enum DenyReason {
         /// The tool that was called.
         tool: String,
     },
+    /// No resource pattern matches the resource.
+    ResourceNotGranted {
+        /// The resource, `upstream/uri`.
+        resource: String,
+    },
+    /// No prompt pattern matches the prompt.
+    PromptNotGranted {
+        /// The prompt, `upstream/prompt`.
+        prompt: String,
+    },
     /// A deny pattern matches the tool.
     ToolDenied {
         /// The tool that was called.
@@ -159,6 +169,8 @@ impl DenyReason {
             DenyReason::NoAuthority => "no_authority",
             DenyReason::ToolNotGranted { .. } => "tool_not_granted",
             DenyReason::ToolDenied { .. } => "tool_denied",
+            DenyReason::ResourceNotGranted { .. } => "resource_not_granted",
+            DenyReason::PromptNotGranted { .. } => "prompt_not_granted",
             DenyReason::OutsideWindow { .. } => "outside_window",
             DenyReason::ArgumentsNotObject => "arguments_not_object",
             DenyReason::ArgumentMissing { .. } => "argument_missing",
@@ -185,6 +197,8 @@ impl DenyReason {
             DenyReason::NoAuthority
             | DenyReason::ToolNotGranted { .. }
             | DenyReason::ToolDenied { .. }
+            | DenyReason::ResourceNotGranted { .. }
+            | DenyReason::PromptNotGranted { .. }
             | DenyReason::OutsideWindow { .. }
             | DenyReason::RateExceeded { .. }
             | DenyReason::ArgumentsNotObject => None,
@@ -197,6 +211,10 @@ impl fmt::Display for DenyReason {
         match self {
             DenyReason::NoAuthority => f.write_str("the token grants no tools"),
             DenyReason::ToolNotGranted { tool } => write!(f, "tool {tool} is not granted"),
+            DenyReason::ResourceNotGranted { resource } => {
+                write!(f, "resource {resource} is not granted")
+            }
+            DenyReason::PromptNotGranted { prompt } => write!(f, "prompt {prompt} is not granted"),
             DenyReason::ToolDenied { tool, pattern } => {
                 write!(f, "tool {tool} is denied by {pattern}")
             }
@@ -256,7 +274,53 @@ pub fn authorize(token: &VerifiedToken, action: &Action<'_>) -> Decision {
     }
 }
 
+/// A request for something other than a tool call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access<'a> {
+    /// `resources/read` of `upstream/uri`.
+    Resource(&'a str),
+    /// `prompts/get` of `upstream/prompt`.
+    Prompt(&'a str),
+}
+
+/// Judges a resource read or prompt use: the grant must name it, and windows apply.
+pub fn authorize_access(token: &VerifiedToken, access: Access<'_>, at: i64) -> Decision {
+    let claims = token.claims();
+    let Some(constraints) = &claims.constraints else {
+        return Decision::Deny(DenyReason::NoAuthority);
+    };
+    match constraints.evaluate_access(access, at) {
+        Ok(()) => Decision::Permit(Permit {
+            grant_id: claims.grant_id.clone(),
+            token_id: claims.token_id.clone(),
+            rate: constraints.rate,
+        }),
+        Err(reason) => Decision::Deny(reason),
+    }
+}
+
 impl Constraints {
+    /// Checks a resource read or prompt use against these constraints alone.
+    pub fn evaluate_access(&self, access: Access<'_>, at: i64) -> Result<(), DenyReason> {
+        match access {
+            Access::Resource(resource) if !self.allows_resource(resource) => {
+                return Err(DenyReason::ResourceNotGranted {
+                    resource: resource.to_owned(),
+                });
+            }
+            Access::Prompt(prompt) if !self.allows_prompt(prompt) => {
+                return Err(DenyReason::PromptNotGranted {
+                    prompt: prompt.to_owned(),
+                });
+            }
+            _ => {}
+        }
+        if !self.windows.is_empty() && !self.windows.iter().any(|w| w.contains(at)) {
+            return Err(DenyReason::OutsideWindow { at });
+        }
+        Ok(())
+    }
+
     /// Checks a call against these constraints alone, without a token: the rule
     /// [`authorize`] applies, exposed for resource servers and for tests of the laws.
     pub fn evaluate(&self, action: &Action<'_>) -> Result<(), DenyReason> {
@@ -539,5 +603,48 @@ mod tests {
     fn integer_and_float_spellings_of_a_number_are_equal() {
         assert!(json_equal(&json!(500), &json!(500.0)));
         assert!(!json_equal(&json!(500), &json!("500")));
+    }
+}
+
+#[cfg(test)]
+mod access_tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn resources_and_prompts_a_grant_does_not_name_are_denied() {
+        let c = Constraints::from_authorization_details(&[json!({
+            "type": "mcp_tools", "tools": ["expenses/*"],
+            "resources": ["expenses/expenses://reports/*"],
+            "prompts": ["expenses/monthly_summary"]
+        })])
+        .unwrap();
+        let eval = |access| c.evaluate_access(access, 0);
+        assert_eq!(
+            eval(Access::Resource("expenses/expenses://reports/2026-11")),
+            Ok(())
+        );
+        assert_eq!(
+            eval(Access::Resource("expenses/file:///etc/passwd"))
+                .unwrap_err()
+                .code(),
+            "resource_not_granted"
+        );
+        assert_eq!(eval(Access::Prompt("expenses/monthly_summary")), Ok(()));
+        assert_eq!(
+            eval(Access::Prompt("expenses/exfiltrate"))
+                .unwrap_err()
+                .code(),
+            "prompt_not_granted"
+        );
+        let none = Constraints::from_authorization_details(&[
+            json!({"type": "mcp_tools", "tools": ["a/b"]}),
+        ])
+        .unwrap();
+        assert!(
+            none.evaluate_access(Access::Resource("a/x://y"), 0)
+                .is_err()
+        );
     }
 }

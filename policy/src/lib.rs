@@ -47,8 +47,10 @@ pub mod verify;
 
 pub use attenuate::{AttenuationError, DelegationRequest, attenuate, narrow};
 pub use claims::{Actor, ActorChain, Claims, ClaimsError, RawClaims};
-pub use constraint::{ConstraintError, Constraints, Limit, Rate, ToolPattern, Window};
-pub use decision::{Action, Decision, DenyReason, Permit, authorize};
+pub use constraint::{
+    ConstraintError, Constraints, Limit, Rate, ResourcePattern, ToolPattern, Window,
+};
+pub use decision::{Access, Action, Decision, DenyReason, Permit, authorize, authorize_access};
 pub use key::{Algorithm, Jwk, JwkSet, KeyError, KeySet, SigningKey, VerifyingKey};
 pub use revocation::{RevocationEntry, RevocationKind, RevokedSet};
 pub use sign::{TOKEN_TYPE, sign};

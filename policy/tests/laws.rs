@@ -82,6 +82,8 @@ fn constraints() -> impl Strategy<Value = Constraints> {
                 kind: "mcp_tools".into(),
                 tools,
                 deny,
+                resources: Vec::new(),
+                prompts: Vec::new(),
                 limits,
                 windows: Vec::new(),
                 rate: None,
