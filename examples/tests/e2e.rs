@@ -607,3 +607,36 @@ async fn calls_beyond_the_grants_hourly_rate_are_denied() {
     assert_denied(&error, "rate_limited");
     session.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn resources_and_prompts_the_grant_does_not_name_are_denied_before_the_upstream() {
+    let w = world().await;
+    for (body, reason) in [
+        (
+            r#"{"jsonrpc":"2.0","id":5,"method":"resources/read","params":{"uri":"file:///etc/passwd"}}"#,
+            "resource_not_granted",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":6,"method":"prompts/get","params":{"name":"leak_everything"}}"#,
+            "prompt_not_granted",
+        ),
+    ] {
+        let (status, _, response) = post(&w, Some(&format!("Bearer {}", w.token)), body).await;
+        assert_eq!(status, 200);
+        assert_eq!(response["error"]["code"], -31001, "{response}");
+        assert_eq!(response["error"]["data"]["reason"], reason);
+    }
+    let reached = w
+        .stack
+        .expenses
+        .seen_requests()
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.rpc_method.as_deref(),
+                Some("resources/read" | "prompts/get")
+            )
+        })
+        .count();
+    assert_eq!(reached, 0);
+}

@@ -20,6 +20,8 @@ pub enum Message {
         method: String,
         /// For `tools/call`: which tool with which arguments.
         call: Option<ToolCall>,
+        /// For `resources/read` and `prompts/get`: what is read or used.
+        access: Option<Access>,
     },
     /// A notification (no `id`).
     Notification {
@@ -28,6 +30,15 @@ pub enum Message {
     },
     /// A response to a server-initiated request.
     Response,
+}
+
+/// A resource read or prompt use, named as the upstream knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// `resources/read` of this URI.
+    Resource(String),
+    /// `prompts/get` of this prompt.
+    Prompt(String),
 }
 
 /// The part of a `tools/call` the policy judges.
@@ -94,6 +105,27 @@ pub fn parse(body: &[u8]) -> Result<Message, GatewayError> {
         }
         return Ok(Message::Notification { method });
     };
+    let access = match method.as_str() {
+        "resources/read" | "prompts/get" => {
+            let field = if method == "resources/read" {
+                "uri"
+            } else {
+                "name"
+            };
+            let value = object
+                .get("params")
+                .and_then(|p| p.get(field))
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid(&format!("{method} needs a string params.{field}")))?
+                .to_owned();
+            Some(if method == "resources/read" {
+                Access::Resource(value)
+            } else {
+                Access::Prompt(value)
+            })
+        }
+        _ => None,
+    };
     let call = if method == "tools/call" {
         let mut params = match object.remove("params") {
             Some(Value::Object(params)) => params,
@@ -111,7 +143,12 @@ pub fn parse(body: &[u8]) -> Result<Message, GatewayError> {
     } else {
         None
     };
-    Ok(Message::Request { id, method, call })
+    Ok(Message::Request {
+        id,
+        method,
+        call,
+        access,
+    })
 }
 
 #[cfg(test)]
@@ -131,7 +168,8 @@ mod tests {
                 call: Some(ToolCall {
                     name: "submit_expense".into(),
                     arguments: json!({"amount": 5})
-                })
+                }),
+                access: None,
             }
         );
     }
@@ -146,6 +184,25 @@ mod tests {
     fn duplicate_argument_is_refused() {
         let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"submit_expense","arguments":{"amount":5,"amount":5000}}}"#;
         assert!(matches!(parse(body), Err(GatewayError::Parse(_))));
+    }
+
+    #[test]
+    fn resource_reads_and_prompt_uses_are_read_for_judgement() {
+        let read = br#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///etc/passwd"}}"#;
+        assert!(matches!(
+            parse(read).unwrap(),
+            Message::Request { access: Some(Access::Resource(uri)), .. } if uri == "file:///etc/passwd"
+        ));
+        let prompt = br#"{"jsonrpc":"2.0","id":2,"method":"prompts/get","params":{"name":"leak"}}"#;
+        assert!(matches!(
+            parse(prompt).unwrap(),
+            Message::Request { access: Some(Access::Prompt(name)), .. } if name == "leak"
+        ));
+        let nameless = br#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{}}"#;
+        assert!(matches!(
+            parse(nameless),
+            Err(GatewayError::InvalidRequest { .. })
+        ));
     }
 
     #[test]

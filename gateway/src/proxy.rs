@@ -26,6 +26,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
+use portcullis_policy as policy;
 use portcullis_policy::{
     Action, ActorRule, Decision, DenyReason, Expected, Permit, VerifiedToken, VerifyError,
     authorize,
@@ -40,6 +41,7 @@ use crate::jsonrpc_error::GatewayError;
 use crate::revocation::{LiveGuard, LiveWork, Revocations, UpstreamWork};
 use crate::session::Principal;
 use crate::sse::SseRewriter;
+use crate::tools_list::ListKind;
 use crate::{metrics, tools_list};
 
 const MCP_SESSION_ID: &str = "mcp-session-id";
@@ -328,6 +330,17 @@ impl Gateway {
                 Err(refusal) => return Ok(Err(refusal)),
             }
         }
+        if let Message::Request {
+            id,
+            access: Some(access),
+            ..
+        } = &message
+        {
+            match self.judge_access(upstream, &token, id, access) {
+                Ok(permit) => ctx.permit = Some(permit),
+                Err(refusal) => return Ok(Err(refusal)),
+            }
+        }
         ctx.message = Some(message);
         ctx.token = Some(token);
         Ok(Ok(Admission::Proxy))
@@ -389,6 +402,35 @@ impl Gateway {
                     client_id = %claims.client_id, reason = reason.code(), "denied: {reason}"
                 );
                 Err(GatewayError::denied(id.clone(), tool, reason))
+            }
+        }
+    }
+
+    /// Judges a `resources/read` or `prompts/get`: the grant must name it.
+    fn judge_access(
+        &self,
+        upstream: &Upstream,
+        token: &VerifiedToken,
+        id: &Value,
+        access: &jsonrpc::Access,
+    ) -> Result<Permit, GatewayError> {
+        let full = match access {
+            jsonrpc::Access::Resource(uri) | jsonrpc::Access::Prompt(uri) => {
+                format!("{}/{uri}", upstream.name)
+            }
+        };
+        let request = match access {
+            jsonrpc::Access::Resource(_) => policy::Access::Resource(&full),
+            jsonrpc::Access::Prompt(_) => policy::Access::Prompt(&full),
+        };
+        match policy::authorize_access(token, request, now()) {
+            Decision::Permit(permit) => {
+                metrics::decision(&upstream.name, "allow", "permit");
+                Ok(permit)
+            }
+            Decision::Deny(reason) => {
+                metrics::decision(&upstream.name, "deny", reason.code());
+                Err(GatewayError::denied(id.clone(), full, reason))
             }
         }
     }
@@ -469,8 +511,12 @@ impl Gateway {
         Ok(())
     }
 
-    fn is_tools_list(ctx: &RequestCtx) -> bool {
-        ctx.message.as_ref().and_then(Message::method) == Some("tools/list")
+    /// Whether the request asks for a list the token may see only part of.
+    fn is_filtered_list(ctx: &RequestCtx) -> bool {
+        matches!(
+            ctx.message.as_ref().and_then(Message::method),
+            Some("tools/list" | "resources/list" | "resources/templates/list" | "prompts/list")
+        )
     }
 }
 
@@ -479,8 +525,13 @@ impl Gateway {
 fn filter_message(message: &str, upstream: &str, token: Option<&VerifiedToken>) -> Option<String> {
     let constraints = token.and_then(|t| t.claims().constraints.as_ref());
     let mut hidden = 0usize;
-    let result = tools_list::filter(message, |name| {
-        let visible = constraints.is_some_and(|c| c.allows_tool(&format!("{upstream}/{name}")));
+    let result = tools_list::filter(message, |kind, name| {
+        let full = format!("{upstream}/{name}");
+        let visible = constraints.is_some_and(|c| match kind {
+            ListKind::Tools => c.allows_tool(&full),
+            ListKind::Resources | ListKind::ResourceTemplates => c.allows_resource(&full),
+            ListKind::Prompts => c.allows_prompt(&full),
+        });
         hidden += usize::from(!visible);
         visible
     });
@@ -564,8 +615,17 @@ impl ProxyHttp for Gateway {
         let upstream = self
             .upstream(ctx)
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream chosen"))?;
-        let is_call = matches!(&ctx.message, Some(Message::Request { call: Some(_), .. }));
-        if is_call && ctx.permit.is_none() {
+        let judged = matches!(
+            &ctx.message,
+            Some(
+                Message::Request { call: Some(_), .. }
+                    | Message::Request {
+                        access: Some(_),
+                        ..
+                    }
+            )
+        );
+        if judged && ctx.permit.is_none() {
             // Unreachable by construction; refuse rather than forward an unjudged call.
             return Err(Error::explain(
                 ErrorType::InternalError,
@@ -672,7 +732,7 @@ impl ProxyHttp for Gateway {
             // with Last-Event-ID may replay a list that was requested earlier.
             ctx.response = ResponseMode::Sse(SseRewriter::default());
             response.insert_header("x-accel-buffering", "no")?;
-        } else if Self::is_tools_list(ctx) {
+        } else if Self::is_filtered_list(ctx) {
             // Whatever the content type says, a tools/list answer is read and filtered; one
             // that is not JSON is withheld.
             ctx.response = ResponseMode::Json(Vec::new());

@@ -1,4 +1,5 @@
-//! Filtering `tools/list` results down to the tools a token allows.
+//! Filtering list results (`tools/list`, `resources/list`, `resources/templates/list`,
+//! `prompts/list`) down to what a token allows.
 //!
 //! Only the `tools` array is touched: every other member of the message and every kept tool
 //! object are copied byte for byte (`RawValue`), so schemas, annotations and `_meta` reach the
@@ -58,24 +59,79 @@ impl<'a> RawObject<'a> {
     }
 }
 
-#[derive(Deserialize)]
-struct ToolName {
-    name: String,
-}
-
 fn read<'a, T: Deserialize<'a>>(raw: &'a str, what: &str) -> Result<T, FilterError> {
     serde_json::from_str(raw).map_err(|e| FilterError(format!("{what}: {e}")))
 }
 
-/// If `message` is a JSON-RPC result with a `tools` array, returns it with only the tools for
-/// which `visible(name)` holds; otherwise `Ok(None)` (nothing to filter).
+/// The lists a result can carry, and the member that names each entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKind {
+    /// `tools`, by `name`.
+    Tools,
+    /// `resources`, by `uri`.
+    Resources,
+    /// `resourceTemplates`, by `uriTemplate` (judged as the literal template).
+    ResourceTemplates,
+    /// `prompts`, by `name`.
+    Prompts,
+}
+
+impl ListKind {
+    const ALL: [ListKind; 4] = [
+        ListKind::Tools,
+        ListKind::Resources,
+        ListKind::ResourceTemplates,
+        ListKind::Prompts,
+    ];
+
+    fn keys(self) -> (&'static str, &'static str) {
+        match self {
+            ListKind::Tools => ("tools", "name"),
+            ListKind::Resources => ("resources", "uri"),
+            ListKind::ResourceTemplates => ("resourceTemplates", "uriTemplate"),
+            ListKind::Prompts => ("prompts", "name"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    uri: Option<String>,
+    #[serde(default, rename = "uriTemplate")]
+    uri_template: Option<String>,
+}
+
+impl Entry {
+    fn key(&self, kind: ListKind) -> Option<&str> {
+        match kind {
+            ListKind::Tools | ListKind::Prompts => self.name.as_deref(),
+            ListKind::Resources => self.uri.as_deref(),
+            ListKind::ResourceTemplates => self.uri_template.as_deref(),
+        }
+    }
+}
+
+/// If `message` is a JSON-RPC result holding one of the lists, returns it with only the entries
+/// for which `visible(kind, name)` holds; otherwise `Ok(None)` (nothing to filter).
 pub fn filter(
     message: &str,
-    mut visible: impl FnMut(&str) -> bool,
+    mut visible: impl FnMut(ListKind, &str) -> bool,
 ) -> Result<Option<String>, FilterError> {
-    // Most messages on a stream are not tool lists; skip them without parsing. A key can only
-    // be spelled differently with a \u escape, so a message with one is always parsed.
-    if !message.contains("\"tools\"") && !message.contains("\\u") {
+    // Most messages on a stream are not lists; skip them without parsing. A key can only be
+    // spelled differently with a \u escape, so a message with one is always parsed.
+    let maybe_list = [
+        "\"tools\"",
+        "\"resources\"",
+        "\"resourceTemplates\"",
+        "\"prompts\"",
+        "\\u",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle));
+    if !maybe_list {
         return Ok(None);
     }
     let mut top: RawObject<'_> = read(message, "message")?;
@@ -86,20 +142,29 @@ pub fn filter(
         return Ok(None);
     }
     let mut result: RawObject<'_> = read(result.get(), "result")?;
-    let Some(tools) = result.get("tools") else {
+    let Some(kind) = ListKind::ALL
+        .into_iter()
+        .find(|kind| result.get(kind.keys().0).is_some())
+    else {
         return Ok(None);
     };
-    let tools: Vec<&RawValue> = read(tools.get(), "result.tools")?;
-    let mut kept = Vec::with_capacity(tools.len());
-    for tool in tools {
-        let ToolName { name } = read(tool.get(), "a tool")?;
-        if visible(&name) {
-            kept.push(tool);
+    let (list_key, name_key) = kind.keys();
+    let entries: Vec<&RawValue> = read(result.get(list_key).expect("found above").get(), list_key)?;
+    let mut kept = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let parsed: Entry = read(entry.get(), "an entry")?;
+        let name = parsed.key(kind).ok_or_else(|| {
+            FilterError(format!(
+                "an entry of {list_key} without a string {name_key}"
+            ))
+        })?;
+        if visible(kind, name) {
+            kept.push(entry);
         }
     }
     let kept = serde_json::value::to_raw_value(&kept).map_err(|e| FilterError(e.to_string()))?;
     for (key, value) in &mut result.0 {
-        if key == "tools" {
+        if key == list_key {
             *value = &kept;
         }
     }
@@ -121,7 +186,7 @@ mod tests {
 
     const LIST: &str = r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"submit_expense","inputSchema":{"type":"object","properties":{"amount":{"type":"number"}}}},{"name":"delete_all_expenses","inputSchema":{"type":"object"}},{"name":"list_expenses","description":"List \u00e9","inputSchema":{"type":"object"}}],"nextCursor":"abc"}}"#;
 
-    fn granted(name: &str) -> bool {
+    fn granted(_kind: ListKind, name: &str) -> bool {
         name != "delete_all_expenses"
     }
 
@@ -136,7 +201,7 @@ mod tests {
 
     #[test]
     fn a_page_filtered_to_empty_keeps_its_cursor() {
-        let out = filter(LIST, |_| false).unwrap().unwrap();
+        let out = filter(LIST, |_, _| false).unwrap().unwrap();
         assert!(out.contains(r#""tools":[],"nextCursor":"abc""#), "{out}");
     }
 
@@ -175,6 +240,28 @@ mod tests {
         let out = filter(escaped, granted).unwrap().unwrap();
         assert!(!out.contains("delete_all_expenses"), "{out}");
         assert!(out.contains("list_expenses"), "{out}");
+    }
+
+    #[test]
+    fn resources_and_prompts_lists_are_filtered_by_uri_and_name() {
+        let resources = r#"{"jsonrpc":"2.0","id":1,"result":{"resources":[{"uri":"a://ok","name":"ok"},{"uri":"a://secret","name":"s"}]}}"#;
+        let out = filter(resources, |kind, uri| {
+            kind == ListKind::Resources && uri == "a://ok"
+        })
+        .unwrap()
+        .unwrap();
+        assert!(
+            out.contains("a://ok") && !out.contains("a://secret"),
+            "{out}"
+        );
+        let prompts =
+            r#"{"jsonrpc":"2.0","id":1,"result":{"prompts":[{"name":"p1"},{"name":"p2"}]}}"#;
+        let out = filter(prompts, |kind, name| {
+            kind == ListKind::Prompts && name == "p2"
+        })
+        .unwrap()
+        .unwrap();
+        assert!(!out.contains("p1") && out.contains("p2"), "{out}");
     }
 
     #[test]
