@@ -127,6 +127,15 @@ impl IssuerClient {
             .to_owned())
     }
 
+    /// Revokes a token, grant, agent, user or session (operator, admin API); returns the
+    /// revocation's sequence number.
+    pub async fn revoke(&self, kind: &str, value: &str) -> anyhow::Result<i64> {
+        let body = self
+            .admin("/admin/revocations", json!({"kind": kind, "value": value}))
+            .await?;
+        body["seq"].as_i64().context("no seq")
+    }
+
     async fn token(
         &self,
         client: &ClientCredentials,

@@ -16,6 +16,7 @@
 //!    in JSON bodies (collected, then rewritten) and in SSE streams (rewritten event by event,
 //!    never buffered whole).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -908,8 +909,13 @@ impl ProxyHttp for Gateway {
 /// in-flight request, then `DELETE` of its MCP session (once per session), each with a token
 /// the gateway mints for the purpose.
 pub(crate) fn cancel_killed(state: &Arc<GatewayState>, killed: Vec<Arc<LiveWork>>) {
-    let mut sessions_ended = std::collections::HashSet::new();
-    let mut requests = Vec::new();
+    // Per upstream session: first every cancellation, then one DELETE, in that order (a
+    // session's GET stream and its calls die together, and a DELETE that overtook a
+    // cancellation would leave the upstream nothing to cancel in).
+    let mut sessions: HashMap<
+        (usize, String),
+        (Vec<reqwest::RequestBuilder>, reqwest::RequestBuilder),
+    > = HashMap::new();
     for work in killed {
         let target = &work.upstream;
         let Some(session_id) = target.session_id.as_deref() else {
@@ -937,32 +943,36 @@ pub(crate) fn cancel_killed(state: &Arc<GatewayState>, killed: Vec<Arc<LiveWork>
             }
             request
         };
-        let cancel = target.request_id.as_ref().map(|id| {
+        let (cancels, _) = sessions
+            .entry((target.upstream, session_id.to_owned()))
+            .or_insert_with(|| (Vec::new(), request(reqwest::Method::DELETE)));
+        if let Some(id) = &target.request_id {
             let body = serde_json::json!({
                 "jsonrpc": "2.0",
                 "method": "notifications/cancelled",
                 "params": {"requestId": id, "reason": "authority revoked"}
             });
-            request(reqwest::Method::POST)
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(body.to_string())
-        });
-        let end = sessions_ended
-            .insert((target.upstream, session_id.to_owned()))
-            .then(|| request(reqwest::Method::DELETE));
-        requests.push((cancel, end));
+            cancels.push(
+                request(reqwest::Method::POST)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(body.to_string()),
+            );
+        }
     }
-    if requests.is_empty() {
+    if sessions.is_empty() {
         return;
     }
     // A revocation can end a thousand streams at once; the upstream should not get a thousand
     // connections at once in return.
     tokio::spawn(futures_util::StreamExt::for_each_concurrent(
-        futures_util::stream::iter(requests),
+        futures_util::stream::iter(sessions.into_values()),
         CANCEL_CONCURRENCY,
-        |(cancel, end)| async move {
-            for (what, request) in [("cancellation", cancel), ("session end", end)] {
-                let Some(request) = request else { continue };
+        |(cancels, end)| async move {
+            let steps = cancels
+                .into_iter()
+                .map(|c| ("cancellation", c))
+                .chain([("session end", end)]);
+            for (what, request) in steps {
                 match request.send().await {
                     Ok(response) if response.status().is_success() => {}
                     Ok(response) => {

@@ -84,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,portcullis_issuer=error".into()),
+                .unwrap_or_else(|_| "warn,portcullis_issuer=error,rmcp=off".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -249,6 +249,73 @@ async fn main() -> anyhow::Result<()> {
     }
     session.cancel().await?;
     sub_session.cancel().await?;
+
+    step(
+        8,
+        "The kill switch: alice also lets the agent run a slow report; mid-stream, the operator revokes that grant.",
+    );
+    let report_grant = issuer
+        .grant(
+            "alice",
+            &agent_id,
+            &stack.resource,
+            json!([{"type": "mcp_tools", "tools": ["expenses/slow_report"]}]),
+        )
+        .await?;
+    let subject = issuer.subject_token(&report_grant).await?;
+    let actor = issuer.client_token(&agent).await?;
+    let report_token = issuer
+        .exchange(&agent, &subject, &actor, &stack.resource, None)
+        .await??;
+    let report_session = connect(&stack.resource, &report_token).await?;
+    let peer = report_session.peer().clone();
+    let report = tokio::spawn(async move {
+        peer.call_tool(
+            CallToolRequestParams::new("slow_report").with_arguments(
+                json!({"seconds": 10})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+        )
+        .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    println!("   slow_report (10 s) is streaming; revoking grant {report_grant} at the issuer");
+    let revoked_at = std::time::Instant::now();
+    let seq = issuer.revoke("grant", &report_grant).await?;
+    let outcome = report.await?;
+    let elapsed = revoked_at.elapsed();
+    match outcome {
+        Err(ServiceError::McpError(error)) => println!(
+            "   the call ended {} ms after the revocation with: {} (code {}, revocation {seq})",
+            elapsed.as_millis(),
+            error.message,
+            error.code.0
+        ),
+        other => println!("   unexpected outcome: {other:?}"),
+    }
+    for _ in 0..20 {
+        if stack.expenses.cancelled_reports() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let probe = reqwest::Client::new()
+        .post(&stack.resource)
+        .bearer_auth(&report_token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .await?;
+    let status = probe.status();
+    let answer: Value = probe.json().await.unwrap_or(Value::Null);
+    println!(
+        "   the MCP server cancelled {} report(s); the next request with that token gets {status}: {}",
+        stack.expenses.cancelled_reports(),
+        answer["error"]["message"]
+    );
 
     if cli.keep_running {
         println!(
