@@ -67,9 +67,23 @@ pub struct Stack {
 }
 
 /// A loopback port nobody is listening on right now (for Pingora, which binds by itself).
+///
+/// The kernel may hand a port just released to the next caller, and tests start stacks in
+/// parallel: remember every port given out in this process and never give one twice, or two
+/// gateways (or a gateway and another's admin listener) could be told the same port.
 fn free_port() -> anyhow::Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?)
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for _ in 0..100 {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        if !given.contains(&addr.port()) {
+            given.push(addr.port());
+            return Ok(addr);
+        }
+    }
+    bail!("no unused loopback port found")
 }
 
 async fn stopped(mut stop: watch::Receiver<bool>) {

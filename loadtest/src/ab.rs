@@ -550,8 +550,8 @@ mod tests {
         let report = run(&world, submit(620), &paced).await.unwrap();
         let gateway = &report.scenarios[0];
         assert_eq!(gateway.latency.count, 0);
-        // 50 req/s for 0.4 s, give or take the schedule's ends.
-        assert!((15..=25).contains(&gateway.errors), "{gateway:?}");
+        // 50 req/s for 0.4 s, give or take the schedule's ends and a busy machine.
+        assert!((10..=30).contains(&gateway.errors), "{gateway:?}");
         assert!(
             gateway.first_error.as_deref().unwrap().contains("-31001"),
             "{gateway:?}"
