@@ -127,6 +127,25 @@ impl IssuerClient {
             .to_owned())
     }
 
+    /// The whole first delegation at once: a grant from `user` to `agent` for `resource`, the
+    /// user's subject token, the agent's client token, and the exchange. Returns the grant id
+    /// and the agent's delegation token.
+    pub async fn delegation(
+        &self,
+        agent: &ClientCredentials,
+        user: &str,
+        resource: &str,
+        details: Value,
+    ) -> anyhow::Result<(String, String)> {
+        let grant_id = self.grant(user, &agent.id, resource, details).await?;
+        let subject = self.subject_token(&grant_id).await?;
+        let actor = self.client_token(agent).await?;
+        let token = self
+            .exchange(agent, &subject, &actor, resource, None)
+            .await??;
+        Ok((grant_id, token))
+    }
+
     /// Revokes a token, grant, agent, user or session (operator, admin API); returns the
     /// revocation's sequence number.
     pub async fn revoke(&self, kind: &str, value: &str) -> anyhow::Result<i64> {

@@ -34,16 +34,9 @@ async fn world() -> World {
         .register_agent("receipts-agent", "Receipts agent")
         .await
         .unwrap();
-    let grant_id = issuer
-        .grant("alice", "expense-agent", &stack.resource, expense_grant())
+    let (_, token) = issuer
+        .delegation(&agent, "alice", &stack.resource, expense_grant())
         .await
-        .unwrap();
-    let subject = issuer.subject_token(&grant_id).await.unwrap();
-    let actor = issuer.client_token(&agent).await.unwrap();
-    let token = issuer
-        .exchange(&agent, &subject, &actor, &stack.resource, None)
-        .await
-        .unwrap()
         .unwrap();
     World {
         stack,
@@ -548,18 +541,10 @@ async fn a_session_id_is_useless_to_anyone_but_the_principal_that_opened_it() {
         .register_agent("other-agent", "Other")
         .await
         .unwrap();
-    let grant_id = w
+    let (_, other_token) = w
         .issuer
-        .grant("alice", "other-agent", &w.stack.resource, expense_grant())
+        .delegation(&other, "alice", &w.stack.resource, expense_grant())
         .await
-        .unwrap();
-    let subject = w.issuer.subject_token(&grant_id).await.unwrap();
-    let actor = w.issuer.client_token(&other).await.unwrap();
-    let other_token = w
-        .issuer
-        .exchange(&other, &subject, &actor, &w.stack.resource, None)
-        .await
-        .unwrap()
         .unwrap();
     assert_eq!(
         in_session(&w, &other_token, &session, reqwest::Method::POST).await,
@@ -584,18 +569,10 @@ async fn calls_beyond_the_grants_hourly_rate_are_denied() {
     let w = world().await;
     let limited = json!([{"type": "mcp_tools", "tools": ["expenses/list_expenses"],
         "rate": {"per_hour": 2}}]);
-    let grant_id = w
+    let (_, token) = w
         .issuer
-        .grant("alice", "expense-agent", &w.stack.resource, limited)
+        .delegation(&w.agent, "alice", &w.stack.resource, limited)
         .await
-        .unwrap();
-    let subject = w.issuer.subject_token(&grant_id).await.unwrap();
-    let actor = w.issuer.client_token(&w.agent).await.unwrap();
-    let token = w
-        .issuer
-        .exchange(&w.agent, &subject, &actor, &w.stack.resource, None)
-        .await
-        .unwrap()
         .unwrap();
     let session = w.session(&token).await;
     for _ in 0..2 {

@@ -39,16 +39,9 @@ async fn world(extra_yaml: &str, relay: bool) -> World {
         .register_agent("report-agent", "Report agent")
         .await
         .unwrap();
-    let grant_id = issuer
-        .grant("alice", "report-agent", &stack.resource, grant())
+    let (grant_id, token) = issuer
+        .delegation(&agent, "alice", &stack.resource, grant())
         .await
-        .unwrap();
-    let subject = issuer.subject_token(&grant_id).await.unwrap();
-    let actor = issuer.client_token(&agent).await.unwrap();
-    let token = issuer
-        .exchange(&agent, &subject, &actor, &stack.resource, None)
-        .await
-        .unwrap()
         .unwrap();
     World {
         stack,

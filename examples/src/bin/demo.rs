@@ -254,19 +254,14 @@ async fn main() -> anyhow::Result<()> {
         8,
         "The kill switch: alice also lets the agent run a slow report; mid-stream, the operator revokes that grant.",
     );
-    let report_grant = issuer
-        .grant(
+    let (report_grant, report_token) = issuer
+        .delegation(
+            &agent,
             "alice",
-            &agent_id,
             &stack.resource,
             json!([{"type": "mcp_tools", "tools": ["expenses/slow_report"]}]),
         )
         .await?;
-    let subject = issuer.subject_token(&report_grant).await?;
-    let actor = issuer.client_token(&agent).await?;
-    let report_token = issuer
-        .exchange(&agent, &subject, &actor, &stack.resource, None)
-        .await??;
     let report_session = connect(&stack.resource, &report_token).await?;
     let peer = report_session.peer().clone();
     let report = tokio::spawn(async move {
