@@ -2,7 +2,10 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `POST /token` | `client_credentials` and RFC 8693 token exchange |
+//! | `GET /authorize` | authorization code + PKCE: the sign-in page |
+//! | `POST /authorize/sign-in`, `POST /authorize/consent` | the sign-in and consent forms |
+//! | `POST /token` | `authorization_code`, `refresh_token`, `client_credentials`, RFC 8693 exchange |
+//! | `POST /register` | RFC 7591 dynamic client registration (unless switched off) |
 //! | `GET /.well-known/jwks.json` | the public signing keys |
 //! | `GET /.well-known/oauth-authorization-server` | RFC 8414 metadata |
 //! | `POST /revoke` | RFC 7009: a client revokes a token issued to it |
@@ -37,7 +40,11 @@ use crate::{introspection, metrics as issuer_metrics, revocation};
 /// The issuer's router.
 pub fn app(state: AppState) -> Router {
     Router::new()
+        .route("/authorize", get(authorize))
+        .route("/authorize/sign-in", post(sign_in))
+        .route("/authorize/consent", post(consent))
         .route("/token", post(token))
+        .route("/register", post(register))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/.well-known/oauth-authorization-server", get(metadata))
         .route("/revoke", post(revoke))
@@ -70,6 +77,31 @@ async fn token(
     Ok(no_store(Json(response).into_response()))
 }
 
+async fn authorize(State(state): State<AppState>, uri: axum::http::Uri) -> Response {
+    crate::authorize::start(&state, uri.query().unwrap_or_default())
+        .await
+        .unwrap_or_else(|e| e.into_response(&state.config.issuer))
+}
+
+async fn sign_in(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    crate::authorize::sign_in(&state, &headers, &body)
+        .await
+        .unwrap_or_else(|e| e.into_response(&state.config.issuer))
+}
+
+async fn consent(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    crate::authorize::consent(&state, &headers, &body)
+        .await
+        .unwrap_or_else(|e| e.into_response(&state.config.issuer))
+}
+
+async fn register(State(state): State<AppState>, body: Bytes) -> Result<Response, OAuthError> {
+    let answer = crate::registration::register(&state, &body).await?;
+    Ok(no_store(
+        (StatusCode::CREATED, Json(answer)).into_response(),
+    ))
+}
+
 async fn jwks(State(state): State<AppState>) -> Response {
     let mut response = Json(state.keys().jwks().clone()).into_response();
     response.headers_mut().insert(
@@ -81,19 +113,37 @@ async fn jwks(State(state): State<AppState>) -> Response {
 
 async fn metadata(State(state): State<AppState>) -> Json<Value> {
     let issuer = &state.config.issuer;
-    Json(json!({
+    let client_auth = [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+    ];
+    let mut document = json!({
         "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/authorize"),
         "token_endpoint": format!("{issuer}/token"),
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-        "grant_types_supported": ["client_credentials", TOKEN_EXCHANGE],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "response_types_supported": [],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": [
+            "authorization_code", "refresh_token", "client_credentials", TOKEN_EXCHANGE,
+        ],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported":
+            ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
         "authorization_details_types_supported": [portcullis_policy::constraint::MCP_TOOLS_TYPE],
+        "authorization_response_iss_parameter_supported": true,
+        "client_id_metadata_document_supported": true,
         "revocation_endpoint": format!("{issuer}/revoke"),
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": client_auth,
         "introspection_endpoint": format!("{issuer}/introspect"),
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-    }))
+        "introspection_endpoint_auth_methods_supported": client_auth,
+    });
+    if state.config.dynamic_registration {
+        document["registration_endpoint"] = json!(format!("{issuer}/register"));
+    }
+    Json(document)
 }
 
 fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), OAuthError> {
@@ -124,6 +174,8 @@ struct NewClientRequest {
     #[serde(default)]
     client_id: Option<String>,
     name: String,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
 }
 
 fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, OAuthError> {
@@ -138,10 +190,20 @@ async fn create_client(
 ) -> Result<Response, OAuthError> {
     require_admin(&state, &headers)?;
     let request: NewClientRequest = json_body(&body)?;
+    if let Some(bad) = request
+        .redirect_uris
+        .iter()
+        .find(|u| !crate::client_metadata::valid_redirect_uri(u))
+    {
+        return Err(OAuthError::InvalidRequest(format!(
+            "redirect URI {bad}: use https, or http to a loopback host"
+        )));
+    }
     let created = clients::register(
         &state.db,
         request.client_id.as_deref(),
         &request.name,
+        request.redirect_uris,
         now(),
     )
     .await

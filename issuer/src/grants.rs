@@ -77,7 +77,7 @@ pub enum GrantError {
     Db(#[from] sqlx::Error),
 }
 
-fn valid_resource(resource: &str) -> bool {
+pub(crate) fn valid_resource(resource: &str) -> bool {
     (resource.starts_with("https://") || resource.starts_with("http://"))
         && !resource.contains('#')
         && !resource.chars().any(char::is_whitespace)

@@ -11,7 +11,7 @@ use portcullis_policy::{RawClaims, VerifiedToken};
 use serde_json::{Value, json};
 
 use crate::client_auth::{Params, authenticate};
-use crate::clients::Client;
+use crate::clients::{AuthMethod, Client};
 use crate::oauth_error::OAuthError;
 use crate::revocation::{self, RevokeRequest};
 use crate::{AppState, now};
@@ -41,7 +41,13 @@ pub async fn introspect(
     body: &[u8],
 ) -> Result<Value, OAuthError> {
     let now = now();
-    let (_, Some(verified)) = caller_and_token(state, headers, body, now).await? else {
+    let (client, verified) = caller_and_token(state, headers, body, now).await?;
+    if client.auth_method == AuthMethod::None {
+        return Err(OAuthError::UnauthorizedClient(
+            "public clients cannot introspect tokens".into(),
+        ));
+    }
+    let Some(verified) = verified else {
         return Ok(json!({"active": false}));
     };
     let claims = verified.claims();
@@ -60,9 +66,31 @@ pub async fn introspect(
 
 /// Handles `POST /revoke`: a client revokes a token issued to it. Unknown, invalid and
 /// expired tokens answer 200 as well (RFC 7009 §2.2): there is nothing left to revoke.
+/// Revoking a refresh token ends its whole grant, access tokens included (RFC 7009 §2.1).
 pub async fn revoke(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), OAuthError> {
     let now = now();
-    let (client, Some(verified)) = caller_and_token(state, headers, body, now).await? else {
+    let (client, verified) = caller_and_token(state, headers, body, now).await?;
+    let Some(verified) = verified else {
+        let params = Params::parse(headers, body)?;
+        let token = params.require("token")?;
+        if let Some(grant_id) =
+            crate::refresh_token::grant_of(&state.db, token, &client.client_id).await?
+        {
+            revocation::revoke(
+                &state.db,
+                &state.hub,
+                RevokeRequest {
+                    kind: RevocationKind::Grant,
+                    value: grant_id,
+                    reason: format!("refresh token revoked by its holder {}", client.client_id),
+                    token_expires_at: None,
+                },
+                state.config.max_token_lifetime(),
+                now,
+            )
+            .await
+            .map_err(|e| OAuthError::Server(e.to_string()))?;
+        }
         return Ok(());
     };
     let claims = verified.claims();

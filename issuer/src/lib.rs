@@ -11,8 +11,13 @@
 
 pub mod app;
 pub mod audit;
+mod authorization_code;
+mod authorize;
+mod client_assertion;
 pub mod client_auth;
+pub mod client_metadata;
 pub mod clients;
+mod consent_page;
 pub mod db;
 pub mod grants;
 pub mod grants_file;
@@ -20,9 +25,13 @@ pub mod introspection;
 pub mod keys;
 pub mod metrics;
 pub mod oauth_error;
+mod refresh_token;
+mod registration;
 pub mod revocation;
+pub mod safe_fetch;
 pub mod secret;
 pub mod token_exchange;
+pub mod users;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,6 +56,12 @@ pub struct IssuerConfig {
     pub subject_token_ttl: i64,
     /// Bearer token for `/admin`; `None` disables the admin API.
     pub admin_token: Option<String>,
+    /// Lifetime of a grant made by consent (and of its refresh tokens), seconds.
+    pub consent_ttl: i64,
+    /// Whether `POST /register` (RFC 7591) is open.
+    pub dynamic_registration: bool,
+    /// Development only: let client metadata documents be fetched over http from loopback.
+    pub allow_loopback_fetch: bool,
 }
 
 impl IssuerConfig {
@@ -58,7 +73,8 @@ impl IssuerConfig {
             .max(self.subject_token_ttl)
     }
 
-    /// Defaults: 5-minute delegation and client tokens, 1-hour subject tokens, no admin API.
+    /// Defaults: 5-minute delegation and client tokens, 1-hour subject tokens, 30-day consents,
+    /// no admin API, dynamic registration open, metadata documents fetched over https only.
     pub fn new(issuer: impl Into<String>) -> Self {
         Self {
             issuer: issuer.into().trim_end_matches('/').to_owned(),
@@ -66,6 +82,9 @@ impl IssuerConfig {
             client_token_ttl: 300,
             subject_token_ttl: 3600,
             admin_token: None,
+            consent_ttl: 30 * 24 * 3600,
+            dynamic_registration: true,
+            allow_loopback_fetch: false,
         }
     }
 }

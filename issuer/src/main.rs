@@ -7,7 +7,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use portcullis_issuer::grants::GrantRequest;
 use portcullis_issuer::{
-    Issuer, IssuerConfig, StorageOptions, clients, grants, grants_file, keys, now, revocation,
+    Issuer, IssuerConfig, StorageOptions, client_metadata, clients, grants, grants_file, keys, now,
+    revocation, users,
 };
 use portcullis_policy::RevocationKind;
 
@@ -83,12 +84,26 @@ enum Command {
         /// Lifetime of delegation tokens, in seconds.
         #[arg(long, default_value_t = 300)]
         delegation_ttl: i64,
+        /// Lifetime of a grant made by consent (and of its refresh tokens), in seconds.
+        #[arg(long, default_value_t = 30 * 24 * 3600)]
+        consent_ttl: i64,
+        /// Close POST /register (RFC 7591): only operator-registered clients and clients with
+        /// a metadata document URL can then ask for consent.
+        #[arg(long, env = "PORTCULLIS_NO_DYNAMIC_REGISTRATION")]
+        no_dynamic_registration: bool,
+        /// DEVELOPMENT ONLY: fetch client metadata documents from loopback addresses, over
+        /// plain http too. Private and link-local addresses stay refused.
+        #[arg(long, env = "PORTCULLIS_DEV_ALLOW_LOOPBACK_FETCH")]
+        dev_allow_loopback_fetch: bool,
     },
     /// Create or upgrade the database schema, then exit.
     Migrate {
         #[command(flatten)]
         storage: Storage,
     },
+    /// Create and list people who sign in at the issuer and consent for agents.
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Register and list agents (OAuth clients).
     #[command(subcommand)]
     Clients(ClientsCommand),
@@ -171,8 +186,43 @@ enum ClientsCommand {
         /// The client_id to use (1-64 of [A-Za-z0-9._-]); generated when omitted.
         #[arg(long)]
         id: Option<String>,
+        /// Where authorization responses may go (exact match; https, or http to loopback);
+        /// repeatable. Needed for the authorization-code flow.
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// A public client (a native or browser app that cannot keep a secret): no secret is
+        /// made, and it may only use the authorization-code flow, bound by PKCE.
+        #[arg(long, requires = "redirect_uris")]
+        public: bool,
     },
     /// List registered agents.
+    List {
+        #[command(flatten)]
+        storage: Storage,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Create a person who can sign in and consent, with the most they may delegate.
+    Create {
+        #[command(flatten)]
+        storage: Storage,
+        /// The sign-in name (1-64 of [A-Za-z0-9._@-]); the `sub` of their tokens.
+        username: String,
+        /// File holding the password (at least 12 characters); without it, the password is
+        /// read from PORTCULLIS_USER_PASSWORD.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// A resource they may delegate access to; repeatable.
+        #[arg(long = "resource", required = true)]
+        resources: Vec<String>,
+        /// Their allowance: RFC 9396 authorization_details with one "mcp_tools" entry, as JSON
+        /// or @FILE. A consent can only narrow it.
+        #[arg(long)]
+        allow: String,
+    },
+    /// List people.
     List {
         #[command(flatten)]
         storage: Storage,
@@ -443,12 +493,23 @@ async fn main() -> anyhow::Result<()> {
             listen,
             admin_token_file,
             delegation_ttl,
+            consent_ttl,
+            no_dynamic_registration,
+            dev_allow_loopback_fetch,
         } => {
-            if delegation_ttl <= 0 {
-                bail!("--delegation-ttl must be positive");
+            if delegation_ttl <= 0 || consent_ttl <= 0 {
+                bail!("--delegation-ttl and --consent-ttl must be positive");
             }
             let mut config = IssuerConfig::new(&storage.issuer_url);
             config.delegation_ttl = delegation_ttl;
+            config.consent_ttl = consent_ttl;
+            config.dynamic_registration = !no_dynamic_registration;
+            config.allow_loopback_fetch = dev_allow_loopback_fetch;
+            if dev_allow_loopback_fetch {
+                tracing::warn!(
+                    "DEVELOPMENT MODE: client metadata documents may be fetched from loopback"
+                );
+            }
             config.admin_token = match admin_token_file {
                 Some(path) => Some(
                     std::fs::read_to_string(&path)
@@ -477,11 +538,76 @@ async fn main() -> anyhow::Result<()> {
             db.migrate().await?;
             eprintln!("database is up to date");
         }
-        Command::Clients(ClientsCommand::Create { storage, name, id }) => {
+        Command::Clients(ClientsCommand::Create {
+            storage,
+            name,
+            id,
+            redirect_uris,
+            public,
+        }) => {
+            if let Some(bad) = redirect_uris
+                .iter()
+                .find(|u| !client_metadata::valid_redirect_uri(u))
+            {
+                bail!("--redirect-uri {bad}: use https, or http to a loopback host");
+            }
             let issuer = storage.open(IssuerConfig::new(&storage.issuer_url)).await?;
-            let created =
-                clients::register(&issuer.state().db, id.as_deref(), &name, now()).await?;
-            print_json(&created)?;
+            let db = &issuer.state().db;
+            if public {
+                let client = clients::Client {
+                    client_id: id.unwrap_or_else(|| clients::generated_id("app")),
+                    name,
+                    created_at: now(),
+                    redirect_uris,
+                    auth_method: clients::AuthMethod::None,
+                    jwks: None,
+                    origin: clients::Origin::Operator,
+                    fetched_at: None,
+                };
+                if !clients::insert(db, &client, "", false).await? {
+                    bail!("client {:?} already exists", client.client_id);
+                }
+                print_json(&client)?;
+            } else {
+                let created =
+                    clients::register(db, id.as_deref(), &name, redirect_uris, now()).await?;
+                print_json(&created)?;
+            }
+        }
+        Command::Users(UsersCommand::Create {
+            storage,
+            username,
+            password_file,
+            resources,
+            allow,
+        }) => {
+            let password = match password_file {
+                Some(path) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned(),
+                None => std::env::var("PORTCULLIS_USER_PASSWORD")
+                    .context("give --password-file or set PORTCULLIS_USER_PASSWORD")?,
+            };
+            let details: Vec<serde_json::Value> =
+                serde_json::from_str(&read_arg(&allow)?).context("--allow is not a JSON array")?;
+            let allowance = portcullis_policy::Constraints::from_authorization_details(&details)
+                .context("--allow")?;
+            let issuer = storage.open(IssuerConfig::new(&storage.issuer_url)).await?;
+            let user = users::create(
+                &issuer.state().db,
+                &username,
+                &password,
+                resources,
+                allowance,
+                now(),
+            )
+            .await?;
+            print_json(&user)?;
+        }
+        Command::Users(UsersCommand::List { storage }) => {
+            let issuer = storage.open(IssuerConfig::new(&storage.issuer_url)).await?;
+            print_json(&users::list(&issuer.state().db).await?)?;
         }
         Command::Clients(ClientsCommand::List { storage }) => {
             let issuer = storage.open(IssuerConfig::new(&storage.issuer_url)).await?;

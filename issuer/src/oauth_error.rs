@@ -38,6 +38,12 @@ pub enum OAuthError {
     /// `invalid_authorization_details` (400, RFC 9396 §5).
     #[error("invalid_authorization_details: {0}")]
     InvalidAuthorizationDetails(String),
+    /// `invalid_redirect_uri` (400, RFC 7591 §3.2.2).
+    #[error("invalid_redirect_uri: {0}")]
+    InvalidRedirectUri(String),
+    /// `invalid_client_metadata` (400, RFC 7591 §3.2.2).
+    #[error("invalid_client_metadata: {0}")]
+    InvalidClientMetadata(String),
     /// `temporarily_unavailable` (429): the grant's calls-per-hour cap is reached; retry later.
     #[error("temporarily_unavailable: {0}")]
     RateLimited(String),
@@ -73,6 +79,12 @@ impl OAuthError {
             OAuthError::InvalidTarget(d) => (StatusCode::BAD_REQUEST, "invalid_target", d),
             OAuthError::InvalidAuthorizationDetails(d) => {
                 (StatusCode::BAD_REQUEST, "invalid_authorization_details", d)
+            }
+            OAuthError::InvalidRedirectUri(d) => {
+                (StatusCode::BAD_REQUEST, "invalid_redirect_uri", d)
+            }
+            OAuthError::InvalidClientMetadata(d) => {
+                (StatusCode::BAD_REQUEST, "invalid_client_metadata", d)
             }
             OAuthError::RateLimited(d) => {
                 (StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable", d)

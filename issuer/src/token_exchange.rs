@@ -23,7 +23,7 @@ use portcullis_policy::{
 use serde::Serialize;
 
 use crate::client_auth::{Params, authenticate};
-use crate::clients::Client;
+use crate::clients::{AuthMethod, Client};
 use crate::oauth_error::OAuthError;
 use crate::secret::random_token;
 use crate::{AppState, now};
@@ -47,6 +47,9 @@ pub struct TokenResponse {
     /// For exchanges: the type of the issued token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issued_token_type: Option<&'static str>,
+    /// For the authorization-code flow: the next refresh token of the family.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
 }
 
 /// Handles `POST /token`.
@@ -71,7 +74,19 @@ async fn grant(
     params: &Params,
 ) -> Result<TokenResponse, OAuthError> {
     let client = authenticate(state, headers, params).await?;
-    match params.require("grant_type")? {
+    let grant_type = params.require("grant_type")?;
+    // A public client proves nothing about itself; PKCE and rotation protect only the
+    // authorization-code flow.
+    if client.auth_method == AuthMethod::None
+        && !matches!(grant_type, "authorization_code" | "refresh_token")
+    {
+        return Err(OAuthError::UnauthorizedClient(format!(
+            "a public client cannot use {grant_type}"
+        )));
+    }
+    match grant_type {
+        "authorization_code" => crate::authorization_code::redeem(state, &client, params).await,
+        "refresh_token" => crate::refresh_token::rotate(state, &client, params).await,
         "client_credentials" => client_credentials(state, &client, params).await,
         TOKEN_EXCHANGE => exchange(state, &client, params).await,
         other => Err(OAuthError::UnsupportedGrantType(format!(
@@ -119,6 +134,7 @@ async fn client_credentials(
         token_type: "Bearer",
         expires_in: ttl,
         issued_token_type: None,
+        refresh_token: None,
     })
 }
 
@@ -285,11 +301,55 @@ async fn exchange(
         }
     }
 
+    delegate(
+        state,
+        client,
+        Delegation {
+            parent: &parent,
+            grant: &grant,
+            actor: actor.subject,
+            resource,
+            requested,
+        },
+        now,
+    )
+    .await
+}
+
+/// What a new delegation token is made from.
+#[derive(Debug)]
+pub(crate) struct Delegation<'a> {
+    /// The token (or a grant's own claims) it narrows.
+    pub(crate) parent: &'a Claims,
+    /// The grant it stems from.
+    pub(crate) grant: &'a grants::Grant,
+    /// The agent that will hold it.
+    pub(crate) actor: String,
+    /// Where it may be used.
+    pub(crate) resource: String,
+    /// Narrower constraints than the parent's, if asked for.
+    pub(crate) requested: Option<Constraints>,
+}
+
+/// Signs a delegation token from `parent` (a token or a grant's own claims) for `actor` at
+/// `resource`: attenuated, counted against the grant's rate cap, and audited.
+pub(crate) async fn delegate(
+    state: &AppState,
+    client: &Client,
+    Delegation {
+        parent,
+        grant,
+        actor,
+        resource,
+        requested,
+    }: Delegation<'_>,
+    now: i64,
+) -> Result<TokenResponse, OAuthError> {
     let ttl = state.config.delegation_ttl;
     let child = attenuate(
-        &parent,
+        parent,
         DelegationRequest {
-            actor: Actor { sub: actor.subject },
+            actor: Actor { sub: actor },
             audience: resource,
             constraints: requested,
             issued_at: now,
@@ -329,5 +389,6 @@ async fn exchange(
         access_token: portcullis_policy::sign(&child, state.keys().active()),
         token_type: "Bearer",
         issued_token_type: Some(ACCESS_TOKEN_TYPE),
+        refresh_token: None,
     })
 }

@@ -53,5 +53,5 @@ pub use constraint::{
 pub use decision::{Access, Action, Decision, DenyReason, Permit, authorize, authorize_access};
 pub use key::{Algorithm, Jwk, JwkSet, KeyError, KeySet, SigningKey, VerifyingKey};
 pub use revocation::{RevocationEntry, RevocationKind, RevokedSet};
-pub use sign::{TOKEN_TYPE, sign};
+pub use sign::{TOKEN_TYPE, sign, sign_client_assertion};
 pub use verify::{ActorRule, Expected, VerifiedToken, Verifier, VerifyError};

@@ -25,6 +25,24 @@ pub fn sign(claims: &Claims, key: &SigningKey) -> String {
     sign_payload(&payload, TOKEN_TYPE, key)
 }
 
+/// Signs an RFC 7523 client assertion (`private_key_jwt`): `iss` = `sub` = `client_id`,
+/// `aud` = the issuer's token endpoint, living `lifetime` seconds from `now`, with a unique
+/// `jti` (issuers refuse a replayed one).
+pub fn sign_client_assertion(
+    client_id: &str,
+    audience: &str,
+    key: &SigningKey,
+    now: i64,
+    lifetime: i64,
+    jti: &str,
+) -> String {
+    let payload = serde_json::json!({
+        "iss": client_id, "sub": client_id, "aud": audience,
+        "iat": now, "exp": now + lifetime, "jti": jti,
+    });
+    sign_payload(payload.to_string().as_bytes(), "JWT", key)
+}
+
 /// Signs any JSON payload as a compact JWS of type `typ`.
 pub(crate) fn sign_payload(payload: &[u8], typ: &str, key: &SigningKey) -> String {
     let header = Header {

@@ -302,6 +302,32 @@ impl Verifier {
     /// payload bytes, unparsed. Used for documents other than access tokens, such as the
     /// revocation feed; the `typ` check keeps one kind from passing for another.
     pub fn verify_payload(&self, token: &str, typ: &str) -> Result<Vec<u8>, VerifyError> {
+        self.verify_signed(token, |found| {
+            found.is_some_and(|t| {
+                t.eq_ignore_ascii_case(typ)
+                    || t.strip_prefix("application/")
+                        .is_some_and(|t| t.eq_ignore_ascii_case(typ))
+            })
+        })
+    }
+
+    /// Verifies a client's signed assertion (RFC 7523 `private_key_jwt`) and returns its
+    /// payload, unparsed. Such assertions are commonly untyped, so `typ` may be absent, `JWT`,
+    /// or `client-authentication+jwt` (draft-ietf-oauth-rfc7523bis); the verifier's keys are the
+    /// client's own, so no token of another kind can pass for one.
+    pub fn verify_assertion_payload(&self, token: &str) -> Result<Vec<u8>, VerifyError> {
+        self.verify_signed(token, |found| {
+            found.is_none_or(|t| {
+                t.eq_ignore_ascii_case("JWT") || t.eq_ignore_ascii_case("client-authentication+jwt")
+            })
+        })
+    }
+
+    fn verify_signed(
+        &self,
+        token: &str,
+        typ_ok: impl Fn(Option<&str>) -> bool,
+    ) -> Result<Vec<u8>, VerifyError> {
         if token.len() > self.max_len {
             return Err(VerifyError::Oversized {
                 len: token.len(),
@@ -329,12 +355,7 @@ impl Verifier {
         let algorithm = Algorithm::from_name(&header.alg)
             .filter(|a| self.algorithms.contains(a))
             .ok_or_else(|| VerifyError::DisallowedAlgorithm(header.alg.clone()))?;
-        let typ_ok = header.typ.as_deref().is_some_and(|t| {
-            t.eq_ignore_ascii_case(typ)
-                || t.strip_prefix("application/")
-                    .is_some_and(|t| t.eq_ignore_ascii_case(typ))
-        });
-        if !typ_ok {
+        if !typ_ok(header.typ.as_deref()) {
             return Err(VerifyError::WrongType(header.typ));
         }
         for (present, name) in [

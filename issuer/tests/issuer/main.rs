@@ -2,6 +2,7 @@
 //! `PORTCULLIS_TEST_POSTGRES_URL` is set (each test in a schema of its own).
 
 mod audit;
+mod authorization_code;
 mod grants_file;
 mod keys;
 mod revocation;
