@@ -11,5 +11,6 @@ else
   echo "issuer tests run on SQLite only (set PORTCULLIS_TEST_POSTGRES_URL to add PostgreSQL)" >&2
 fi
 ./scripts/check-chart.sh
+./scripts/conformance-issuer.sh
 cargo test --workspace --all-targets "$@"
 cargo test --workspace --doc
