@@ -12,6 +12,7 @@
 //! | `POST /introspect` | RFC 7662: is this token active? (client authentication required) |
 //! | `GET /.well-known/revoked` | the signed revocation feed (JWS) |
 //! | `GET /revocations/stream` | revocations as they commit (SSE, resumable with `Last-Event-ID`) |
+//! | `POST /audit/decisions` | gateways ship their decision events (ingest token) |
 //! | `GET /healthz`, `GET /readyz` | liveness; readiness (database reachable, signing key loaded) |
 //! | `GET /metrics` | Prometheus metrics |
 //! | `POST /admin/revocations` | revoke a token, grant, agent, user or session (admin token) |
@@ -51,6 +52,7 @@ pub fn app(state: AppState) -> Router {
         .route("/introspect", post(introspect))
         .route("/.well-known/revoked", get(revoked_feed))
         .route("/revocations/stream", get(revocation_stream))
+        .route("/audit/decisions", post(ingest_decisions))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -152,11 +154,32 @@ fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), OAuthError
             "the admin API is disabled (no admin token configured)".into(),
         ));
     };
+    require_bearer(expected, headers)
+}
+
+async fn ingest_decisions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let Some(expected) = &state.config.audit_ingest_token else {
+        return Err(OAuthError::NotFound(
+            "decision ingest is disabled (no ingest token configured)".into(),
+        ));
+    };
+    require_bearer(expected, &headers)?;
+    let batch = json_body(&body)?;
+    let ack = crate::audit_ingest::ingest(&state, batch).await?;
+    Ok(Json(ack).into_response())
+}
+
+/// Checks `Authorization: Bearer` against `expected`, in constant time.
+fn require_bearer(expected: &str, headers: &HeaderMap) -> Result<(), OAuthError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(OAuthError::Unauthorized("admin bearer token required"))?;
+        .ok_or(OAuthError::Unauthorized("bearer token required"))?;
     let equal: bool = crate::secret::hash_secret(presented)
         .as_bytes()
         .ct_eq(crate::secret::hash_secret(expected).as_bytes())
@@ -164,7 +187,7 @@ fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), OAuthError
     if equal {
         Ok(())
     } else {
-        Err(OAuthError::Unauthorized("wrong admin token"))
+        Err(OAuthError::Unauthorized("wrong bearer token"))
     }
 }
 

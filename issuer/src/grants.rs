@@ -3,8 +3,8 @@
 //! A grant names the user, the agent (client), the resources it may be used at, its
 //! constraints and its expiry. Its id travels in every token delegated from it (`gid`), so
 //! revoking the grant reaches the whole chain. The user's own token for a grant (the
-//! `subject_token` of the first exchange) is minted here; an external identity provider takes
-//! that role in a later version.
+//! `subject_token` of the first exchange) is minted here; a token from a trusted external
+//! identity provider can take that role ([`crate::external_idp`]).
 
 use portcullis_policy::{Claims, Constraints};
 use serde::Serialize;
@@ -155,6 +155,35 @@ pub async fn get(db: &Database, id: &str) -> Result<Option<Grant>, sqlx::Error> 
     .await?
     .map(|row| grant_from_row(&row))
     .transpose()
+}
+
+/// The newest active grant `subject` gave `client_id` for `resource`.
+pub async fn find_active(
+    db: &Database,
+    subject: &str,
+    client_id: &str,
+    resource: &str,
+    now: i64,
+) -> Result<Option<Grant>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, subject, client_id, resources, authorization_details, created_at, expires_at,
+                revoked_at, name
+         FROM grants
+         WHERE subject = $1 AND client_id = $2 AND revoked_at IS NULL AND expires_at > $3
+         ORDER BY created_at DESC, id",
+    )
+    .bind(subject)
+    .bind(client_id)
+    .bind(now)
+    .fetch_all(db.pool())
+    .await?;
+    for row in &rows {
+        let grant = grant_from_row(row)?;
+        if grant.resources.iter().any(|r| r == resource) {
+            return Ok(Some(grant));
+        }
+    }
+    Ok(None)
 }
 
 /// Every grant, newest first.

@@ -11,6 +11,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod audit_ingest;
 mod authorization_code;
 mod authorize;
 mod client_assertion;
@@ -19,6 +20,7 @@ pub mod client_metadata;
 pub mod clients;
 mod consent_page;
 pub mod db;
+pub mod external_idp;
 pub mod grants;
 pub mod grants_file;
 pub mod introspection;
@@ -56,12 +58,16 @@ pub struct IssuerConfig {
     pub subject_token_ttl: i64,
     /// Bearer token for `/admin`; `None` disables the admin API.
     pub admin_token: Option<String>,
+    /// Bearer token gateways present to `POST /audit/decisions`; `None` disables it.
+    pub audit_ingest_token: Option<String>,
     /// Lifetime of a grant made by consent (and of its refresh tokens), seconds.
     pub consent_ttl: i64,
     /// Whether `POST /register` (RFC 7591) is open.
     pub dynamic_registration: bool,
     /// Development only: let client metadata documents be fetched over http from loopback.
     pub allow_loopback_fetch: bool,
+    /// Identity providers whose tokens may be the `subject_token` of a first exchange.
+    pub trusted_idps: Vec<external_idp::TrustedIdp>,
 }
 
 impl IssuerConfig {
@@ -82,9 +88,11 @@ impl IssuerConfig {
             client_token_ttl: 300,
             subject_token_ttl: 3600,
             admin_token: None,
+            audit_ingest_token: None,
             consent_ttl: 30 * 24 * 3600,
             dynamic_registration: true,
             allow_loopback_fetch: false,
+            trusted_idps: Vec::new(),
         }
     }
 }
@@ -113,6 +121,8 @@ pub struct AppState {
     pub hub: Arc<revocation::RevocationHub>,
     /// Records exchanges and mints.
     pub audit: audit::AuditLog,
+    /// Trusted external identity providers.
+    pub idps: Arc<external_idp::Idps>,
 }
 
 impl AppState {
@@ -131,6 +141,9 @@ pub enum Error {
     /// Keys failed.
     #[error("signing keys: {0}")]
     Keys(#[from] keys::KeyStoreError),
+    /// The trusted identity providers are misconfigured.
+    #[error(transparent)]
+    Idp(#[from] external_idp::IdpError),
     /// The data directory could not be created.
     #[error("data directory {path}: {source}")]
     DataDir {
@@ -150,6 +163,7 @@ pub struct Issuer {
 impl Issuer {
     /// Opens storage (migrating it), and loads or creates the signing key.
     pub async fn open(config: IssuerConfig, storage: &StorageOptions) -> Result<Self, Error> {
+        let idps = Arc::new(external_idp::Idps::new(config.trusted_idps.clone())?);
         let db = open_database(storage).await?;
         db.migrate().await?;
         let sealing = match &storage.key_encryption_secret {
@@ -172,6 +186,7 @@ impl Issuer {
             state: AppState {
                 keyring: keys::watch(db.clone(), sealing, config.issuer.clone(), keyring),
                 audit: audit::AuditLog::start(db.clone()),
+                idps,
                 db,
                 config: Arc::new(config),
                 hub,

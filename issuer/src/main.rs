@@ -81,6 +81,11 @@ enum Command {
         /// Without one, the admin API is disabled; the CLI works either way.
         #[arg(long, env = "PORTCULLIS_ADMIN_TOKEN_FILE")]
         admin_token_file: Option<PathBuf>,
+        /// File holding the bearer token gateways use to ship decision events to
+        /// POST /audit/decisions (also PORTCULLIS_AUDIT_INGEST_TOKEN). Without one, the
+        /// endpoint is disabled.
+        #[arg(long, env = "PORTCULLIS_AUDIT_INGEST_TOKEN_FILE")]
+        audit_ingest_token_file: Option<PathBuf>,
         /// Lifetime of delegation tokens, in seconds.
         #[arg(long, default_value_t = 300)]
         delegation_ttl: i64,
@@ -91,6 +96,11 @@ enum Command {
         /// a metadata document URL can then ask for consent.
         #[arg(long, env = "PORTCULLIS_NO_DYNAMIC_REGISTRATION")]
         no_dynamic_registration: bool,
+        /// YAML list of trusted identity providers whose ID or access tokens may be the
+        /// subject_token of a first exchange: issuer, jwks_uri, audience, user_claim (default
+        /// sub), algorithms (default RS256, ES256, EdDSA).
+        #[arg(long, env = "PORTCULLIS_TRUSTED_IDPS_FILE")]
+        trusted_idps: Option<PathBuf>,
         /// DEVELOPMENT ONLY: fetch client metadata documents from loopback addresses, over
         /// plain http too. Private and link-local addresses stay refused.
         #[arg(long, env = "PORTCULLIS_DEV_ALLOW_LOOPBACK_FETCH")]
@@ -461,6 +471,23 @@ async fn explain(state: &portcullis_issuer::AppState, token: &str) -> anyhow::Re
     Ok(lines)
 }
 
+/// A bearer token from a file or, without one, an environment variable; at least 16 characters.
+fn bearer_token(file: Option<PathBuf>, env: &str) -> anyhow::Result<Option<String>> {
+    let token = match file {
+        Some(path) => Some(
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => std::env::var(env).ok(),
+    };
+    if token.as_ref().is_some_and(|t| t.len() < 16) {
+        bail!("the token from {env} (or its file) must be at least 16 characters");
+    }
+    Ok(token)
+}
+
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     use std::io::Write;
     let text = serde_json::to_string_pretty(value)?;
@@ -492,10 +519,12 @@ async fn main() -> anyhow::Result<()> {
             storage,
             listen,
             admin_token_file,
+            audit_ingest_token_file,
             delegation_ttl,
             consent_ttl,
             no_dynamic_registration,
             dev_allow_loopback_fetch,
+            trusted_idps,
         } => {
             if delegation_ttl <= 0 || consent_ttl <= 0 {
                 bail!("--delegation-ttl and --consent-ttl must be positive");
@@ -505,23 +534,20 @@ async fn main() -> anyhow::Result<()> {
             config.consent_ttl = consent_ttl;
             config.dynamic_registration = !no_dynamic_registration;
             config.allow_loopback_fetch = dev_allow_loopback_fetch;
+            if let Some(path) = trusted_idps {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                config.trusted_idps =
+                    serde_yaml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+            }
             if dev_allow_loopback_fetch {
                 tracing::warn!(
                     "DEVELOPMENT MODE: client metadata documents may be fetched from loopback"
                 );
             }
-            config.admin_token = match admin_token_file {
-                Some(path) => Some(
-                    std::fs::read_to_string(&path)
-                        .with_context(|| format!("reading {}", path.display()))?
-                        .trim()
-                        .to_owned(),
-                ),
-                None => std::env::var("PORTCULLIS_ADMIN_TOKEN").ok(),
-            };
-            if config.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
-                bail!("the admin token must be at least 16 characters");
-            }
+            config.admin_token = bearer_token(admin_token_file, "PORTCULLIS_ADMIN_TOKEN")?;
+            config.audit_ingest_token =
+                bearer_token(audit_ingest_token_file, "PORTCULLIS_AUDIT_INGEST_TOKEN")?;
             let issuer = storage.open(config).await?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await

@@ -34,6 +34,7 @@ pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchang
 /// RFC 8693 token type of an access token.
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
 
 /// A successful token response (RFC 6749 §5.1, RFC 8693 §2.2.1).
 #[derive(Debug, Clone, Serialize)]
@@ -170,7 +171,9 @@ async fn exchange(
 ) -> Result<TokenResponse, OAuthError> {
     let issuer = state.config.issuer.as_str();
     let subject_token = params.require("subject_token")?;
-    check_token_type(params, "subject_token_type")?;
+    if params.get("subject_token_type") != Some(ID_TOKEN_TYPE) {
+        check_token_type(params, "subject_token_type")?;
+    }
     let actor_token = params.get("actor_token").ok_or_else(|| {
         OAuthError::InvalidRequest(
             "delegation needs an actor_token naming the agent that will act".into(),
@@ -218,23 +221,45 @@ async fn exchange(
         ));
     }
 
-    // The subject is either the user's grant token (audience: this issuer) or a delegation
-    // token for the very resource requested, which is how a re-delegation cannot widen `aud`.
-    let (parent, first_hop) = match verify(state, subject_token, issuer, ActorRule::Forbidden) {
-        Ok(token) => (token.into_claims(), true),
-        Err(VerifyError::WrongAudience { .. } | VerifyError::UnexpectedActor) => {
-            let token = verify(state, subject_token, &resource, ActorRule::Required).map_err(
-                |e| match e {
-                    VerifyError::WrongAudience { .. } => OAuthError::InvalidTarget(
-                        "the subject_token is not valid for this resource".into(),
-                    ),
-                    e => OAuthError::InvalidRequest(format!("subject_token: {e}")),
-                },
-            )?;
-            (token.into_claims(), false)
-        }
-        Err(e) => return Err(OAuthError::InvalidRequest(format!("subject_token: {e}"))),
-    };
+    // The subject is a token from a trusted identity provider (the user signed in there; their
+    // grant to this agent is looked up), the user's grant token (audience: this issuer), or a
+    // delegation token for the very resource requested, which is how a re-delegation cannot
+    // widen `aud`.
+    let external_user = state
+        .idps
+        .user_of(subject_token)
+        .await
+        .map_err(|e| OAuthError::InvalidRequest(format!("subject_token: {e}")))?;
+    let (parent, first_hop) =
+        if let Some(user) = external_user {
+            let grant = grants::find_active(&state.db, &user, &client.client_id, &resource, now())
+                .await?
+                .ok_or_else(|| {
+                    OAuthError::InvalidGrant(format!(
+                        "{user} has given this client no grant for {resource}"
+                    ))
+                })?;
+            let ttl = state.config.subject_token_ttl;
+            (
+                grants::subject_token_claims(&grant, issuer, now(), ttl),
+                true,
+            )
+        } else {
+            match verify(state, subject_token, issuer, ActorRule::Forbidden) {
+                Ok(token) => (token.into_claims(), true),
+                Err(VerifyError::WrongAudience { .. } | VerifyError::UnexpectedActor) => {
+                    let token = verify(state, subject_token, &resource, ActorRule::Required)
+                        .map_err(|e| match e {
+                            VerifyError::WrongAudience { .. } => OAuthError::InvalidTarget(
+                                "the subject_token is not valid for this resource".into(),
+                            ),
+                            e => OAuthError::InvalidRequest(format!("subject_token: {e}")),
+                        })?;
+                    (token.into_claims(), false)
+                }
+                Err(e) => return Err(OAuthError::InvalidRequest(format!("subject_token: {e}"))),
+            }
+        };
     let now = now();
     if let Some(entry) = revocation::covering(&state.db, &parent, now).await? {
         return Err(OAuthError::InvalidGrant(format!(

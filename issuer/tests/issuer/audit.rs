@@ -104,3 +104,103 @@ async fn a_rewritten_chain_tail_is_found_by_its_link_to_the_untouched_part() {
         );
     }
 }
+
+#[tokio::test]
+async fn gateway_decisions_join_the_chain_exactly_once() {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    use serde_json::{Value, json};
+
+    const INGEST: &str = "ingest-token-for-tests-only";
+    for b in backends().await {
+        let mut config = portcullis_issuer::IssuerConfig::new(ISSUER);
+        config.audit_ingest_token = Some(INGEST.into());
+        let issuer = portcullis_issuer::Issuer::open(config, &b.storage)
+            .await
+            .unwrap();
+        let app = portcullis_issuer::app(issuer.state().clone());
+        let ship = |token: &'static str, seqs: Vec<i64>| {
+            let app = app.clone();
+            let events: Vec<Value> = seqs
+                .iter()
+                .map(|seq| json!({"seq": seq, "at": 1_700_000_000 + seq, "decision": if seq % 2 == 0 {"deny"} else {"allow"},
+                                  "sub": "alice", "act": ["expense-agent"], "upstream": "expenses",
+                                  "method": "tools/call", "target": "submit_expense",
+                                  "arguments_digest": "9f86d081884c7d65", "rule": "limit_exceeded"}))
+                .collect();
+            async move {
+                send(
+                    &app,
+                    Request::post("/audit/decisions")
+                        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                        .header(header::CONTENT_TYPE, "application/json")
+                        .body(Body::from(
+                            json!({"gateway": "gw-0", "events": events}).to_string(),
+                        ))
+                        .unwrap(),
+                )
+                .await
+            }
+        };
+        let (status, ack) = ship(INGEST, vec![1, 2, 3]).await;
+        assert_eq!(status, StatusCode::OK, "[{}] {ack}", b.name);
+        assert_eq!(
+            (ack["accepted_through"].as_i64(), ack["appended"].as_i64()),
+            (Some(3), Some(3))
+        );
+        // The answer was lost and the gateway retries, with more events: only the new ones land.
+        let (_, ack) = ship(INGEST, vec![2, 3, 4, 5]).await;
+        assert_eq!(
+            (ack["accepted_through"].as_i64(), ack["appended"].as_i64()),
+            (Some(5), Some(2)),
+            "[{}]",
+            b.name
+        );
+        let (_, ack) = ship(INGEST, vec![1, 2]).await;
+        assert_eq!(ack["appended"], 0);
+
+        let (status, _) = ship("not-the-ingest-token", vec![6]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, body) = ship(INGEST, vec![7, 6]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+        let db = issuer.state().db.clone();
+        let report = verify(&db).await.unwrap();
+        assert_eq!(report.first_break, None);
+        let decisions: Vec<String> = sqlx::query_scalar(
+            "SELECT data FROM audit_events WHERE kind = 'gateway.decision' ORDER BY seq",
+        )
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+        let seqs: Vec<i64> = decisions
+            .iter()
+            .map(|d| {
+                serde_json::from_str::<Value>(d).unwrap()["seq"]
+                    .as_i64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            seqs,
+            [1, 2, 3, 4, 5],
+            "[{}] each event once, in order",
+            b.name
+        );
+
+        // Without an ingest token configured, the endpoint does not exist.
+        let closed = open(&b).await;
+        let (status, _) = send(
+            &closed,
+            Request::post("/audit/decisions")
+                .header(header::AUTHORIZATION, format!("Bearer {INGEST}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(
+                    json!({"gateway": "gw-0", "events": []}).to_string(),
+                ))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}
