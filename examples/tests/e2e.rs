@@ -261,11 +261,23 @@ async fn sub_agent_with_a_tighter_limit_is_denied_where_its_parent_is_allowed() 
 const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"probe","version":"1"}}}"#;
 
 async fn post(w: &World, authorization: Option<&str>, body: &str) -> (u16, Option<String>, Value) {
+    post_with(w, authorization, body, &[]).await
+}
+
+async fn post_with(
+    w: &World,
+    authorization: Option<&str>,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Option<String>, Value) {
     let mut request = reqwest::Client::new()
         .post(&w.stack.resource)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .body(body.to_owned());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
     if let Some(value) = authorization {
         request = request.header("authorization", value);
     }
@@ -325,6 +337,35 @@ async fn a_body_that_reads_two_ways_is_refused_before_the_upstream() {
     assert_eq!(body["error"]["code"], -32700);
     assert_eq!(w.upstream_requests(), before);
     session.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn routing_headers_that_disagree_with_the_body_are_refused_before_the_upstream() {
+    let w = world().await;
+    let session = initialize(&w, &w.token).await;
+    let bearer = format!("Bearer {}", w.token);
+    let call = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"delete_all_expenses","arguments":{}}}"#;
+    let before = w.upstream_requests();
+    for headers in [
+        [("mcp-method", "tools/list"), ("mcp-name", "delete_all_expenses")],
+        [("mcp-method", "tools/call"), ("mcp-name", "list_expenses")],
+    ] {
+        let (status, _, body) = post_with(&w, Some(&bearer), call, &headers).await;
+        assert_eq!(status, 400, "{headers:?}: {body}");
+        assert_eq!(body["error"]["code"], -32600);
+        assert_eq!(body["error"]["id"], Value::Null);
+    }
+    assert_eq!(w.upstream_requests(), before, "nothing smuggled reached the upstream");
+    // Headers that agree change nothing: the call is judged on its body as always.
+    let allowed = r#"{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"list_expenses","arguments":{}}}"#;
+    let (status, _, body) = post_with(
+        &w,
+        Some(&bearer),
+        allowed,
+        &[("mcp-method", "tools/call"), ("mcp-name", "list_expenses"), ("mcp-session-id", &session)],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test]

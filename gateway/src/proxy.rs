@@ -47,6 +47,8 @@ use crate::{metrics, tools_list};
 
 const MCP_SESSION_ID: &str = "mcp-session-id";
 const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
+const MCP_METHOD: &str = "mcp-method";
+const MCP_NAME: &str = "mcp-name";
 
 /// The largest JSON `tools/list` response collected for filtering.
 const MAX_JSON_RESPONSE: usize = 16 * 1024 * 1024;
@@ -320,6 +322,9 @@ impl Gateway {
             Ok(message) => message,
             Err(e) => return Ok(Err(e)),
         };
+        if let Err(e) = check_routing_headers(session.req_header(), &message) {
+            return Ok(Err(e));
+        }
         if let Message::Request {
             id,
             call: Some(call),
@@ -523,6 +528,46 @@ impl Gateway {
 
 /// Rewrites one message's tools list for this request's token and upstream; on a message that
 /// cannot be read with certainty, a JSON-RPC error replaces it (fail closed).
+/// The 2026-07-28 routing headers (`Mcp-Method`, `Mcp-Name`) let intermediaries route without
+/// reading the body. When present they must say what the body says: a header naming a harmless
+/// tool over a body calling another is request smuggling against whoever trusts the header.
+fn check_routing_headers(req: &RequestHeader, message: &Message) -> Result<(), GatewayError> {
+    let id = match message {
+        Message::Request { id, .. } => id.clone(),
+        _ => Value::Null,
+    };
+    let mismatch = |reason: String| Err(GatewayError::InvalidRequest { id: id.clone(), reason });
+    let mut methods = req.headers.get_all(MCP_METHOD).iter();
+    if let Some(header) = methods.next() {
+        let said = header.to_str().unwrap_or_default();
+        if methods.next().is_some() || Some(said) != message.method() {
+            return mismatch(format!(
+                "the Mcp-Method header ({said:?}) disagrees with the body's method ({:?})",
+                message.method().unwrap_or_default()
+            ));
+        }
+    }
+    let mut names = req.headers.get_all(MCP_NAME).iter();
+    if let Some(header) = names.next() {
+        let said = header.to_str().unwrap_or_default();
+        let named = match message {
+            Message::Request { call: Some(call), .. } => Some(call.name.as_str()),
+            Message::Request {
+                access: Some(jsonrpc::Access::Resource(name) | jsonrpc::Access::Prompt(name)),
+                ..
+            } => Some(name.as_str()),
+            _ => None,
+        };
+        if names.next().is_some() || Some(said) != named {
+            return mismatch(format!(
+                "the Mcp-Name header ({said:?}) disagrees with the body ({:?})",
+                named.unwrap_or_default()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn filter_message(message: &str, upstream: &str, token: Option<&VerifiedToken>) -> Option<String> {
     let constraints = token.and_then(|t| t.claims().constraints.as_ref());
     let mut hidden = 0usize;
