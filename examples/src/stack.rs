@@ -29,6 +29,8 @@ pub struct StackOptions {
     pub gateway_extra_yaml: String,
     /// Route the gateway's traffic to the issuer through a [`Relay`] that tests can cut.
     pub issuer_relay: bool,
+    /// Log the gateway's decisions in this directory and ship them to the issuer.
+    pub audit_dir: Option<PathBuf>,
 }
 
 impl StackOptions {
@@ -39,6 +41,7 @@ impl StackOptions {
             database_url: None,
             gateway_extra_yaml: String::new(),
             issuer_relay: false,
+            audit_dir: None,
         }
     }
 }
@@ -103,6 +106,8 @@ impl Stack {
         let admin_token = crate::random_secret();
         let mut config = IssuerConfig::new(&issuer_url);
         config.admin_token = Some(admin_token.clone());
+        let ingest_token = crate::random_secret();
+        config.audit_ingest_token = Some(ingest_token.clone());
         let storage = StorageOptions {
             data_dir: options.data_dir.clone(),
             database_url: options.database_url.clone(),
@@ -154,11 +159,23 @@ impl Stack {
         let reach = issuer_relay
             .as_ref()
             .map_or_else(|| issuer_url.clone(), |r| format!("http://{}", r.addr()));
+        let audit_yaml = match &options.audit_dir {
+            Some(dir) => {
+                let token_file = options.data_dir.join("audit-ingest-token");
+                std::fs::write(&token_file, &ingest_token)?;
+                format!(
+                    "audit: {{dir: '{}', gateway_id: gw-test, ingest_token_file: '{}'}}\n",
+                    dir.display(),
+                    token_file.display()
+                )
+            }
+            None => String::new(),
+        };
         let yaml = format!(
             "listen: {gateway_addr}\nadmin_listen: {gateway_admin}\npublic_url: {gateway_url}\n\
              threads: 2\ngrace_period_seconds: 0\n\
              issuer: {{url: '{reach}', issuer: '{issuer_url}'}}\n\
-             upstreams:\n  - {{name: expenses, url: '{upstream_url}'}}\n{}",
+             upstreams:\n  - {{name: expenses, url: '{upstream_url}'}}\n{audit_yaml}{}",
             options.gateway_extra_yaml
         );
         let config = Config::from_yaml(&yaml).context("gateway configuration")?;

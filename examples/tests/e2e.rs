@@ -347,7 +347,10 @@ async fn routing_headers_that_disagree_with_the_body_are_refused_before_the_upst
     let call = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"delete_all_expenses","arguments":{}}}"#;
     let before = w.upstream_requests();
     for headers in [
-        [("mcp-method", "tools/list"), ("mcp-name", "delete_all_expenses")],
+        [
+            ("mcp-method", "tools/list"),
+            ("mcp-name", "delete_all_expenses"),
+        ],
         [("mcp-method", "tools/call"), ("mcp-name", "list_expenses")],
     ] {
         let (status, _, body) = post_with(&w, Some(&bearer), call, &headers).await;
@@ -355,14 +358,22 @@ async fn routing_headers_that_disagree_with_the_body_are_refused_before_the_upst
         assert_eq!(body["error"]["code"], -32600);
         assert_eq!(body["error"]["id"], Value::Null);
     }
-    assert_eq!(w.upstream_requests(), before, "nothing smuggled reached the upstream");
+    assert_eq!(
+        w.upstream_requests(),
+        before,
+        "nothing smuggled reached the upstream"
+    );
     // Headers that agree change nothing: the call is judged on its body as always.
     let allowed = r#"{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"list_expenses","arguments":{}}}"#;
     let (status, _, body) = post_with(
         &w,
         Some(&bearer),
         allowed,
-        &[("mcp-method", "tools/call"), ("mcp-name", "list_expenses"), ("mcp-session-id", &session)],
+        &[
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "list_expenses"),
+            ("mcp-session-id", &session),
+        ],
     )
     .await;
     assert_eq!(status, 200, "{body}");

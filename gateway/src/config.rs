@@ -58,6 +58,30 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+/// The `audit:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Directory of the local hash-chained log (`decisions.jsonl`).
+    pub dir: PathBuf,
+    /// This gateway's name at the issuer (default: `gateway`); unique per replica.
+    #[serde(default)]
+    pub gateway_id: Option<String>,
+    /// Ship decisions to the issuer (default: true).
+    #[serde(default = "default_true")]
+    pub ship: bool,
+    /// The issuer's ingest endpoint (default `{issuer.url}/audit/decisions`).
+    #[serde(default)]
+    pub ingest_url: Option<String>,
+    /// File holding the issuer's ingest token (or PORTCULLIS_GATEWAY_AUDIT_INGEST_TOKEN).
+    #[serde(default)]
+    pub ingest_token_file: Option<PathBuf>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
 /// The configuration file as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,6 +131,9 @@ pub struct RawConfig {
     pub grace_period_seconds: u64,
     /// The issuer.
     pub issuer: RawIssuer,
+    /// The decision audit log, and where it is shipped.
+    #[serde(default)]
+    pub audit: Option<RawAudit>,
     /// How revocations reach this gateway.
     #[serde(default)]
     pub revocation: RawRevocation,
@@ -273,6 +300,8 @@ pub struct Config {
     pub revocation_retry_max: Duration,
     /// Upstreams.
     pub upstreams: Vec<Upstream>,
+    /// The decision audit log, if configured.
+    pub audit: Option<crate::decision_log::AuditConfig>,
 }
 
 /// A validated upstream.
@@ -346,6 +375,51 @@ fn parse_url(field: &str, text: &str) -> Result<ParsedUrl, ConfigError> {
         port,
         authority: authority.to_owned(),
         path: path.to_owned(),
+    })
+}
+
+fn audit_config(
+    raw: RawAudit,
+    issuer_url: &str,
+) -> Result<crate::decision_log::AuditConfig, ConfigError> {
+    let gateway_id = raw.gateway_id.unwrap_or_else(|| "gateway".into());
+    if !valid_name(&gateway_id) {
+        return Err(invalid(
+            "audit.gateway_id",
+            "use 1-64 characters of [A-Za-z0-9_.-]",
+        ));
+    }
+    let ship_to = if raw.ship {
+        let url = raw
+            .ingest_url
+            .unwrap_or_else(|| format!("{issuer_url}/audit/decisions"));
+        parse_url("audit.ingest_url", &url)?;
+        let token = match &raw.ingest_token_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| {
+                    invalid(
+                        "audit.ingest_token_file",
+                        format!("{}: {e}", path.display()),
+                    )
+                })?
+                .trim()
+                .to_owned(),
+            None => std::env::var("PORTCULLIS_GATEWAY_AUDIT_INGEST_TOKEN").map_err(|_| {
+                invalid(
+                    "audit.ingest_token_file",
+                    "shipping needs the issuer's ingest token (this file, or \
+                     PORTCULLIS_GATEWAY_AUDIT_INGEST_TOKEN); or set audit.ship: false",
+                )
+            })?,
+        };
+        Some((url, token))
+    } else {
+        None
+    };
+    Ok(crate::decision_log::AuditConfig {
+        dir: raw.dir,
+        gateway_id,
+        ship_to,
     })
 }
 
@@ -497,7 +571,12 @@ impl Config {
                 "the admin token must be at least 16 characters",
             ));
         }
+        let audit = raw
+            .audit
+            .map(|audit| audit_config(audit, &issuer_url))
+            .transpose()?;
         Ok(Config {
+            audit,
             admin_token,
             allowed_hosts: raw.allowed_hosts,
             allowed_origins: raw.allowed_origins,

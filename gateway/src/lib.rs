@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod config;
 pub mod controls;
+pub mod decision_log;
 pub mod discovery;
 pub mod downstream_token;
 pub mod issuer_keys;
@@ -52,9 +53,33 @@ pub enum StartError {
     /// The downstream signing key could not be loaded.
     #[error(transparent)]
     SigningKey(#[from] downstream_token::KeyFileError),
+    /// The decision log could not be opened.
+    #[error("the decision log in {dir}: {source}")]
+    DecisionLog {
+        /// Its directory.
+        dir: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// A runtime for the first key fetch could not be built.
     #[error("starting a runtime: {0}")]
     Runtime(#[from] std::io::Error),
+}
+
+struct DecisionShipper {
+    state: Arc<GatewayState>,
+}
+
+#[async_trait]
+impl BackgroundService for DecisionShipper {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        if let Some(writer) = &self.state.decision_writer {
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                () = writer.run() => {}
+            }
+        }
+    }
 }
 
 struct KeyRefresher {
@@ -188,7 +213,20 @@ pub fn prepare(config: Config) -> Result<Arc<GatewayState>, StartError> {
         config.signing_key_file.as_deref(),
     )?;
     let jwks_document = Bytes::from(serde_json::to_vec(&minter.jwks()).expect("a JWKS serialises"));
+    let (decisions, decision_writer) = match &config.audit {
+        Some(audit) => {
+            let (log, writer) =
+                decision_log::open(audit.clone()).map_err(|source| StartError::DecisionLog {
+                    dir: audit.dir.display().to_string(),
+                    source,
+                })?;
+            (Some(log), Some(writer))
+        }
+        None => (None, None),
+    };
     Ok(Arc::new(GatewayState {
+        decisions,
+        decision_writer,
         controls: controls::Controls::new(config.admin_token.as_deref()),
         discovery: discovery::Discovery::new(&config),
         sessions: session::Sessions::default(),
@@ -253,7 +291,15 @@ pub fn run(state: Arc<GatewayState>, shutdown: Box<dyn ShutdownSignalWatch>) {
         },
     );
 
+    let shipper = background_service(
+        "portcullis-decision-log",
+        DecisionShipper {
+            state: state.clone(),
+        },
+    );
+
     server.add_service(proxy);
+    server.add_service(shipper);
     server.add_service(admin);
     server.add_service(refresher);
     server.add_service(follower);

@@ -31,6 +31,12 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Check the hash chain of a decision log (`audit.dir`/decisions.jsonl); names the first
+    /// modified, deleted or reordered line.
+    AuditVerify {
+        /// The log file.
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -42,7 +48,21 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let (Command::Run { config: path } | Command::Check { config: path }) = &cli.command;
+    let path = match &cli.command {
+        Command::Run { config } | Command::Check { config } => config,
+        Command::AuditVerify { file } => {
+            return match portcullis_gateway::decision_log::verify(file) {
+                Ok(count) => {
+                    println!("{}: {count} decisions, chain intact", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", file.display());
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(e) => {
@@ -51,6 +71,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::AuditVerify { .. } => unreachable!("answered above"),
         Command::Check { .. } => {
             println!("{}: ok", path.display());
             for up in &config.upstreams {

@@ -21,6 +21,8 @@ struct Metrics {
     propagation: prometheus::Histogram,
     killed: IntCounter,
     staleness: prometheus::IntGauge,
+    decisions_logged: prometheus::IntGauge,
+    decisions_unshipped: prometheus::IntGauge,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -91,8 +93,20 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Age of the gateway's revocation knowledge.",
     )
     .expect("valid metric");
+    let decisions_logged = prometheus::IntGauge::new(
+        "portcullis_gateway_decisions_logged",
+        "Sequence number of the last decision written to the local audit log.",
+    )
+    .expect("valid metric");
+    let decisions_unshipped = prometheus::IntGauge::new(
+        "portcullis_gateway_decisions_unshipped",
+        "Decisions in the local audit log the issuer has not acknowledged yet.",
+    )
+    .expect("valid metric");
     for collector in [
         Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(decisions_logged.clone()),
+        Box::new(decisions_unshipped.clone()),
         Box::new(duration.clone()),
         Box::new(decisions.clone()),
         Box::new(tools_hidden.clone()),
@@ -117,8 +131,20 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         propagation,
         killed,
         staleness,
+        decisions_logged,
+        decisions_unshipped,
     }
 });
+
+/// Records the head of the local decision log.
+pub fn decisions_logged(seq: i64) {
+    METRICS.decisions_logged.set(seq);
+}
+
+/// Records how far shipping lags behind the log.
+pub fn decisions_unshipped(count: i64) {
+    METRICS.decisions_unshipped.set(count);
+}
 
 /// Folds a JSON-RPC method to a bounded label.
 pub fn method_label(method: Option<&str>) -> &'static str {

@@ -80,6 +80,10 @@ pub struct GatewayState {
     pub minter: DownstreamMinter,
     /// The gateway's JWKS document, served at `/.well-known/jwks.json`.
     pub jwks_document: Bytes,
+    /// Where allow and deny decisions are logged, if configured.
+    pub decisions: Option<crate::decision_log::DecisionLog>,
+    /// Writes and ships the decision log (run by a background service).
+    pub decision_writer: Option<crate::decision_log::DecisionWriter>,
 }
 
 /// The proxy logic.
@@ -364,6 +368,14 @@ impl Gateway {
         let tool = format!("{}/{}", upstream.name, call.name);
         if let Some(pattern) = self.state.controls.frozen(&tool) {
             metrics::decision(&upstream.name, "deny", "change_freeze");
+            self.log_decision(
+                upstream,
+                token,
+                "tools/call",
+                &call.name,
+                Some(&call.arguments),
+                "change_freeze",
+            );
             return Err(GatewayError::Frozen {
                 id: id.clone(),
                 tool,
@@ -395,6 +407,18 @@ impl Gateway {
             },
             deny => deny,
         };
+        let rule = match &decision {
+            Decision::Permit(_) => "permit",
+            Decision::Deny(reason) => reason.code(),
+        };
+        self.log_decision(
+            upstream,
+            token,
+            "tools/call",
+            &call.name,
+            Some(&call.arguments),
+            rule,
+        );
         match decision {
             Decision::Permit(permit) => {
                 metrics::decision(&upstream.name, "allow", "permit");
@@ -410,6 +434,40 @@ impl Gateway {
                 Err(GatewayError::denied(id.clone(), tool, reason))
             }
         }
+    }
+
+    /// Hands a decision to the audit log, if one is configured.
+    fn log_decision(
+        &self,
+        upstream: &Upstream,
+        token: &VerifiedToken,
+        method: &str,
+        target: &str,
+        arguments: Option<&Value>,
+        rule: &'static str,
+    ) {
+        let Some(log) = &self.state.decisions else {
+            return;
+        };
+        let claims = token.claims();
+        log.record(crate::decision_log::Decision {
+            at: now(),
+            decision: if rule == "permit" { "allow" } else { "deny" },
+            sub: claims.subject.clone(),
+            act: claims
+                .actors
+                .iter()
+                .flat_map(|chain| chain.actors())
+                .map(|a| a.sub.clone())
+                .collect(),
+            gid: claims.grant_id.clone(),
+            jti: claims.token_id.clone(),
+            upstream: upstream.name.clone(),
+            method: method.to_owned(),
+            target: target.to_owned(),
+            arguments_digest: arguments.map(crate::decision_log::digest),
+            rule,
+        });
     }
 
     /// Judges a `resources/read` or `prompts/get`: the grant must name it.
@@ -429,7 +487,17 @@ impl Gateway {
             jsonrpc::Access::Resource(_) => policy::Access::Resource(&full),
             jsonrpc::Access::Prompt(_) => policy::Access::Prompt(&full),
         };
-        match policy::authorize_access(token, request, now()) {
+        let (method, target) = match access {
+            jsonrpc::Access::Resource(uri) => ("resources/read", uri),
+            jsonrpc::Access::Prompt(name) => ("prompts/get", name),
+        };
+        let decision = policy::authorize_access(token, request, now());
+        let rule = match &decision {
+            Decision::Permit(_) => "permit",
+            Decision::Deny(reason) => reason.code(),
+        };
+        self.log_decision(upstream, token, method, target, None, rule);
+        match decision {
             Decision::Permit(permit) => {
                 metrics::decision(&upstream.name, "allow", "permit");
                 Ok(permit)
@@ -536,7 +604,12 @@ fn check_routing_headers(req: &RequestHeader, message: &Message) -> Result<(), G
         Message::Request { id, .. } => id.clone(),
         _ => Value::Null,
     };
-    let mismatch = |reason: String| Err(GatewayError::InvalidRequest { id: id.clone(), reason });
+    let mismatch = |reason: String| {
+        Err(GatewayError::InvalidRequest {
+            id: id.clone(),
+            reason,
+        })
+    };
     let mut methods = req.headers.get_all(MCP_METHOD).iter();
     if let Some(header) = methods.next() {
         let said = header.to_str().unwrap_or_default();
@@ -551,7 +624,9 @@ fn check_routing_headers(req: &RequestHeader, message: &Message) -> Result<(), G
     if let Some(header) = names.next() {
         let said = header.to_str().unwrap_or_default();
         let named = match message {
-            Message::Request { call: Some(call), .. } => Some(call.name.as_str()),
+            Message::Request {
+                call: Some(call), ..
+            } => Some(call.name.as_str()),
             Message::Request {
                 access: Some(jsonrpc::Access::Resource(name) | jsonrpc::Access::Prompt(name)),
                 ..
