@@ -134,6 +134,9 @@ pub struct RawConfig {
     /// The decision audit log, and where it is shipped.
     #[serde(default)]
     pub audit: Option<RawAudit>,
+    /// Pin tool definitions in this file (rug-pull protection); off when absent.
+    #[serde(default)]
+    pub pins_file: Option<PathBuf>,
     /// How revocations reach this gateway.
     #[serde(default)]
     pub revocation: RawRevocation,
@@ -302,6 +305,8 @@ pub struct Config {
     pub upstreams: Vec<Upstream>,
     /// The decision audit log, if configured.
     pub audit: Option<crate::decision_log::AuditConfig>,
+    /// The tool pins file, if pinning is on.
+    pub pins_file: Option<PathBuf>,
 }
 
 /// A validated upstream.
@@ -577,6 +582,7 @@ impl Config {
             .transpose()?;
         Ok(Config {
             audit,
+            pins_file: raw.pins_file,
             admin_token,
             allowed_hosts: raw.allowed_hosts,
             allowed_origins: raw.allowed_origins,

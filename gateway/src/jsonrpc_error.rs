@@ -76,6 +76,14 @@ pub enum GatewayError {
         /// The freeze pattern.
         pattern: String,
     },
+    /// The tool's definition changed since it was pinned and awaits an operator's approval.
+    #[error("denied: the definition of {tool} changed and awaits approval")]
+    ToolChanged {
+        /// The request id.
+        id: Value,
+        /// The full tool name.
+        tool: String,
+    },
     /// A revocation covers the token or session.
     #[error("authority revoked")]
     Revoked {
@@ -170,7 +178,9 @@ impl GatewayError {
             GatewayError::RevocationStale => 503,
             GatewayError::Forbidden(_) => 403,
             GatewayError::UnsupportedProtocolVersion(_) => 400,
-            GatewayError::Denied(_) | GatewayError::Frozen { .. } => 200,
+            GatewayError::Denied(_)
+            | GatewayError::Frozen { .. }
+            | GatewayError::ToolChanged { .. } => 200,
             GatewayError::Parse(_)
             | GatewayError::InvalidRequest { .. }
             | GatewayError::BatchUnsupported => 400,
@@ -191,7 +201,9 @@ impl GatewayError {
             GatewayError::RevocationStale => STALE,
             GatewayError::Forbidden(_) => FORBIDDEN,
             GatewayError::UnsupportedProtocolVersion(_) => -32600,
-            GatewayError::Denied(_) | GatewayError::Frozen { .. } => POLICY_DENIED,
+            GatewayError::Denied(_)
+            | GatewayError::Frozen { .. }
+            | GatewayError::ToolChanged { .. } => POLICY_DENIED,
             GatewayError::Parse(_) => -32700,
             GatewayError::InvalidRequest { .. }
             | GatewayError::BatchUnsupported
@@ -215,6 +227,7 @@ impl GatewayError {
             GatewayError::UnsupportedProtocolVersion(_) => "protocol_version",
             GatewayError::Denied(_) => "denied",
             GatewayError::Frozen { .. } => "frozen",
+            GatewayError::ToolChanged { .. } => "tool_changed",
             GatewayError::Parse(_) => "parse_error",
             GatewayError::InvalidRequest { .. } => "invalid_request",
             GatewayError::BatchUnsupported => "batch",
@@ -231,7 +244,9 @@ impl GatewayError {
     fn id(&self) -> Value {
         match self {
             GatewayError::Denied(denial) => denial.id.clone(),
-            GatewayError::Revoked { id, .. } | GatewayError::Frozen { id, .. } => id.clone(),
+            GatewayError::Revoked { id, .. }
+            | GatewayError::Frozen { id, .. }
+            | GatewayError::ToolChanged { id, .. } => id.clone(),
             GatewayError::InvalidRequest { id, .. } | GatewayError::FilterFailed { id } => {
                 id.clone()
             }
@@ -259,6 +274,9 @@ impl GatewayError {
             }
             GatewayError::Revoked { seq, .. } => {
                 Some(json!({"reason": "revoked", "revocation": seq}))
+            }
+            GatewayError::ToolChanged { tool, .. } => {
+                Some(json!({"reason": "tool_definition_changed", "tool": tool}))
             }
             _ => None,
         }

@@ -20,6 +20,7 @@ pub mod jsonrpc;
 pub mod jsonrpc_error;
 pub mod metrics;
 pub mod origin;
+pub mod pins;
 pub mod proxy;
 pub mod rate_limit;
 pub mod revocation;
@@ -53,6 +54,9 @@ pub enum StartError {
     /// The downstream signing key could not be loaded.
     #[error(transparent)]
     SigningKey(#[from] downstream_token::KeyFileError),
+    /// The pins file could not be read.
+    #[error(transparent)]
+    Pins(#[from] pins::PinError),
     /// The decision log could not be opened.
     #[error("the decision log in {dir}: {source}")]
     DecisionLog {
@@ -77,6 +81,26 @@ impl BackgroundService for DecisionShipper {
             tokio::select! {
                 _ = shutdown.changed() => {}
                 () = writer.run() => {}
+            }
+        }
+    }
+}
+
+/// Picks up pins approved by an operator (another process writes the file).
+struct PinReloader {
+    state: Arc<GatewayState>,
+}
+
+#[async_trait]
+impl BackgroundService for PinReloader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Some(pins) = &self.state.pins else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => pins.reload_if_changed(),
             }
         }
     }
@@ -224,7 +248,9 @@ pub fn prepare(config: Config) -> Result<Arc<GatewayState>, StartError> {
         }
         None => (None, None),
     };
+    let pins = config.pins_file.clone().map(pins::Pins::open).transpose()?;
     Ok(Arc::new(GatewayState {
+        pins,
         decisions,
         decision_writer,
         controls: controls::Controls::new(config.admin_token.as_deref()),
@@ -298,8 +324,16 @@ pub fn run(state: Arc<GatewayState>, shutdown: Box<dyn ShutdownSignalWatch>) {
         },
     );
 
+    let pin_reloader = background_service(
+        "portcullis-pins",
+        PinReloader {
+            state: state.clone(),
+        },
+    );
+
     server.add_service(proxy);
     server.add_service(shipper);
+    server.add_service(pin_reloader);
     server.add_service(admin);
     server.add_service(refresher);
     server.add_service(follower);

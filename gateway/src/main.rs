@@ -31,6 +31,28 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// List pinned tools and changed definitions waiting for approval.
+    PinsList {
+        /// The YAML configuration file (for `pins_file`).
+        #[arg(short, long, env = "PORTCULLIS_GATEWAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Approve a changed tool definition (after reading it with pins-list); running gateways
+    /// pick the approval up within a second.
+    PinsApprove {
+        /// The YAML configuration file (for `pins_file`).
+        #[arg(short, long, env = "PORTCULLIS_GATEWAY_CONFIG")]
+        config: PathBuf,
+        /// The upstream.
+        #[arg(long)]
+        upstream: String,
+        /// The tool; every pending tool of the upstream with --all.
+        #[arg(long, required_unless_present = "all")]
+        tool: Option<String>,
+        /// Approve every pending tool of the upstream.
+        #[arg(long, conflicts_with = "tool")]
+        all: bool,
+    },
     /// Check the hash chain of a decision log (`audit.dir`/decisions.jsonl); names the first
     /// modified, deleted or reordered line.
     AuditVerify {
@@ -48,8 +70,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let path = match &cli.command {
-        Command::Run { config } | Command::Check { config } => config,
+    let path = &match &cli.command {
+        Command::Run { config }
+        | Command::Check { config }
+        | Command::PinsList { config }
+        | Command::PinsApprove { config, .. } => config.clone(),
         Command::AuditVerify { file } => {
             return match portcullis_gateway::decision_log::verify(file) {
                 Ok(count) => {
@@ -70,8 +95,57 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let pins_file = || {
+        config.pins_file.clone().ok_or_else(|| {
+            eprintln!(
+                "{}: pins_file is not set: tool pinning is off",
+                path.display()
+            );
+            ExitCode::FAILURE
+        })
+    };
     match cli.command {
         Command::AuditVerify { .. } => unreachable!("answered above"),
+        Command::PinsList { .. } => {
+            let file = match pins_file() {
+                Ok(file) => file,
+                Err(code) => return code,
+            };
+            match portcullis_gateway::pins::update(&file, |_| Ok(())) {
+                Ok(((), pins)) => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&pins).expect("pins serialise")
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::PinsApprove { upstream, tool, .. } => {
+            let file = match pins_file() {
+                Ok(file) => file,
+                Err(code) => return code,
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            match portcullis_gateway::pins::approve(&file, &upstream, tool.as_deref(), now) {
+                Ok(approved) => {
+                    for tool in approved {
+                        println!("approved {upstream}/{tool}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Check { .. } => {
             println!("{}: ok", path.display());
             for up in &config.upstreams {

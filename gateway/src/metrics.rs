@@ -23,6 +23,7 @@ struct Metrics {
     staleness: prometheus::IntGauge,
     decisions_logged: prometheus::IntGauge,
     decisions_unshipped: prometheus::IntGauge,
+    tool_changes: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -103,8 +104,17 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Decisions in the local audit log the issuer has not acknowledged yet.",
     )
     .expect("valid metric");
+    let tool_changes = IntCounterVec::new(
+        Opts::new(
+            "portcullis_gateway_tool_changes_total",
+            "Changed tool definitions held back until an operator approves them.",
+        ),
+        &["upstream"],
+    )
+    .expect("valid metric");
     for collector in [
         Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(tool_changes.clone()),
         Box::new(decisions_logged.clone()),
         Box::new(decisions_unshipped.clone()),
         Box::new(duration.clone()),
@@ -133,8 +143,14 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         staleness,
         decisions_logged,
         decisions_unshipped,
+        tool_changes,
     }
 });
+
+/// Counts a changed tool definition held back.
+pub fn tool_changed(upstream: &str) {
+    METRICS.tool_changes.with_label_values(&[upstream]).inc();
+}
 
 /// Records the head of the local decision log.
 pub fn decisions_logged(seq: i64) {

@@ -80,6 +80,8 @@ pub struct GatewayState {
     pub minter: DownstreamMinter,
     /// The gateway's JWKS document, served at `/.well-known/jwks.json`.
     pub jwks_document: Bytes,
+    /// Pinned tool definitions, if pinning is on.
+    pub pins: Option<crate::pins::Pins>,
     /// Where allow and deny decisions are logged, if configured.
     pub decisions: Option<crate::decision_log::DecisionLog>,
     /// Writes and ships the decision log (run by a background service).
@@ -366,6 +368,26 @@ impl Gateway {
         call: &jsonrpc::ToolCall,
     ) -> Result<Permit, GatewayError> {
         let tool = format!("{}/{}", upstream.name, call.name);
+        if self
+            .state
+            .pins
+            .as_ref()
+            .is_some_and(|pins| pins.is_changed(&upstream.name, &call.name))
+        {
+            metrics::decision(&upstream.name, "deny", "tool_definition_changed");
+            self.log_decision(
+                upstream,
+                token,
+                "tools/call",
+                &call.name,
+                Some(&call.arguments),
+                "tool_definition_changed",
+            );
+            return Err(GatewayError::ToolChanged {
+                id: id.clone(),
+                tool,
+            });
+        }
         if let Some(pattern) = self.state.controls.frozen(&tool) {
             metrics::decision(&upstream.name, "deny", "change_freeze");
             self.log_decision(
@@ -643,16 +665,37 @@ fn check_routing_headers(req: &RequestHeader, message: &Message) -> Result<(), G
     Ok(())
 }
 
-fn filter_message(message: &str, upstream: &str, token: Option<&VerifiedToken>) -> Option<String> {
+/// Filters a list result to what `token` allows and, with pinning on, to tools whose
+/// definitions are pinned; tools seen changed for the first time are added to `changed`.
+fn filter_message(
+    message: &str,
+    upstream: &str,
+    token: Option<&VerifiedToken>,
+    pins: Option<&crate::pins::Pins>,
+    changed: &mut Vec<String>,
+) -> Option<String> {
     let constraints = token.and_then(|t| t.claims().constraints.as_ref());
     let mut hidden = 0usize;
-    let result = tools_list::filter(message, |kind, name| {
+    let result = tools_list::filter(message, |kind, name, entry| {
         let full = format!("{upstream}/{name}");
-        let visible = constraints.is_some_and(|c| match kind {
+        let granted = constraints.is_some_and(|c| match kind {
             ListKind::Tools => c.allows_tool(&full),
             ListKind::Resources | ListKind::ResourceTemplates => c.allows_resource(&full),
             ListKind::Prompts => c.allows_prompt(&full),
         });
+        let pinned = match (kind, pins) {
+            (ListKind::Tools, Some(pins)) => match pins.observe(upstream, name, entry, now()) {
+                crate::pins::Verdict::Trusted => true,
+                crate::pins::Verdict::Changed { first } => {
+                    if first {
+                        changed.push(name.to_owned());
+                    }
+                    false
+                }
+            },
+            _ => true,
+        };
+        let visible = granted && pinned;
         hidden += usize::from(!visible);
         visible
     });
@@ -873,8 +916,11 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
-        let upstream = self.upstream(ctx).map_or("", |u| u.name.as_str());
+        let upstream_config = self.upstream(ctx);
+        let upstream = upstream_config.map_or("", |u| u.name.as_str());
         let token = ctx.token.as_deref();
+        let pins = self.state.pins.as_ref();
+        let mut changed = Vec::new();
         let killed_by = if end_of_stream {
             // Deregister before Pingora may pool the connection; note whether it was killed.
             ctx.live.take().and_then(|live| live.work().killed_by())
@@ -895,7 +941,7 @@ impl ProxyHttp for Gateway {
                 }
                 if end_of_stream {
                     let out = match std::str::from_utf8(buffer) {
-                        Ok(message) => filter_message(message, upstream, token)
+                        Ok(message) => filter_message(message, upstream, token, pins, &mut changed)
                             .map_or_else(|| Bytes::from(std::mem::take(buffer)), Bytes::from),
                         // Not JSON at all: withhold it rather than guess.
                         Err(_) => {
@@ -908,7 +954,9 @@ impl ProxyHttp for Gateway {
             ResponseMode::Sse(rewriter) => {
                 let mut out = match body.take() {
                     Some(chunk) => rewriter
-                        .feed(&chunk, |data| filter_message(data, upstream, token))
+                        .feed(&chunk, |data| {
+                            filter_message(data, upstream, token, pins, &mut changed)
+                        })
                         .map_err(|e| Error::because(ErrorType::InternalError, "SSE framing", e))?,
                     None => Vec::new(),
                 };
@@ -925,6 +973,18 @@ impl ProxyHttp for Gateway {
                 if !out.is_empty() {
                     *body = Some(Bytes::from(out));
                 }
+            }
+        }
+        if let (Some(upstream), Some(token)) = (upstream_config, token) {
+            for tool in changed {
+                self.log_decision(
+                    upstream,
+                    token,
+                    "tools/list",
+                    &tool,
+                    None,
+                    "tool_definition_changed",
+                );
             }
         }
         Ok(None)
@@ -1115,7 +1175,7 @@ mod tests {
     #[test]
     fn an_unfilterable_list_is_replaced_by_an_error_not_passed_on() {
         let sneaky = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a","name":"b"}]}}"#;
-        let out = filter_message(sneaky, "expenses", None).unwrap();
+        let out = filter_message(sneaky, "expenses", None, None, &mut Vec::new()).unwrap();
         let value: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(value["error"]["code"], crate::jsonrpc_error::INTERNAL);
         assert!(!out.contains("\"b\""));
@@ -1124,7 +1184,7 @@ mod tests {
     #[test]
     fn without_a_token_every_tool_is_hidden() {
         let list = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a"}]}}"#;
-        let out = filter_message(list, "expenses", None).unwrap();
+        let out = filter_message(list, "expenses", None, None, &mut Vec::new()).unwrap();
         assert!(out.contains(r#""tools":[]"#), "{out}");
     }
 }

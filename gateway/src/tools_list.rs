@@ -115,10 +115,10 @@ impl Entry {
 }
 
 /// If `message` is a JSON-RPC result holding one of the lists, returns it with only the entries
-/// for which `visible(kind, name)` holds; otherwise `Ok(None)` (nothing to filter).
+/// for which `visible(kind, name, entry)` holds; otherwise `Ok(None)` (nothing to filter).
 pub fn filter(
     message: &str,
-    mut visible: impl FnMut(ListKind, &str) -> bool,
+    mut visible: impl FnMut(ListKind, &str, &RawValue) -> bool,
 ) -> Result<Option<String>, FilterError> {
     // Most messages on a stream are not lists; skip them without parsing. A key can only be
     // spelled differently with a \u escape, so a message with one is always parsed.
@@ -158,7 +158,7 @@ pub fn filter(
                 "an entry of {list_key} without a string {name_key}"
             ))
         })?;
-        if visible(kind, name) {
+        if visible(kind, name, entry) {
             kept.push(entry);
         }
     }
@@ -186,7 +186,7 @@ mod tests {
 
     const LIST: &str = r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"submit_expense","inputSchema":{"type":"object","properties":{"amount":{"type":"number"}}}},{"name":"delete_all_expenses","inputSchema":{"type":"object"}},{"name":"list_expenses","description":"List \u00e9","inputSchema":{"type":"object"}}],"nextCursor":"abc"}}"#;
 
-    fn granted(_kind: ListKind, name: &str) -> bool {
+    fn granted(_kind: ListKind, name: &str, _entry: &RawValue) -> bool {
         name != "delete_all_expenses"
     }
 
@@ -201,7 +201,7 @@ mod tests {
 
     #[test]
     fn a_page_filtered_to_empty_keeps_its_cursor() {
-        let out = filter(LIST, |_, _| false).unwrap().unwrap();
+        let out = filter(LIST, |_, _, _| false).unwrap().unwrap();
         assert!(out.contains(r#""tools":[],"nextCursor":"abc""#), "{out}");
     }
 
@@ -245,7 +245,7 @@ mod tests {
     #[test]
     fn resources_and_prompts_lists_are_filtered_by_uri_and_name() {
         let resources = r#"{"jsonrpc":"2.0","id":1,"result":{"resources":[{"uri":"a://ok","name":"ok"},{"uri":"a://secret","name":"s"}]}}"#;
-        let out = filter(resources, |kind, uri| {
+        let out = filter(resources, |kind, uri, _| {
             kind == ListKind::Resources && uri == "a://ok"
         })
         .unwrap()
@@ -256,7 +256,7 @@ mod tests {
         );
         let prompts =
             r#"{"jsonrpc":"2.0","id":1,"result":{"prompts":[{"name":"p1"},{"name":"p2"}]}}"#;
-        let out = filter(prompts, |kind, name| {
+        let out = filter(prompts, |kind, name, _| {
             kind == ListKind::Prompts && name == "p2"
         })
         .unwrap()
