@@ -380,6 +380,57 @@ async fn routing_headers_that_disagree_with_the_body_are_refused_before_the_upst
 }
 
 #[tokio::test]
+async fn a_tools_call_hidden_in_a_batch_is_judged_and_refuses_the_whole_batch() {
+    let w = world().await;
+    let session = initialize(&w, &w.token).await;
+    let bearer = format!("Bearer {}", w.token);
+    let batch = r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"},
+                   {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_all_expenses","arguments":{}}},
+                   {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1}}]"#;
+    let seen_before = w.stack.expenses.seen_requests().len();
+    // Without MCP-Protocol-Version the request is of revision 2025-03-26, which has batches.
+    let (status, _, body) =
+        post_with(&w, Some(&bearer), batch, &[("mcp-session-id", &session)]).await;
+    assert_eq!(status, 200, "{body}");
+    let answers = body.as_array().expect("a batch of answers");
+    assert_eq!(
+        answers.len(),
+        2,
+        "one per request, none for the notification: {body}"
+    );
+    assert_eq!(answers[0]["id"], 1);
+    assert_eq!(answers[0]["error"]["data"]["reason"], "batch_refused");
+    assert_eq!(answers[1]["id"], 2);
+    assert_eq!(answers[1]["error"]["code"], -31001);
+    assert_eq!(answers[1]["error"]["data"]["reason"], "tool_not_granted");
+    assert_eq!(
+        w.stack.expenses.seen_requests().len(),
+        seen_before,
+        "no element of a refused batch reached the upstream"
+    );
+
+    // Later revisions have no batches at all.
+    let (status, _, body) = post_with(
+        &w,
+        Some(&bearer),
+        batch,
+        &[
+            ("mcp-session-id", &session),
+            ("mcp-protocol-version", "2025-06-18"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], -32600);
+
+    // A batch whose every element is allowed goes on to the upstream.
+    let allowed = r#"[{"jsonrpc":"2.0","id":3,"method":"tools/list"},
+                     {"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"list_expenses","arguments":{}}}]"#;
+    post_with(&w, Some(&bearer), allowed, &[("mcp-session-id", &session)]).await;
+    assert_eq!(w.stack.expenses.seen_requests().len(), seen_before + 1);
+}
+
+#[tokio::test]
 async fn an_oversized_body_is_refused_with_413() {
     let w = world().await;
     let before = w.upstream_requests();

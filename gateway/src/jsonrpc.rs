@@ -2,8 +2,9 @@
 //!
 //! The body is parsed with [`portcullis_policy::strict_json`], so a message with a duplicate key
 //! at any depth (`{"name":"list_expenses","name":"delete_all_expenses"}`) is refused: the
-//! gateway would judge one reading and the upstream might act on the other. Batches are refused
-//! (they exist only in protocol revision 2025-03-26; later revisions forbid them).
+//! gateway would judge one reading and the upstream might act on the other. A batch is read
+//! element by element into [`Message::Batch`]; whether batches are allowed at all (only in
+//! protocol revision 2025-03-26) is the proxy's decision, and it judges every element.
 
 use serde_json::Value;
 
@@ -30,6 +31,8 @@ pub enum Message {
     },
     /// A response to a server-initiated request.
     Response,
+    /// A JSON-RPC batch (protocol revision 2025-03-26 only), in order.
+    Batch(Vec<Message>),
 }
 
 /// A resource read or prompt use, named as the upstream knows it.
@@ -55,18 +58,59 @@ impl Message {
     pub fn method(&self) -> Option<&str> {
         match self {
             Message::Request { method, .. } | Message::Notification { method } => Some(method),
-            Message::Response => None,
+            Message::Response | Message::Batch(_) => None,
+        }
+    }
+
+    /// The message itself, or each element of a batch.
+    pub fn elements(&self) -> &[Message] {
+        match self {
+            Message::Batch(elements) => elements,
+            single => std::slice::from_ref(single),
         }
     }
 }
 
-/// Parses one JSON-RPC message.
+/// The most elements a batch may have.
+pub const MAX_BATCH: usize = 100;
+
+/// Parses one JSON-RPC message or batch.
 pub fn parse(body: &[u8]) -> Result<Message, GatewayError> {
     let value = portcullis_policy::strict_json::from_slice(body)
         .map_err(|e| GatewayError::Parse(e.to_string()))?;
+    match value {
+        Value::Array(elements) => {
+            if elements.is_empty() || elements.len() > MAX_BATCH {
+                return Err(GatewayError::invalid(
+                    Value::Null,
+                    &format!("a batch holds 1 to {MAX_BATCH} messages"),
+                ));
+            }
+            let elements = elements
+                .into_iter()
+                .map(|element| match element {
+                    Value::Array(_) => Err(GatewayError::invalid(
+                        Value::Null,
+                        "a batch cannot contain a batch",
+                    )),
+                    element => parse_value(element),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if elements.iter().any(|m| m.method() == Some("initialize")) {
+                return Err(GatewayError::invalid(
+                    Value::Null,
+                    "initialize cannot be part of a batch",
+                ));
+            }
+            Ok(Message::Batch(elements))
+        }
+        value => parse_value(value),
+    }
+}
+
+fn parse_value(value: Value) -> Result<Message, GatewayError> {
     let mut object = match value {
         Value::Object(object) => object,
-        Value::Array(_) => return Err(GatewayError::BatchUnsupported),
         _ => {
             return Err(GatewayError::invalid(
                 Value::Null,
@@ -206,11 +250,22 @@ mod tests {
     }
 
     #[test]
-    fn batch_is_refused() {
-        assert!(matches!(
-            parse(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#),
-            Err(GatewayError::BatchUnsupported)
-        ));
+    fn a_batch_is_read_element_by_element_and_a_call_inside_is_visible() {
+        let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_all_expenses"}},{"jsonrpc":"2.0","method":"notifications/progress"}]"#;
+        let message = parse(batch).unwrap();
+        let elements = message.elements();
+        assert_eq!(elements.len(), 3);
+        assert!(
+            matches!(&elements[1], Message::Request { call: Some(call), .. } if call.name == "delete_all_expenses")
+        );
+        for refused in [
+            &b"[]"[..],
+            br#"[[{"jsonrpc":"2.0","id":1,"method":"ping"}]]"#,
+            br#"[{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}]"#,
+            br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}]"#,
+        ] {
+            assert!(parse(refused).is_err(), "{}", String::from_utf8_lossy(refused));
+        }
     }
 
     #[test]

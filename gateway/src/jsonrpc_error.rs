@@ -112,9 +112,19 @@ pub enum GatewayError {
         /// What is wrong.
         reason: String,
     },
-    /// A JSON-RPC batch.
-    #[error("batches are not supported")]
+    /// A JSON-RPC batch outside protocol revision 2025-03-26.
+    #[error("batches exist only in protocol revision 2025-03-26")]
     BatchUnsupported,
+    /// A batch with at least one refused element: nothing of it is forwarded. The answer is a
+    /// batch of errors, one per request, in order.
+    #[error("a batch element was refused")]
+    BatchRefused(Vec<GatewayError>),
+    /// A request of a refused batch that was itself allowed, but not forwarded.
+    #[error("not forwarded: another element of this batch was refused")]
+    BatchSibling {
+        /// The request id.
+        id: Value,
+    },
     /// Body above the limit.
     #[error("request body larger than {limit} bytes")]
     TooLarge {
@@ -180,7 +190,9 @@ impl GatewayError {
             GatewayError::UnsupportedProtocolVersion(_) => 400,
             GatewayError::Denied(_)
             | GatewayError::Frozen { .. }
-            | GatewayError::ToolChanged { .. } => 200,
+            | GatewayError::ToolChanged { .. }
+            | GatewayError::BatchRefused(_)
+            | GatewayError::BatchSibling { .. } => 200,
             GatewayError::Parse(_)
             | GatewayError::InvalidRequest { .. }
             | GatewayError::BatchUnsupported => 400,
@@ -203,7 +215,9 @@ impl GatewayError {
             GatewayError::UnsupportedProtocolVersion(_) => -32600,
             GatewayError::Denied(_)
             | GatewayError::Frozen { .. }
-            | GatewayError::ToolChanged { .. } => POLICY_DENIED,
+            | GatewayError::ToolChanged { .. }
+            | GatewayError::BatchRefused(_)
+            | GatewayError::BatchSibling { .. } => POLICY_DENIED,
             GatewayError::Parse(_) => -32700,
             GatewayError::InvalidRequest { .. }
             | GatewayError::BatchUnsupported
@@ -231,6 +245,8 @@ impl GatewayError {
             GatewayError::Parse(_) => "parse_error",
             GatewayError::InvalidRequest { .. } => "invalid_request",
             GatewayError::BatchUnsupported => "batch",
+            GatewayError::BatchRefused(_) => "batch_refused",
+            GatewayError::BatchSibling { .. } => "batch_sibling",
             GatewayError::TooLarge { .. } => "too_large",
             GatewayError::Compressed => "compressed",
             GatewayError::NotFound => "not_found",
@@ -246,7 +262,8 @@ impl GatewayError {
             GatewayError::Denied(denial) => denial.id.clone(),
             GatewayError::Revoked { id, .. }
             | GatewayError::Frozen { id, .. }
-            | GatewayError::ToolChanged { id, .. } => id.clone(),
+            | GatewayError::ToolChanged { id, .. }
+            | GatewayError::BatchSibling { id } => id.clone(),
             GatewayError::InvalidRequest { id, .. } | GatewayError::FilterFailed { id } => {
                 id.clone()
             }
@@ -278,6 +295,7 @@ impl GatewayError {
             GatewayError::ToolChanged { tool, .. } => {
                 Some(json!({"reason": "tool_definition_changed", "tool": tool}))
             }
+            GatewayError::BatchSibling { .. } => Some(json!({"reason": "batch_refused"})),
             _ => None,
         }
     }
@@ -305,6 +323,13 @@ impl GatewayError {
 
     /// The JSON-RPC error response body.
     pub fn body(&self) -> Vec<u8> {
+        if let GatewayError::BatchRefused(errors) = self {
+            let responses: Vec<Value> = errors
+                .iter()
+                .map(|e| serde_json::from_slice(&e.body()).expect("error bodies are JSON"))
+                .collect();
+            return serde_json::to_vec(&responses).expect("a JSON value serialises");
+        }
         let message = match self {
             // Internal detail stays in the log.
             GatewayError::Upstream(_) => "upstream failed".to_owned(),

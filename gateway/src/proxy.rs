@@ -331,27 +331,45 @@ impl Gateway {
         if let Err(e) = check_routing_headers(session.req_header(), &message) {
             return Ok(Err(e));
         }
-        if let Message::Request {
-            id,
-            call: Some(call),
-            ..
-        } = &message
-        {
-            match self.judge_call(upstream, &token, id, call) {
-                Ok(permit) => ctx.permit = Some(permit),
-                Err(refusal) => return Ok(Err(refusal)),
+        if let Message::Batch(_) = &message {
+            let version = header_str(session.req_header(), MCP_PROTOCOL_VERSION);
+            // A request without the header is of revision 2025-03-26, the only one with batches.
+            if version.is_some_and(|v| v != "2025-03-26") {
+                return Ok(Err(GatewayError::BatchUnsupported));
             }
         }
-        if let Message::Request {
-            id,
-            access: Some(access),
-            ..
-        } = &message
-        {
-            match self.judge_access(upstream, &token, id, access) {
-                Ok(permit) => ctx.permit = Some(permit),
-                Err(refusal) => return Ok(Err(refusal)),
+        // Every element is judged as if it came alone; one refusal refuses the whole batch, so
+        // no part of it runs on a judgement the agent could not see.
+        let mut answers = Vec::new();
+        let mut refused = false;
+        for element in message.elements() {
+            let Message::Request {
+                id, call, access, ..
+            } = element
+            else {
+                continue;
+            };
+            let judged = match (call, access) {
+                (Some(call), _) => Some(self.judge_call(upstream, &token, id, call)),
+                (None, Some(access)) => Some(self.judge_access(upstream, &token, id, access)),
+                (None, None) => None,
+            };
+            match judged {
+                Some(Ok(permit)) => ctx.permit = Some(permit),
+                Some(Err(refusal)) => {
+                    refused = true;
+                    answers.push(refusal);
+                    continue;
+                }
+                None => {}
             }
+            answers.push(GatewayError::BatchSibling { id: id.clone() });
+        }
+        if refused {
+            return Ok(Err(match message {
+                Message::Batch(_) => GatewayError::BatchRefused(answers),
+                _ => answers.pop().expect("the refusal of the one request"),
+            }));
         }
         ctx.message = Some(message);
         ctx.token = Some(token);
@@ -609,15 +627,22 @@ impl Gateway {
 
     /// Whether the request asks for a list the token may see only part of.
     fn is_filtered_list(ctx: &RequestCtx) -> bool {
-        matches!(
-            ctx.message.as_ref().and_then(Message::method),
-            Some("tools/list" | "resources/list" | "resources/templates/list" | "prompts/list")
-        )
+        ctx.message.as_ref().is_some_and(|message| {
+            message.elements().iter().any(|m| {
+                matches!(
+                    m.method(),
+                    Some(
+                        "tools/list"
+                            | "resources/list"
+                            | "resources/templates/list"
+                            | "prompts/list"
+                    )
+                )
+            })
+        })
     }
 }
 
-/// Rewrites one message's tools list for this request's token and upstream; on a message that
-/// cannot be read with certainty, a JSON-RPC error replaces it (fail closed).
 /// The 2026-07-28 routing headers (`Mcp-Method`, `Mcp-Name`) let intermediaries route without
 /// reading the body. When present they must say what the body says: a header naming a harmless
 /// tool over a body calling another is request smuggling against whoever trusts the header.

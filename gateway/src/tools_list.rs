@@ -114,11 +114,41 @@ impl Entry {
     }
 }
 
-/// If `message` is a JSON-RPC result holding one of the lists, returns it with only the entries
-/// for which `visible(kind, name, entry)` holds; otherwise `Ok(None)` (nothing to filter).
+/// If `message` is a JSON-RPC result holding one of the lists, or a batch of responses with
+/// such results, returns it with only the entries for which `visible(kind, name, entry)`
+/// holds; otherwise `Ok(None)` (nothing to filter).
 pub fn filter(
     message: &str,
     mut visible: impl FnMut(ListKind, &str, &RawValue) -> bool,
+) -> Result<Option<String>, FilterError> {
+    if !message.trim_start().starts_with('[') {
+        return filter_one(message, &mut visible);
+    }
+    let elements: Vec<&RawValue> = read(message, "batch")?;
+    let mut filtered = Vec::new();
+    for element in &elements {
+        filtered.push(filter_one(element.get(), &mut visible)?);
+    }
+    if filtered.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let rebuilt: Vec<Box<RawValue>> = elements
+        .iter()
+        .zip(filtered)
+        .map(|(original, filtered)| match filtered {
+            Some(text) => RawValue::from_string(text),
+            None => Ok((*original).to_owned()),
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| FilterError(e.to_string()))?;
+    serde_json::to_string(&rebuilt)
+        .map(Some)
+        .map_err(|e| FilterError(e.to_string()))
+}
+
+fn filter_one(
+    message: &str,
+    visible: &mut impl FnMut(ListKind, &str, &RawValue) -> bool,
 ) -> Result<Option<String>, FilterError> {
     // Most messages on a stream are not lists; skip them without parsing. A key can only be
     // spelled differently with a \u escape, so a message with one is always parsed.
@@ -188,6 +218,18 @@ mod tests {
 
     fn granted(_kind: ListKind, name: &str, _entry: &RawValue) -> bool {
         name != "delete_all_expenses"
+    }
+
+    #[test]
+    fn lists_inside_a_batch_response_are_filtered_too() {
+        let batch = format!(r#"[{{"jsonrpc":"2.0","id":1,"result":{{}}}},{LIST}]"#);
+        let out = filter(&batch, granted).unwrap().unwrap();
+        assert!(
+            out.starts_with(r#"[{"jsonrpc":"2.0","id":1,"result":{}},"#),
+            "{out}"
+        );
+        assert!(!out.contains("delete_all_expenses"), "{out}");
+        assert!(out.contains("list_expenses"));
     }
 
     #[test]
