@@ -215,7 +215,7 @@ pub struct RawUpstream {
     pub audience: Option<String>,
     /// How the gateway authenticates to this upstream.
     #[serde(default)]
-    pub downstream_auth: DownstreamAuth,
+    pub downstream_auth: RawDownstreamAuth,
     /// Connect timeout, seconds.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_seconds: u64,
@@ -224,15 +224,144 @@ pub struct RawUpstream {
     pub idle_timeout_seconds: u64,
 }
 
-/// How the gateway authenticates to an upstream. The agent's own token is never forwarded.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+/// `downstream_auth` as written: `mint`, `none`, or
+/// `{header: {name: X-Api-Key, value_from_env: EXPENSES_KEY}}` (or `value_from_file`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum RawDownstreamAuth {
+    /// `mint` or `none`.
+    Named(AuthName),
+    /// See [`DownstreamAuth::Header`].
+    Header {
+        /// The header and where its value comes from.
+        header: RawHeaderAuth,
+    },
+}
+
+impl Default for RawDownstreamAuth {
+    fn default() -> Self {
+        RawDownstreamAuth::Named(AuthName::Mint)
+    }
+}
+
+/// The credential kinds named by a single word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
+pub enum AuthName {
+    /// See [`DownstreamAuth::Mint`].
+    Mint,
+    /// See [`DownstreamAuth::None`].
+    None,
+}
+
+/// A static credential header for an upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaderAuth {
+    /// The header, e.g. `Authorization` or `X-Api-Key`.
+    pub name: String,
+    /// An environment variable holding the value.
+    #[serde(default)]
+    pub value_from_env: Option<String>,
+    /// A file holding the value (trailing newline ignored).
+    #[serde(default)]
+    pub value_from_file: Option<PathBuf>,
+}
+
+/// A secret that never appears in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// How the gateway authenticates to an upstream. The agent's own token is never forwarded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum DownstreamAuth {
     /// A token minted per call by the gateway: `aud` = the upstream, same `sub` and `act`.
     #[default]
     Mint,
     /// No credential (the upstream trusts its network position).
     None,
+    /// A fixed credential the agent never sees, e.g. the upstream's API key: `(header, value)`.
+    Header(http::HeaderName, Secret),
+}
+
+/// Headers the gateway itself sets or strips; a credential header may not be one of them.
+const RESERVED_HEADERS: [&str; 8] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "cookie",
+    "proxy-authorization",
+];
+
+fn downstream_auth(field: &str, raw: RawDownstreamAuth) -> Result<DownstreamAuth, ConfigError> {
+    let RawHeaderAuth {
+        name,
+        value_from_env,
+        value_from_file,
+    } = match raw {
+        RawDownstreamAuth::Named(AuthName::Mint) => return Ok(DownstreamAuth::Mint),
+        RawDownstreamAuth::Named(AuthName::None) => return Ok(DownstreamAuth::None),
+        RawDownstreamAuth::Header { header } => header,
+    };
+    let field = format!("{field}.header");
+    let header = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+        invalid(
+            format!("{field}.name"),
+            format!("{name:?} is not a header name"),
+        )
+    })?;
+    if RESERVED_HEADERS.contains(&header.as_str()) {
+        return Err(invalid(
+            format!("{field}.name"),
+            format!("{header} is set by the gateway"),
+        ));
+    }
+    let value = match (value_from_env, value_from_file) {
+        (Some(var), None) => std::env::var(&var).map_err(|_| {
+            invalid(
+                format!("{field}.value_from_env"),
+                format!("{var} is not set"),
+            )
+        })?,
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .map_err(|e| {
+                invalid(
+                    format!("{field}.value_from_file"),
+                    format!("{}: {e}", path.display()),
+                )
+            })?
+            .trim_end_matches(['\r', '\n'])
+            .to_owned(),
+        _ => {
+            return Err(invalid(
+                field,
+                "give exactly one of value_from_env and value_from_file",
+            ));
+        }
+    };
+    if value.is_empty() || http::HeaderValue::from_str(&value).is_err() {
+        return Err(invalid(
+            field,
+            "the value is empty or not a valid header value",
+        ));
+    }
+    Ok(DownstreamAuth::Header(header, Secret(value)))
 }
 
 fn default_admin_listen() -> String {
@@ -556,7 +685,7 @@ impl Config {
                 host: url.host,
                 authority: url.authority,
                 path: url.path,
-                auth: up.downstream_auth,
+                auth: downstream_auth(&field("downstream_auth"), up.downstream_auth)?,
                 connect_timeout: Duration::from_secs(up.connect_timeout_seconds),
                 idle_timeout: Duration::from_secs(up.idle_timeout_seconds),
             });
@@ -639,6 +768,57 @@ upstreams:
         assert_eq!(c.jwks_url, "http://127.0.0.1:9000/.well-known/jwks.json");
         assert_eq!(c.issuer, "http://127.0.0.1:9000");
         assert_eq!(c.max_body_bytes, MAX_BODY_LIMIT);
+    }
+
+    #[test]
+    fn a_static_upstream_credential_is_read_and_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, "sk-live-123\n").unwrap();
+        let with = |auth: &str| {
+            Config::from_yaml(&BASE.replace(
+                "url: 'http://127.0.0.1:8001/mcp'}",
+                &format!("url: 'http://127.0.0.1:8001/mcp', downstream_auth: {auth}}}"),
+            ))
+        };
+        let config = with(&format!(
+            "{{header: {{name: X-Api-Key, value_from_file: '{}'}}}}",
+            key.display()
+        ))
+        .unwrap();
+        let up = config.upstream("expenses").unwrap();
+        assert!(matches!(&up.auth, DownstreamAuth::Header(name, value)
+            if name == "x-api-key" && value.expose() == "sk-live-123"));
+        assert!(
+            !format!("{config:?}").contains("sk-live"),
+            "the secret stays out of Debug"
+        );
+
+        for (auth, field) in [
+            (
+                "{header: {name: Host, value_from_file: '/dev/null'}}",
+                "upstreams[0].downstream_auth.header.name",
+            ),
+            (
+                "{header: {name: 'bad name', value_from_file: '/dev/null'}}",
+                "upstreams[0].downstream_auth.header.name",
+            ),
+            (
+                "{header: {name: X-Api-Key}}",
+                "upstreams[0].downstream_auth.header",
+            ),
+            (
+                "{header: {name: X-Api-Key, value_from_env: PORTCULLIS_TEST_SURELY_UNSET}}",
+                "upstreams[0].downstream_auth.header.value_from_env",
+            ),
+            (
+                "{header: {name: X-Api-Key, value_from_file: '/dev/null'}}",
+                "upstreams[0].downstream_auth.header",
+            ),
+        ] {
+            let err = with(auth).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("{field}:")), "{auth}: {err}");
+        }
     }
 
     #[test]

@@ -850,16 +850,22 @@ impl ProxyHttp for Gateway {
             request.remove_header(&name);
         }
         request.remove_header("dpop");
-        if upstream.auth == DownstreamAuth::Mint {
-            let token = ctx
-                .token
-                .as_ref()
-                .ok_or_else(|| Error::explain(ErrorType::InternalError, "no verified token"))?;
-            let minted = self
-                .state
-                .minter
-                .mint(token.claims(), &upstream.audience, now());
-            request.insert_header(header::AUTHORIZATION, format!("Bearer {minted}"))?;
+        match &upstream.auth {
+            DownstreamAuth::Mint => {
+                let token = ctx
+                    .token
+                    .as_ref()
+                    .ok_or_else(|| Error::explain(ErrorType::InternalError, "no verified token"))?;
+                let minted = self
+                    .state
+                    .minter
+                    .mint(token.claims(), &upstream.audience, now());
+                request.insert_header(header::AUTHORIZATION, format!("Bearer {minted}"))?;
+            }
+            DownstreamAuth::Header(name, value) => {
+                request.insert_header(name.clone(), value.expose())?;
+            }
+            DownstreamAuth::None => {}
         }
         Ok(())
     }
@@ -1140,11 +1146,17 @@ pub(crate) fn cancel_killed(state: &Arc<GatewayState>, killed: Vec<Arc<LiveWork>
             if let Some(version) = &target.protocol_version {
                 request = request.header(MCP_PROTOCOL_VERSION, version);
             }
-            if upstream.auth == DownstreamAuth::Mint {
-                let token = state
-                    .minter
-                    .mint(work.token().claims(), &upstream.audience, now());
-                request = request.bearer_auth(token);
+            match &upstream.auth {
+                DownstreamAuth::Mint => {
+                    let token = state
+                        .minter
+                        .mint(work.token().claims(), &upstream.audience, now());
+                    request = request.bearer_auth(token);
+                }
+                DownstreamAuth::Header(name, value) => {
+                    request = request.header(name.clone(), value.expose());
+                }
+                DownstreamAuth::None => {}
             }
             request
         };
