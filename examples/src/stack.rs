@@ -74,7 +74,7 @@ pub struct Stack {
 /// The kernel may hand a port just released to the next caller, and tests start stacks in
 /// parallel: remember every port given out in this process and never give one twice, or two
 /// gateways (or a gateway and another's admin listener) could be told the same port.
-fn free_port() -> anyhow::Result<SocketAddr> {
+pub fn free_port() -> anyhow::Result<SocketAddr> {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut given = GIVEN
         .lock()

@@ -1,6 +1,7 @@
-//! Interleaved A/B load: one MCP request sent straight to an expenses server (`direct`) and
-//! through the gateway with full authorization (`gateway`: verify the delegation token,
-//! authorize the call, mint a downstream token that the server verifies in turn).
+//! Interleaved A/B/C load: one MCP request sent straight to an expenses server (`direct`),
+//! through a bare Pingora proxy to that server (`passthrough`: the hop alone), and through the
+//! gateway with full authorization (`gateway`: verify the delegation token, authorize the
+//! call, mint a downstream token that the server verifies in turn).
 //!
 //! A noisy, shared two-core machine drifts by more than the difference being measured, so the
 //! scenarios are not run one after the other: the measured time is cut into short rounds that
@@ -51,9 +52,11 @@ fn max_round() -> Duration {
 pub(crate) enum Scenarios {
     /// Straight to an expenses server that checks no token.
     Direct,
+    /// Through a bare Pingora proxy to that server.
+    Passthrough,
     /// Through the gateway, with full authorization.
     Gateway,
-    /// Both, interleaved, with the gateway/direct comparison.
+    /// All three, interleaved, with the comparisons.
     All,
 }
 
@@ -105,8 +108,9 @@ impl LoadArgs {
     fn targets(&self) -> &'static [Target] {
         match self.scenario {
             Scenarios::Direct => &[Target::Direct],
+            Scenarios::Passthrough => &[Target::Passthrough],
             Scenarios::Gateway => &[Target::Gateway],
-            Scenarios::All => &[Target::Direct, Target::Gateway],
+            Scenarios::All => &[Target::Direct, Target::Passthrough, Target::Gateway],
         }
     }
 
@@ -157,6 +161,7 @@ impl LoadArgs {
 #[serde(rename_all = "lowercase")]
 enum Target {
     Direct,
+    Passthrough,
     Gateway,
 }
 
@@ -164,6 +169,7 @@ impl Target {
     fn name(self) -> &'static str {
         match self {
             Target::Direct => "direct",
+            Target::Passthrough => "passthrough",
             Target::Gateway => "gateway",
         }
     }
@@ -343,10 +349,10 @@ struct ScenarioSummary {
     first_error: Option<String>,
 }
 
-/// The gateway's cost, as the difference from going direct.
+/// One scenario's cost, as the difference from a baseline.
 #[derive(Debug, Serialize)]
 struct Comparison {
-    /// Gateway throughput / direct throughput.
+    /// Throughput / the baseline's throughput.
     throughput_ratio: f64,
     p50_added_us: i64,
     p99_added_us: i64,
@@ -364,6 +370,10 @@ pub(crate) struct AbReport {
     warmup_seconds: f64,
     scenarios: Vec<ScenarioSummary>,
     gateway_vs_direct: Option<Comparison>,
+    /// What Portcullis adds on top of Pingora's hop.
+    gateway_vs_passthrough: Option<Comparison>,
+    /// Pingora's hop alone.
+    passthrough_vs_direct: Option<Comparison>,
 }
 
 fn signed(micros: u64) -> i64 {
@@ -381,6 +391,7 @@ pub(crate) async fn run(
     for &target in args.targets() {
         let (url, tokens) = match target {
             Target::Direct => (world.direct_endpoint()?, Vec::new()),
+            Target::Passthrough => (world.passthrough_endpoint()?, Vec::new()),
             Target::Gateway => (
                 world.gateway_endpoint(),
                 vec![world.delegation_token().await?],
@@ -422,16 +433,20 @@ pub(crate) async fn run(
     }
 
     let scenarios: Vec<ScenarioSummary> = lanes.iter().map(Lane::summary).collect();
-    let direct = scenarios.iter().find(|s| s.scenario == Target::Direct);
-    let gateway = scenarios.iter().find(|s| s.scenario == Target::Gateway);
-    let gateway_vs_direct = match (direct, gateway) {
-        (Some(direct), Some(gateway)) if direct.throughput_rps > 0.0 => Some(Comparison {
-            throughput_ratio: gateway.throughput_rps / direct.throughput_rps,
-            p50_added_us: signed(gateway.latency.p50_us) - signed(direct.latency.p50_us),
-            p99_added_us: signed(gateway.latency.p99_us) - signed(direct.latency.p99_us),
-        }),
-        _ => None,
+    let compare = |measured: Target, baseline: Target| {
+        let find = |target| scenarios.iter().find(|s| s.scenario == target);
+        match (find(measured), find(baseline)) {
+            (Some(m), Some(b)) if b.throughput_rps > 0.0 => Some(Comparison {
+                throughput_ratio: m.throughput_rps / b.throughput_rps,
+                p50_added_us: signed(m.latency.p50_us) - signed(b.latency.p50_us),
+                p99_added_us: signed(m.latency.p99_us) - signed(b.latency.p99_us),
+            }),
+            _ => None,
+        }
     };
+    let gateway_vs_direct = compare(Target::Gateway, Target::Direct);
+    let gateway_vs_passthrough = compare(Target::Gateway, Target::Passthrough);
+    let passthrough_vs_direct = compare(Target::Passthrough, Target::Direct);
     Ok(AbReport {
         workload: workload.label,
         clients: args.clients,
@@ -441,6 +456,8 @@ pub(crate) async fn run(
         warmup_seconds: args.warmup,
         scenarios,
         gateway_vs_direct,
+        gateway_vs_passthrough,
+        passthrough_vs_direct,
     })
 }
 
@@ -460,13 +477,13 @@ impl AbReport {
         );
         let _ = writeln!(
             out,
-            "{:<9} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>9}",
+            "{:<11} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>9}",
             "scenario", "requests", "errors", "req/s", "p50 µs", "p90 µs", "p99 µs", "max µs"
         );
         for s in &self.scenarios {
             let _ = writeln!(
                 out,
-                "{:<9} {:>9} {:>7} {:>10.1} {:>9} {:>9} {:>9} {:>9}",
+                "{:<11} {:>9} {:>7} {:>10.1} {:>9} {:>9} {:>9} {:>9}",
                 s.scenario.name(),
                 s.requests,
                 s.errors,
@@ -482,16 +499,24 @@ impl AbReport {
                 let _ = writeln!(out, "{}: first error: {error}", s.scenario.name());
             }
         }
-        if let Some(c) = &self.gateway_vs_direct {
-            let _ = writeln!(
-                out,
-                "gateway vs direct: throughput x{:.3}, p50 {:+} µs, p99 {:+} µs",
-                c.throughput_ratio, c.p50_added_us, c.p99_added_us
-            );
+        for (label, comparison) in [
+            ("passthrough vs direct", &self.passthrough_vs_direct),
+            ("gateway vs passthrough", &self.gateway_vs_passthrough),
+            ("gateway vs direct", &self.gateway_vs_direct),
+        ] {
+            if let Some(c) = comparison {
+                let _ = writeln!(
+                    out,
+                    "{label}: throughput x{:.3}, p50 {:+} µs, p99 {:+} µs",
+                    c.throughput_ratio, c.p50_added_us, c.p99_added_us
+                );
+            }
+        }
+        if self.gateway_vs_direct.is_some() {
             let _ = writeln!(
                 out,
                 "(the gateway path includes the expenses server verifying the gateway's \
-                 downstream token, which the direct server skips)"
+                 downstream token, which the direct and passthrough paths skip)"
             );
         }
         out
@@ -528,16 +553,18 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn both_scenarios_get_every_call_answered() {
+    async fn every_scenario_gets_every_call_answered() {
         let world = World::start(true).await.unwrap();
         let report = run(&world, submit(120), &args(None)).await.unwrap();
-        assert_eq!(report.scenarios.len(), 2);
+        assert_eq!(report.scenarios.len(), 3);
         for s in &report.scenarios {
             assert!(s.latency.count > 0, "{s:?}");
             assert_eq!(s.errors, 0, "{:?}", s.first_error);
         }
         assert!(report.gateway_vs_direct.is_some());
-        assert!(report.render().contains("gateway vs direct"));
+        assert!(report.gateway_vs_passthrough.is_some());
+        let rendered = report.render();
+        assert!(rendered.contains("gateway vs passthrough"), "{rendered}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,7 @@ mod ab;
 mod kill_switch;
 mod mcp;
 mod memory;
+mod passthrough;
 mod stats;
 mod world;
 

@@ -50,6 +50,8 @@ pub(crate) struct World {
     agent: ClientCredentials,
     pub(crate) grant_id: String,
     direct: Option<DirectServer>,
+    /// A bare Pingora proxy in front of the direct server.
+    passthrough: Option<crate::passthrough::PassthroughProxy>,
     /// Declared last so it is dropped after the stack that keeps its database there.
     _data: tempfile::TempDir,
 }
@@ -59,6 +61,7 @@ pub(crate) struct World {
 #[derive(Debug)]
 struct DirectServer {
     url: String,
+    addr: std::net::SocketAddr,
     task: JoinHandle<()>,
 }
 
@@ -70,14 +73,15 @@ impl Drop for DirectServer {
 
 async fn start_direct_server() -> anyhow::Result<DirectServer> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/mcp", listener.local_addr()?);
+    let addr = listener.local_addr()?;
+    let url = format!("http://{addr}/mcp");
     let task = tokio::spawn(async move {
         let config = ExpensesConfig { auth: None };
         if let Err(error) = expenses::serve(listener, config, ExpensesState::default()).await {
             eprintln!("the direct expenses server failed: {error}");
         }
     });
-    Ok(DirectServer { url, task })
+    Ok(DirectServer { url, addr, task })
 }
 
 impl World {
@@ -93,10 +97,19 @@ impl World {
             true => Some(start_direct_server().await?),
             false => None,
         };
+        let passthrough = match &direct {
+            Some(direct) => Some(crate::passthrough::PassthroughProxy::start(
+                portcullis_examples::stack::free_port()?,
+                direct.addr,
+            )?),
+            None => None,
+        };
         let direct_url = direct.as_ref().map(|d| &d.url);
+        let passthrough_url = passthrough.as_ref().map(|p| &p.url);
         for url in [&stack.issuer_url, &stack.resource]
             .into_iter()
             .chain(direct_url)
+            .chain(passthrough_url)
         {
             ensure_loopback(url)?;
         }
@@ -111,6 +124,7 @@ impl World {
             agent,
             grant_id,
             direct,
+            passthrough,
             _data: data,
         })
     }
@@ -127,6 +141,15 @@ impl World {
             .as_ref()
             .context("no direct server was started")?;
         Ok(&direct.url)
+    }
+
+    /// The passthrough proxy's endpoint (started with `with_direct`).
+    pub(crate) fn passthrough_endpoint(&self) -> anyhow::Result<&str> {
+        let proxy = self
+            .passthrough
+            .as_ref()
+            .context("no passthrough proxy was started")?;
+        Ok(&proxy.url)
     }
 
     /// A fresh delegation token for the gateway (its own `jti`, five minutes of life): the
