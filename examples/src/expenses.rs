@@ -86,6 +86,7 @@ struct Inner {
     ledger: Mutex<Ledger>,
     cancelled_reports: AtomicU64,
     redefined: Mutex<std::collections::HashMap<String, String>>,
+    catalog: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -138,6 +139,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl ExpensesState {
+    /// Adds `count` generated tools (`catalog_0000`, …) to sessions opened from now on: a large
+    /// catalog for measuring `tools/list` filtering. They answer every call with "ok".
+    pub fn set_catalog(&self, count: usize) {
+        self.inner.catalog.store(count, Ordering::Relaxed);
+    }
+
     /// Changes what a tool says about itself for sessions opened from now on: the rug pull a
     /// compromised or malicious server would attempt (for tests of tool pinning).
     pub fn redefine_tool(&self, tool: &str, description: &str) {
@@ -513,10 +520,39 @@ fn describe(expense: &Expense) -> String {
     text
 }
 
+/// A generated tool of a realistic size: a description and a schema of three typed arguments.
+fn catalog_tool(i: usize) -> rmcp::handler::server::router::tool::ToolRoute<ExpensesServer> {
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "account": {"type": "string", "description": "The account to act on."},
+            "amount": {"type": "number", "minimum": 0},
+            "dry_run": {"type": "boolean", "default": true}
+        },
+        "required": ["account"]
+    });
+    let tool = rmcp::model::Tool::new(
+        format!("catalog_{i:04}"),
+        format!("Catalog operation number {i}: reads or changes one account of the ledger."),
+        schema.as_object().expect("an object").clone(),
+    );
+    rmcp::handler::server::router::tool::ToolRoute::new_dyn(tool, |_context| {
+        Box::pin(async {
+            Ok(
+                rmcp::model::CallToolResult::success(vec![rmcp::model::ContentBlock::text("ok")])
+                    .into(),
+            )
+        })
+    })
+}
+
 #[tool_router]
 impl ExpensesServer {
     fn new(state: ExpensesState) -> Self {
         let mut tool_router = Self::tool_router();
+        for i in 0..state.inner.catalog.load(Ordering::Relaxed) {
+            tool_router.add_route(catalog_tool(i));
+        }
         for (tool, description) in lock(&state.inner.redefined).iter() {
             if let Some(route) = tool_router.map.get_mut(tool.as_str()) {
                 route.attr.description = Some(description.clone().into());

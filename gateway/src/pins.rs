@@ -194,12 +194,18 @@ pub fn approve(
     .map(|(names, _)| names)
 }
 
+/// Definitions fingerprinted, by their exact text: lists repeat, so most are seen before.
+const FINGERPRINT_CACHE: usize = 16_384;
+
 /// The gateway's view of the pins file.
 #[derive(Debug)]
 pub struct Pins {
     path: PathBuf,
     current: ArcSwap<PinFile>,
     modified: Mutex<Option<SystemTime>>,
+    /// Exact definition text → its fingerprint hash. Keyed by the whole text (compared in full,
+    /// not by a short hash an upstream could collide), bounded, cleared when full.
+    fingerprints: Mutex<std::collections::HashMap<String, Arc<str>>>,
 }
 
 impl Pins {
@@ -211,6 +217,7 @@ impl Pins {
             path,
             current: ArcSwap::from_pointee(current),
             modified: Mutex::new(modified),
+            fingerprints: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -241,19 +248,28 @@ impl Pins {
             .is_some_and(|p| p.contains_key(tool))
     }
 
+    /// The fingerprint hash of a definition, from the cache when this exact text was seen.
+    fn hash_of(&self, definition: &RawValue) -> Option<Arc<str>> {
+        let text = definition.get();
+        if let Some(hash) = self.fingerprints.lock().expect("not poisoned").get(text) {
+            return Some(hash.clone());
+        }
+        let hash: Arc<str> = fingerprint(definition).ok()?.0.into();
+        let mut cache = self.fingerprints.lock().expect("not poisoned");
+        if cache.len() >= FINGERPRINT_CACHE {
+            cache.clear();
+        }
+        cache.insert(text.to_owned(), hash.clone());
+        Some(hash)
+    }
+
     /// Judges a listed tool, pinning it on first sight and recording a changed definition.
     pub fn observe(&self, upstream: &str, tool: &str, definition: &RawValue, now: i64) -> Verdict {
-        let (hash, pinned) = match fingerprint(definition) {
-            Ok(fingerprint) => fingerprint,
-            Err(e) => {
-                tracing::warn!(
-                    upstream,
-                    tool,
-                    "an unreadable tool definition is hidden: {e}"
-                );
-                return Verdict::Changed { first: false };
-            }
+        let Some(hash) = self.hash_of(definition) else {
+            tracing::warn!(upstream, tool, "an unreadable tool definition is hidden");
+            return Verdict::Changed { first: false };
         };
+        let hash = &*hash;
         let verdict = |pins: &PinFile| match pins.pinned.get(upstream).and_then(|p| p.get(tool)) {
             Some(pin) if pin.hash == hash => Some(Verdict::Trusted),
             Some(_)
@@ -270,6 +286,9 @@ impl Pins {
         if let Some(known) = verdict(&self.current.load()) {
             return known;
         }
+        let Ok((_, pinned)) = fingerprint(definition) else {
+            return Verdict::Changed { first: false };
+        };
         // New to us: pin it, or record the change, under the file's lock.
         let result = update(&self.path, |pins| {
             if let Some(known) = verdict(pins) {
@@ -280,7 +299,7 @@ impl Pins {
                 pins.pending.entry(upstream.to_owned()).or_default().insert(
                     tool.to_owned(),
                     Change {
-                        hash: hash.clone(),
+                        hash: hash.to_owned(),
                         seen_at: now,
                         definition: pinned.clone(),
                     },
@@ -290,7 +309,7 @@ impl Pins {
                 tools.insert(
                     tool.to_owned(),
                     Pin {
-                        hash: hash.clone(),
+                        hash: hash.to_owned(),
                         since: now,
                     },
                 );

@@ -701,8 +701,13 @@ fn filter_message(
 ) -> Option<String> {
     let constraints = token.and_then(|t| t.claims().constraints.as_ref());
     let mut hidden = 0usize;
+    // One buffer for every `upstream/name`, instead of an allocation per entry.
+    let mut full = String::with_capacity(upstream.len() + 64);
     let result = tools_list::filter(message, |kind, name, entry| {
-        let full = format!("{upstream}/{name}");
+        full.clear();
+        full.push_str(upstream);
+        full.push('/');
+        full.push_str(name);
         let granted = constraints.is_some_and(|c| match kind {
             ListKind::Tools => c.allows_tool(&full),
             ListKind::Resources | ListKind::ResourceTemplates => c.allows_resource(&full),

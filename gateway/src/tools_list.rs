@@ -1,15 +1,16 @@
 //! Filtering list results (`tools/list`, `resources/list`, `resources/templates/list`,
 //! `prompts/list`) down to what a token allows.
 //!
-//! Only the `tools` array is touched: every other member of the message and every kept tool
-//! object are copied byte for byte (`RawValue`), so schemas, annotations and `_meta` reach the
-//! client exactly as the upstream wrote them, and parsing costs only what the decision needs
-//! (each tool's `name`). The filter fails closed: a message it cannot read with certainty
+//! Only the list is touched: every other byte of the message and every kept entry are copied
+//! as the upstream wrote them (the kept entries are spliced in place of the list), so schemas,
+//! annotations and `_meta` reach the client unchanged, and parsing costs only what the
+//! decision needs (each entry's `name`). The filter fails closed: a message it cannot read with certainty
 //! (duplicate keys, a tool without a string name) is not passed on.
 
-use serde::de::{Deserializer, MapAccess, Visitor};
-use serde::ser::{SerializeMap, Serializer};
-use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// A message that looked like a tools list but could not be read with certainty.
@@ -17,45 +18,125 @@ use serde_json::value::RawValue;
 #[error("unfilterable tools/list result: {0}")]
 pub struct FilterError(String);
 
-/// A JSON object whose member values are kept as raw text, in order, refusing duplicate keys.
-struct RawObject<'a>(Vec<(String, &'a RawValue)>);
+/// A duplicate-free key set: a second `"result"` or `"tools"` could be read one way here and
+/// another way by the client.
+fn check_unique<'de, E: serde::de::Error>(
+    seen: &mut Vec<Cow<'de, str>>,
+    key: Cow<'de, str>,
+) -> Result<Cow<'de, str>, E> {
+    if seen.contains(&key) {
+        return Err(E::custom(format!("duplicate key {key:?}")));
+    }
+    seen.push(key.clone());
+    Ok(key)
+}
 
-impl<'de> Deserialize<'de> for RawObject<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawObject<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
+/// The list found in a message, its entries borrowed from the message text.
+struct Found<'de> {
+    kind: ListKind,
+    entries: Vec<&'de RawValue>,
+}
+
+/// Reads a JSON-RPC message in one pass, down to the entries of the list in its `result`.
+struct Message;
+
+impl<'de> DeserializeSeed<'de> for Message {
+    type Value = Option<Found<'de>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Message {
+    type Value = Option<Found<'de>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON-RPC message object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut seen = Vec::new();
+        let mut found = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if check_unique(&mut seen, key)? == "result" {
+                found = map.next_value_seed(ResultMember)?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut members: Vec<(String, &'de RawValue)> = Vec::new();
-                while let Some((key, value)) = map.next_entry::<String, &'de RawValue>()? {
-                    if members.iter().any(|(k, _)| *k == key) {
-                        return Err(serde::de::Error::custom(format!("duplicate key {key:?}")));
-                    }
-                    members.push((key, value));
+        }
+        Ok(found)
+    }
+}
+
+/// A `result`: an object that may hold one list. Any other value holds none.
+struct ResultMember;
+
+impl<'de> DeserializeSeed<'de> for ResultMember {
+    type Value = Option<Found<'de>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ResultMember {
+    type Value = Option<Found<'de>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON-RPC result")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut seen = Vec::new();
+        let mut found: Option<Found<'de>> = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let key = check_unique(&mut seen, key)?;
+            match ListKind::ALL.into_iter().find(|kind| kind.keys().0 == key) {
+                // Two lists in one result: whichever one the client reads must be filtered,
+                // so a result with two is refused.
+                Some(_) if found.is_some() => {
+                    return Err(serde::de::Error::custom("a result with two lists"));
                 }
-                Ok(RawObject(members))
+                Some(kind) => {
+                    let entries = map.next_value::<Vec<&'de RawValue>>()?;
+                    found = Some(Found { kind, entries });
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
             }
         }
-        deserializer.deserialize_map(V)
+        Ok(found)
     }
-}
 
-impl Serialize for RawObject<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
     }
-}
 
-impl<'a> RawObject<'a> {
-    fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
     }
 }
 
@@ -164,24 +245,40 @@ fn filter_one(
     if !maybe_list {
         return Ok(None);
     }
-    let mut top: RawObject<'_> = read(message, "message")?;
-    let Some(result) = top.get("result") else {
-        return Ok(None);
-    };
-    if !result.get().trim_start().starts_with('{') {
-        return Ok(None);
-    }
-    let mut result: RawObject<'_> = read(result.get(), "result")?;
-    let Some(kind) = ListKind::ALL
-        .into_iter()
-        .find(|kind| result.get(kind.keys().0).is_some())
-    else {
+    let mut deserializer = serde_json::Deserializer::from_str(message);
+    let found = Message
+        .deserialize(&mut deserializer)
+        .and_then(|found| deserializer.end().map(|()| found))
+        .map_err(|e| FilterError(format!("message: {e}")))?;
+    let Some(Found { kind, entries }) = found else {
         return Ok(None);
     };
     let (list_key, name_key) = kind.keys();
-    let entries: Vec<&RawValue> = read(result.get(list_key).expect("found above").get(), list_key)?;
+    let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+        // An empty list: nothing to hide.
+        return Ok(None);
+    };
+    // Splice the kept entries in place of the list: every other byte stays as it was, and the
+    // message is copied once. The entries borrow from `message`, so their positions in it are
+    // known; in valid JSON only whitespace lies between `[` and the first entry, and between
+    // the last entry and `]`.
+    let offset = |part: &str| {
+        (part.as_ptr() as usize)
+            .checked_sub(message.as_ptr() as usize)
+            .filter(|at| at + part.len() <= message.len())
+            .ok_or_else(|| FilterError("an entry is not inside the message".into()))
+    };
+    let before = message[..offset(first.get())?].trim_end();
+    let after = &message[offset(last.get())? + last.get().len()..];
+    let (Some(head), Some(tail)) = (
+        before.strip_suffix('['),
+        after.trim_start().strip_prefix(']'),
+    ) else {
+        return Err(FilterError("the list is not where its entries are".into()));
+    };
+    let (start, end) = (head.len(), message.len() - tail.len());
     let mut kept = Vec::with_capacity(entries.len());
-    for entry in entries {
+    for &entry in &entries {
         let parsed: Entry = read(entry.get(), "an entry")?;
         let name = parsed.key(kind).ok_or_else(|| {
             FilterError(format!(
@@ -192,22 +289,18 @@ fn filter_one(
             kept.push(entry);
         }
     }
-    let kept = serde_json::value::to_raw_value(&kept).map_err(|e| FilterError(e.to_string()))?;
-    for (key, value) in &mut result.0 {
-        if key == list_key {
-            *value = &kept;
+    let mut out = String::with_capacity(message.len());
+    out.push_str(&message[..start]);
+    out.push('[');
+    for (i, entry) in kept.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
         }
+        out.push_str(entry.get());
     }
-    let result =
-        serde_json::value::to_raw_value(&result).map_err(|e| FilterError(e.to_string()))?;
-    for (key, value) in &mut top.0 {
-        if key == "result" {
-            *value = &result;
-        }
-    }
-    serde_json::to_string(&top)
-        .map(Some)
-        .map_err(|e| FilterError(e.to_string()))
+    out.push(']');
+    out.push_str(&message[end..]);
+    Ok(Some(out))
 }
 
 #[cfg(test)]
@@ -218,6 +311,24 @@ mod tests {
 
     fn granted(_kind: ListKind, name: &str, _entry: &RawValue) -> bool {
         name != "delete_all_expenses"
+    }
+
+    #[test]
+    fn a_result_with_two_kinds_of_list_is_not_passed_on() {
+        let both = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a"}],"prompts":[{"name":"delete_all_expenses"}]}}"#;
+        assert!(filter(both, granted).is_err());
+    }
+
+    #[test]
+    fn pretty_printed_lists_are_spliced_exactly() {
+        let pretty = "{\n  \"jsonrpc\": \"2.0\",\n  \"id\": 1,\n  \"result\": {\n    \"tools\": [\n      {\"name\": \"delete_all_expenses\"},\n      {\"name\": \"list_expenses\"}\n    ],\n    \"nextCursor\": \"n\"\n  }\n}";
+        let out = filter(pretty, granted).unwrap().unwrap();
+        assert_eq!(
+            out,
+            "{\n  \"jsonrpc\": \"2.0\",\n  \"id\": 1,\n  \"result\": {\n    \"tools\": [{\"name\": \"list_expenses\"}],\n    \"nextCursor\": \"n\"\n  }\n}"
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(parsed["result"]["nextCursor"], "n");
     }
 
     #[test]

@@ -67,7 +67,7 @@ enum Command {
     /// authorize + downstream mint), in interleaved rounds.
     Calls(CallsArgs),
     /// tools/list (which the gateway filters), direct vs through the gateway, interleaved.
-    ToolsList(LoadArgs),
+    ToolsList(ToolsListArgs),
     /// Opens N live SSE tool calls through the gateway, revokes their grant at the issuer, and
     /// times each stream's end.
     KillSwitch(KillArgs),
@@ -82,6 +82,16 @@ struct CallsArgs {
     /// list_expenses {}.
     #[arg(long, value_enum, default_value_t = Tool::SubmitExpense)]
     tool: Tool,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct ToolsListArgs {
+    /// Generated tools the MCP servers list besides their own four (e.g. 1000), each with a
+    /// description and a three-argument schema.
+    #[arg(long, default_value_t = 0)]
+    catalog: usize,
     #[command(flatten)]
     load: LoadArgs,
 }
@@ -114,7 +124,10 @@ impl Command {
     fn validate(&self) -> anyhow::Result<()> {
         match self {
             Command::Calls(args) => args.load.validate(),
-            Command::ToolsList(load) => load.validate(),
+            Command::ToolsList(args) => {
+                anyhow::ensure!(args.catalog <= 100_000, "--catalog must be at most 100000");
+                args.load.validate()
+            }
             Command::KillSwitch(args) => args.validate(),
             Command::Memory(args) => args.validate(),
         }
@@ -125,7 +138,7 @@ impl Command {
         SETUP_BOUND
             + match self {
                 Command::Calls(args) => args.load.time_bound(),
-                Command::ToolsList(load) => load.time_bound(),
+                Command::ToolsList(args) => args.load.time_bound(),
                 Command::KillSwitch(args) => args.time_bound(),
                 Command::Memory(args) => args.time_bound(),
             }
@@ -134,8 +147,9 @@ impl Command {
     /// Live sessions the run holds at once, for the open-file limit.
     fn sessions(&self) -> usize {
         match self {
-            Command::Calls(args) => 2 * args.load.clients(),
-            Command::ToolsList(load) => 2 * load.clients(),
+            // Direct, passthrough and gateway lanes.
+            Command::Calls(args) => 3 * args.load.clients(),
+            Command::ToolsList(args) => 3 * args.load.clients(),
             Command::KillSwitch(args) => args.sessions,
             Command::Memory(args) => args.sessions,
         }
@@ -183,13 +197,17 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             let report = ab::run(&world, args.tool.workload(), &args.load).await?;
             emit(json, "calls", &report.render(), &report)
         }
-        Command::ToolsList(load) => {
-            let world = World::start(load.needs_direct_server()).await?;
+        Command::ToolsList(args) => {
+            let world = World::start(args.load.needs_direct_server()).await?;
+            world.set_catalog(args.catalog);
             let workload = Workload {
-                label: "tools/list".to_owned(),
+                label: match args.catalog {
+                    0 => "tools/list".to_owned(),
+                    n => format!("tools/list of {} tools", n + 4),
+                },
                 message: Message::new("tools/list", &json!({})),
             };
-            let report = ab::run(&world, workload, load).await?;
+            let report = ab::run(&world, workload, &args.load).await?;
             emit(json, "tools-list", &report.render(), &report)
         }
         Command::KillSwitch(args) => {

@@ -7,8 +7,8 @@
 use std::net::SocketAddr;
 
 use async_trait::async_trait;
-use pingora::prelude::{HttpPeer, ProxyHttp, Result, Session};
 use pingora::http::RequestHeader;
+use pingora::prelude::{HttpPeer, ProxyHttp, Result, Session};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 

@@ -62,6 +62,7 @@ pub(crate) struct World {
 struct DirectServer {
     url: String,
     addr: std::net::SocketAddr,
+    state: ExpensesState,
     task: JoinHandle<()>,
 }
 
@@ -75,13 +76,20 @@ async fn start_direct_server() -> anyhow::Result<DirectServer> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let url = format!("http://{addr}/mcp");
+    let state = ExpensesState::default();
+    let served = state.clone();
     let task = tokio::spawn(async move {
         let config = ExpensesConfig { auth: None };
-        if let Err(error) = expenses::serve(listener, config, ExpensesState::default()).await {
+        if let Err(error) = expenses::serve(listener, config, served).await {
             eprintln!("the direct expenses server failed: {error}");
         }
     });
-    Ok(DirectServer { url, addr, task })
+    Ok(DirectServer {
+        url,
+        addr,
+        state,
+        task,
+    })
 }
 
 impl World {
@@ -141,6 +149,15 @@ impl World {
             .as_ref()
             .context("no direct server was started")?;
         Ok(&direct.url)
+    }
+
+    /// Makes both expenses servers list `count` generated tools more, in sessions opened from
+    /// now on.
+    pub(crate) fn set_catalog(&self, count: usize) {
+        self.stack.expenses.set_catalog(count);
+        if let Some(direct) = &self.direct {
+            direct.state.set_catalog(count);
+        }
     }
 
     /// The passthrough proxy's endpoint (started with `with_direct`).
