@@ -225,33 +225,48 @@ pub async fn covering(
     claims: &Claims,
     now: i64,
 ) -> Result<Option<RevocationEntry>, sqlx::Error> {
-    let mut targets = vec![
-        target_hash(RevocationKind::Token, &claims.token_id),
-        target_hash(RevocationKind::User, &claims.subject),
-        target_hash(RevocationKind::Agent, &claims.client_id),
-    ];
-    if let Some(gid) = &claims.grant_id {
-        targets.push(target_hash(RevocationKind::Grant, gid));
-    }
-    for actor in claims.actors.iter().flat_map(|chain| chain.actors()) {
-        targets.push(target_hash(RevocationKind::Agent, &actor.sub));
-    }
-    let mut set = RevokedSet::new();
-    // A handful of targets per token: one indexed lookup each.
-    for target in targets {
-        let rows = sqlx::query(
-            "SELECT seq, kind, target, revoked_at, issued_before, expires_at FROM revocations
-             WHERE target = $1 AND expires_at > $2",
-        )
-        .bind(&target)
-        .bind(now)
-        .fetch_all(db.pool())
-        .await?;
-        for row in &rows {
-            set.insert(entry_from_row(row)?);
+    Ok(revoked_set(db, &[claims], now)
+        .await?
+        .covering(claims)
+        .cloned())
+}
+
+/// The unexpired revocations that could cover any of `tokens`, in one indexed query.
+pub async fn revoked_set(
+    db: &Database,
+    tokens: &[&Claims],
+    now: i64,
+) -> Result<RevokedSet, sqlx::Error> {
+    let mut targets = Vec::new();
+    for claims in tokens {
+        targets.push(target_hash(RevocationKind::Token, &claims.token_id));
+        targets.push(target_hash(RevocationKind::User, &claims.subject));
+        targets.push(target_hash(RevocationKind::Agent, &claims.client_id));
+        if let Some(gid) = &claims.grant_id {
+            targets.push(target_hash(RevocationKind::Grant, gid));
+        }
+        for actor in claims.actors.iter().flat_map(|chain| chain.actors()) {
+            targets.push(target_hash(RevocationKind::Agent, &actor.sub));
         }
     }
-    Ok(set.covering(claims).cloned())
+    targets.sort_unstable();
+    targets.dedup();
+    // Only numbered placeholders are spliced in; every value is bound.
+    let placeholders: Vec<String> = (0..targets.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = format!(
+        "SELECT seq, kind, target, revoked_at, issued_before, expires_at FROM revocations
+         WHERE expires_at > $1 AND target IN ({})",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+    for target in &targets {
+        query = query.bind(target);
+    }
+    let mut set = RevokedSet::new();
+    for row in &query.fetch_all(db.pool()).await? {
+        set.insert(entry_from_row(row)?);
+    }
+    Ok(set)
 }
 
 /// The signed feed of every unexpired entry.

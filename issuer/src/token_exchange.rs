@@ -261,16 +261,14 @@ async fn exchange(
             }
         };
     let now = now();
-    if let Some(entry) = revocation::covering(&state.db, &parent, now).await? {
+    let revoked = revocation::revoked_set(&state.db, &[&parent, &actor], now).await?;
+    if let Some(entry) = revoked.covering(&parent) {
         return Err(OAuthError::InvalidGrant(format!(
             "the subject_token was revoked (revocation {})",
             entry.seq
         )));
     }
-    if revocation::covering(&state.db, &actor, now)
-        .await?
-        .is_some()
-    {
+    if revoked.covering(&actor).is_some() {
         return Err(OAuthError::InvalidRequest(
             "the actor_token was revoked".into(),
         ));

@@ -14,6 +14,7 @@
 //! watchdog ends the whole run. Nothing is sent anywhere but 127.0.0.1.
 
 mod ab;
+mod exchange;
 mod kill_switch;
 mod mcp;
 mod memory;
@@ -74,6 +75,9 @@ enum Command {
     /// Opens N idle SSE sessions through the gateway and reports resident memory per session
     /// (of the whole process: the stack and the load generator together).
     Memory(MemoryArgs),
+    /// RFC 8693 token exchanges per second at our issuer (SQLite, and PostgreSQL with
+    /// --postgres-url) and at an authgent-server peer (--authgent-url), interleaved.
+    Exchange(crate::exchange::ExchangeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -130,6 +134,7 @@ impl Command {
             }
             Command::KillSwitch(args) => args.validate(),
             Command::Memory(args) => args.validate(),
+            Command::Exchange(args) => args.validate(),
         }
     }
 
@@ -141,6 +146,7 @@ impl Command {
                 Command::ToolsList(args) => args.load.time_bound(),
                 Command::KillSwitch(args) => args.time_bound(),
                 Command::Memory(args) => args.time_bound(),
+                Command::Exchange(args) => args.time_bound(),
             }
     }
 
@@ -152,6 +158,8 @@ impl Command {
             Command::ToolsList(args) => 3 * args.load.clients(),
             Command::KillSwitch(args) => args.sessions,
             Command::Memory(args) => args.sessions,
+            // Each agent holds a pooled connection or two per target.
+            Command::Exchange(args) => args.clients(),
         }
     }
 }
@@ -219,6 +227,10 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             let world = World::start(false).await?;
             let report = memory::run(&world, args).await?;
             emit(json, "memory", &report.render(), &report)
+        }
+        Command::Exchange(args) => {
+            let report = exchange::run(args).await?;
+            emit(json, "exchange", &report.render(), &report)
         }
     }
 }
