@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs a short, bounded version of every load-generator scenario against the whole stack on
 # 127.0.0.1 and writes one JSON summary per scenario into target/bench/ (the human reports go
-# to the terminal). About two and a half minutes on a 2-core machine once built.
+# to the terminal). About five minutes on a 2-core machine once built.
 #
 # Keep figures only from a quiet machine: the load generator, the gateway, the MCP server and
 # the issuer share its cores with whatever else runs. Within one run, compare the gateway with
@@ -10,8 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/deps.sh
+. scripts/lib/authgent.sh
 ensure_build_deps
-cargo build --release --quiet -p portcullis-loadtest
+cargo build --release --quiet -p portcullis-loadtest -p portcullis-gateway
 
 bin=target/release/portcullis-loadtest
 out=target/bench
@@ -32,9 +33,23 @@ run calls-submit calls --tool submit_expense --clients 8 --duration 15 --warmup 
 run calls-list calls --tool list_expenses --clients 8 --duration 10 --warmup 1
 run calls-paced calls --tool submit_expense --clients 8 --duration 10 --warmup 1 --rate 1000
 run tools-list tools-list --clients 8 --duration 10 --warmup 1
+run tools-list-1000 tools-list --catalog 1000 --clients 8 --duration 10 --warmup 1
 run kill-switch-200 kill-switch --sessions 200
 run kill-switch-1000 kill-switch --sessions 1000
 run memory memory --sessions 1000
+# The gateway alone in a process of its own. 10 000 sessions need 20 000 descriptors in it, more
+# than a hard limit of 20 000 allows; take as many as the limit does.
+hard=$(ulimit -Hn)
+separate=$(( hard == 0 || hard > 21000 ? 10000 : (hard - 1000) / 2 / 1000 * 1000 ))
+run "memory-gateway-$separate" memory --sessions "$separate" --gateway-binary target/release/portcullis-gateway
+
+# Token exchange: ours on SQLite (and on PostgreSQL when PORTCULLIS_BENCH_POSTGRES_URL is set)
+# against authgent-server, installed into .tools/ and run on a loopback port for this run only.
+authgent_dir=$(mktemp -d)
+authgent_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+start_authgent "$authgent_port" "$authgent_dir"
+trap 'kill "$AUTHGENT_PID" 2>/dev/null; rm -rf "$authgent_dir"' EXIT
+run exchange exchange --clients 16 --duration 15 --rounds 5 --authgent-url "http://127.0.0.1:$authgent_port"
 
 echo "JSON summaries:" >&2
 ls -1 "$out"/*.json >&2

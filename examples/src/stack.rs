@@ -31,6 +31,9 @@ pub struct StackOptions {
     pub issuer_relay: bool,
     /// Log the gateway's decisions in this directory and ship them to the issuer.
     pub audit_dir: Option<PathBuf>,
+    /// Run the gateway as this `portcullis-gateway` binary in a process of its own, instead of
+    /// on a thread of this one (to measure it alone).
+    pub gateway_binary: Option<PathBuf>,
 }
 
 impl StackOptions {
@@ -42,6 +45,7 @@ impl StackOptions {
             gateway_extra_yaml: String::new(),
             issuer_relay: false,
             audit_dir: None,
+            gateway_binary: None,
         }
     }
 }
@@ -65,8 +69,15 @@ pub struct Stack {
     pub expenses: ExpensesState,
     /// The relay between the gateway and the issuer, when asked for.
     pub issuer_relay: Option<Relay>,
-    gateway: Option<RunningGateway>,
+    gateway: Option<Gateway>,
     stop: watch::Sender<bool>,
+}
+
+/// The gateway, on a thread of this process or in a child process.
+#[derive(Debug)]
+enum Gateway {
+    Thread(RunningGateway),
+    Process(std::process::Child),
 }
 
 /// A loopback port nobody is listening on right now (for Pingora, which binds by itself).
@@ -178,12 +189,31 @@ impl Stack {
              upstreams:\n  - {{name: expenses, url: '{upstream_url}'}}\n{audit_yaml}{}",
             options.gateway_extra_yaml
         );
-        let config = Config::from_yaml(&yaml).context("gateway configuration")?;
-        // Starting blocks on a first fetch of the issuer's keys, which this runtime serves:
-        // keep its thread free meanwhile.
-        let gateway = tokio::task::spawn_blocking(move || portcullis_gateway::spawn(config))
-            .await?
-            .context("starting the gateway")?;
+        let gateway = match &options.gateway_binary {
+            Some(binary) => {
+                let path = options.data_dir.join("gateway.yaml");
+                std::fs::write(&path, &yaml)?;
+                let log = std::fs::File::create(options.data_dir.join("gateway.log"))?;
+                let child = std::process::Command::new(binary)
+                    .args(["run", "-c"])
+                    .arg(&path)
+                    .stdout(log.try_clone()?)
+                    .stderr(log)
+                    .spawn()
+                    .with_context(|| format!("starting {}", binary.display()))?;
+                Gateway::Process(child)
+            }
+            None => {
+                let config = Config::from_yaml(&yaml).context("gateway configuration")?;
+                // Starting blocks on a first fetch of the issuer's keys, which this runtime
+                // serves: keep its thread free meanwhile.
+                let gateway =
+                    tokio::task::spawn_blocking(move || portcullis_gateway::spawn(config))
+                        .await?
+                        .context("starting the gateway")?;
+                Gateway::Thread(gateway)
+            }
+        };
         let stack = Stack {
             issuer_url,
             gateway_admin_url: format!("http://{gateway_admin}"),
@@ -203,7 +233,7 @@ impl Stack {
     async fn wait_ready(&self) -> anyhow::Result<()> {
         let url = format!("{}/readyz", self.gateway_admin_url);
         let client = reqwest::Client::new();
-        for _ in 0..100 {
+        for _ in 0..200 {
             if let Ok(response) = client.get(&url).send().await
                 && response.status().is_success()
             {
@@ -214,6 +244,14 @@ impl Stack {
         bail!("the gateway did not become ready at {url}")
     }
 
+    /// The gateway's process id, when it runs in a process of its own.
+    pub fn gateway_pid(&self) -> Option<u32> {
+        match &self.gateway {
+            Some(Gateway::Process(child)) => Some(child.id()),
+            _ => None,
+        }
+    }
+
     /// Stops every part.
     pub fn stop(mut self) {
         self.shutdown();
@@ -222,8 +260,13 @@ impl Stack {
     fn shutdown(&mut self) {
         // Receivers gone means the servers already stopped.
         let _no_receivers = self.stop.send(true);
-        if let Some(gateway) = self.gateway.take() {
-            gateway.stop();
+        match self.gateway.take() {
+            Some(Gateway::Thread(gateway)) => gateway.stop(),
+            Some(Gateway::Process(mut child)) => {
+                let _already_gone = child.kill();
+                let _status = child.wait();
+            }
+            None => {}
         }
     }
 }

@@ -14,10 +14,77 @@ pub const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
 #[error("an SSE event grew beyond {MAX_EVENT_BYTES} bytes")]
 pub struct EventTooLarge;
 
+/// Bytes received and not yet framed into events, and how far they have been scanned: a large
+/// event arriving in many chunks is scanned once, not once per chunk.
+#[derive(Debug, Default)]
+struct Framer {
+    carry: Vec<u8>,
+    /// Where the event being scanned starts.
+    event_start: usize,
+    /// Where the line being scanned starts.
+    line_start: usize,
+    /// Where scanning resumes.
+    pos: usize,
+}
+
+impl Framer {
+    fn push(&mut self, chunk: &[u8]) -> Result<(), EventTooLarge> {
+        self.carry.extend_from_slice(chunk);
+        if self.carry.len() - self.event_start > MAX_EVENT_BYTES {
+            return Err(EventTooLarge);
+        }
+        Ok(())
+    }
+
+    /// The next complete event (through its blank line), as a range of `carry`.
+    fn next_event(&mut self) -> Option<std::ops::Range<usize>> {
+        let buf = &self.carry;
+        let mut i = self.pos;
+        while i < buf.len() {
+            let terminator = match buf[i] {
+                b'\n' => 1,
+                b'\r' if i + 1 < buf.len() => {
+                    if buf[i + 1] == b'\n' {
+                        2
+                    } else {
+                        1
+                    }
+                }
+                // A lone '\r' at the end may be the first half of "\r\n".
+                b'\r' => break,
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            if i == self.line_start {
+                let event = self.event_start..i + terminator;
+                self.event_start = event.end;
+                self.line_start = event.end;
+                self.pos = event.end;
+                return Some(event);
+            }
+            i += terminator;
+            self.line_start = i;
+        }
+        self.pos = i;
+        None
+    }
+
+    /// Forgets the events already taken.
+    fn compact(&mut self) {
+        let taken = self.event_start;
+        self.carry.drain(..taken);
+        self.event_start = 0;
+        self.line_start -= taken;
+        self.pos -= taken;
+    }
+}
+
 /// Incremental SSE framing state for one response.
 #[derive(Debug, Default)]
 pub struct SseRewriter {
-    carry: Vec<u8>,
+    framer: Framer,
 }
 
 impl SseRewriter {
@@ -28,28 +95,23 @@ impl SseRewriter {
         chunk: &[u8],
         mut rewrite: impl FnMut(&str) -> Option<String>,
     ) -> Result<Vec<u8>, EventTooLarge> {
-        self.carry.extend_from_slice(chunk);
-        let mut out = Vec::with_capacity(self.carry.len());
-        let mut start = 0;
-        while let Some(end) = event_end(&self.carry[start..]) {
-            let event = &self.carry[start..start + end];
+        self.framer.push(chunk)?;
+        let mut out = Vec::with_capacity(chunk.len());
+        while let Some(range) = self.framer.next_event() {
+            let event = &self.framer.carry[range];
             match data_of(event).and_then(|data| rewrite(&data)) {
                 Some(data) => write_event(event, &data, &mut out),
                 None => out.extend_from_slice(event),
             }
-            start += end;
         }
-        self.carry.drain(..start);
-        if self.carry.len() > MAX_EVENT_BYTES {
-            return Err(EventTooLarge);
-        }
+        self.framer.compact();
         Ok(out)
     }
 
     /// Whether an incomplete event is pending (at end of stream it is dropped, as an SSE
     /// client would drop it).
     pub fn has_pending(&self) -> bool {
-        !self.carry.is_empty()
+        !self.framer.carry.is_empty()
     }
 }
 
@@ -66,17 +128,16 @@ pub struct SseEvent {
 /// of [`SseRewriter`].
 #[derive(Debug, Default)]
 pub struct SseReader {
-    carry: Vec<u8>,
+    framer: Framer,
 }
 
 impl SseReader {
     /// Feeds one chunk and returns the events it completed.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, EventTooLarge> {
-        self.carry.extend_from_slice(chunk);
+        self.framer.push(chunk)?;
         let mut events = Vec::new();
-        let mut start = 0;
-        while let Some(end) = event_end(&self.carry[start..]) {
-            let event = &self.carry[start..start + end];
+        while let Some(range) = self.framer.next_event() {
+            let event = &self.framer.carry[range];
             let id = lines(event).find_map(|line| {
                 let value = line.strip_prefix(b"id:")?;
                 let value = value.strip_prefix(b" ").unwrap_or(value);
@@ -86,44 +147,10 @@ impl SseReader {
                 id,
                 data: data_of(event),
             });
-            start += end;
         }
-        self.carry.drain(..start);
-        if self.carry.len() > MAX_EVENT_BYTES {
-            return Err(EventTooLarge);
-        }
+        self.framer.compact();
         Ok(events)
     }
-}
-
-/// The length of the first complete event in `buf` (through its blank line), if any.
-fn event_end(buf: &[u8]) -> Option<usize> {
-    let mut line_start = 0;
-    let mut i = 0;
-    while i < buf.len() {
-        let terminator = match buf[i] {
-            b'\n' => 1,
-            b'\r' if i + 1 < buf.len() => {
-                if buf[i + 1] == b'\n' {
-                    2
-                } else {
-                    1
-                }
-            }
-            // A lone '\r' at the end may be the first half of "\r\n".
-            b'\r' => return None,
-            _ => {
-                i += 1;
-                continue;
-            }
-        };
-        if i == line_start {
-            return Some(i + terminator);
-        }
-        i += terminator;
-        line_start = i;
-    }
-    None
 }
 
 fn lines(event: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -206,6 +233,28 @@ mod tests {
             b"id: 7\nevent: message\ndata: {\"TOOLS\":[]}\n\n".to_vec()
         );
         assert!(sse.has_pending());
+    }
+
+    #[test]
+    fn a_large_event_in_many_small_chunks_comes_out_whole_and_once() {
+        let data = "x".repeat(300_000);
+        let stream = format!("event: message\r\ndata: {data}\r\n\r\ndata: next\n\n");
+        let mut rewriter = SseRewriter::default();
+        let mut out = Vec::new();
+        let mut seen = Vec::new();
+        for chunk in stream.as_bytes().chunks(1000) {
+            out.extend(
+                rewriter
+                    .feed(chunk, |d| {
+                        seen.push(d.len());
+                        None
+                    })
+                    .unwrap(),
+            );
+        }
+        assert_eq!(out, stream.as_bytes());
+        assert_eq!(seen, [300_000, 4]);
+        assert!(!rewriter.has_pending());
     }
 
     #[test]

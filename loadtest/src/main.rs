@@ -157,6 +157,9 @@ impl Command {
             Command::Calls(args) => 3 * args.load.clients(),
             Command::ToolsList(args) => 3 * args.load.clients(),
             Command::KillSwitch(args) => args.sessions,
+            // A separate gateway holds its own two sockets per session; this process the
+            // client's and the expenses server's.
+            Command::Memory(args) if args.gateway_binary.is_some() => args.sessions / 2,
             Command::Memory(args) => args.sessions,
             // Each agent holds a pooled connection or two per target.
             Command::Exchange(args) => args.clients(),
@@ -224,7 +227,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             emit(json, "kill-switch", &report.render(), &report)
         }
         Command::Memory(args) => {
-            let world = World::start(false).await?;
+            let world = World::start_with(false, args.gateway_binary.clone()).await?;
             let report = memory::run(&world, args).await?;
             emit(json, "memory", &report.render(), &report)
         }

@@ -1,12 +1,13 @@
 //! Memory per idle session: N MCP sessions through the gateway, each holding its standalone
-//! event stream open (`GET` after `initialize`), and the growth of this process's resident
-//! memory (`VmRSS`) divided by N.
+//! event stream open (`GET` after `initialize`), and the growth of resident memory (`VmRSS`)
+//! divided by N.
 //!
-//! Everything runs in one process, so the figure is the whole stack's cost per session: the
-//! load generator's end of the connection, the gateway's two connections and per-request
-//! state, and the expenses server's rmcp session (kernel socket buffers are not in `VmRSS` at
-//! all). It bounds the gateway's own cost from above; it is not that cost. A first batch of sessions is opened before the baseline
-//! is read, so pools and caches that any first session fills are not charged to the others.
+//! With `--gateway-binary`, the gateway runs in a process of its own and only its memory is
+//! read: the gateway's cost per session (its two connections, the session table entry, the
+//! proxied stream's buffers; kernel socket buffers are not in `VmRSS`). Without it, everything
+//! runs in this one process and the figure is the whole stack's cost per session, an upper
+//! bound for the gateway's. A first batch of sessions is opened before the baseline is read,
+//! so pools and caches that any first session fills are not charged to the others.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -20,7 +21,9 @@ use tokio::task::JoinSet;
 use crate::mcp::{self, McpSession};
 use crate::world::World;
 
+/// In one process each session costs four descriptors, in the separate gateway two.
 pub(crate) const MAX_SESSIONS: usize = 1000;
+pub(crate) const MAX_SESSIONS_SEPARATE: usize = 10_000;
 /// Sessions opened before the baseline is taken.
 const WARM_SESSIONS: usize = 16;
 /// Every stream must be open by then.
@@ -28,13 +31,19 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(60);
 const WHOLE_PROCESS: &str = "VmRSS of the whole process: load generator, gateway, expenses \
                              server and issuer together; an upper bound for the gateway's own \
                              memory per session, not that figure";
+const GATEWAY_PROCESS: &str = "VmRSS of the gateway's own process (portcullis-gateway run), \
+                               nothing else";
 
 /// Options of `memory`.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct MemoryArgs {
-    /// Idle sessions to open (1 to 1000), each with an open event stream.
+    /// Idle sessions to open (1 to 1000; to 10000 with --gateway-binary), each with an open
+    /// event stream.
     #[arg(long, default_value_t = 200)]
     pub(crate) sessions: usize,
+    /// Run this `portcullis-gateway` binary in a process of its own and measure only it.
+    #[arg(long)]
+    pub(crate) gateway_binary: Option<std::path::PathBuf>,
     /// Seconds to let the process settle before each reading.
     #[arg(long, default_value_t = 1.0)]
     settle: f64,
@@ -42,9 +51,13 @@ pub(crate) struct MemoryArgs {
 
 impl MemoryArgs {
     pub(crate) fn validate(&self) -> anyhow::Result<()> {
+        let max = match self.gateway_binary {
+            Some(_) => MAX_SESSIONS_SEPARATE,
+            None => MAX_SESSIONS,
+        };
         ensure!(
-            (1..=MAX_SESSIONS).contains(&self.sessions),
-            "--sessions must be 1 to {MAX_SESSIONS}"
+            (1..=max).contains(&self.sessions),
+            "--sessions must be 1 to {max}"
         );
         ensure!(
             self.settle.is_finite() && (0.0..=30.0).contains(&self.settle),
@@ -59,19 +72,25 @@ impl MemoryArgs {
     }
 }
 
-/// The resident set of this process, in KiB (Linux `/proc/self/status`).
-fn rss_kib() -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
+/// The process measured: this one (`self`) or the gateway's (its pid).
+fn proc_dir(pid: Option<u32>) -> String {
+    pid.map_or_else(|| "/proc/self".to_owned(), |pid| format!("/proc/{pid}"))
+}
+
+/// The resident set of a process, in KiB (Linux `/proc/…/status`).
+fn rss_kib(pid: Option<u32>) -> anyhow::Result<u64> {
+    let path = format!("{}/status", proc_dir(pid));
+    let status = std::fs::read_to_string(&path)?;
     let line = status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
-        .context("no VmRSS in /proc/self/status")?;
+        .with_context(|| format!("no VmRSS in {path}"))?;
     Ok(line.trim().trim_end_matches("kB").trim().parse()?)
 }
 
-/// File descriptors this process holds (about four sockets per session here).
-fn open_fds() -> anyhow::Result<usize> {
-    Ok(std::fs::read_dir("/proc/self/fd")?.count())
+/// File descriptors a process holds.
+fn open_fds(pid: Option<u32>) -> anyhow::Result<usize> {
+    Ok(std::fs::read_dir(format!("{}/fd", proc_dir(pid)))?.count())
 }
 
 /// Opens the session's event stream, says so on `ready`, and holds it until `stop`.
@@ -171,8 +190,9 @@ pub(crate) async fn run(world: &World, args: &MemoryArgs) -> anyhow::Result<Memo
     eprintln!("opening {WARM_SESSIONS} warm-up sessions");
     open_idle(world, &http, &token, WARM_SESSIONS, &stop, &mut held, limit).await?;
     tokio::time::sleep(settle).await;
-    let rss_before = rss_kib()?;
-    let fds_before = open_fds()?;
+    let pid = world.stack.gateway_pid();
+    let rss_before = rss_kib(pid)?;
+    let fds_before = open_fds(pid)?;
 
     eprintln!(
         "opening {} idle sessions through the gateway, each with its event stream",
@@ -180,8 +200,8 @@ pub(crate) async fn run(world: &World, args: &MemoryArgs) -> anyhow::Result<Memo
     );
     open_idle(world, &http, &token, args.sessions, &stop, &mut held, limit).await?;
     tokio::time::sleep(settle).await;
-    let rss_after = rss_kib()?;
-    let fds_after = open_fds()?;
+    let rss_after = rss_kib(pid)?;
+    let fds_after = open_fds(pid)?;
 
     let _ = stop_tx.send(true);
     let mut streams_lost = 0;
@@ -199,7 +219,11 @@ pub(crate) async fn run(world: &World, args: &MemoryArgs) -> anyhow::Result<Memo
         fds_before,
         fds_after,
         streams_lost,
-        what_is_counted: WHOLE_PROCESS,
+        what_is_counted: if pid.is_some() {
+            GATEWAY_PROCESS
+        } else {
+            WHOLE_PROCESS
+        },
     })
 }
 
@@ -209,7 +233,7 @@ impl MemoryReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "\nmemory — {} idle MCP sessions through the gateway, each holding its GET event \
+            "\nmemory: {} idle MCP sessions through the gateway, each holding its GET event \
              stream ({} warm-up sessions opened before the baseline)",
             self.sessions, self.warm_sessions
         );
@@ -251,7 +275,7 @@ mod tests {
 
     #[test]
     fn this_process_has_a_resident_set() {
-        assert!(rss_kib().unwrap() > 0);
-        assert!(open_fds().unwrap() >= 3);
+        assert!(rss_kib(None).unwrap() > 0);
+        assert!(open_fds(None).unwrap() >= 3);
     }
 }

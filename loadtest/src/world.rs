@@ -96,11 +96,23 @@ impl World {
     /// Starts the stack (and the direct server when `with_direct`), registers the agent and
     /// records its grant.
     pub(crate) async fn start(with_direct: bool) -> anyhow::Result<Self> {
+        Self::start_with(with_direct, None).await
+    }
+
+    /// As [`World::start`], with the gateway run from `gateway_binary` in a process of its own
+    /// when given.
+    pub(crate) async fn start_with(
+        with_direct: bool,
+        gateway_binary: Option<std::path::PathBuf>,
+    ) -> anyhow::Result<Self> {
         let data = tempfile::TempDir::new()?;
         eprintln!("starting the stack (issuer on SQLite, expenses server, gateway) on 127.0.0.1");
-        let stack = Stack::start(&StackOptions::sqlite(data.path()))
-            .await
-            .context("starting the stack")?;
+        let stack = Stack::start(&StackOptions {
+            gateway_binary,
+            ..StackOptions::sqlite(data.path())
+        })
+        .await
+        .context("starting the stack")?;
         let direct = match with_direct {
             true => Some(start_direct_server().await?),
             false => None,
