@@ -262,6 +262,7 @@ mod tests {
         let args = MemoryArgs {
             sessions: 4,
             settle: 0.1,
+            gateway_binary: None,
         };
         args.validate().unwrap();
         let report = run(&world, &args).await.unwrap();
