@@ -4,7 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/deps.sh
+. scripts/lib/python.sh
 ensure_build_deps
+ensure_python_mcp
+# The interop tests skip without the SDK when run by hand; here its absence is a failure.
+export PORTCULLIS_REQUIRE_INTEROP=1
 if [ -n "${PORTCULLIS_TEST_POSTGRES_URL:-}" ]; then
   echo "issuer tests run on SQLite and on PostgreSQL ($PORTCULLIS_TEST_POSTGRES_URL)" >&2
 else

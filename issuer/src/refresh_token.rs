@@ -26,7 +26,10 @@ pub(crate) async fn issue_with_access_token(
     resource: &str,
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
-    let parent = grants::subject_token_claims(grant, &state.config.issuer, now, 0);
+    // The grant's own claims stand in for the user's token: they must live at least as long
+    // as the delegation token made from them, which is clamped to its parent's expiry.
+    let ttl = state.config.delegation_ttl;
+    let parent = grants::subject_token_claims(grant, &state.config.issuer, now, ttl);
     let mut response = token_exchange::delegate(
         state,
         client,

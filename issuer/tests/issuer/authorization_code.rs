@@ -326,6 +326,10 @@ async fn a_person_signs_in_narrows_the_request_and_the_agent_gets_a_delegation_t
         let code = answer.param("code").expect("a code");
         let (status, tokens) = redeem(&app, &client_id, &code, VERIFIER).await;
         assert_eq!(status, StatusCode::OK, "[{}] {tokens}", b.name);
+        assert_eq!(
+            tokens["expires_in"], 300,
+            "a full delegation lifetime: {tokens}"
+        );
         assert!(
             tokens["refresh_token"]
                 .as_str()
@@ -417,6 +421,7 @@ async fn refresh_tokens_rotate_and_a_replayed_one_revokes_the_family() {
         };
         let (status, second) = refresh(r1.clone()).await;
         assert_eq!(status, StatusCode::OK, "[{}] {second}", b.name);
+        assert_eq!(second["expires_in"], 300, "{second}");
         let r2 = second["refresh_token"].as_str().unwrap().to_owned();
         assert_ne!(r1, r2, "rotated");
         // A thief replays r1: refused, and the legitimate r2 dies with the family.

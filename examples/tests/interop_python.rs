@@ -1,0 +1,135 @@
+//! Interop with the official MCP Python SDK client (`examples/interop/python_oauth_client.py`):
+//! from a bare 401 at the gateway, the SDK discovers the issuer (RFC 9728 → RFC 8414),
+//! registers itself (RFC 7591), runs authorization code + PKCE at the issuer (the script
+//! approves the consent page as the person would), and calls tools through the gateway.
+//!
+//! The SDK lives in `.tools/py-mcp` (`scripts/test.sh` installs it). Without it this test says
+//! so and passes, unless `PORTCULLIS_REQUIRE_INTEROP` is set, as `scripts/test.sh` does.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use portcullis_examples::stack::{Stack, StackOptions};
+use portcullis_issuer::{StorageOptions, users};
+use portcullis_policy::Constraints;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "interop-password-123";
+
+fn python() -> Option<PathBuf> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools/py-mcp/bin/python");
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("PORTCULLIS_REQUIRE_INTEROP").is_none(),
+        "the MCP Python SDK is not installed in .tools/py-mcp (run ./scripts/test.sh)"
+    );
+    eprintln!("skipping: the MCP Python SDK is not installed in .tools/py-mcp");
+    None
+}
+
+async fn run_client(python: &PathBuf, stack: &Stack, mode: &str) -> Value {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/python_oauth_client.py");
+    let run = tokio::process::Command::new(python)
+        .arg(script)
+        .env("MCP_URL", &stack.resource)
+        .env("MCP_USERNAME", "alice")
+        .env("MCP_PASSWORD", PASSWORD)
+        .env("MCP_MODE", mode)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the Python client finished within two minutes")
+        .expect("the Python client ran");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Shown when the test fails (the client logs with MCP_DEBUG=1).
+    eprintln!("[{mode}] the Python client's stderr:\n{stderr}");
+    assert!(
+        output.status.success(),
+        "[{mode}] the Python client failed:\n{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("[{mode}] {e}: {stdout}\n{stderr}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_signs_in_through_discovery_and_consent_then_calls_through_the_gateway() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::TempDir::new().unwrap();
+    let stack = Stack::start(&StackOptions::sqlite(dir.path()))
+        .await
+        .unwrap();
+    let db = portcullis_issuer::open_database(&StorageOptions {
+        data_dir: dir.path().to_owned(),
+        database_url: None,
+        key_encryption_secret: None,
+    })
+    .await
+    .unwrap();
+    let allowance = Constraints::from_authorization_details(&[json!({
+        "type": "mcp_tools",
+        "tools": ["expenses/list_expenses", "expenses/submit_expense"],
+    })])
+    .unwrap();
+    users::create(
+        &db,
+        "alice",
+        PASSWORD,
+        vec![stack.resource.clone()],
+        allowance,
+        portcullis_issuer::now(),
+    )
+    .await
+    .unwrap();
+
+    for mode in ["legacy", "auto"] {
+        let seen = run_client(&python, &stack, mode).await;
+        let metrics = reqwest::get(format!("{}/metrics", stack.gateway_admin_url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let requests: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("portcullis_gateway_requests_total"))
+            .collect();
+        assert_eq!(
+            seen["authorization_urls"], 1,
+            "[{mode}] {seen}\n{requests:#?}"
+        );
+        assert_eq!(seen["pkce_method"], "S256");
+        assert_eq!(
+            seen["resource"],
+            stack.resource.as_str(),
+            "RFC 8707 resource"
+        );
+        assert_eq!(
+            seen["tools"],
+            json!(["list_expenses", "submit_expense"]),
+            "[{mode}] the list is filtered to what alice approved"
+        );
+        assert_eq!(seen["call_is_error"], false, "[{mode}] {seen}");
+        let hidden = seen["hidden_call"].as_str().unwrap_or_default();
+        assert!(hidden.starts_with("refused"), "[{mode}] {hidden}");
+    }
+    // The upstream saw alice's calls, made by the client that registered itself.
+    let calls: Vec<_> = stack
+        .expenses
+        .seen_requests()
+        .into_iter()
+        .filter(|r| r.rpc_method.as_deref() == Some("tools/call"))
+        .collect();
+    assert_eq!(
+        calls.len(),
+        2,
+        "one allowed call per mode; the hidden one never arrived"
+    );
+    for call in calls {
+        assert_eq!(call.subject.as_deref(), Some("alice"));
+        assert!(call.actors[0].starts_with("dyn-"), "{:?}", call.actors);
+    }
+}

@@ -1,0 +1,15 @@
+# Shared by the scripts: the official MCP Python SDK in a git-ignored venv under .tools/, for
+# the interop tests (examples/tests/interop_python.rs finds it there).
+
+PYTHON_MCP_VERSION=2.3.0
+
+ensure_python_mcp() {
+  local venv=.tools/py-mcp
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+  fi
+  if ! "$venv/bin/python" -c "import mcp, importlib.metadata as m; assert m.version('mcp') == '$PYTHON_MCP_VERSION'" 2>/dev/null; then
+    echo "installing the MCP Python SDK $PYTHON_MCP_VERSION into $venv" >&2
+    "$venv/bin/pip" install -q "mcp==$PYTHON_MCP_VERSION"
+  fi
+}
