@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 ensure_build_deps
 ensure_node
 CONFORMANCE_VERSION=0.2.0-alpha.12
-ensure_npm_package @modelcontextprotocol/conformance "$CONFORMANCE_VERSION"
+CONFORMANCE_DIR=$(ensure_npm_package @modelcontextprotocol/conformance "$CONFORMANCE_VERSION")
 
 cargo build -q -p portcullis-issuer
 ISSUER_BIN=target/debug/portcullis-issuer
@@ -65,7 +65,7 @@ approve() {
   curl -sS -o /dev/null "$location"
 }
 
-node .tools/npm/node_modules/@modelcontextprotocol/conformance/dist/index.js authorization \
+node "$CONFORMANCE_DIR/node_modules/@modelcontextprotocol/conformance/dist/index.js" authorization \
   --url "$ISSUER" --client-id conformance-client --resource "$RESOURCE" \
   -p "$CALLBACK_PORT" -o "$OUT" >"$WORK/suite.log" 2>&1 &
 SUITE_PID=$!

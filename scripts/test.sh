@@ -5,8 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/deps.sh
 . scripts/lib/python.sh
+. scripts/lib/node.sh
 ensure_build_deps
 ensure_python_mcp
+ensure_node
+ts_client_dir=$(ensure_npm_package @modelcontextprotocol/client 2.4.0)
+PORTCULLIS_NODE=$(command -v node)
+PORTCULLIS_TS_CLIENT="$PWD/$ts_client_dir/node_modules/@modelcontextprotocol/client/dist/index.mjs"
+export PORTCULLIS_NODE PORTCULLIS_TS_CLIENT
 # The interop tests skip without the SDK when run by hand; here its absence is a failure.
 export PORTCULLIS_REQUIRE_INTEROP=1
 if [ -n "${PORTCULLIS_TEST_POSTGRES_URL:-}" ]; then

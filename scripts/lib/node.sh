@@ -24,12 +24,16 @@ npm() {
   node "$NODE_HOME/lib/node_modules/npm/bin/npm-cli.js" "$@"
 }
 
-# Installs an exact npm package version into .tools/npm (once).
+# Installs an exact npm package version (once) into a folder of its own under .tools/npm, and
+# prints that folder. One folder per package: `npm install --no-save` of one package removes
+# packages a previous `--no-save` install put in the same folder.
 ensure_npm_package() {
   local package=$1 version=$2
-  if [ "$(node -p "try{require('./.tools/npm/node_modules/$package/package.json').version}catch{''}")" != "$version" ]; then
-    echo "installing $package@$version into .tools/npm" >&2
-    mkdir -p .tools/npm
-    npm install --prefix .tools/npm --no-save --no-audit --no-fund --loglevel=error "$package@$version"
+  local dir=".tools/npm/${package//\//__}"
+  if [ "$(node -p "try{require('./$dir/node_modules/$package/package.json').version}catch{''}")" != "$version" ]; then
+    echo "installing $package@$version into $dir" >&2
+    mkdir -p "$dir"
+    npm install --prefix "$dir" --no-save --no-audit --no-fund --loglevel=error "$package@$version" >&2
   fi
+  echo "$dir"
 }
