@@ -392,8 +392,7 @@ impl Gateway {
             .as_ref()
             .is_some_and(|pins| pins.is_changed(&upstream.name, &call.name))
         {
-            metrics::decision(&upstream.name, "deny", "tool_definition_changed");
-            self.log_decision(
+            self.record_decision(
                 upstream,
                 token,
                 "tools/call",
@@ -407,8 +406,7 @@ impl Gateway {
             });
         }
         if let Some(pattern) = self.state.controls.frozen(&tool) {
-            metrics::decision(&upstream.name, "deny", "change_freeze");
-            self.log_decision(
+            self.record_decision(
                 upstream,
                 token,
                 "tools/call",
@@ -451,7 +449,7 @@ impl Gateway {
             Decision::Permit(_) => "permit",
             Decision::Deny(reason) => reason.code(),
         };
-        self.log_decision(
+        self.record_decision(
             upstream,
             token,
             "tools/call",
@@ -460,12 +458,8 @@ impl Gateway {
             rule,
         );
         match decision {
-            Decision::Permit(permit) => {
-                metrics::decision(&upstream.name, "allow", "permit");
-                Ok(permit)
-            }
+            Decision::Permit(permit) => Ok(permit),
             Decision::Deny(reason) => {
-                metrics::decision(&upstream.name, "deny", reason.code());
                 let claims = token.claims();
                 tracing::info!(
                     upstream = %upstream.name, %tool, sub = %claims.subject,
@@ -474,6 +468,21 @@ impl Gateway {
                 Err(GatewayError::denied(id.clone(), tool, reason))
             }
         }
+    }
+
+    /// Counts a call's decision and hands it to the audit log.
+    fn record_decision(
+        &self,
+        upstream: &Upstream,
+        token: &VerifiedToken,
+        method: &str,
+        target: &str,
+        arguments: Option<&Value>,
+        rule: &'static str,
+    ) {
+        let outcome = if rule == "permit" { "allow" } else { "deny" };
+        metrics::decision(&upstream.name, outcome, rule);
+        self.log_decision(upstream, token, method, target, arguments, rule);
     }
 
     /// Hands a decision to the audit log, if one is configured.
@@ -536,16 +545,10 @@ impl Gateway {
             Decision::Permit(_) => "permit",
             Decision::Deny(reason) => reason.code(),
         };
-        self.log_decision(upstream, token, method, target, None, rule);
+        self.record_decision(upstream, token, method, target, None, rule);
         match decision {
-            Decision::Permit(permit) => {
-                metrics::decision(&upstream.name, "allow", "permit");
-                Ok(permit)
-            }
-            Decision::Deny(reason) => {
-                metrics::decision(&upstream.name, "deny", reason.code());
-                Err(GatewayError::denied(id.clone(), full, reason))
-            }
+            Decision::Permit(permit) => Ok(permit),
+            Decision::Deny(reason) => Err(GatewayError::denied(id.clone(), full, reason)),
         }
     }
 
