@@ -1,11 +1,13 @@
 # Shared by the scripts: install what building Portcullis needs on a fresh machine.
-# Pingora builds zlib-ng with cmake; ring and SQLite need a C compiler; the chart checks need
-# Python's venv.
+# Pingora builds zlib-ng with cmake; ring and SQLite need a C compiler; the chart checks and
+# the Node, SDK and peer installs need Python's venv; the scripts wait for servers with curl.
 
 ensure_build_deps() {
   local missing=()
   command -v cmake >/dev/null 2>&1 || missing+=(cmake)
   command -v cc >/dev/null 2>&1 || missing+=(gcc)
+  # The conformance and benchmark scripts wait for servers with curl.
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
   # The chart checks install their tools into a Python venv (.tools/venv).
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
   [ ${#missing[@]} -eq 0 ] && return 0
