@@ -47,7 +47,7 @@ pub struct Decision {
     /// Unix seconds.
     pub at: i64,
     /// `allow` or `deny`.
-    pub decision: &'static str,
+    pub decision: String,
     /// The user.
     pub sub: String,
     /// The agents acting, outermost first.
@@ -65,36 +65,17 @@ pub struct Decision {
     /// SHA-256 (hex) of the canonical JSON of the arguments.
     pub arguments_digest: Option<String>,
     /// The deciding rule (`permit` or a deny code).
-    pub rule: &'static str,
+    pub rule: String,
 }
 
-/// A line of the log.
+/// A line of the log: a decision in its place in the chain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// Position in the chain, from 1.
     pub seq: i64,
-    /// Unix seconds.
-    pub at: i64,
-    /// `allow` or `deny`.
-    pub decision: String,
-    /// The user.
-    pub sub: String,
-    /// The agents acting.
-    pub act: Vec<String>,
-    /// The grant.
-    pub gid: Option<String>,
-    /// The token.
-    pub jti: String,
-    /// The upstream.
-    pub upstream: String,
-    /// The JSON-RPC method.
-    pub method: String,
-    /// The tool, resource or prompt.
-    pub target: String,
-    /// Digest of the arguments.
-    pub arguments_digest: Option<String>,
-    /// The deciding rule.
-    pub rule: String,
+    /// What was decided.
+    #[serde(flatten)]
+    pub decision: Decision,
     /// The previous record's hash.
     pub prev_hash: String,
     /// This record's hash.
@@ -105,17 +86,7 @@ impl Record {
     fn chained(seq: i64, decision: Decision, prev_hash: String) -> Self {
         let mut record = Record {
             seq,
-            at: decision.at,
-            decision: decision.decision.to_owned(),
-            sub: decision.sub,
-            act: decision.act,
-            gid: decision.gid,
-            jti: decision.jti,
-            upstream: decision.upstream,
-            method: decision.method,
-            target: decision.target,
-            arguments_digest: decision.arguments_digest,
-            rule: decision.rule.to_owned(),
+            decision,
             prev_hash,
             hash: String::new(),
         };

@@ -501,7 +501,7 @@ impl Gateway {
         let claims = token.claims();
         log.record(crate::decision_log::Decision {
             at: now(),
-            decision: if rule == "permit" { "allow" } else { "deny" },
+            decision: if rule == "permit" { "allow" } else { "deny" }.to_owned(),
             sub: claims.subject.clone(),
             act: claims
                 .actors
@@ -515,7 +515,7 @@ impl Gateway {
             method: method.to_owned(),
             target: target.to_owned(),
             arguments_digest: arguments.map(crate::decision_log::digest),
-            rule,
+            rule: rule.to_owned(),
         });
     }
 

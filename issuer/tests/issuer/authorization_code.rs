@@ -918,3 +918,44 @@ async fn client_metadata_documents_are_fetched_checked_and_never_an_ssrf() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_public_client_cannot_introspect_and_revoking_its_refresh_token_ends_the_grant() {
+    for b in backends().await {
+        let app = issuer_with(&b, |_| {}).await;
+        let client_id = register_public(&app).await;
+        let code = code_for(&app, &client_id, &["expenses/list_expenses"]).await;
+        let (_, tokens) = redeem(&app, &client_id, &code, VERIFIER).await;
+        let access = tokens["access_token"].as_str().unwrap();
+        let refresh = tokens["refresh_token"].as_str().unwrap();
+        let form = |path: &'static str, token: &str| {
+            let body = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs([("client_id", client_id.as_str()), ("token", token)])
+                .finish();
+            Request::post(path)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(body))
+                .unwrap()
+        };
+        // Anyone can claim a public client's id: it must not make introspection an oracle.
+        let refused = send(&app, form("/introspect", access)).await;
+        assert_error(&b, refused, StatusCode::BAD_REQUEST, "unauthorized_client");
+
+        // RFC 7009: revoking the refresh token ends the grant, access token included.
+        let (status, _) = send(&app, form("/revoke", refresh)).await;
+        assert_eq!(status, StatusCode::OK, "[{}]", b.name);
+        let rs = register(&app, "resource-server").await;
+        let seen = introspect(&app, &rs, access).await;
+        assert_eq!(seen["active"], false, "[{}] {seen}", b.name);
+        let again = token_public(
+            &app,
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", &client_id),
+                ("refresh_token", refresh),
+            ],
+        )
+        .await;
+        assert_error(&b, again, StatusCode::BAD_REQUEST, "invalid_grant");
+    }
+}
