@@ -12,7 +12,6 @@ cd "$(dirname "$0")/.."
 . scripts/lib/node.sh
 ensure_build_deps
 ensure_node
-CONFORMANCE_VERSION=0.2.0-alpha.12
 CONFORMANCE_DIR=$(ensure_npm_package @modelcontextprotocol/conformance "$CONFORMANCE_VERSION")
 
 cargo build -q -p portcullis-issuer

@@ -10,10 +10,15 @@ ensure_build_deps
 ensure_python_mcp
 ensure_node
 ts_client_dir=$(ensure_npm_package @modelcontextprotocol/client 2.4.0)
+conformance_dir=$(ensure_npm_package @modelcontextprotocol/conformance "$CONFORMANCE_VERSION")
+everything_dir=$(ensure_npm_package @modelcontextprotocol/server-everything 2026.8.31)
 PORTCULLIS_NODE=$(command -v node)
 PORTCULLIS_TS_CLIENT="$PWD/$ts_client_dir/node_modules/@modelcontextprotocol/client/dist/index.mjs"
-export PORTCULLIS_NODE PORTCULLIS_TS_CLIENT
-# The interop tests skip without the SDK when run by hand; here its absence is a failure.
+PORTCULLIS_CONFORMANCE="$PWD/$conformance_dir/node_modules/@modelcontextprotocol/conformance/dist/index.js"
+PORTCULLIS_EVERYTHING="$PWD/$everything_dir/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+export PORTCULLIS_NODE PORTCULLIS_TS_CLIENT PORTCULLIS_CONFORMANCE PORTCULLIS_EVERYTHING
+# The interop and conformance tests skip without their tools when run by hand; here their
+# absence is a failure.
 export PORTCULLIS_REQUIRE_INTEROP=1
 if [ -n "${PORTCULLIS_TEST_POSTGRES_URL:-}" ]; then
   echo "issuer tests run on SQLite and on PostgreSQL ($PORTCULLIS_TEST_POSTGRES_URL)" >&2

@@ -7,7 +7,8 @@ browser; `approve` plays that person on the issuer's pages. Then it lists and ca
 through the gateway. It prints one JSON line of what it saw, which the Rust test checks.
 
 Environment: MCP_URL (the gateway's endpoint), MCP_USERNAME, MCP_PASSWORD, MCP_MODE
-(legacy, auto or 2026-07-28).
+(legacy, auto or 2026-07-28), and what to call: MCP_ALLOWED_TOOL with MCP_ALLOWED_ARGS (JSON),
+MCP_HIDDEN_TOOL (defaults: the expenses server's list_expenses and delete_all_expenses).
 """
 import asyncio
 import json
@@ -27,6 +28,9 @@ URL = os.environ["MCP_URL"]
 USERNAME = os.environ["MCP_USERNAME"]
 PASSWORD = os.environ["MCP_PASSWORD"]
 MODE = os.environ.get("MCP_MODE", "legacy")
+ALLOWED_TOOL = os.environ.get("MCP_ALLOWED_TOOL", "list_expenses")
+ALLOWED_ARGS = json.loads(os.environ.get("MCP_ALLOWED_ARGS", "{}"))
+HIDDEN_TOOL = os.environ.get("MCP_HIDDEN_TOOL", "delete_all_expenses")
 
 
 class MemoryStorage(TokenStorage):
@@ -116,10 +120,10 @@ async def main() -> None:
             async with Client(streamable_http_client(URL, http_client=http), mode=MODE) as client:
                 tools = await client.list_tools()
                 seen["tools"] = sorted(tool.name for tool in tools.tools)
-                result = await client.call_tool("list_expenses", {})
+                result = await client.call_tool(ALLOWED_TOOL, ALLOWED_ARGS)
                 seen["call_is_error"] = bool(result.is_error)
                 try:
-                    denied = await client.call_tool("delete_all_expenses", {})
+                    denied = await client.call_tool(HIDDEN_TOOL, {})
                     seen["hidden_call"] = f"answered, is_error={denied.is_error}"
                 except Exception as error:  # the gateway's JSON-RPC error −31001
                     seen["hidden_call"] = f"refused: {error}"

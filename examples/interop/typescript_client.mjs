@@ -3,7 +3,9 @@
 // one the grant does not allow, and prints one JSON line of what it saw for the Rust test.
 //
 // Environment: MCP_URL, MCP_TOKEN, MCP_MODE (legacy or auto), MCP_CLIENT_MODULE (the absolute
-// path of the SDK's ESM entry point: the SDK lives in .tools/, not next to this file).
+// path of the SDK's ESM entry point: the SDK lives in .tools/, not next to this file), and what
+// to call: MCP_ALLOWED_TOOL with MCP_ALLOWED_ARGS (JSON), MCP_HIDDEN_TOOL (defaults: the
+// expenses server's list_expenses and delete_all_expenses).
 import { pathToFileURL } from 'node:url';
 
 const { Client, StreamableHTTPClientTransport } = await import(
@@ -20,10 +22,14 @@ const client = new Client(
 await client.connect(transport);
 const seen = { protocolVersion: client.getNegotiatedProtocolVersion() };
 seen.tools = (await client.listTools()).tools.map((tool) => tool.name).sort();
-const allowed = await client.callTool({ name: 'list_expenses', arguments: {} });
+const allowed = await client.callTool({
+  name: process.env.MCP_ALLOWED_TOOL ?? 'list_expenses',
+  arguments: JSON.parse(process.env.MCP_ALLOWED_ARGS ?? '{}'),
+});
 seen.callIsError = Boolean(allowed.isError);
 try {
-  const denied = await client.callTool({ name: 'delete_all_expenses', arguments: {} });
+  const hidden = process.env.MCP_HIDDEN_TOOL ?? 'delete_all_expenses';
+  const denied = await client.callTool({ name: hidden, arguments: {} });
   seen.hiddenCall = `answered, isError=${denied.isError}`;
 } catch (error) {
   seen.hiddenCall = `refused: ${error.code} ${error.message}`;

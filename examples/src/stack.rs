@@ -34,9 +34,20 @@ pub struct StackOptions {
     /// Run the gateway as this `portcullis-gateway` binary in a process of its own, instead of
     /// on a thread of this one (to measure it alone).
     pub gateway_binary: Option<PathBuf>,
+    /// More upstreams for the gateway besides `expenses`, as YAML flow mappings
+    /// (`{name: x, url: '…'}`).
+    pub extra_upstreams: Vec<String>,
 }
 
 impl StackOptions {
+    /// As [`StackOptions::sqlite`], with one more upstream, `name` at `url`.
+    pub fn with_upstream(data_dir: &std::path::Path, name: &str, url: &str) -> Self {
+        Self {
+            extra_upstreams: vec![format!("{{name: {name}, url: '{url}'}}")],
+            ..Self::sqlite(data_dir)
+        }
+    }
+
     /// SQLite in `data_dir`, nothing else special.
     pub fn sqlite(data_dir: &std::path::Path) -> Self {
         Self {
@@ -46,6 +57,7 @@ impl StackOptions {
             issuer_relay: false,
             audit_dir: None,
             gateway_binary: None,
+            extra_upstreams: Vec::new(),
         }
     }
 }
@@ -69,6 +81,8 @@ pub struct Stack {
     pub expenses: ExpensesState,
     /// The relay between the gateway and the issuer, when asked for.
     pub issuer_relay: Option<Relay>,
+    /// The gateway's configuration file; the gateway reloads its upstreams when it changes.
+    pub gateway_config: PathBuf,
     gateway: Option<Gateway>,
     stop: watch::Sender<bool>,
 }
@@ -82,19 +96,28 @@ enum Gateway {
 
 /// A loopback port nobody is listening on right now (for Pingora, which binds by itself).
 ///
-/// The kernel may hand a port just released to the next caller, and tests start stacks in
-/// parallel: remember every port given out in this process and never give one twice, or two
-/// gateways (or a gateway and another's admin listener) could be told the same port.
+/// Between this call and the gateway's bind, the port is free, and tests start stacks in
+/// parallel. Two things could take it meanwhile: another caller of this function (so every
+/// port given out in this process is remembered and never given twice), and any listener bound
+/// to port 0, which gets the kernel's next ephemeral port (so ports are drawn below the
+/// ephemeral range, from 20000–32767, where the kernel never assigns one by itself).
 pub fn free_port() -> anyhow::Result<SocketAddr> {
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_768;
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut given = GIVEN
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    for _ in 0..100 {
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        if !given.contains(&addr.port()) {
-            given.push(addr.port());
-            return Ok(addr);
+    for _ in 0..1000 {
+        let mut random = [0u8; 2];
+        getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("random source: {e}"))?;
+        let port = LOW + u16::from_le_bytes(random) % SPAN;
+        if given.contains(&port) {
+            continue;
+        }
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            given.push(port);
+            return Ok(listener.local_addr()?);
         }
     }
     bail!("no unused loopback port found")
@@ -186,17 +209,24 @@ impl Stack {
             "listen: {gateway_addr}\nadmin_listen: {gateway_admin}\npublic_url: {gateway_url}\n\
              threads: 2\ngrace_period_seconds: 0\n\
              issuer: {{url: '{reach}', issuer: '{issuer_url}'}}\n\
-             upstreams:\n  - {{name: expenses, url: '{upstream_url}'}}\n{audit_yaml}{}",
+             upstreams:\n  - {{name: expenses, url: '{upstream_url}'}}\n{}{audit_yaml}{}",
+            options
+                .extra_upstreams
+                .iter()
+                .map(|u| format!("  - {u}\n"))
+                .collect::<String>(),
             options.gateway_extra_yaml
         );
+        // From a file in both cases, so the gateway reloads it when it changes.
+        let gateway_config = options.data_dir.join("gateway.yaml");
+        std::fs::write(&gateway_config, &yaml)?;
         let gateway = match &options.gateway_binary {
             Some(binary) => {
-                let path = options.data_dir.join("gateway.yaml");
-                std::fs::write(&path, &yaml)?;
+                let path = &gateway_config;
                 let log = std::fs::File::create(options.data_dir.join("gateway.log"))?;
                 let child = std::process::Command::new(binary)
                     .args(["run", "-c"])
-                    .arg(&path)
+                    .arg(path)
                     .stdout(log.try_clone()?)
                     .stderr(log)
                     .spawn()
@@ -204,7 +234,7 @@ impl Stack {
                 Gateway::Process(child)
             }
             None => {
-                let config = Config::from_yaml(&yaml).context("gateway configuration")?;
+                let config = Config::load(&gateway_config).context("gateway configuration")?;
                 // Starting blocks on a first fetch of the issuer's keys, which this runtime
                 // serves: keep its thread free meanwhile.
                 let gateway =
@@ -223,6 +253,7 @@ impl Stack {
             admin_token,
             expenses,
             issuer_relay,
+            gateway_config,
             gateway: Some(gateway),
             stop,
         };
@@ -230,12 +261,17 @@ impl Stack {
         Ok(stack)
     }
 
+    /// Waits until the gateway says it is ready and its proxy port accepts connections (the
+    /// two listeners start independently; under a slow start, such as valgrind's, the admin
+    /// one can answer first).
     async fn wait_ready(&self) -> anyhow::Result<()> {
         let url = format!("{}/readyz", self.gateway_admin_url);
+        let proxy = self.gateway_url.trim_start_matches("http://").to_owned();
         let client = reqwest::Client::new();
-        for _ in 0..200 {
+        for _ in 0..600 {
             if let Ok(response) = client.get(&url).send().await
                 && response.status().is_success()
+                && tokio::net::TcpStream::connect(&proxy).await.is_ok()
             {
                 return Ok(());
             }

@@ -355,8 +355,8 @@ async fn routing_headers_that_disagree_with_the_body_are_refused_before_the_upst
     ] {
         let (status, _, body) = post_with(&w, Some(&bearer), call, &headers).await;
         assert_eq!(status, 400, "{headers:?}: {body}");
-        assert_eq!(body["error"]["code"], -32600);
-        assert_eq!(body["error"]["id"], Value::Null);
+        assert_eq!(body["error"]["code"], -32020, "HeaderMismatch");
+        assert_eq!(body["id"], 9, "answered with the request's id");
     }
     assert_eq!(
         w.upstream_requests(),
@@ -572,7 +572,8 @@ async fn dns_rebinding_and_unknown_protocol_versions_are_refused() {
         }
         request.send()
     };
-    let status = |r: reqwest::Response| r.status().as_u16();
+    let status_of = |r: &reqwest::Response| r.status().as_u16();
+    let status = |r: reqwest::Response| status_of(&r);
     assert_eq!(
         status(
             send("evil.example.com", Some("http://evil.example.com"), None)
@@ -589,9 +590,17 @@ async fn dns_rebinding_and_unknown_protocol_versions_are_refused() {
         ),
         403
     );
-    assert_eq!(
-        status(send("localhost:1", None, Some("1999-01-01")).await.unwrap()),
-        400
+    let refused = send("localhost:1", None, Some("1999-01-01")).await.unwrap();
+    assert_eq!(status_of(&refused), 400);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["id"], 1, "answered with the request's id: {body}");
+    assert_eq!(body["error"]["code"], -32022, "UnsupportedProtocolVersion");
+    assert_eq!(body["error"]["data"]["requested"], "1999-01-01");
+    assert!(
+        body["error"]["data"]["supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("2025-11-25"))
     );
     assert_eq!(status(send("localhost:1", None, None).await.unwrap()), 200);
     assert_eq!(w.upstream_requests(), before);
@@ -607,11 +616,14 @@ async fn initialize(w: &World, token: &str) -> String {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    response.headers()["mcp-session-id"]
-        .to_str()
-        .unwrap()
-        .to_owned()
+    let status = response.status().as_u16();
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = response.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "initialize: {body}");
+    session.expect("the gateway names the session")
 }
 
 async fn in_session(w: &World, token: &str, session: &str, method: reqwest::Method) -> u16 {

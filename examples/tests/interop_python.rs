@@ -9,12 +9,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use portcullis_examples::everything::Everything;
+use portcullis_examples::interop::{Calls, tools_from_env};
 use portcullis_examples::stack::{Stack, StackOptions};
 use portcullis_issuer::{StorageOptions, users};
 use portcullis_policy::Constraints;
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "interop-password-123";
+/// The SDK's protocol modes: the 2025 handshake, negotiation, and 2026-07-28 only.
+const MODES: [&str; 3] = ["legacy", "auto", "2026-07-28"];
 
 fn python() -> Option<PathBuf> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools/py-mcp/bin/python");
@@ -29,16 +33,41 @@ fn python() -> Option<PathBuf> {
     None
 }
 
-async fn run_client(python: &PathBuf, stack: &Stack, mode: &str) -> Value {
+/// Creates alice in the built-in user store, allowed `tools` at `resource`.
+async fn create_alice(dir: &std::path::Path, resource: &str, tools: Value) {
+    let db = portcullis_issuer::open_database(&StorageOptions {
+        data_dir: dir.to_owned(),
+        database_url: None,
+        key_encryption_secret: None,
+    })
+    .await
+    .unwrap();
+    let allowance =
+        Constraints::from_authorization_details(&[json!({"type": "mcp_tools", "tools": tools})])
+            .unwrap();
+    users::create(
+        &db,
+        "alice",
+        PASSWORD,
+        vec![resource.to_owned()],
+        allowance,
+        portcullis_issuer::now(),
+    )
+    .await
+    .unwrap();
+}
+
+async fn run_client(python: &PathBuf, url: &str, mode: &str, calls: &Calls) -> Value {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/python_oauth_client.py");
-    let run = tokio::process::Command::new(python)
-        .arg(script)
-        .env("MCP_URL", &stack.resource)
+    let mut run = tokio::process::Command::new(python);
+    run.arg(script)
+        .env("MCP_URL", url)
         .env("MCP_USERNAME", "alice")
         .env("MCP_PASSWORD", PASSWORD)
         .env("MCP_MODE", mode)
-        .kill_on_drop(true)
-        .output();
+        .kill_on_drop(true);
+    calls.apply(&mut run);
+    let run = run.output();
     let output = tokio::time::timeout(Duration::from_secs(120), run)
         .await
         .expect("the Python client finished within two minutes")
@@ -62,31 +91,15 @@ async fn the_python_sdk_signs_in_through_discovery_and_consent_then_calls_throug
     let stack = Stack::start(&StackOptions::sqlite(dir.path()))
         .await
         .unwrap();
-    let db = portcullis_issuer::open_database(&StorageOptions {
-        data_dir: dir.path().to_owned(),
-        database_url: None,
-        key_encryption_secret: None,
-    })
-    .await
-    .unwrap();
-    let allowance = Constraints::from_authorization_details(&[json!({
-        "type": "mcp_tools",
-        "tools": ["expenses/list_expenses", "expenses/submit_expense"],
-    })])
-    .unwrap();
-    users::create(
-        &db,
-        "alice",
-        PASSWORD,
-        vec![stack.resource.clone()],
-        allowance,
-        portcullis_issuer::now(),
+    create_alice(
+        dir.path(),
+        &stack.resource,
+        json!(["expenses/list_expenses", "expenses/submit_expense"]),
     )
-    .await
-    .unwrap();
+    .await;
 
-    for mode in ["legacy", "auto"] {
-        let seen = run_client(&python, &stack, mode).await;
+    for mode in MODES {
+        let seen = run_client(&python, &stack.resource, mode, &Calls::EXPENSES).await;
         let metrics = reqwest::get(format!("{}/metrics", stack.gateway_admin_url))
             .await
             .unwrap()
@@ -125,11 +138,45 @@ async fn the_python_sdk_signs_in_through_discovery_and_consent_then_calls_throug
         .collect();
     assert_eq!(
         calls.len(),
-        2,
+        MODES.len(),
         "one allowed call per mode; the hidden one never arrived"
     );
     for call in calls {
         assert_eq!(call.subject.as_deref(), Some("alice"));
         assert!(call.actors[0].starts_with("dyn-"), "{:?}", call.actors);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_signs_in_and_reaches_server_everything_through_the_gateway() {
+    let Some(python) = python() else { return };
+    let Some([node, entry]) = tools_from_env(["PORTCULLIS_NODE", "PORTCULLIS_EVERYTHING"]) else {
+        return;
+    };
+    let dir = tempfile::TempDir::new().unwrap();
+    let (everything, stack) = Everything::behind_gateway(&node, entry.as_ref(), dir.path())
+        .await
+        .unwrap();
+    let resource = format!("{}/mcp/everything", stack.gateway_url);
+    create_alice(
+        dir.path(),
+        &resource,
+        json!(["everything/echo", "everything/get-sum"]),
+    )
+    .await;
+    // server-everything speaks the 2025 protocol only: auto negotiates down to it.
+    for mode in ["legacy", "auto"] {
+        let seen = run_client(&python, &resource, mode, &Calls::EVERYTHING).await;
+        assert_eq!(seen["resource"], resource.as_str(), "RFC 8707 resource");
+        assert_eq!(
+            seen["tools"],
+            json!(["echo", "get-sum"]),
+            "[{mode}] the list is filtered to what alice approved"
+        );
+        assert_eq!(seen["call_is_error"], false, "[{mode}] {seen}");
+        let hidden = seen["hidden_call"].as_str().unwrap_or_default();
+        assert!(hidden.starts_with("refused"), "[{mode}] {hidden}");
+    }
+    stack.stop();
+    everything.stop().await;
 }

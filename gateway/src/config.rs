@@ -19,9 +19,12 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::fleet::Fleet;
 
 /// Pingora replays a request body it has buffered for us only up to 64 KiB, so a larger body
 /// could not be judged before it is sent; larger bodies are refused with 413.
@@ -142,6 +145,22 @@ pub struct RawConfig {
     pub revocation: RawRevocation,
     /// The MCP servers behind the gateway.
     pub upstreams: Vec<RawUpstream>,
+    /// Endpoints that federate several upstreams under namespaced tool names.
+    #[serde(default)]
+    pub fleets: Vec<RawFleet>,
+}
+
+/// One fleet as written: `{name: office, members: [mail, expenses]}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFleet {
+    /// The name in `/mcp/{name}`; shares that space with the upstreams.
+    pub name: String,
+    /// Names of upstreams; their tools appear as `{member}__{tool}`.
+    pub members: Vec<String>,
+    /// The resource identifier tokens must carry in `aud`; default `{public_url}/mcp/{name}`.
+    #[serde(default)]
+    pub resource: Option<String>,
 }
 
 /// Revocation settings as written.
@@ -390,7 +409,7 @@ fn default_idle_timeout() -> u64 {
 }
 
 /// A validated configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Proxy listen address.
     pub listen: SocketAddr,
@@ -430,16 +449,20 @@ pub struct Config {
     pub revocation_sources: crate::revocation::Sources,
     /// Longest wait between reconnection attempts.
     pub revocation_retry_max: Duration,
-    /// Upstreams.
-    pub upstreams: Vec<Upstream>,
+    /// Upstreams (shared with the requests and live work that use them, across reloads).
+    pub upstreams: Vec<Arc<Upstream>>,
+    /// Fleets over those upstreams.
+    pub fleets: Vec<Arc<Fleet>>,
     /// The decision audit log, if configured.
     pub audit: Option<crate::decision_log::AuditConfig>,
     /// The tool pins file, if pinning is on.
     pub pins_file: Option<PathBuf>,
+    /// The file this was read from, watched for changes by a running gateway.
+    pub source: Option<PathBuf>,
 }
 
 /// A validated upstream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Upstream {
     /// Name.
     pub name: String,
@@ -557,6 +580,72 @@ fn audit_config(
     })
 }
 
+fn fleets(
+    raw: Vec<RawFleet>,
+    upstreams: &[Arc<Upstream>],
+    public_url: &str,
+) -> Result<Vec<Arc<Fleet>>, ConfigError> {
+    let mut fleets: Vec<Arc<Fleet>> = Vec::with_capacity(raw.len());
+    for (i, fleet) in raw.into_iter().enumerate() {
+        let field = |f: &str| format!("fleets[{i}].{f}");
+        if !valid_name(&fleet.name) {
+            return Err(invalid(
+                field("name"),
+                "use 1-64 characters of [A-Za-z0-9_.-]",
+            ));
+        }
+        if upstreams.iter().any(|u| u.name == fleet.name)
+            || fleets.iter().any(|f| f.name == fleet.name)
+        {
+            return Err(invalid(
+                field("name"),
+                format!("{:?} already names an upstream or fleet", fleet.name),
+            ));
+        }
+        let resource = fleet
+            .resource
+            .unwrap_or_else(|| format!("{public_url}/mcp/{}", fleet.name));
+        if upstreams.iter().any(|u| u.resource == resource)
+            || fleets.iter().any(|f| f.resource == resource)
+        {
+            return Err(invalid(
+                field("resource"),
+                format!("{resource:?} is used twice"),
+            ));
+        }
+        if fleet.members.is_empty() {
+            return Err(invalid(field("members"), "name at least one upstream"));
+        }
+        let mut members: Vec<Arc<Upstream>> = Vec::with_capacity(fleet.members.len());
+        for (j, name) in fleet.members.iter().enumerate() {
+            let field = field(&format!("members[{j}]"));
+            let upstream = upstreams
+                .iter()
+                .find(|u| u.name == *name)
+                .ok_or_else(|| invalid(&field, format!("no upstream is named {name:?}")))?;
+            if members.iter().any(|m| m.name == *name) {
+                return Err(invalid(field, format!("{name:?} is listed twice")));
+            }
+            if !crate::fleet::valid_member_name(name) {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "{name:?} contains \"__\" or ends in \"_\": its namespaced tool \
+                         names could be read two ways"
+                    ),
+                ));
+            }
+            members.push(upstream.clone());
+        }
+        fleets.push(Arc::new(Fleet {
+            name: fleet.name,
+            resource,
+            members,
+        }));
+    }
+    Ok(fleets)
+}
+
 fn socket_addr(field: &str, text: &str) -> Result<SocketAddr, ConfigError> {
     text.parse()
         .map_err(|_| invalid(field, format!("{text:?} is not an IP:port address")))
@@ -577,7 +666,9 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_yaml(&text)
+        let mut config = Self::from_yaml(&text)?;
+        config.source = Some(path.to_owned());
+        Ok(config)
     }
 
     /// Parses and validates YAML text.
@@ -645,7 +736,7 @@ impl Config {
                     "use 1-64 characters of [A-Za-z0-9_.-]",
                 ));
             }
-            if upstreams.iter().any(|u: &Upstream| u.name == up.name) {
+            if upstreams.iter().any(|u: &Arc<Upstream>| u.name == up.name) {
                 return Err(invalid(
                     field("name"),
                     format!("{:?} is used twice", up.name),
@@ -664,7 +755,10 @@ impl Config {
                 .unwrap_or_else(|| format!("{public_url}/mcp/{}", up.name));
             // A token is bound to one resource; two upstreams sharing one would accept each
             // other's tokens.
-            if upstreams.iter().any(|u: &Upstream| u.resource == resource) {
+            if upstreams
+                .iter()
+                .any(|u: &Arc<Upstream>| u.resource == resource)
+            {
                 return Err(invalid(
                     field("resource"),
                     format!("{resource:?} is used twice"),
@@ -676,7 +770,7 @@ impl Config {
                     "timeouts must be positive",
                 ));
             }
-            upstreams.push(Upstream {
+            upstreams.push(Arc::new(Upstream {
                 resource,
                 audience: up.audience.unwrap_or_else(|| up.url.clone()),
                 name: up.name,
@@ -688,7 +782,7 @@ impl Config {
                 auth: downstream_auth(&field("downstream_auth"), up.downstream_auth)?,
                 connect_timeout: Duration::from_secs(up.connect_timeout_seconds),
                 idle_timeout: Duration::from_secs(up.idle_timeout_seconds),
-            });
+            }));
         }
         let admin_token = match &raw.admin_token_file {
             Some(path) => Some(
@@ -705,13 +799,16 @@ impl Config {
                 "the admin token must be at least 16 characters",
             ));
         }
+        let fleets = fleets(raw.fleets, &upstreams, &public_url)?;
         let audit = raw
             .audit
             .map(|audit| audit_config(audit, &issuer_url))
             .transpose()?;
         Ok(Config {
+            fleets,
             audit,
             pins_file: raw.pins_file,
+            source: None,
             admin_token,
             allowed_hosts: raw.allowed_hosts,
             allowed_origins: raw.allowed_origins,
@@ -739,7 +836,7 @@ impl Config {
     }
 
     /// The upstream named `name`.
-    pub fn upstream(&self, name: &str) -> Option<&Upstream> {
+    pub fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {
         self.upstreams.iter().find(|u| u.name == name)
     }
 }
@@ -768,6 +865,62 @@ upstreams:
         assert_eq!(c.jwks_url, "http://127.0.0.1:9000/.well-known/jwks.json");
         assert_eq!(c.issuer, "http://127.0.0.1:9000");
         assert_eq!(c.max_body_bytes, MAX_BODY_LIMIT);
+    }
+
+    #[test]
+    fn a_fleet_names_existing_upstreams_whose_namespaced_names_split_one_way() {
+        let two = BASE.replace(
+            "upstreams:\n",
+            "upstreams:\n  - {name: mail, url: 'http://127.0.0.1:8002/mcp'}\n",
+        );
+        let config = Config::from_yaml(&format!(
+            "{two}fleets: [{{name: office, members: [mail, expenses]}}]\n"
+        ))
+        .unwrap();
+        let fleet = &config.fleets[0];
+        assert_eq!(fleet.resource, "https://gw.example.com/mcp/office");
+        let members: Vec<&str> = fleet.members.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(members, ["mail", "expenses"]);
+
+        for (fleets, field) in [
+            (
+                "[{name: office, members: [nosuch]}]",
+                "fleets[0].members[0]",
+            ),
+            (
+                "[{name: office, members: [mail, mail]}]",
+                "fleets[0].members[1]",
+            ),
+            ("[{name: office, members: []}]", "fleets[0].members"),
+            ("[{name: mail, members: [expenses]}]", "fleets[0].name"),
+            (
+                "[{name: a, members: [mail]}, {name: a, members: [expenses]}]",
+                "fleets[1].name",
+            ),
+            (
+                "[{name: office, members: [mail], resource: 'https://gw.example.com/mcp/expenses'}]",
+                "fleets[0].resource",
+            ),
+        ] {
+            match Config::from_yaml(&format!("{two}fleets: {fleets}\n")) {
+                Err(ConfigError::Invalid { field: got, .. }) => assert_eq!(got, field, "{fleets}"),
+                other => panic!("{fleets}: expected an error at {field}, got {other:?}"),
+            }
+        }
+        for bad in ["mail__box", "mail_"] {
+            let yaml = BASE.replace(
+                "upstreams:\n",
+                &format!("upstreams:\n  - {{name: {bad}, url: 'http://127.0.0.1:8002/mcp'}}\n"),
+            );
+            let refused = Config::from_yaml(&format!(
+                "{yaml}fleets: [{{name: office, members: [{bad}]}}]\n"
+            ));
+            assert!(
+                matches!(&refused, Err(ConfigError::Invalid { field, reason })
+                    if field == "fleets[0].members[0]" && reason.contains("two ways")),
+                "{bad}: {refused:?}"
+            );
+        }
     }
 
     #[test]

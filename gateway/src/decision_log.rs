@@ -31,7 +31,7 @@ const CURSOR_FILE: &str = "shipped";
 const SHIP_BATCH: usize = 500;
 
 /// Where decisions go.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditConfig {
     /// The directory of the log and the shipping cursor.
     pub dir: PathBuf,

@@ -1,10 +1,10 @@
-//! OAuth discovery for MCP clients: RFC 9728 protected-resource metadata per upstream, and the
-//! `resource_metadata` parameter of the 401 challenge that points to it.
+//! OAuth discovery for MCP clients: RFC 9728 protected-resource metadata per upstream and per
+//! fleet, and the `resource_metadata` parameter of the 401 challenge that points to it.
 //!
-//! Each upstream is its own protected resource, `{public_url}/mcp/{name}`; its metadata lives
-//! where RFC 9728 §3.1 puts it, `/.well-known/oauth-protected-resource` inserted between the
-//! origin and the path, and its `resource` is exactly the URL clients use (§3.3), so clients
-//! accept it. The documents are built once, at start.
+//! Each upstream and each fleet is its own protected resource, `{public_url}/mcp/{name}`; its
+//! metadata lives where RFC 9728 §3.1 puts it, `/.well-known/oauth-protected-resource` inserted
+//! between the origin and the path, and its `resource` is exactly the URL clients use (§3.3), so clients
+//! accept it. The documents are built with the upstream table, at start and on each reload.
 
 use std::collections::HashMap;
 
@@ -20,7 +20,6 @@ pub const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
 #[derive(Debug, Default)]
 pub struct Discovery {
     documents: HashMap<String, Bytes>,
-    metadata_urls: Vec<String>,
 }
 
 fn split_origin(url: &str) -> (&str, &str) {
@@ -31,24 +30,29 @@ fn split_origin(url: &str) -> (&str, &str) {
     }
 }
 
+/// The metadata URL of the protected resource `resource`, for `WWW-Authenticate`.
+pub fn metadata_url(resource: &str) -> String {
+    let (origin, path) = split_origin(resource);
+    format!("{origin}{WELL_KNOWN}{path}")
+}
+
 impl Discovery {
-    /// Builds the documents of `config`'s upstreams.
+    /// Builds the documents of `config`'s upstreams and fleets.
     pub fn new(config: &Config) -> Self {
         let mut discovery = Self::default();
-        for upstream in &config.upstreams {
-            let (origin, path) = split_origin(&upstream.resource);
+        let upstreams = config.upstreams.iter().map(|u| (&u.name, &u.resource));
+        let fleets = config.fleets.iter().map(|f| (&f.name, &f.resource));
+        for (name, resource) in upstreams.chain(fleets) {
+            let (_, path) = split_origin(resource);
             let metadata_path = format!("{WELL_KNOWN}{path}");
             let document = json!({
-                "resource": upstream.resource,
+                "resource": resource,
                 "authorization_servers": [config.issuer],
                 "bearer_methods_supported": ["header"],
-                "resource_name": upstream.name,
+                "resource_name": name,
                 "authorization_details_types_supported": [portcullis_policy::constraint::MCP_TOOLS_TYPE],
                 "resource_signing_alg_values_supported": ["EdDSA", "ES256"],
             });
-            discovery
-                .metadata_urls
-                .push(format!("{origin}{metadata_path}"));
             discovery
                 .documents
                 .insert(metadata_path, Bytes::from(document.to_string()));
@@ -59,11 +63,6 @@ impl Discovery {
     /// The metadata document served at `path`, if any.
     pub fn document(&self, path: &str) -> Option<&Bytes> {
         self.documents.get(path)
-    }
-
-    /// The metadata URL of upstream `index`, for `WWW-Authenticate`.
-    pub fn metadata_url(&self, index: usize) -> Option<&str> {
-        self.metadata_urls.get(index).map(String::as_str)
     }
 }
 
@@ -81,8 +80,8 @@ mod tests {
         .unwrap();
         let discovery = Discovery::new(&config);
         assert_eq!(
-            discovery.metadata_url(0),
-            Some("https://gw.example.com/.well-known/oauth-protected-resource/mcp/expenses")
+            metadata_url(&config.upstreams[0].resource),
+            "https://gw.example.com/.well-known/oauth-protected-resource/mcp/expenses"
         );
         let document: serde_json::Value = serde_json::from_slice(
             discovery

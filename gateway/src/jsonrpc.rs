@@ -62,6 +62,14 @@ impl Message {
         }
     }
 
+    /// The request id, to answer a refused request with; `Null` for anything else.
+    pub fn id(&self) -> Value {
+        match self {
+            Message::Request { id, .. } => id.clone(),
+            _ => Value::Null,
+        }
+    }
+
     /// The message itself, or each element of a batch.
     pub fn elements(&self) -> &[Message] {
         match self {

@@ -17,8 +17,12 @@
 //! | −31007 | the token, grant, agent, user or session was revoked (`data.revocation`) | 401, or a final SSE event |
 //! | −31008 | revocation knowledge too old, strict mode | 503 |
 //! | −31009 | `Host` or `Origin` not accepted (DNS rebinding) | 403 |
+//! | −32020 | an `Mcp-Method`/`Mcp-Name` header disagrees with the body | 400 |
+//! | −32022 | unsupported `MCP-Protocol-Version` (`data.supported`, `data.requested`) | 400 |
 //! | −32700 | parse error (including duplicate keys) | 400 |
-//! | −32600 | invalid request (including batches) | 400 |
+//! | −32600 | invalid request (including batches; a fleet request before `initialize`) | 400 |
+//! | −32601 | a method a fleet endpoint does not serve | 200; 404 in 2026-07-28 |
+//! | −32602 | an unknown tool on a fleet endpoint | 200 |
 //!
 //! Denials name the rule that failed and the tool the agent asked for, never the tools it may
 //! not see.
@@ -44,6 +48,11 @@ pub const REVOKED: i64 = -31007;
 pub const STALE: i64 = -31008;
 /// A `Host` or `Origin` the gateway does not accept.
 pub const FORBIDDEN: i64 = -31009;
+
+/// A routing header that disagrees with the body (MCP 2026-07-28 `HeaderMismatch`).
+pub const HEADER_MISMATCH: i64 = -32020;
+/// An unsupported protocol version (MCP 2026-07-28 `UnsupportedProtocolVersionError`).
+pub const UNSUPPORTED_VERSION: i64 = -32022;
 
 /// `MCP-Protocol-Version` values the gateway accepts.
 pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 5] = [
@@ -99,8 +108,21 @@ pub enum GatewayError {
     #[error("forbidden: {0}")]
     Forbidden(crate::origin::OriginError),
     /// An `MCP-Protocol-Version` the gateway does not know.
-    #[error("unsupported MCP-Protocol-Version {0:?}")]
-    UnsupportedProtocolVersion(String),
+    #[error("unsupported MCP-Protocol-Version {requested:?}")]
+    UnsupportedProtocolVersion {
+        /// The request id, if it could be read.
+        id: Value,
+        /// The version asked for.
+        requested: String,
+    },
+    /// An `Mcp-Method` or `Mcp-Name` header that says something else than the body.
+    #[error("header mismatch: {reason}")]
+    HeaderMismatch {
+        /// The request id, if it could be read.
+        id: Value,
+        /// Which header, and what each side said.
+        reason: String,
+    },
     /// The body is not JSON, or has duplicate keys.
     #[error("parse error: {0}")]
     Parse(String),
@@ -146,6 +168,30 @@ pub enum GatewayError {
     /// The upstream failed.
     #[error("upstream failed: {0}")]
     Upstream(String),
+    /// A request on a fleet endpoint, in a revision with sessions, without one.
+    #[error("no session: send initialize first, then its Mcp-Session-Id")]
+    SessionRequired {
+        /// The request id.
+        id: Value,
+    },
+    /// A method a fleet endpoint does not serve.
+    #[error("method not found: {method}")]
+    MethodNotFound {
+        /// The request id.
+        id: Value,
+        /// The method.
+        method: String,
+        /// Whether the request was of revision 2026-07-28, where this is an HTTP 404.
+        stateless: bool,
+    },
+    /// A tool name on a fleet endpoint that names no member's tool.
+    #[error("Unknown tool: {name}")]
+    UnknownTool {
+        /// The request id.
+        id: Value,
+        /// The name asked for.
+        name: String,
+    },
     /// A response could not be filtered, so it was withheld.
     #[error("the upstream response could not be filtered")]
     FilterFailed {
@@ -187,7 +233,8 @@ impl GatewayError {
             | GatewayError::Revoked { .. } => 401,
             GatewayError::RevocationStale => 503,
             GatewayError::Forbidden(_) => 403,
-            GatewayError::UnsupportedProtocolVersion(_) => 400,
+            GatewayError::UnsupportedProtocolVersion { .. }
+            | GatewayError::HeaderMismatch { .. } => 400,
             GatewayError::Denied(_)
             | GatewayError::Frozen { .. }
             | GatewayError::ToolChanged { .. }
@@ -202,6 +249,15 @@ impl GatewayError {
             GatewayError::MethodNotAllowed => 405,
             GatewayError::Upstream(_) => 502,
             GatewayError::FilterFailed { .. } => 500,
+            GatewayError::SessionRequired { .. } => 400,
+            GatewayError::MethodNotFound { stateless, .. } => {
+                if *stateless {
+                    404
+                } else {
+                    200
+                }
+            }
+            GatewayError::UnknownTool { .. } => 200,
         }
     }
 
@@ -212,7 +268,8 @@ impl GatewayError {
             GatewayError::Revoked { .. } => REVOKED,
             GatewayError::RevocationStale => STALE,
             GatewayError::Forbidden(_) => FORBIDDEN,
-            GatewayError::UnsupportedProtocolVersion(_) => -32600,
+            GatewayError::UnsupportedProtocolVersion { .. } => UNSUPPORTED_VERSION,
+            GatewayError::HeaderMismatch { .. } => HEADER_MISMATCH,
             GatewayError::Denied(_)
             | GatewayError::Frozen { .. }
             | GatewayError::ToolChanged { .. }
@@ -227,6 +284,9 @@ impl GatewayError {
             GatewayError::NotFound | GatewayError::UnknownSession => NOT_FOUND,
             GatewayError::Upstream(_) => UPSTREAM_FAILED,
             GatewayError::FilterFailed { .. } => INTERNAL,
+            GatewayError::SessionRequired { .. } => -32600,
+            GatewayError::MethodNotFound { .. } => -32601,
+            GatewayError::UnknownTool { .. } => -32602,
         }
     }
 
@@ -238,7 +298,8 @@ impl GatewayError {
             GatewayError::Revoked { .. } => "revoked",
             GatewayError::RevocationStale => "revocation_stale",
             GatewayError::Forbidden(_) => "forbidden",
-            GatewayError::UnsupportedProtocolVersion(_) => "protocol_version",
+            GatewayError::UnsupportedProtocolVersion { .. } => "protocol_version",
+            GatewayError::HeaderMismatch { .. } => "header_mismatch",
             GatewayError::Denied(_) => "denied",
             GatewayError::Frozen { .. } => "frozen",
             GatewayError::ToolChanged { .. } => "tool_changed",
@@ -254,6 +315,9 @@ impl GatewayError {
             GatewayError::MethodNotAllowed => "method_not_allowed",
             GatewayError::Upstream(_) => "upstream_failed",
             GatewayError::FilterFailed { .. } => "filter_failed",
+            GatewayError::SessionRequired { .. } => "session_required",
+            GatewayError::MethodNotFound { .. } => "method_not_found",
+            GatewayError::UnknownTool { .. } => "unknown_tool",
         }
     }
 
@@ -264,9 +328,13 @@ impl GatewayError {
             | GatewayError::Frozen { id, .. }
             | GatewayError::ToolChanged { id, .. }
             | GatewayError::BatchSibling { id } => id.clone(),
-            GatewayError::InvalidRequest { id, .. } | GatewayError::FilterFailed { id } => {
-                id.clone()
-            }
+            GatewayError::InvalidRequest { id, .. }
+            | GatewayError::HeaderMismatch { id, .. }
+            | GatewayError::UnsupportedProtocolVersion { id, .. }
+            | GatewayError::FilterFailed { id }
+            | GatewayError::SessionRequired { id }
+            | GatewayError::MethodNotFound { id, .. }
+            | GatewayError::UnknownTool { id, .. } => id.clone(),
             _ => Value::Null,
         }
     }
@@ -283,7 +351,7 @@ impl GatewayError {
                 Some(data)
             }
             GatewayError::InvalidToken(e) => Some(json!({"reason": e.code()})),
-            GatewayError::UnsupportedProtocolVersion(requested) => {
+            GatewayError::UnsupportedProtocolVersion { requested, .. } => {
                 Some(json!({"supported": SUPPORTED_PROTOCOL_VERSIONS, "requested": requested}))
             }
             GatewayError::Frozen { tool, pattern, .. } => {

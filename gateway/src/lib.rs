@@ -15,19 +15,23 @@ pub mod controls;
 pub mod decision_log;
 pub mod discovery;
 pub mod downstream_token;
+pub mod fleet;
 pub mod issuer_keys;
 pub mod jsonrpc;
 pub mod jsonrpc_error;
+pub mod members;
 pub mod metrics;
 pub mod origin;
 pub mod pins;
 pub mod proxy;
 pub mod rate_limit;
 pub mod revocation;
+pub mod routes;
 pub mod session;
 pub mod sse;
 pub mod token_cache;
 pub mod tools_list;
+pub mod upstream_client;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,6 +105,80 @@ impl BackgroundService for PinReloader {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 () = tokio::time::sleep(Duration::from_secs(1)) => pins.reload_if_changed(),
+            }
+        }
+    }
+}
+
+/// Reloads the upstream table on SIGHUP and when the configuration file changes.
+struct ConfigReloader {
+    state: Arc<GatewayState>,
+}
+
+impl ConfigReloader {
+    fn reload(&self) {
+        match routes::reload(&self.state.config) {
+            Ok(Some((routes, reloaded))) => {
+                self.state.routes.store(Arc::new(routes));
+                metrics::config_reload("applied");
+                tracing::info!("configuration reloaded: {} upstream(s)", reloaded.upstreams);
+                if reloaded.restart_needed {
+                    tracing::warn!(
+                        "the configuration file changes settings other than upstreams, \
+                         allowed_hosts and allowed_origins; those apply after a restart"
+                    );
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                metrics::config_reload("invalid");
+                tracing::error!("configuration not reloaded, the running one stays: {e}");
+            }
+        }
+    }
+}
+
+/// The file's contents, to notice a change however it was made (edit, rename, symlink swap).
+fn file_contents(path: Option<&std::path::Path>) -> Option<Vec<u8>> {
+    std::fs::read(path?).ok()
+}
+
+#[async_trait]
+impl BackgroundService for ConfigReloader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let source = self.state.config.source.as_deref();
+        if source.is_none() {
+            return;
+        }
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            Ok(signal) => Some(signal),
+            Err(e) => {
+                tracing::warn!("SIGHUP will not reload the configuration: {e}");
+                None
+            }
+        };
+        let mut seen = file_contents(source);
+        loop {
+            let hung_up = async {
+                match hangup.as_mut() {
+                    Some(signal) => signal.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = hung_up => {
+                    seen = file_contents(source);
+                    self.reload();
+                }
+                () = tokio::time::sleep(Duration::from_secs(1)) => {
+                    let now = file_contents(source);
+                    if now.is_some() && now != seen {
+                        seen = now;
+                        self.reload();
+                    }
+                }
             }
         }
     }
@@ -254,15 +332,10 @@ pub fn prepare(config: Config) -> Result<Arc<GatewayState>, StartError> {
         decisions,
         decision_writer,
         controls: controls::Controls::new(config.admin_token.as_deref()),
-        discovery: discovery::Discovery::new(&config),
+        routes: arc_swap::ArcSwap::from_pointee(routes::Routes::new(&config)),
         sessions: session::Sessions::default(),
         rate_limiter: rate_limit::RateLimiter::default(),
         token_cache: token_cache::TokenCache::new(config.token_cache_size, config.leeway_seconds),
-        host_policy: origin::HostPolicy::new(
-            &config.public_url,
-            &config.allowed_hosts,
-            &config.allowed_origins,
-        ),
         config,
         keys,
         revocations,
@@ -331,7 +404,15 @@ pub fn run(state: Arc<GatewayState>, shutdown: Box<dyn ShutdownSignalWatch>) {
         },
     );
 
+    let reloader = background_service(
+        "portcullis-config-reload",
+        ConfigReloader {
+            state: state.clone(),
+        },
+    );
+
     server.add_service(proxy);
+    server.add_service(reloader);
     server.add_service(shipper);
     server.add_service(pin_reloader);
     server.add_service(admin);

@@ -154,6 +154,15 @@ fn main() -> ExitCode {
                     up.name, up.addr, up.resource, up.auth
                 );
             }
+            for fleet in &config.fleets {
+                let members: Vec<&str> = fleet.members.iter().map(|m| m.name.as_str()).collect();
+                println!(
+                    "  /mcp/{} -> fleet of {} (resource {}, tools named member__tool)",
+                    fleet.name,
+                    members.join(", "),
+                    fleet.resource
+                );
+            }
             ExitCode::SUCCESS
         }
         Command::Run { .. } => match portcullis_gateway::prepare(config) {

@@ -24,6 +24,7 @@ struct Metrics {
     decisions_logged: prometheus::IntGauge,
     decisions_unshipped: prometheus::IntGauge,
     tool_changes: IntCounterVec,
+    reloads: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -112,8 +113,17 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["upstream"],
     )
     .expect("valid metric");
+    let reloads = IntCounterVec::new(
+        Opts::new(
+            "portcullis_gateway_config_reloads_total",
+            "Configuration reloads, by outcome (applied, invalid).",
+        ),
+        &["outcome"],
+    )
+    .expect("valid metric");
     for collector in [
         Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(reloads.clone()),
         Box::new(tool_changes.clone()),
         Box::new(decisions_logged.clone()),
         Box::new(decisions_unshipped.clone()),
@@ -144,8 +154,14 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         decisions_logged,
         decisions_unshipped,
         tool_changes,
+        reloads,
     }
 });
+
+/// Counts a configuration reload (`applied` or `invalid`).
+pub fn config_reload(outcome: &'static str) {
+    METRICS.reloads.with_label_values(&[outcome]).inc();
+}
 
 /// Counts a changed tool definition held back.
 pub fn tool_changed(upstream: &str) {

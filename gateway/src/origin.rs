@@ -4,7 +4,9 @@
 //! requests there, but the browser still says `Host: evil.example` and `Origin:
 //! https://evil.example`. The gateway accepts only its own public host, loopback names (for
 //! local clients), and configured extras; and `Origin`, when present (browsers), only from
-//! configured origins, by default the public URL's own. Non-browser clients send no `Origin`.
+//! configured origins, by default the public URL's own, or, on a loopback `Host`, from a
+//! loopback origin (a local tool's page; a rebinding page's origin is never loopback).
+//! Non-browser clients send no `Origin`.
 
 /// Which `Host` and `Origin` values are accepted.
 #[derive(Debug, Clone)]
@@ -34,6 +36,10 @@ fn host_name(authority: &str) -> &str {
     authority
         .rsplit_once(':')
         .map_or(authority, |(host, _)| host)
+}
+
+fn is_loopback(authority: &str) -> bool {
+    matches!(host_name(authority), "localhost" | "127.0.0.1" | "::1")
 }
 
 impl HostPolicy {
@@ -69,14 +75,18 @@ impl HostPolicy {
             .ok_or(OriginError::MissingHost)?
             .trim()
             .to_ascii_lowercase();
-        let name = host_name(&host);
-        let loopback = matches!(name, "localhost" | "127.0.0.1" | "::1");
+        let loopback = is_loopback(&host);
         if !loopback && !self.hosts.contains(&host) {
             return Err(OriginError::ForeignHost(host));
         }
         if let Some(origin) = origin {
             let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
-            if !self.origins.contains(&origin) {
+            let local = loopback
+                && ["http://", "https://"]
+                    .iter()
+                    .find_map(|scheme| origin.strip_prefix(scheme))
+                    .is_some_and(is_loopback);
+            if !local && !self.origins.contains(&origin) {
                 return Err(OriginError::ForeignOrigin(origin));
             }
         }
@@ -130,5 +140,29 @@ mod tests {
             Ok(())
         );
         assert_eq!(p.check(None, None), Err(OriginError::MissingHost));
+    }
+
+    #[test]
+    fn a_loopback_origin_is_accepted_only_on_a_loopback_host() {
+        let p = policy();
+        assert_eq!(
+            p.check(Some("127.0.0.1:8080"), Some("http://127.0.0.1:8080")),
+            Ok(())
+        );
+        assert_eq!(
+            p.check(Some("localhost:8080"), Some("http://localhost:5173")),
+            Ok(())
+        );
+        assert_eq!(
+            p.check(Some("gw.example.com"), Some("http://localhost:5173")),
+            Err(OriginError::ForeignOrigin("http://localhost:5173".into()))
+        );
+        // A look-alike is not loopback.
+        assert_eq!(
+            p.check(Some("127.0.0.1"), Some("http://127.0.0.1.evil.example")),
+            Err(OriginError::ForeignOrigin(
+                "http://127.0.0.1.evil.example".into()
+            ))
+        );
     }
 }

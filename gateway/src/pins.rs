@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
@@ -127,16 +126,27 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PinError + '_ {
     }
 }
 
-fn read(path: &Path) -> Result<PinFile, PinError> {
+/// The file's bytes; an absent file reads as empty.
+fn read_bytes(path: &Path) -> Result<Vec<u8>, PinError> {
     match std::fs::read(path) {
-        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Ok(PinFile::default()),
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| PinError::Corrupt {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(PinFile::default()),
+        Ok(bytes) => Ok(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(io(path)(e)),
     }
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<PinFile, PinError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(PinFile::default());
+    }
+    serde_json::from_slice(bytes).map_err(|e| PinError::Corrupt {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn encode(pins: &PinFile) -> Vec<u8> {
+    serde_json::to_vec_pretty(pins).expect("pins serialise")
 }
 
 /// Changes the pins file under its lock: read, `change`, replace atomically.
@@ -147,10 +157,10 @@ pub fn update<T>(
     let lock_path = path.with_extension("lock");
     let lock = File::create(&lock_path).map_err(io(&lock_path))?;
     lock.lock().map_err(io(&lock_path))?;
-    let mut pins = read(path)?;
+    let mut pins = parse(path, &read_bytes(path)?)?;
     let value = change(&mut pins)?;
     let tmp = path.with_extension("tmp");
-    let text = serde_json::to_vec_pretty(&pins).expect("pins serialise");
+    let text = encode(&pins);
     std::fs::write(&tmp, text)
         .and_then(|()| File::open(&tmp)?.sync_all())
         .and_then(|()| std::fs::rename(&tmp, path))
@@ -202,7 +212,9 @@ const FINGERPRINT_CACHE: usize = 16_384;
 pub struct Pins {
     path: PathBuf,
     current: ArcSwap<PinFile>,
-    modified: Mutex<Option<SystemTime>>,
+    /// The bytes `current` was read from or written as. Compared in full: a modification time
+    /// cannot tell two writes apart within one clock tick, and an approval must not be missed.
+    loaded: Mutex<Vec<u8>>,
     /// Exact definition text → its fingerprint hash. Keyed by the whole text (compared in full,
     /// not by a short hash an upstream could collide), bounded, cleared when full.
     fingerprints: Mutex<std::collections::HashMap<String, Arc<str>>>,
@@ -211,29 +223,30 @@ pub struct Pins {
 impl Pins {
     /// Loads the pins file (an absent file is an empty one).
     pub fn open(path: PathBuf) -> Result<Self, PinError> {
-        let current = read(&path)?;
-        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let bytes = read_bytes(&path)?;
+        let current = parse(&path, &bytes)?;
         Ok(Self {
             path,
             current: ArcSwap::from_pointee(current),
-            modified: Mutex::new(modified),
+            loaded: Mutex::new(bytes),
             fingerprints: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
     /// Rereads the file if it changed on disk (an operator approved something).
     pub fn reload_if_changed(&self) {
-        let modified = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
-        let mut last = self.modified.lock().expect("not poisoned");
-        if modified == *last {
+        let bytes = match read_bytes(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) => return tracing::error!("keeping the previous pins: {e}"),
+        };
+        let mut loaded = self.loaded.lock().expect("not poisoned");
+        if bytes == *loaded {
             return;
         }
-        match read(&self.path) {
+        match parse(&self.path, &bytes) {
             Ok(pins) => {
                 self.current.store(Arc::new(pins));
-                *last = modified;
+                *loaded = bytes;
             }
             Err(e) => tracing::error!("keeping the previous pins: {e}"),
         }
@@ -318,10 +331,8 @@ impl Pins {
         });
         match result {
             Ok((verdict, pins)) => {
+                *self.loaded.lock().expect("not poisoned") = encode(&pins);
                 self.current.store(Arc::new(pins));
-                if let Ok(modified) = std::fs::metadata(&self.path).and_then(|m| m.modified()) {
-                    *self.modified.lock().expect("not poisoned") = Some(modified);
-                }
                 if verdict == (Verdict::Changed { first: true }) {
                     tracing::warn!(
                         upstream,
@@ -390,8 +401,8 @@ mod tests {
             approve(&path, "exp", Some("other"), 5),
             Err(PinError::NothingPending(_))
         ));
+        // At once: within the same clock tick as the gateway's own last write.
         assert_eq!(approve(&path, "exp", None, 5).unwrap(), ["list"]);
-        std::thread::sleep(std::time::Duration::from_millis(20));
         pins.reload_if_changed();
         assert!(!pins.is_changed("exp", "list"));
         assert_eq!(pins.observe("exp", "list", &v2, 6), Verdict::Trusted);

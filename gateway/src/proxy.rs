@@ -36,6 +36,7 @@ use serde_json::Value;
 
 use crate::config::{Config, DownstreamAuth, Upstream};
 use crate::downstream_token::DownstreamMinter;
+use crate::fleet::Fleet;
 use crate::issuer_keys::IssuerKeys;
 use crate::jsonrpc::{self, Message};
 use crate::jsonrpc_error::GatewayError;
@@ -43,10 +44,9 @@ use crate::revocation::{LiveGuard, LiveWork, Revocations, UpstreamWork};
 use crate::session::Principal;
 use crate::sse::SseRewriter;
 use crate::tools_list::ListKind;
+use crate::upstream_client::{MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 use crate::{metrics, tools_list};
 
-const MCP_SESSION_ID: &str = "mcp-session-id";
-const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
 const MCP_METHOD: &str = "mcp-method";
 const MCP_NAME: &str = "mcp-name";
 
@@ -64,16 +64,14 @@ pub struct GatewayState {
     pub revocations: Arc<Revocations>,
     /// Local kills and change freezes.
     pub controls: Arc<crate::controls::Controls>,
-    /// RFC 9728 metadata of every upstream.
-    pub discovery: crate::discovery::Discovery,
+    /// Upstreams, their discovery documents and accepted `Host`/`Origin` values (reloadable).
+    pub routes: arc_swap::ArcSwap<crate::routes::Routes>,
     /// MCP sessions: gateway ids, the upstream ids behind them, and their owners.
     pub sessions: crate::session::Sessions,
     /// Tokens already verified.
     pub token_cache: crate::token_cache::TokenCache,
     /// Calls per hour, per grant.
     pub rate_limiter: crate::rate_limit::RateLimiter,
-    /// Accepted `Host` and `Origin` values.
-    pub host_policy: crate::origin::HostPolicy,
     /// For requests the gateway makes itself (cancellations).
     pub http: reqwest::Client,
     /// The downstream token signer.
@@ -116,7 +114,11 @@ enum ResponseMode {
 /// Per-request state.
 #[derive(Debug)]
 pub struct RequestCtx {
-    upstream: Option<usize>,
+    upstream: Option<Arc<Upstream>>,
+    /// The fleet the request came to, if it came to one; `upstream` is then the member.
+    fleet: Option<Arc<Fleet>>,
+    /// A fleet's `tools/call` as its member gets it.
+    fleet_call: Option<FleetCall>,
     token: Option<Arc<VerifiedToken>>,
     message: Option<Message>,
     permit: Option<Permit>,
@@ -130,6 +132,15 @@ pub struct RequestCtx {
     started: Instant,
 }
 
+/// A `tools/call` on a fleet, rewritten for the member.
+#[derive(Debug)]
+struct FleetCall {
+    /// The body with the member's own tool name.
+    body: Bytes,
+    /// The member's own tool name (for `Mcp-Name`).
+    tool: String,
+}
+
 enum Admission {
     /// Forward to the upstream.
     Proxy,
@@ -137,7 +148,7 @@ enum Admission {
     Answered,
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -185,6 +196,22 @@ async fn write_json(
         .await
 }
 
+/// The protocol revision a request is of: a request without `MCP-Protocol-Version` is of
+/// 2025-03-26 (the header came with 2025-06-18).
+fn revision(req: &RequestHeader) -> &str {
+    header_str(req, MCP_PROTOCOL_VERSION).unwrap_or("2025-03-26")
+}
+
+/// The RFC 9728 metadata URL of the request's upstream, for a 401's challenge.
+fn resource_metadata(ctx: &RequestCtx) -> Option<String> {
+    let resource = match (&ctx.fleet, &ctx.upstream) {
+        (Some(fleet), _) => &fleet.resource,
+        (None, Some(upstream)) => &upstream.resource,
+        (None, None) => return None,
+    };
+    Some(crate::discovery::metadata_url(resource))
+}
+
 async fn send_error(
     session: &mut Session,
     error: &GatewayError,
@@ -199,10 +226,6 @@ async fn send_error(
 }
 
 impl Gateway {
-    fn upstream(&self, ctx: &RequestCtx) -> Option<&Upstream> {
-        ctx.upstream.map(|i| &self.state.config.upstreams[i])
-    }
-
     async fn verify(&self, token: &str, audience: &str) -> Result<Arc<VerifiedToken>, VerifyError> {
         let now = now();
         let keys = &self.state.keys;
@@ -246,7 +269,8 @@ impl Gateway {
             ctx.outcome = "jwks";
             return Ok(Ok(Admission::Answered));
         }
-        if let Some(document) = self.state.discovery.document(path)
+        let routes = self.state.routes.load();
+        if let Some(document) = routes.discovery.document(path)
             && req.method == http::Method::GET
         {
             let body = document.to_vec();
@@ -255,21 +279,21 @@ impl Gateway {
             ctx.outcome = "metadata";
             return Ok(Ok(Admission::Answered));
         }
-        let Some(index) = path.strip_prefix("/mcp/").and_then(|name| {
-            self.state
-                .config
-                .upstreams
-                .iter()
-                .position(|u| u.name == name)
-        }) else {
-            return Ok(Err(GatewayError::NotFound));
+        let name = path.strip_prefix("/mcp/").unwrap_or_default();
+        let (route, resource) = match (routes.upstream(name), routes.fleet(name)) {
+            (Some(upstream), _) => {
+                ctx.upstream = Some(upstream.clone());
+                (&upstream.name, &upstream.resource)
+            }
+            (None, Some(fleet)) => {
+                ctx.fleet = Some(fleet.clone());
+                (&fleet.name, &fleet.resource)
+            }
+            (None, None) => return Ok(Err(GatewayError::NotFound)),
         };
-        ctx.upstream = Some(index);
-        let upstream = &self.state.config.upstreams[index];
         let host =
             header_str(req, header::HOST).or_else(|| req.uri.authority().map(|a| a.as_str()));
-        if let Err(e) = self
-            .state
+        if let Err(e) = routes
             .host_policy
             .check(host, header_str(req, header::ORIGIN))
         {
@@ -286,16 +310,22 @@ impl Gateway {
             Ok(token) => token.to_owned(),
             Err(e) => return Ok(Err(e)),
         };
-        let token = match self.verify(&token, &upstream.resource).await {
+        let token = match self.verify(&token, resource).await {
             Ok(token) => token,
             Err(e) => return Ok(Err(GatewayError::InvalidToken(e))),
         };
-        if let Some(version) = header_str(session.req_header(), MCP_PROTOCOL_VERSION)
-            && !crate::jsonrpc_error::SUPPORTED_PROTOCOL_VERSIONS.contains(&version)
+        // Answered with the request's id where there is one (a POST), so after parsing.
+        let unsupported_version = header_str(session.req_header(), MCP_PROTOCOL_VERSION)
+            .filter(|v| !crate::jsonrpc_error::SUPPORTED_PROTOCOL_VERSIONS.contains(v))
+            .map(str::to_owned);
+        if method != http::Method::POST
+            && let Some(requested) = unsupported_version
         {
-            return Ok(Err(GatewayError::UnsupportedProtocolVersion(
-                version.to_owned(),
-            )));
+            let id = Value::Null;
+            return Ok(Err(GatewayError::UnsupportedProtocolVersion {
+                id,
+                requested,
+            }));
         }
         let revocations = &self.state.revocations;
         if revocations.refuses_for_staleness(now()) {
@@ -310,33 +340,31 @@ impl Gateway {
         }
         if let Some(id) = session_id {
             let principal = Principal::of(token.claims());
-            match self.state.sessions.resolve(id, index, &principal) {
+            match self.state.sessions.resolve(id, route, &principal) {
                 Some(upstream_id) => ctx.session = Some((id.to_owned(), upstream_id)),
                 None => return Ok(Err(GatewayError::UnknownSession)),
             }
         }
+        let Some(upstream) = ctx.upstream.clone() else {
+            let fleet = ctx.fleet.clone().expect("routed to an upstream or a fleet");
+            return self
+                .admit_fleet(session, ctx, &fleet, token, unsupported_version)
+                .await;
+        };
         if method != http::Method::POST {
             ctx.token = Some(token);
             return Ok(Ok(Admission::Proxy));
         }
 
-        let body = match self.read_body(session).await? {
-            Ok(body) => body,
+        let (_, message) = match self.read_message(session, unsupported_version).await? {
+            Ok(read) => read,
             Err(e) => return Ok(Err(e)),
         };
-        let message = match jsonrpc::parse(&body) {
-            Ok(message) => message,
-            Err(e) => return Ok(Err(e)),
-        };
-        if let Err(e) = check_routing_headers(session.req_header(), &message) {
-            return Ok(Err(e));
-        }
-        if let Message::Batch(_) = &message {
-            let version = header_str(session.req_header(), MCP_PROTOCOL_VERSION);
-            // A request without the header is of revision 2025-03-26, the only one with batches.
-            if version.is_some_and(|v| v != "2025-03-26") {
-                return Ok(Err(GatewayError::BatchUnsupported));
-            }
+        // 2025-03-26 is the only revision with batches.
+        if let Message::Batch(_) = &message
+            && revision(session.req_header()) != "2025-03-26"
+        {
+            return Ok(Err(GatewayError::BatchUnsupported));
         }
         // Every element is judged as if it came alone; one refusal refuses the whole batch, so
         // no part of it runs on a judgement the agent could not see.
@@ -350,8 +378,8 @@ impl Gateway {
                 continue;
             };
             let judged = match (call, access) {
-                (Some(call), _) => Some(self.judge_call(upstream, &token, id, call)),
-                (None, Some(access)) => Some(self.judge_access(upstream, &token, id, access)),
+                (Some(call), _) => Some(self.judge_call(&upstream, &token, id, call)),
+                (None, Some(access)) => Some(self.judge_access(&upstream, &token, id, access)),
                 (None, None) => None,
             };
             match judged {
@@ -372,6 +400,221 @@ impl Gateway {
             }));
         }
         ctx.message = Some(message);
+        ctx.token = Some(token);
+        Ok(Ok(Admission::Proxy))
+    }
+
+    /// Reads and parses a POST's JSON-RPC message, and refuses it (with its id) when its
+    /// revision is unsupported or its routing headers disagree with it.
+    async fn read_message(
+        &self,
+        session: &mut Session,
+        unsupported_version: Option<String>,
+    ) -> Result<Result<(Vec<u8>, Message), GatewayError>> {
+        let body = match self.read_body(session).await? {
+            Ok(body) => body,
+            Err(e) => return Ok(Err(e)),
+        };
+        let message = match jsonrpc::parse(&body) {
+            Ok(message) => message,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Some(requested) = unsupported_version {
+            let id = message.id();
+            return Ok(Err(GatewayError::UnsupportedProtocolVersion {
+                id,
+                requested,
+            }));
+        }
+        if let Err(e) = check_routing_headers(session.req_header(), &message) {
+            return Ok(Err(e));
+        }
+        Ok(Ok((body, message)))
+    }
+
+    /// Admits a request to a fleet (authenticated already): the gateway answers everything
+    /// but `tools/call`, which is judged and sent on to its member.
+    async fn admit_fleet(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        fleet: &Arc<Fleet>,
+        token: Arc<VerifiedToken>,
+        unsupported_version: Option<String>,
+    ) -> Result<Result<Admission, GatewayError>> {
+        let version = revision(session.req_header()).to_owned();
+        let fleet_session = ctx.session.as_ref().map(|(id, _)| id.clone());
+        let on_behalf = crate::members::OnBehalf {
+            state: &self.state,
+            fleet,
+            token: &token,
+            session: fleet_session.as_deref(),
+            version: &version,
+            meta: None,
+        };
+        match session.req_header().method {
+            http::Method::POST => {}
+            // Ending the agent's fleet session ends its member sessions.
+            http::Method::DELETE => {
+                let Some(id) = fleet_session else {
+                    return Ok(Err(GatewayError::SessionRequired { id: Value::Null }));
+                };
+                let members = self.state.sessions.end(&id);
+                crate::members::end_member_sessions(&self.state, &token, &version, members);
+                write_json(session, 200, Vec::new(), &[]).await?;
+                ctx.outcome = "session_ended";
+                return Ok(Ok(Admission::Answered));
+            }
+            // A fleet has no server-to-client messages to stream.
+            _ => return Ok(Err(GatewayError::MethodNotAllowed)),
+        }
+        let (body, message) = match self.read_message(session, unsupported_version).await? {
+            Ok(read) => read,
+            Err(e) => return Ok(Err(e)),
+        };
+        let Message::Request {
+            id, method, call, ..
+        } = message
+        else {
+            if let Message::Batch(_) = message {
+                let reason = "a fleet endpoint takes one message per request, not a batch";
+                return Ok(Err(GatewayError::invalid(Value::Null, reason)));
+            }
+            // Notifications and responses: the fleet sent no request to answer.
+            write_json(session, 202, Vec::new(), &[]).await?;
+            return Ok(Ok(Admission::Answered));
+        };
+        let stateless = version == crate::fleet::STATELESS_REVISION;
+        if method != "initialize" && !stateless && fleet_session.is_none() {
+            return Ok(Err(GatewayError::SessionRequired { id }));
+        }
+        if let Some(call) = call {
+            return self
+                .route_fleet_call(ctx, &on_behalf, token.clone(), id, call, &body)
+                .await;
+        }
+        // Read already, strictly; again here, off the calls' path, for what the fleet answers
+        // itself from.
+        let params = serde_json::from_slice::<Value>(&body)
+            .map(|mut message| message["params"].take())
+            .unwrap_or_default();
+        let meta = params.get("_meta").cloned();
+        let mut headers = Vec::new();
+        let result = match method.as_str() {
+            "initialize" => {
+                let requested = params["protocolVersion"].as_str();
+                let result = crate::fleet::initialize_result(fleet, requested);
+                let opened =
+                    self.state
+                        .sessions
+                        .open(&fleet.name, "", Principal::of(token.claims()));
+                headers.push((http::HeaderName::from_static(MCP_SESSION_ID), opened));
+                result
+            }
+            "ping" => serde_json::json!({}),
+            "server/discover" => {
+                let on_behalf = crate::members::OnBehalf {
+                    meta: meta.as_ref(),
+                    version: crate::fleet::STATELESS_REVISION,
+                    ..on_behalf
+                };
+                if !on_behalf.all_speak_stateless().await {
+                    // Answered as a server of the session revisions would: the agent falls
+                    // back to `initialize`.
+                    return Ok(Err(GatewayError::MethodNotFound {
+                        id,
+                        method,
+                        stateless: false,
+                    }));
+                }
+                crate::fleet::discover_result(fleet)
+            }
+            "tools/list" => {
+                let on_behalf = crate::members::OnBehalf {
+                    meta: meta.as_ref(),
+                    ..on_behalf
+                };
+                let gathered = on_behalf.list_tools().await;
+                for (member, tool) in &gathered.changed {
+                    self.log_decision(
+                        member,
+                        &token,
+                        "tools/list",
+                        tool,
+                        None,
+                        "tool_definition_changed",
+                    );
+                }
+                crate::fleet::merged_result(gathered.tools, stateless, gathered.ttl_ms)
+            }
+            _ => {
+                return Ok(Err(GatewayError::MethodNotFound {
+                    id,
+                    method,
+                    stateless,
+                }));
+            }
+        };
+        let body =
+            serde_json::to_vec(&serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result}))
+                .expect("JSON serialises");
+        write_json(session, 200, body, &headers).await?;
+        ctx.outcome = "fleet";
+        Ok(Ok(Admission::Answered))
+    }
+
+    /// Maps a fleet's `tools/call` back to its member, judges it as a call to
+    /// `{member}/{tool}`, and readies it to be proxied there.
+    async fn route_fleet_call(
+        &self,
+        ctx: &mut RequestCtx,
+        on_behalf: &crate::members::OnBehalf<'_>,
+        token: Arc<VerifiedToken>,
+        id: Value,
+        call: jsonrpc::ToolCall,
+        body: &[u8],
+    ) -> Result<Result<Admission, GatewayError>> {
+        let fleet = on_behalf.fleet;
+        let Some((member, tool)) = fleet.route(&call.name) else {
+            return Ok(Err(GatewayError::UnknownTool {
+                id,
+                name: call.name,
+            }));
+        };
+        let call = jsonrpc::ToolCall {
+            name: tool.to_owned(),
+            arguments: call.arguments,
+        };
+        let permit = match self.judge_call(member, &token, &id, &call) {
+            Ok(permit) => permit,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let body = match crate::fleet::call_body(body, &call.name) {
+            Ok(body) => Bytes::from(body),
+            Err(e) => return Ok(Err(GatewayError::invalid(id, &e))),
+        };
+        let member_session = match on_behalf.member_session(member).await {
+            Ok(upstream_id) => upstream_id,
+            Err(e) => {
+                tracing::warn!(fleet = %fleet.name, member = %member.name, "opening a member session: {e}");
+                return Ok(Err(GatewayError::Upstream(e.to_string())));
+            }
+        };
+        if let Some((_, upstream_id)) = &mut ctx.session {
+            *upstream_id = member_session;
+        }
+        ctx.upstream = Some(member.clone());
+        ctx.fleet_call = Some(FleetCall {
+            body,
+            tool: call.name.clone(),
+        });
+        ctx.permit = Some(permit);
+        ctx.message = Some(Message::Request {
+            id,
+            method: "tools/call".to_owned(),
+            call: Some(call),
+            access: None,
+        });
         ctx.token = Some(token);
         Ok(Ok(Admission::Proxy))
     }
@@ -598,7 +841,23 @@ impl Gateway {
         let ended = (session.req_header().method == http::Method::DELETE && status.is_success())
             || status == http::StatusCode::NOT_FOUND;
         if ended && let Some((id, _)) = ctx.session.take() {
-            self.state.sessions.end(&id);
+            let members = self.state.sessions.end(&id);
+            // A member lost the fleet session's upstream session: the agent sees 404 and
+            // starts over, so the other members' sessions end too.
+            if let Some(token) = &ctx.token {
+                let version = revision(session.req_header());
+                crate::members::end_member_sessions(&self.state, token, version, members);
+            }
+        }
+        if ctx.fleet.is_some() {
+            // Only the fleet session's own id is ever shown, whatever a member sends.
+            match &ctx.session {
+                Some((id, _)) => response.insert_header(MCP_SESSION_ID, id.as_str())?,
+                None => {
+                    response.remove_header(MCP_SESSION_ID);
+                }
+            }
+            return Ok(());
         }
         let Some(upstream_id) = response
             .headers
@@ -608,13 +867,14 @@ impl Gateway {
         else {
             return Ok(());
         };
-        let id = match (&ctx.session, ctx.upstream, &ctx.token) {
+        let id = match (&ctx.session, &ctx.upstream, &ctx.token) {
             (Some((id, known)), _, _) if *known == upstream_id => id.clone(),
             (_, Some(upstream), Some(token)) => {
-                let id =
-                    self.state
-                        .sessions
-                        .open(upstream, &upstream_id, Principal::of(token.claims()));
+                let id = self.state.sessions.open(
+                    &upstream.name,
+                    &upstream_id,
+                    Principal::of(token.claims()),
+                );
                 ctx.session = Some((id.clone(), upstream_id));
                 id
             }
@@ -650,13 +910,9 @@ impl Gateway {
 /// reading the body. When present they must say what the body says: a header naming a harmless
 /// tool over a body calling another is request smuggling against whoever trusts the header.
 fn check_routing_headers(req: &RequestHeader, message: &Message) -> Result<(), GatewayError> {
-    let id = match message {
-        Message::Request { id, .. } => id.clone(),
-        _ => Value::Null,
-    };
     let mismatch = |reason: String| {
-        Err(GatewayError::InvalidRequest {
-            id: id.clone(),
+        Err(GatewayError::HeaderMismatch {
+            id: message.id(),
             reason,
         })
     };
@@ -695,7 +951,7 @@ fn check_routing_headers(req: &RequestHeader, message: &Message) -> Result<(), G
 
 /// Filters a list result to what `token` allows and, with pinning on, to tools whose
 /// definitions are pinned; tools seen changed for the first time are added to `changed`.
-fn filter_message(
+pub(crate) fn filter_message(
     message: &str,
     upstream: &str,
     token: Option<&VerifiedToken>,
@@ -756,6 +1012,8 @@ impl ProxyHttp for Gateway {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             upstream: None,
+            fleet: None,
+            fleet_call: None,
             token: None,
             message: None,
             permit: None,
@@ -776,10 +1034,8 @@ impl ProxyHttp for Gateway {
             Ok(Admission::Answered) => Ok(true),
             Err(error) => {
                 ctx.outcome = error.label();
-                let metadata = ctx
-                    .upstream
-                    .and_then(|i| self.state.discovery.metadata_url(i));
-                send_error(session, &error, metadata).await?;
+                let metadata = resource_metadata(ctx);
+                send_error(session, &error, metadata.as_deref()).await?;
                 Ok(true)
             }
         }
@@ -791,8 +1047,9 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let upstream = self
-            .upstream(ctx)
+        let upstream = ctx
+            .upstream
+            .as_deref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream chosen"))?;
         let mut peer = HttpPeer::new(upstream.addr, upstream.tls, upstream.host.clone());
         peer.options.connection_timeout = Some(upstream.connect_timeout);
@@ -809,8 +1066,9 @@ impl ProxyHttp for Gateway {
         request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let upstream = self
-            .upstream(ctx)
+        let upstream = ctx
+            .upstream
+            .as_deref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream chosen"))?;
         let judged = matches!(
             &ctx.message,
@@ -840,11 +1098,19 @@ impl ProxyHttp for Gateway {
         request.insert_header(header::HOST, upstream.authority.as_str())?;
         // The agent knows the gateway's session id; the upstream knows its own.
         match &ctx.session {
-            Some((_, upstream_id)) => {
+            Some((_, upstream_id)) if !upstream_id.is_empty() => {
                 request.insert_header(MCP_SESSION_ID, upstream_id.as_str())?
             }
-            None => {
+            _ => {
                 request.remove_header(MCP_SESSION_ID);
+            }
+        }
+        if let Some(call) = &ctx.fleet_call {
+            // The body is replaced in `request_body_filter`.
+            request.remove_header(&header::TRANSFER_ENCODING);
+            request.insert_header(header::CONTENT_LENGTH, call.body.len().to_string())?;
+            if request.headers.contains_key(MCP_NAME) {
+                request.insert_header(MCP_NAME, call.tool.as_str())?;
             }
         }
         for name in [
@@ -878,6 +1144,24 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    /// A fleet's `tools/call` goes to its member under the member's own tool name. The whole
+    /// body was read (and judged) in `request_filter`, so each time Pingora sends it, on a
+    /// retry too, it arrives here in one piece and is swapped whole.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(call) = &ctx.fleet_call
+            && body.is_some()
+        {
+            *body = Some(call.body.clone());
+        }
+        Ok(())
+    }
+
     /// Runs once the upstream connection is made (or reused): registers the request as live
     /// work, so a revocation can end it by shutting this socket.
     async fn connected_to_upstream(
@@ -889,7 +1173,7 @@ impl ProxyHttp for Gateway {
         _digest: Option<&pingora::protocols::Digest>,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let (Some(token), Some(upstream)) = (ctx.token.clone(), ctx.upstream) else {
+        let (Some(token), Some(upstream)) = (ctx.token.clone(), ctx.upstream.clone()) else {
             return Ok(());
         };
         let req = session.req_header();
@@ -955,7 +1239,7 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
-        let upstream_config = self.upstream(ctx);
+        let upstream_config = ctx.upstream.as_deref();
         let upstream = upstream_config.map_or("", |u| u.name.as_str());
         let token = ctx.token.as_deref();
         let pins = self.state.pins.as_ref();
@@ -1073,11 +1357,9 @@ impl ProxyHttp for Gateway {
             }
             (Some(seq), false) => {
                 let error = GatewayError::Revoked { id, seq };
-                let metadata = ctx
-                    .upstream
-                    .and_then(|i| self.state.discovery.metadata_url(i));
+                let metadata = resource_metadata(ctx);
                 let challenge: Vec<_> = error
-                    .challenge(metadata)
+                    .challenge(metadata.as_deref())
                     .map(|c| (header::WWW_AUTHENTICATE, c))
                     .into_iter()
                     .collect();
@@ -1113,7 +1395,11 @@ impl ProxyHttp for Gateway {
     /// Runs last, once per request, whatever happened.
     async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         ctx.live = None;
-        let upstream = self.upstream(ctx).map_or("none", |u| u.name.as_str());
+        let upstream = match (&ctx.upstream, &ctx.fleet) {
+            (Some(upstream), _) => upstream.name.as_str(),
+            (None, Some(fleet)) => fleet.name.as_str(),
+            (None, None) => "none",
+        };
         let method = metrics::method_label(ctx.message.as_ref().and_then(Message::method));
         metrics::request_finished(
             upstream,
@@ -1128,11 +1414,57 @@ impl ProxyHttp for Gateway {
 /// in-flight request, then `DELETE` of its MCP session (once per session), each with a token
 /// the gateway mints for the purpose.
 pub(crate) fn cancel_killed(state: &Arc<GatewayState>, killed: Vec<Arc<LiveWork>>) {
-    // Per upstream session: first every cancellation, then one DELETE, in that order (a
-    // session's GET stream and its calls die together, and a DELETE that overtook a
-    // cancellation would leave the upstream nothing to cancel in).
+    if killed.is_empty() {
+        return;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        // The agent-facing streams close first: cancelling upstream waits until the killed
+        // requests have ended here (only this list still holds them) or CANCEL_WAIT has
+        // passed, so the two do not compete for the same cores; even the requests are built
+        // only then. The upstream socket's read side is already shut, so nothing more of the
+        // work reaches the agent meanwhile.
+        let deadline = std::time::Instant::now() + CANCEL_WAIT;
+        while std::time::Instant::now() < deadline
+            && killed.iter().any(|work| Arc::strong_count(work) > 1)
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let sessions = upstream_cancellations(&state, killed);
+        // A revocation can end a thousand streams at once; the upstream should not get a
+        // thousand connections at once in return.
+        futures_util::StreamExt::for_each_concurrent(
+            futures_util::stream::iter(sessions.into_values()),
+            CANCEL_CONCURRENCY,
+            |(cancels, end)| async move {
+                let steps = cancels
+                    .into_iter()
+                    .map(|c| ("cancellation", c))
+                    .chain([("session end", end)]);
+                for (what, request) in steps {
+                    match request.send().await {
+                        Ok(response) if response.status().is_success() => {}
+                        Ok(response) => {
+                            tracing::warn!("upstream refused a {what}: {}", response.status())
+                        }
+                        Err(e) => tracing::warn!("sending a {what} upstream failed: {e}"),
+                    }
+                }
+            },
+        )
+        .await;
+    });
+}
+
+/// Per upstream session of killed work: first every cancellation, then one DELETE, in that
+/// order (a session's GET stream and its calls die together, and a DELETE that overtook a
+/// cancellation would leave the upstream nothing to cancel in).
+fn upstream_cancellations(
+    state: &GatewayState,
+    killed: Vec<Arc<LiveWork>>,
+) -> HashMap<(String, String), (Vec<reqwest::RequestBuilder>, reqwest::RequestBuilder)> {
     let mut sessions: HashMap<
-        (usize, String),
+        (String, String),
         (Vec<reqwest::RequestBuilder>, reqwest::RequestBuilder),
     > = HashMap::new();
     for work in killed {
@@ -1140,36 +1472,20 @@ pub(crate) fn cancel_killed(state: &Arc<GatewayState>, killed: Vec<Arc<LiveWork>
         let Some(session_id) = target.session_id.as_deref() else {
             continue;
         };
-        let Some(upstream) = state.config.upstreams.get(target.upstream) else {
-            continue;
-        };
-        let scheme = if upstream.tls { "https" } else { "http" };
-        let url = format!("{scheme}://{}{}", upstream.authority, upstream.path);
-        let request = |method: reqwest::Method| {
-            let mut request = state
-                .http
-                .request(method, &url)
-                .header(header::ACCEPT, "application/json, text/event-stream")
-                .header(MCP_SESSION_ID, session_id);
-            if let Some(version) = &target.protocol_version {
-                request = request.header(MCP_PROTOCOL_VERSION, version);
-            }
-            match &upstream.auth {
-                DownstreamAuth::Mint => {
-                    let token = state
-                        .minter
-                        .mint(work.token().claims(), &upstream.audience, now());
-                    request = request.bearer_auth(token);
-                }
-                DownstreamAuth::Header(name, value) => {
-                    request = request.header(name.clone(), value.expose());
-                }
-                DownstreamAuth::None => {}
-            }
-            request
+        let upstream = &target.upstream;
+        let request = |method| {
+            crate::upstream_client::request(
+                &state.http,
+                &state.minter,
+                upstream,
+                work.token().claims(),
+                method,
+                Some(session_id),
+                target.protocol_version.as_deref(),
+            )
         };
         let (cancels, _) = sessions
-            .entry((target.upstream, session_id.to_owned()))
+            .entry((upstream.name.clone(), session_id.to_owned()))
             .or_insert_with(|| (Vec::new(), request(reqwest::Method::DELETE)));
         if let Some(id) = &target.request_id {
             let body = serde_json::json!({
@@ -1184,31 +1500,11 @@ pub(crate) fn cancel_killed(state: &Arc<GatewayState>, killed: Vec<Arc<LiveWork>
             );
         }
     }
-    if sessions.is_empty() {
-        return;
-    }
-    // A revocation can end a thousand streams at once; the upstream should not get a thousand
-    // connections at once in return.
-    tokio::spawn(futures_util::StreamExt::for_each_concurrent(
-        futures_util::stream::iter(sessions.into_values()),
-        CANCEL_CONCURRENCY,
-        |(cancels, end)| async move {
-            let steps = cancels
-                .into_iter()
-                .map(|c| ("cancellation", c))
-                .chain([("session end", end)]);
-            for (what, request) in steps {
-                match request.send().await {
-                    Ok(response) if response.status().is_success() => {}
-                    Ok(response) => {
-                        tracing::warn!("upstream refused a {what}: {}", response.status())
-                    }
-                    Err(e) => tracing::warn!("sending a {what} upstream failed: {e}"),
-                }
-            }
-        },
-    ));
+    sessions
 }
+
+/// The longest the upstream's cancellations wait for the killed streams to end at the gateway.
+const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// How many cancellations of killed work are in flight to upstreams at once.
 const CANCEL_CONCURRENCY: usize = 32;

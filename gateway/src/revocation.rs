@@ -60,8 +60,8 @@ pub struct LiveWork {
 /// end the MCP session.
 #[derive(Debug, Clone)]
 pub struct UpstreamWork {
-    /// Index of the upstream in the configuration.
-    pub upstream: usize,
+    /// The upstream, as configured when the work started.
+    pub upstream: std::sync::Arc<crate::config::Upstream>,
     /// The JSON-RPC id of an in-flight request (`notifications/cancelled` names it).
     pub request_id: Option<serde_json::Value>,
     /// The client's `MCP-Protocol-Version`, repeated on what the gateway sends.
@@ -331,7 +331,7 @@ pub enum FollowError {
 }
 
 /// Where the issuer publishes revocations.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sources {
     /// The SSE push stream.
     pub stream_url: String,

@@ -42,10 +42,12 @@ impl Principal {
 
 #[derive(Debug)]
 struct Entry {
-    upstream: usize,
+    upstream: String,
     upstream_id: String,
     principal: Principal,
     last_used: Instant,
+    /// For a fleet session: the upstream session opened at each member, by member name.
+    members: HashMap<String, String>,
 }
 
 /// The gateway's session table.
@@ -62,7 +64,7 @@ impl Sessions {
     }
 
     /// Records a session an upstream opened for `principal`; returns the id the agent sees.
-    pub fn open(&self, upstream: usize, upstream_id: &str, principal: Principal) -> String {
+    pub fn open(&self, upstream: &str, upstream_id: &str, principal: Principal) -> String {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).expect("the OS random source is available");
         let id = URL_SAFE_NO_PAD.encode(bytes);
@@ -73,18 +75,19 @@ impl Sessions {
         map.insert(
             id.clone(),
             Entry {
-                upstream,
+                upstream: upstream.to_owned(),
                 upstream_id: upstream_id.to_owned(),
                 principal,
                 last_used: Instant::now(),
+                members: HashMap::new(),
             },
         );
         id
     }
 
-    /// The upstream session behind `id`, if it exists, is at `upstream`, and belongs to
+    /// The upstream session behind `id`, if it exists, is at the upstream named `upstream`, and belongs to
     /// `principal`. Anything else is indistinguishable from an unknown session.
-    pub fn resolve(&self, id: &str, upstream: usize, principal: &Principal) -> Option<String> {
+    pub fn resolve(&self, id: &str, upstream: &str, principal: &Principal) -> Option<String> {
         let mut map = self.map();
         let entry = map.get_mut(id)?;
         if entry.upstream != upstream
@@ -97,9 +100,38 @@ impl Sessions {
         Some(entry.upstream_id.clone())
     }
 
-    /// Forgets a session (ended by DELETE, or gone upstream).
-    pub fn end(&self, id: &str) {
-        self.map().remove(id);
+    /// The upstream session a fleet session holds at `member`, if one was opened.
+    pub fn member(&self, id: &str, member: &str) -> Option<String> {
+        self.map().get(id)?.members.get(member).cloned()
+    }
+
+    /// Records the upstream session opened at `member` for the fleet session `id`. If another
+    /// request opened one first, that one is kept and returned (with `false`): the caller
+    /// ends its own.
+    pub fn bind_member(
+        &self,
+        id: &str,
+        member: &str,
+        upstream_id: String,
+    ) -> Option<(String, bool)> {
+        let mut map = self.map();
+        let entry = map.get_mut(id)?;
+        match entry.members.get(member) {
+            Some(first) => Some((first.clone(), false)),
+            None => {
+                entry.members.insert(member.to_owned(), upstream_id.clone());
+                Some((upstream_id, true))
+            }
+        }
+    }
+
+    /// Forgets a session (ended by DELETE, or gone upstream); returns a fleet session's member
+    /// sessions, to end them too.
+    pub fn end(&self, id: &str) -> Vec<(String, String)> {
+        self.map()
+            .remove(id)
+            .map(|entry| entry.members.into_iter().collect())
+            .unwrap_or_default()
     }
 
     /// How many sessions are known.
@@ -128,33 +160,52 @@ mod tests {
     #[test]
     fn a_session_resolves_only_for_the_principal_and_upstream_that_opened_it() {
         let sessions = Sessions::default();
-        let id = sessions.open(0, "upstream-1", principal("alice", "agent-a"));
+        let id = sessions.open("a", "upstream-1", principal("alice", "agent-a"));
         assert_ne!(id, "upstream-1", "the upstream id is never shown");
         assert_eq!(id.len(), 43);
         let alice = principal("alice", "agent-a");
         assert_eq!(
-            sessions.resolve(&id, 0, &alice).as_deref(),
+            sessions.resolve(&id, "a", &alice).as_deref(),
             Some("upstream-1")
         );
         assert_eq!(
-            sessions.resolve(&id, 0, &principal("mallory", "agent-a")),
+            sessions.resolve(&id, "a", &principal("mallory", "agent-a")),
             None
         );
         assert_eq!(
-            sessions.resolve(&id, 0, &principal("alice", "agent-b")),
+            sessions.resolve(&id, "a", &principal("alice", "agent-b")),
             None
         );
-        assert_eq!(sessions.resolve(&id, 1, &alice), None);
-        assert_eq!(sessions.resolve("upstream-1", 0, &alice), None);
+        assert_eq!(sessions.resolve(&id, "b", &alice), None);
+        assert_eq!(sessions.resolve("upstream-1", "a", &alice), None);
     }
 
     #[test]
     fn an_ended_session_is_unknown() {
         let sessions = Sessions::default();
         let alice = principal("alice", "agent-a");
-        let id = sessions.open(0, "u", alice.clone());
+        let id = sessions.open("a", "u", alice.clone());
         sessions.end(&id);
-        assert_eq!(sessions.resolve(&id, 0, &alice), None);
+        assert_eq!(sessions.resolve(&id, "a", &alice), None);
         assert!(sessions.is_empty());
+    }
+
+    #[test]
+    fn a_fleet_session_keeps_the_first_member_session_and_hands_them_back_at_its_end() {
+        let sessions = Sessions::default();
+        let id = sessions.open("office", "", principal("alice", "agent-a"));
+        assert_eq!(sessions.member(&id, "mail"), None);
+        assert_eq!(
+            sessions.bind_member(&id, "mail", "m-1".into()),
+            Some(("m-1".into(), true))
+        );
+        assert_eq!(
+            sessions.bind_member(&id, "mail", "m-2".into()),
+            Some(("m-1".into(), false)),
+            "a racing second opening loses"
+        );
+        assert_eq!(sessions.member(&id, "mail").as_deref(), Some("m-1"));
+        assert_eq!(sessions.end(&id), [("mail".to_owned(), "m-1".to_owned())]);
+        assert_eq!(sessions.bind_member(&id, "mail", "m-3".into()), None);
     }
 }

@@ -145,7 +145,7 @@ impl SseReader {
             });
             events.push(SseEvent {
                 id,
-                data: data_of(event),
+                data: data_of(event).map(std::borrow::Cow::into_owned),
             });
         }
         self.framer.compact();
@@ -161,8 +161,10 @@ fn lines(event: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|l| !l.is_empty())
 }
 
-fn data_of(event: &[u8]) -> Option<String> {
-    let mut data: Option<String> = None;
+/// An event's data: borrowed from the event when it is one valid UTF-8 line (the usual case,
+/// so most events cost no allocation), joined into a new string otherwise.
+fn data_of(event: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    let mut data: Option<std::borrow::Cow<'_, str>> = None;
     for line in lines(event) {
         let Some(value) = line.strip_prefix(b"data") else {
             continue;
@@ -178,10 +180,11 @@ fn data_of(event: &[u8]) -> Option<String> {
         let value = String::from_utf8_lossy(value);
         match &mut data {
             Some(d) => {
+                let d = d.to_mut();
                 d.push('\n');
                 d.push_str(&value);
             }
-            None => data = Some(value.into_owned()),
+            None => data = Some(value),
         }
     }
     data

@@ -35,6 +35,8 @@ fn check_unique<'de, E: serde::de::Error>(
 struct Found<'de> {
     kind: ListKind,
     entries: Vec<&'de RawValue>,
+    /// The result's `cacheScope` (2026-07-28), if it has one.
+    cache_scope: Option<&'de RawValue>,
 }
 
 /// Reads a JSON-RPC message in one pass, down to the entries of the list in its `result`.
@@ -90,8 +92,13 @@ impl<'de> Visitor<'de> for ResultMember {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut seen = Vec::new();
         let mut found: Option<Found<'de>> = None;
+        let mut cache_scope = None;
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             let key = check_unique(&mut seen, key)?;
+            if key == "cacheScope" {
+                cache_scope = Some(map.next_value::<&'de RawValue>()?);
+                continue;
+            }
             match ListKind::ALL.into_iter().find(|kind| kind.keys().0 == key) {
                 // Two lists in one result: whichever one the client reads must be filtered,
                 // so a result with two is refused.
@@ -100,14 +107,21 @@ impl<'de> Visitor<'de> for ResultMember {
                 }
                 Some(kind) => {
                     let entries = map.next_value::<Vec<&'de RawValue>>()?;
-                    found = Some(Found { kind, entries });
+                    found = Some(Found {
+                        kind,
+                        entries,
+                        cache_scope: None,
+                    });
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(found)
+        Ok(found.map(|found| Found {
+            cache_scope,
+            ..found
+        }))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
@@ -250,7 +264,12 @@ fn filter_one(
         .deserialize(&mut deserializer)
         .and_then(|found| deserializer.end().map(|()| found))
         .map_err(|e| FilterError(format!("message: {e}")))?;
-    let Some(Found { kind, entries }) = found else {
+    let Some(Found {
+        kind,
+        entries,
+        cache_scope,
+    }) = found
+    else {
         return Ok(None);
     };
     let (list_key, name_key) = kind.keys();
@@ -289,17 +308,31 @@ fn filter_one(
             kept.push(entry);
         }
     }
-    let mut out = String::with_capacity(message.len());
-    out.push_str(&message[..start]);
-    out.push('[');
+    let mut list = String::with_capacity(end - start);
+    list.push('[');
     for (i, entry) in kept.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            list.push(',');
         }
-        out.push_str(entry.get());
+        list.push_str(entry.get());
     }
-    out.push(']');
-    out.push_str(&message[end..]);
+    list.push(']');
+    let mut splices = vec![(start, end, list)];
+    // The list now depends on who asks: a cache shared across authorization contexts must not
+    // hand it to anyone else (MCP 2026-07-28 caching), whatever the upstream allowed.
+    if let Some(scope) = cache_scope.filter(|scope| scope.get() != r#""private""#) {
+        let at = offset(scope.get())?;
+        splices.push((at, at + scope.get().len(), r#""private""#.to_owned()));
+    }
+    splices.sort_by_key(|(at, _, _)| *at);
+    let mut out = String::with_capacity(message.len());
+    let mut copied = 0;
+    for (from, to, text) in splices {
+        out.push_str(&message[copied..from]);
+        out.push_str(&text);
+        copied = to;
+    }
+    out.push_str(&message[copied..]);
     Ok(Some(out))
 }
 
@@ -311,6 +344,33 @@ mod tests {
 
     fn granted(_kind: ListKind, name: &str, _entry: &RawValue) -> bool {
         name != "delete_all_expenses"
+    }
+
+    #[test]
+    fn a_filtered_list_is_never_left_cacheable_across_authorization_contexts() {
+        for (at_end, scope) in [(true, r#""public""#), (false, r#""public""#), (true, "7")] {
+            let members = [
+                r#""tools":[{"name":"delete_all_expenses"},{"name":"a"}]"#.to_owned(),
+                format!(r#""ttlMs":500,"cacheScope":{scope}"#),
+            ];
+            let [first, second] = if at_end {
+                [&members[0], &members[1]]
+            } else {
+                [&members[1], &members[0]]
+            };
+            let message = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{{first},{second}}}}}"#);
+            let out = filter(&message, granted).unwrap().unwrap();
+            let parsed: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(parsed["result"]["cacheScope"], "private", "{out}");
+            assert_eq!(parsed["result"]["ttlMs"], 500);
+            assert_eq!(
+                parsed["result"]["tools"],
+                serde_json::json!([{"name": "a"}])
+            );
+        }
+        let private =
+            r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a"}],"cacheScope":"private"}}"#;
+        assert_eq!(filter(private, granted).unwrap().unwrap(), private);
     }
 
     #[test]

