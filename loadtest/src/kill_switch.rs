@@ -5,17 +5,24 @@
 //! delegation tokens of one grant (several tokens, so the revocation must reach every token of
 //! the grant, not one `jti`). The call asks for progress, so every stream carries an event a
 //! second. Once every stream has received its first event, the grant is revoked with the
-//! issuer's admin API; the clock starts just before that call. For each stream the time is
-//! taken when its response body ends (EOF), and the stream counts as revoked in-band when its
-//! last events carried the gateway's `-31007` error. The revocation travels issuer → push
-//! stream → gateway → socket shutdown → in-band error event → client: the figure is the whole
-//! path as an agent sees it.
+//! issuer's admin API; the clock starts just before that call. A stream counts as revoked
+//! in-band when its last events carried the gateway's `-31007` error. The revocation travels
+//! issuer → push stream → gateway → socket shutdown → in-band error event → client: the figure
+//! is the whole path as an agent sees it.
+//!
+//! Each stream's end is timed twice (see [`crate::timed_stream`]): when its last bytes arrived
+//! at the client's socket, stamped by the kernel, and when the client's task read them. On this
+//! machine everything shares two cores, so the second also holds how long a thousand client
+//! tasks queue for a core. `--gateway-first` lowers this process (clients, issuer, MCP server)
+//! to the lowest priority so that a gateway in a process of its own gets the cores first: the
+//! arrival figure then shows the gateway as if it had cores of its own, which is how it is
+//! deployed.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{bail, ensure};
+use anyhow::{Context, anyhow, bail, ensure};
 use portcullis_gateway::jsonrpc_error::REVOKED;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -24,6 +31,7 @@ use tokio::task::JoinSet;
 
 use crate::mcp::{self, EventStream, McpSession, Message};
 use crate::stats::{Latencies, LatencySummary};
+use crate::timed_stream::TimedStream;
 use crate::world::World;
 
 pub(crate) const MAX_SESSIONS: usize = 1000;
@@ -45,6 +53,14 @@ pub(crate) struct KillArgs {
     /// Seconds to wait, after the revocation, for every stream to end.
     #[arg(long, default_value_t = 20)]
     timeout: u64,
+    /// Run this `portcullis-gateway` binary in a process of its own, so that the CPU time it
+    /// spends ending the streams is told apart from the rest (clients, issuer, MCP server).
+    #[arg(long)]
+    pub(crate) gateway_binary: Option<std::path::PathBuf>,
+    /// Once the gateway runs, lower this process (clients, issuer, MCP server) to the lowest
+    /// CPU priority, so that the gateway gets the cores first (needs --gateway-binary).
+    #[arg(long, requires = "gateway_binary")]
+    pub(crate) gateway_first: bool,
 }
 
 impl KillArgs {
@@ -70,7 +86,10 @@ impl KillArgs {
 /// How one stream ended.
 #[derive(Debug)]
 struct Ended {
-    at: Instant,
+    /// When its last bytes (or the close) arrived at the client's socket.
+    arrived: SystemTime,
+    /// When the client's task read them.
+    read: Instant,
     /// It carried the gateway's revocation error (for this revocation's `seq`, checked later).
     revocation_seq: Option<i64>,
     /// It carried the tool's result: the call finished instead of being stopped.
@@ -121,45 +140,52 @@ async fn stream(
         report: started,
         _slot: slot,
     };
-    let mut response = match session.post(&message).timeout(limit).send().await {
-        Ok(response) if response.status().is_success() => response,
-        Ok(response) => {
-            starting
-                .report(Err(format!("HTTP {}", response.status())))
-                .await;
-            return None;
-        }
+    let opened = match session.raw_post(&message) {
+        Ok((addr, request)) => tokio::time::timeout(limit, TimedStream::post(addr, &request))
+            .await
+            .unwrap_or_else(|_| Err(anyhow!("no answer within {limit:?}"))),
+        Err(error) => Err(error),
+    };
+    let mut body = match opened {
+        Ok(body) => body,
         Err(error) => {
-            starting.report(Err(error.to_string())).await;
+            starting.report(Err(format!("{error:#}"))).await;
             return None;
         }
     };
     let mut starting = Some(starting);
     let mut events = EventStream::default();
     let mut ended = Ended {
-        at: Instant::now(),
+        arrived: SystemTime::now(),
+        read: Instant::now(),
         revocation_seq: None,
         completed: false,
         error: None,
     };
     loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                for event in events.push(&chunk) {
+        let received = tokio::time::timeout(limit, body.next())
+            .await
+            .unwrap_or_else(|_| Err(anyhow!("nothing within {limit:?}")));
+        match received {
+            Ok(received) => {
+                for event in events.push(&received.data) {
                     if let Some(starting) = starting.take() {
                         starting.report(Ok(())).await;
                     }
                     classify(&event.data, &mut ended);
                 }
+                if received.ended {
+                    (ended.arrived, ended.read) = (received.arrived, received.seen);
+                    break;
+                }
             }
-            Ok(None) => break,
             Err(error) => {
-                ended.error = Some(error.to_string());
+                ended.error = Some(format!("{error:#}"));
+                (ended.arrived, ended.read) = (SystemTime::now(), Instant::now());
                 break;
             }
         }
     }
-    ended.at = Instant::now();
     if let Some(starting) = starting {
         let reason = match ended.error {
             Some(error) => format!("the stream failed before its first event: {error}"),
@@ -169,6 +195,77 @@ async fn stream(
         return None;
     }
     Some(ended)
+}
+
+/// Lowers every thread of this process to nice 19; threads started later inherit it. Lowering
+/// one's own priority needs no privilege; the `renice` command does it because the workspace
+/// has no `unsafe` for the system call.
+fn yield_cores() -> anyhow::Result<()> {
+    let threads: Vec<_> = std::fs::read_dir("/proc/self/task")?
+        .flatten()
+        .map(|task| task.file_name())
+        .collect();
+    let status = std::process::Command::new("renice")
+        .args(["-n", "19", "-p"])
+        .args(&threads)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("running renice")?;
+    ensure!(status.success(), "renice failed: {status}");
+    Ok(())
+}
+
+/// Time the threads of a process have spent on a core, and runnable but waiting for one
+/// (Linux `/proc/…/task/*/schedstat`, in nanoseconds: clock ticks are too coarse for a span of
+/// milliseconds).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct CpuTime {
+    ran_us: u64,
+    waited_us: u64,
+}
+
+impl CpuTime {
+    /// So far, for process `pid`, or this one.
+    fn of(pid: Option<u32>) -> Self {
+        let tasks = pid.map_or_else(
+            || "/proc/self/task".to_owned(),
+            |pid| format!("/proc/{pid}/task"),
+        );
+        let (mut ran, mut waited) = (0, 0);
+        for stat in std::fs::read_dir(tasks)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        {
+            let mut fields = stat
+                .split_whitespace()
+                .map(|f| f.parse::<u64>().unwrap_or(0));
+            ran += fields.next().unwrap_or(0);
+            waited += fields.next().unwrap_or(0);
+        }
+        Self {
+            ran_us: ran / 1000,
+            waited_us: waited / 1000,
+        }
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            ran_us: self.ran_us.saturating_sub(before.ran_us),
+            waited_us: self.waited_us.saturating_sub(before.waited_us),
+        }
+    }
+}
+
+impl std::fmt::Display for CpuTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ran {} µs, waited for a core {} µs",
+            self.ran_us, self.waited_us
+        )
+    }
 }
 
 /// The result of a `kill-switch` run.
@@ -196,10 +293,24 @@ pub(crate) struct KillReport {
     ended_before_revocation: usize,
     /// Still open when the timeout ran out.
     still_open: usize,
-    /// From just before the revocation call to each stream's EOF (streams that ended after it).
-    time_to_eof: LatencySummary,
+    /// Whether this process yielded the cores to the gateway (`--gateway-first`).
+    gateway_first: bool,
+    /// From just before the revocation call to the arrival of each stream's last bytes at the
+    /// client's socket (streams that ended after it).
+    time_to_arrival: LatencySummary,
+    /// The first of those: the fixed part (revocation committed, pushed and applied), before
+    /// the streams' own share of the cores spreads the rest.
+    first_arrival_us: u64,
+    /// The same span to when each client's task read its stream's end.
+    time_to_read: LatencySummary,
     /// `slow_report` calls the expenses server saw cancelled (the gateway tells it).
     upstream_cancelled: u64,
+    /// The gateway's process, from the revocation call to the last end, when it runs in a
+    /// process of its own.
+    gateway_cpu: Option<CpuTime>,
+    /// This process (clients, issuer, MCP server; the gateway too, unless separate) in the
+    /// same span.
+    generator_cpu: CpuTime,
     /// One example of a stream that ended without the revocation event.
     first_unexpected: Option<String>,
 }
@@ -207,6 +318,13 @@ pub(crate) struct KillReport {
 /// Opens the streams, revokes the grant, and times the ends.
 pub(crate) async fn run(world: &World, args: &KillArgs) -> anyhow::Result<KillReport> {
     let count = args.sessions;
+    if args.gateway_first {
+        ensure!(
+            world.stack.gateway_pid().is_some(),
+            "--gateway-first needs the gateway in a process of its own"
+        );
+        yield_cores()?;
+    }
     let http = mcp::http_client()?;
     let token_count = count.div_ceil(SESSIONS_PER_TOKEN);
     let mut tokens = Vec::with_capacity(token_count);
@@ -269,7 +387,13 @@ pub(crate) async fn run(world: &World, args: &KillArgs) -> anyhow::Result<KillRe
     }
 
     eprintln!("{live} streams are live; revoking grant {}", world.grant_id);
+    let gateway_pid = world.stack.gateway_pid();
+    let cpu_before = (
+        gateway_pid.map(|pid| CpuTime::of(Some(pid))),
+        CpuTime::of(None),
+    );
     let revoked_at = Instant::now();
+    let revoked_at_wall = SystemTime::now();
     let seq = world.revoke_grant(&http).await?;
     let revoke_call = revoked_at.elapsed();
     let end_deadline =
@@ -282,16 +406,25 @@ pub(crate) async fn run(world: &World, args: &KillArgs) -> anyhow::Result<KillRe
     }
     let still_open = live - outcomes.len();
     streams.abort_all();
+    let gateway_cpu = cpu_before
+        .0
+        .zip(gateway_pid)
+        .map(|(before, pid)| CpuTime::of(Some(pid)).since(before));
+    let generator_cpu = CpuTime::of(None).since(cpu_before.1);
 
-    let mut time_to_eof = Latencies::new();
+    let (mut time_to_arrival, mut time_to_read) = (Latencies::new(), Latencies::new());
+    let mut first_arrival = Duration::MAX;
     let mut in_band = 0;
     let mut early = 0;
     let mut first_unexpected = None;
     for ended in &outcomes {
-        if ended.at < revoked_at {
-            early += 1;
-        } else {
-            time_to_eof.record(ended.at - revoked_at);
+        match ended.arrived.duration_since(revoked_at_wall) {
+            Ok(arrival) => {
+                time_to_arrival.record(arrival);
+                time_to_read.record(ended.read.saturating_duration_since(revoked_at));
+                first_arrival = first_arrival.min(arrival);
+            }
+            Err(_) => early += 1,
         }
         if ended.revocation_seq == Some(seq) {
             in_band += 1;
@@ -322,8 +455,13 @@ pub(crate) async fn run(world: &World, args: &KillArgs) -> anyhow::Result<KillRe
         completed_normally: outcomes.iter().filter(|e| e.completed).count(),
         ended_before_revocation: early,
         still_open,
-        time_to_eof: time_to_eof.summary(),
+        gateway_first: args.gateway_first,
+        time_to_arrival: time_to_arrival.summary(),
+        first_arrival_us: u64::try_from(first_arrival.as_micros()).unwrap_or(u64::MAX),
+        time_to_read: time_to_read.summary(),
         upstream_cancelled: world.stack.expenses.cancelled_reports(),
+        gateway_cpu,
+        generator_cpu,
         first_unexpected,
     })
 }
@@ -332,7 +470,6 @@ impl KillReport {
     /// The report in words.
     pub(crate) fn render(&self) -> String {
         let mut out = String::new();
-        let t = &self.time_to_eof;
         let _ = writeln!(
             out,
             "\nkill switch — {} SSE tool calls through the gateway on their own sessions (one \
@@ -361,10 +498,32 @@ impl KillReport {
             self.ended_before_revocation,
             self.still_open
         );
+        let (a, r) = (&self.time_to_arrival, &self.time_to_read);
         let _ = writeln!(
             out,
-            "time from revoke call to EOF: p50 {} µs, p90 {} µs, p99 {} µs, max {} µs",
-            t.p50_us, t.p90_us, t.p99_us, t.max_us
+            "time from revoke call to each stream's end arriving at its client: first {} µs, \
+             p50 {} µs, p90 {} µs, p99 {} µs, max {} µs",
+            self.first_arrival_us, a.p50_us, a.p90_us, a.p99_us, a.max_us
+        );
+        let _ = writeln!(
+            out,
+            "… and to the client's task reading it{}: p50 {} µs, p90 {} µs, p99 {} µs, max {} µs",
+            if self.gateway_first {
+                " (at the lowest priority)"
+            } else {
+                ""
+            },
+            r.p50_us,
+            r.p90_us,
+            r.p99_us,
+            r.max_us
+        );
+        let _ = writeln!(
+            out,
+            "threads from the revoke call to the last end: gateway {}; the rest {}",
+            self.gateway_cpu
+                .map_or_else(|| "(in this process)".to_owned(), |cpu| cpu.to_string()),
+            self.generator_cpu
         );
         let _ = writeln!(
             out,
@@ -388,18 +547,23 @@ mod tests {
         let args = KillArgs {
             sessions: 3,
             timeout: 10,
+            gateway_binary: None,
+            gateway_first: false,
         };
         args.validate().unwrap();
         let report = run(&world, &args).await.unwrap();
         assert_eq!(report.live, 3, "{report:?}");
         assert_eq!(report.ended_with_revocation_error, 3, "{report:?}");
         assert_eq!(report.still_open, 0);
-        assert_eq!(report.time_to_eof.count, 3);
+        assert_eq!(report.time_to_arrival.count, 3);
+        assert_eq!(report.time_to_read.count, 3);
+        assert!(report.time_to_arrival.max_us <= report.time_to_read.max_us + 1000);
     }
 
     fn blank() -> Ended {
         Ended {
-            at: Instant::now(),
+            arrived: SystemTime::now(),
+            read: Instant::now(),
             revocation_seq: None,
             completed: false,
             error: None,

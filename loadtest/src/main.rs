@@ -20,6 +20,7 @@ mod mcp;
 mod memory;
 mod passthrough;
 mod stats;
+mod timed_stream;
 mod world;
 
 use std::time::Duration;
@@ -222,7 +223,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             emit(json, "tools-list", &report.render(), &report)
         }
         Command::KillSwitch(args) => {
-            let world = World::start(false).await?;
+            let world = World::start_with(false, args.gateway_binary.clone()).await?;
             let report = kill_switch::run(&world, args).await?;
             emit(json, "kill-switch", &report.render(), &report)
         }

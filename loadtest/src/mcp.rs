@@ -7,6 +7,7 @@
 //! `Mcp-Session-Id` and a JSON-RPC id that is unique in that session (a stateful rmcp session
 //! routes answers by id, so a repeated id leaves the second request waiting forever).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -159,14 +160,45 @@ impl McpSession {
         Ok(())
     }
 
+    fn take_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id - 1
+    }
+
     /// A POST of `message` with the next id of this session; the caller sends it.
     pub(crate) fn post(&mut self, message: &Message) -> reqwest::RequestBuilder {
-        let id = self.next_id;
-        self.next_id += 1;
+        let body = message.with_id(self.take_id());
         self.http
             .post(&self.url)
             .headers(self.headers.clone())
-            .body(message.with_id(id))
+            .body(body)
+    }
+
+    /// The same POST as the bytes of a whole HTTP/1.1 request, and the address to send it to,
+    /// for a reader below the HTTP client (see `timed_stream`).
+    pub(crate) fn raw_post(&mut self, message: &Message) -> anyhow::Result<(SocketAddr, Vec<u8>)> {
+        let url = reqwest::Url::parse(&self.url)?;
+        let addr = url
+            .socket_addrs(|| None)?
+            .into_iter()
+            .next()
+            .with_context(|| format!("{url} names no address"))?;
+        let body = message.with_id(self.take_id());
+        let mut request = format!(
+            "POST {} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\n",
+            url.path(),
+            body.len()
+        )
+        .into_bytes();
+        for (name, value) in &self.headers {
+            request.extend_from_slice(name.as_str().as_bytes());
+            request.extend_from_slice(b": ");
+            request.extend_from_slice(value.as_bytes());
+            request.extend_from_slice(b"\r\n");
+        }
+        request.extend_from_slice(b"\r\n");
+        request.extend_from_slice(body.as_bytes());
+        Ok((addr, request))
     }
 
     /// The session's standalone event stream (`GET` with the session id); the caller sends it.
