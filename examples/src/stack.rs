@@ -280,6 +280,13 @@ impl Stack {
         bail!("the gateway did not become ready at {url}")
     }
 
+    /// The gateway's Prometheus metrics, as text.
+    pub async fn gateway_metrics(&self) -> anyhow::Result<String> {
+        let url = format!("{}/metrics", self.gateway_admin_url);
+        let response = reqwest::get(&url).await?.error_for_status()?;
+        Ok(response.text().await?)
+    }
+
     /// The gateway's process id, when it runs in a process of its own.
     pub fn gateway_pid(&self) -> Option<u32> {
         match &self.gateway {

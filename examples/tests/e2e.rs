@@ -461,12 +461,7 @@ async fn gateway_publishes_the_key_upstreams_verify_with_and_its_metrics() {
         .await
         .unwrap_err();
     assert_denied(&denied, "tool_not_granted");
-    let metrics = reqwest::get(format!("{}/metrics", w.stack.gateway_admin_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = w.stack.gateway_metrics().await.unwrap();
     assert!(
         metrics.contains(r#"portcullis_gateway_decisions_total{decision="deny",reason="tool_not_granted",upstream="expenses"}"#),
         "{metrics}"

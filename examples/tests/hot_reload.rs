@@ -32,12 +32,7 @@ async fn status_of(url: &str) -> u16 {
 }
 
 async fn reloads(stack: &Stack, outcome: &str) -> u64 {
-    let metrics = reqwest::get(format!("{}/metrics", stack.gateway_admin_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = stack.gateway_metrics().await.unwrap();
     let prefix = format!("portcullis_gateway_config_reloads_total{{outcome=\"{outcome}\"}} ");
     metrics
         .lines()

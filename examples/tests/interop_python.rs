@@ -100,12 +100,7 @@ async fn the_python_sdk_signs_in_through_discovery_and_consent_then_calls_throug
 
     for mode in MODES {
         let seen = run_client(&python, &stack.resource, mode, &Calls::EXPENSES).await;
-        let metrics = reqwest::get(format!("{}/metrics", stack.gateway_admin_url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = stack.gateway_metrics().await.unwrap();
         let requests: Vec<&str> = metrics
             .lines()
             .filter(|l| l.starts_with("portcullis_gateway_requests_total"))

@@ -100,12 +100,7 @@ async fn a_changed_tool_definition_is_hidden_and_refused_until_approved() {
         calls_before, calls_after,
         "the call never reached the upstream"
     );
-    let metrics = reqwest::get(format!("{}/metrics", stack.gateway_admin_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = stack.gateway_metrics().await.unwrap();
     assert!(
         metrics.contains(r#"portcullis_gateway_tool_changes_total{upstream="expenses"} 1"#),
         "{metrics}"
