@@ -273,6 +273,19 @@ async fn the_fleet_refuses_member_tokens_foreign_sessions_and_requests_out_of_or
     assert_eq!(status, 200);
     assert_eq!(body["result"]["tools"].as_array().unwrap().len(), 4);
 
+    // A call hidden in a batch is refused whole: a fleet takes one message per request.
+    let seen_before = f.stack.expenses.seen_requests().len();
+    let batch = json!([{"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+        "name": "expenses__submit_expense",
+        "arguments": {"amount": 12, "category": "travel"}}}]);
+    let (_, _, body) = post(&f.office, &alice, Some(&session), batch).await;
+    assert_eq!(body["error"]["code"], -32600, "{body}");
+    assert_eq!(
+        f.stack.expenses.seen_requests().len(),
+        seen_before,
+        "nothing of the batch reached the member"
+    );
+
     // Before initialize, and with another principal's session: refused.
     let (status, _, body) = post(&f.office, &alice, None, list()).await;
     assert_eq!(
