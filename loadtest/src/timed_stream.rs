@@ -46,6 +46,8 @@ pub(crate) struct TimedStream {
     body: Chunked,
     /// Body bytes that came with the head, and when they arrived.
     early: Option<(Vec<u8>, SystemTime)>,
+    /// Reused by every read.
+    buffer: Vec<u8>,
 }
 
 impl TimedStream {
@@ -101,16 +103,16 @@ impl TimedStream {
             socket,
             body: Chunked::default(),
             early: Some((head.split_off(head_end), arrived)),
+            buffer,
         })
     }
 
     /// The next piece of the body; once it has `ended`, there is no more.
     pub(crate) async fn next(&mut self) -> anyhow::Result<Received> {
         if let Some((early, arrived)) = self.early.take().filter(|(early, _)| !early.is_empty()) {
-            return self.decode(&early, arrived);
+            return decode(&mut self.body, &early, arrived);
         }
-        let mut buffer = vec![0; READ_SIZE];
-        let (read, arrived) = recv(&self.socket, &mut buffer).await?;
+        let (read, arrived) = recv(&self.socket, &mut self.buffer).await?;
         let arrived = arrived.unwrap_or_else(SystemTime::now);
         if read == 0 {
             ensure!(self.body.done(), "the connection closed inside the body");
@@ -121,19 +123,19 @@ impl TimedStream {
                 seen: Instant::now(),
             });
         }
-        self.decode(&buffer[..read], arrived)
+        decode(&mut self.body, &self.buffer[..read], arrived)
     }
+}
 
-    fn decode(&mut self, bytes: &[u8], arrived: SystemTime) -> anyhow::Result<Received> {
-        let mut data = Vec::new();
-        self.body.feed(bytes, &mut data)?;
-        Ok(Received {
-            data,
-            ended: self.body.done(),
-            arrived,
-            seen: Instant::now(),
-        })
-    }
+fn decode(body: &mut Chunked, bytes: &[u8], arrived: SystemTime) -> anyhow::Result<Received> {
+    let mut data = Vec::new();
+    body.feed(bytes, &mut data)?;
+    Ok(Received {
+        data,
+        ended: body.done(),
+        arrived,
+        seen: Instant::now(),
+    })
 }
 
 /// One read, with the kernel's arrival time of the last segment it returned.
