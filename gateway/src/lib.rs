@@ -29,6 +29,8 @@ pub mod revocation;
 pub mod routes;
 pub mod session;
 pub mod sse;
+#[cfg(test)]
+mod test_tokens;
 pub mod token_cache;
 pub mod tools_list;
 pub mod upstream_client;

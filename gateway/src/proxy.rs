@@ -1192,7 +1192,16 @@ impl ProxyHttp for Gateway {
             session_id: upstream_session,
         };
         let work = LiveWork::new(token, session_id, fd, target);
-        ctx.live = Some(self.state.revocations.register(work));
+        let live = self.state.revocations.register(work);
+        let revoked = live.work().killed_by().is_some();
+        ctx.live = Some(live);
+        if revoked {
+            // Revoked since it was admitted: the request is not sent (`fail_to_proxy` answers).
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(401),
+                "revoked before the request was sent upstream",
+            ));
+        }
         Ok(())
     }
 

@@ -283,11 +283,18 @@ impl Revocations {
         self.fresh_at.fetch_max(at, Ordering::AcqRel);
     }
 
-    /// Registers live work on an upstream socket.
+    /// Registers live work on an upstream socket. Work that a revocation already covers is
+    /// killed here: the request was admitted, but the revocation arrived before it registered,
+    /// too late for the kill loop to see it. The set is read after the registration is in the
+    /// map, and the loop stores the set before it walks the map, so one of the two always
+    /// sees the other.
     pub fn register(self: &Arc<Self>, work: LiveWork) -> LiveGuard {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let work = Arc::new(work);
         self.live().insert(id, work.clone());
+        if let Some(entry) = self.covering(&work.token, work.session_id()) {
+            work.kill(entry.seq);
+        }
         LiveGuard {
             id,
             work,
@@ -438,4 +445,103 @@ pub async fn follow_stream(
     };
     revocations.connected.store(false, Ordering::Release);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+    use std::os::unix::io::AsRawFd;
+
+    use super::*;
+    use crate::test_tokens;
+
+    /// A connected loopback socket: the "upstream connection" live work is registered on.
+    fn upstream() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (client, server)
+    }
+
+    fn work(token_id: &str, socket: &TcpStream) -> LiveWork {
+        let config = crate::config::Config::from_yaml(
+            "listen: 127.0.0.1:8080\npublic_url: https://gw/\nissuer: {url: 'http://127.0.0.1:9000'}\n\
+             upstreams: [{name: expenses, url: 'http://127.0.0.1:8001/mcp'}]\n",
+        )
+        .unwrap();
+        LiveWork::new(
+            test_tokens::verified(token_id, i64::MAX).1,
+            Some("s1".into()),
+            socket.as_raw_fd(),
+            UpstreamWork {
+                upstream: config.upstream("expenses").unwrap().clone(),
+                request_id: None,
+                protocol_version: None,
+                session_id: None,
+            },
+        )
+    }
+
+    fn revoke_token(token_id: &str, seq: i64) -> RevocationEntry {
+        RevocationEntry {
+            seq,
+            kind: RevocationKind::Token,
+            target: target_hash(RevocationKind::Token, token_id),
+            revoked_at: 0,
+            issued_before: None,
+            expires_at: i64::MAX,
+        }
+    }
+
+    #[test]
+    fn a_revocation_kills_registered_work_and_shuts_its_socket() {
+        let revocations = Revocations::new(StalenessMode::Lenient, 60);
+        let (mut socket, _server) = upstream();
+        let live = revocations.register(work("t1", &socket));
+        let (other_socket, _other_server) = upstream();
+        let other = revocations.register(work("t2", &other_socket));
+
+        let killed = revocations.apply(vec![revoke_token("t1", 7)], 1);
+        assert_eq!(killed.len(), 1);
+        assert_eq!(live.work().killed_by(), Some(7));
+        assert_eq!(
+            other.work().killed_by(),
+            None,
+            "another token's work runs on"
+        );
+        // The read side is shut: the response ends here at once.
+        assert_eq!(socket.read(&mut [0; 8]).unwrap(), 0);
+    }
+
+    #[test]
+    fn work_registered_after_a_revocation_it_falls_under_is_killed_at_registration() {
+        // The race: the request was admitted, then the revocation was applied (its kill loop
+        // finding nothing), then the request reached its upstream and registered.
+        let revocations = Revocations::new(StalenessMode::Lenient, 60);
+        assert!(revocations.apply(vec![revoke_token("t1", 9)], 1).is_empty());
+
+        let (mut socket, _server) = upstream();
+        let live = revocations.register(work("t1", &socket));
+        assert_eq!(live.work().killed_by(), Some(9));
+        assert_eq!(socket.read(&mut [0; 8]).unwrap(), 0);
+
+        let (other_socket, _other_server) = upstream();
+        let other = revocations.register(work("t2", &other_socket));
+        assert_eq!(other.work().killed_by(), None);
+    }
+
+    #[test]
+    fn a_finished_request_is_forgotten_and_its_socket_never_touched() {
+        let revocations = Revocations::new(StalenessMode::Lenient, 60);
+        let (socket, mut server) = upstream();
+        drop(revocations.register(work("t1", &socket)));
+        assert!(revocations.apply(vec![revoke_token("t1", 3)], 1).is_empty());
+        // The connection may serve someone else now: it is still open both ways.
+        let mut writer = &socket;
+        std::io::Write::write_all(&mut writer, b"ping").unwrap();
+        let mut got = [0; 4];
+        server.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"ping");
+    }
 }

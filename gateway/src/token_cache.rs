@@ -109,48 +109,13 @@ impl TokenCache {
 
 #[cfg(test)]
 mod tests {
-    use portcullis_policy::{
-        Actor, ActorChain, ActorRule, Claims, Expected, KeySet, SigningKey, Verifier, sign,
-    };
-
     use super::*;
-
-    fn verified(exp: i64) -> (String, Arc<VerifiedToken>) {
-        let key = SigningKey::ed25519_from_seed("k", &[1; 32]).unwrap();
-        let claims = Claims {
-            issuer: "https://issuer".into(),
-            subject: "alice".into(),
-            audience: vec!["https://gw/mcp/a".into()],
-            expires_at: exp,
-            not_before: None,
-            issued_at: 0,
-            token_id: "t".into(),
-            client_id: "agent".into(),
-            scope: None,
-            actors: Some(ActorChain::new(Actor {
-                sub: "agent".into(),
-            })),
-            grant_id: None,
-            constraints: None,
-        };
-        let token = sign(&claims, &key);
-        let mut keys = KeySet::default();
-        keys.insert(key.verifying_key());
-        let expected = Expected {
-            audience: "https://gw/mcp/a",
-            now: 0,
-            actor: ActorRule::Required,
-        };
-        let verified = Verifier::new("https://issuer", keys)
-            .verify(&token, &expected)
-            .unwrap();
-        (token, Arc::new(verified))
-    }
+    use crate::test_tokens;
 
     #[test]
     fn a_cached_token_is_found_only_for_its_resource_and_key_set() {
         let cache = TokenCache::new(10, 0);
-        let (token, verified) = verified(100);
+        let (token, verified) = test_tokens::verified("t", 100);
         cache.insert("https://gw/mcp/a", &token, verified, 1, 0);
         assert!(cache.get("https://gw/mcp/a", &token, 1, 50).is_some());
         assert!(cache.get("https://gw/mcp/b", &token, 1, 50).is_none());
@@ -167,7 +132,7 @@ mod tests {
     #[test]
     fn an_expired_token_is_not_served_from_the_cache() {
         let cache = TokenCache::new(10, 0);
-        let (token, verified) = verified(100);
+        let (token, verified) = test_tokens::verified("t", 100);
         cache.insert("r", &token, verified, 1, 0);
         assert!(cache.get("r", &token, 1, 99).is_some());
         assert!(cache.get("r", &token, 1, 100).is_none());
@@ -176,7 +141,7 @@ mod tests {
     #[test]
     fn the_cache_never_grows_past_its_capacity() {
         let cache = TokenCache::new(2, 0);
-        let (token, verified) = verified(100);
+        let (token, verified) = test_tokens::verified("t", 100);
         for resource in ["a", "b", "c"] {
             cache.insert(resource, &token, verified.clone(), 1, 0);
         }
