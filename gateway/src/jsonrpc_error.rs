@@ -28,6 +28,7 @@
 //! not see.
 
 use portcullis_policy::{DenyReason, VerifyError};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 /// Denied by the token's constraints.
@@ -391,23 +392,47 @@ impl GatewayError {
 
     /// The JSON-RPC error response body.
     pub fn body(&self) -> Vec<u8> {
-        if let GatewayError::BatchRefused(errors) = self {
-            let responses: Vec<Value> = errors
-                .iter()
-                .map(|e| serde_json::from_slice(&e.body()).expect("error bodies are JSON"))
-                .collect();
-            return serde_json::to_vec(&responses).expect("a JSON value serialises");
-        }
+        let written = match self {
+            GatewayError::BatchRefused(errors) => {
+                let responses: Vec<ErrorResponse> = errors.iter().map(Self::response).collect();
+                serde_json::to_vec(&responses)
+            }
+            other => serde_json::to_vec(&other.response()),
+        };
+        written.expect("an error response serialises")
+    }
+
+    fn response(&self) -> ErrorResponse {
         let message = match self {
             // Internal detail stays in the log.
             GatewayError::Upstream(_) => "upstream failed".to_owned(),
             other => other.to_string(),
         };
-        let mut error = json!({"code": self.code(), "message": message});
-        if let Some(data) = self.data() {
-            error["data"] = data;
+        ErrorResponse {
+            jsonrpc: "2.0",
+            id: self.id(),
+            error: ErrorObject {
+                code: self.code(),
+                message,
+                data: self.data(),
+            },
         }
-        serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": self.id(), "error": error}))
-            .expect("a JSON value serialises")
     }
+}
+
+/// A JSON-RPC error response, serialised from its parts rather than through a `Value` tree:
+/// a kill writes one as the final event of every stream it ends, a thousand at once.
+#[derive(Serialize)]
+struct ErrorResponse {
+    jsonrpc: &'static str,
+    id: Value,
+    error: ErrorObject,
+}
+
+#[derive(Serialize)]
+struct ErrorObject {
+    code: i64,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Value>,
 }

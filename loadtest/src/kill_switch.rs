@@ -96,6 +96,23 @@ struct Ended {
     completed: bool,
     /// The body failed instead of ending cleanly.
     error: Option<String>,
+    /// The agent's connection, held open after the stream's end as an HTTP client's pool
+    /// holds it: a thousand agents closing their sockets is no part of the span measured.
+    _connection: Option<TimedStream>,
+}
+
+impl Ended {
+    /// Nothing seen yet; the times are set when the stream ends.
+    fn pending() -> Self {
+        Self {
+            arrived: SystemTime::now(),
+            read: Instant::now(),
+            revocation_seq: None,
+            completed: false,
+            error: None,
+            _connection: None,
+        }
+    }
 }
 
 /// What one event says, as far as this test cares.
@@ -155,13 +172,7 @@ async fn stream(
     };
     let mut starting = Some(starting);
     let mut events = EventStream::default();
-    let mut ended = Ended {
-        arrived: SystemTime::now(),
-        read: Instant::now(),
-        revocation_seq: None,
-        completed: false,
-        error: None,
-    };
+    let mut ended = Ended::pending();
     loop {
         let received = tokio::time::timeout(limit, body.next())
             .await
@@ -186,6 +197,7 @@ async fn stream(
             }
         }
     }
+    ended._connection = Some(body);
     if let Some(starting) = starting {
         let reason = match ended.error {
             Some(error) => format!("the stream failed before its first event: {error}"),
@@ -560,19 +572,9 @@ mod tests {
         assert!(report.time_to_arrival.max_us <= report.time_to_read.max_us + 1000);
     }
 
-    fn blank() -> Ended {
-        Ended {
-            arrived: SystemTime::now(),
-            read: Instant::now(),
-            revocation_seq: None,
-            completed: false,
-            error: None,
-        }
-    }
-
     #[test]
     fn the_revocation_event_and_a_result_are_told_apart_from_progress() {
-        let mut ended = blank();
+        let mut ended = Ended::pending();
         classify(
             r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}}"#,
             &mut ended,
