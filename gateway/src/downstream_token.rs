@@ -141,28 +141,8 @@ impl DownstreamMinter {
 
 #[cfg(test)]
 mod tests {
-    use portcullis_policy::{Actor, ActorChain};
-
     use super::*;
-
-    fn inbound(jti: &str, exp: i64) -> Claims {
-        Claims {
-            issuer: "https://issuer".into(),
-            subject: "alice".into(),
-            audience: vec!["https://gw/mcp/a".into()],
-            expires_at: exp,
-            not_before: None,
-            issued_at: 0,
-            token_id: jti.into(),
-            client_id: "agent".into(),
-            scope: None,
-            actors: Some(ActorChain::new(Actor {
-                sub: "agent".into(),
-            })),
-            grant_id: Some("g".into()),
-            constraints: None,
-        }
-    }
+    use crate::test_tokens::claims as inbound;
 
     #[test]
     fn a_minted_token_is_reused_only_for_the_same_inbound_token_and_upstream_while_fresh() {

@@ -8,11 +8,10 @@ use portcullis_policy::{
     sign,
 };
 
-/// A token for alice through `agent`, with id `token_id`, for resource `https://gw/mcp/a`,
-/// issued at 0 and expiring at `exp`: the compact token and its verified form.
-pub(crate) fn verified(token_id: &str, exp: i64) -> (String, Arc<VerifiedToken>) {
-    let key = SigningKey::ed25519_from_seed("k", &[1; 32]).unwrap();
-    let claims = Claims {
+/// The claims of alice's token through `agent` under grant `g`, with id `token_id`, for
+/// resource `https://gw/mcp/a`, issued at 0 and expiring at `exp`.
+pub(crate) fn claims(token_id: &str, exp: i64) -> Claims {
+    Claims {
         issuer: "https://issuer".into(),
         subject: "alice".into(),
         audience: vec!["https://gw/mcp/a".into()],
@@ -25,10 +24,15 @@ pub(crate) fn verified(token_id: &str, exp: i64) -> (String, Arc<VerifiedToken>)
         actors: Some(ActorChain::new(Actor {
             sub: "agent".into(),
         })),
-        grant_id: None,
+        grant_id: Some("g".into()),
         constraints: None,
-    };
-    let token = sign(&claims, &key);
+    }
+}
+
+/// Those claims signed and verified: the compact token and its verified form.
+pub(crate) fn verified(token_id: &str, exp: i64) -> (String, Arc<VerifiedToken>) {
+    let key = SigningKey::ed25519_from_seed("k", &[1; 32]).unwrap();
+    let token = sign(&claims(token_id, exp), &key);
     let mut keys = KeySet::default();
     keys.insert(key.verifying_key());
     let expected = Expected {
