@@ -22,6 +22,17 @@ pub mod interop;
 pub mod relay;
 pub mod stack;
 
+/// Logs to stderr, filtered by `RUST_LOG`, or by `default` when it is unset or invalid.
+pub fn init_logging(default: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// A high-entropy random secret (for the demo's admin token).
 pub fn random_secret() -> String {
     let mut bytes = [0u8; 24];

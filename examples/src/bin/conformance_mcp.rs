@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 /// The tools, resources and prompts `@modelcontextprotocol/conformance server` calls
 /// (streamable HTTP at /mcp), to put behind the gateway and test the gateway with the suite.
@@ -19,11 +18,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    portcullis_examples::init_logging("info");
     let cli = Cli::parse();
     let listener = tokio::net::TcpListener::bind(cli.listen).await?;
     tracing::info!(

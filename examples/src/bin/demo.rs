@@ -81,13 +81,7 @@ async fn try_call(session: &McpSession, tool: &str, arguments: Value) -> anyhow:
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,portcullis_issuer=error,rmcp=off".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    portcullis_examples::init_logging("warn,portcullis_issuer=error,rmcp=off");
 
     let stack = Stack::start(&StackOptions {
         database_url: cli.database_url.clone(),

@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 use portcullis_examples::expenses::{self, DownstreamAuth, ExpensesConfig, ExpensesState};
-use tracing_subscriber::EnvFilter;
 
 /// The example expenses MCP server (streamable HTTP at /mcp).
 ///
@@ -41,11 +40,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    portcullis_examples::init_logging("info");
     let cli = Cli::parse();
     // clap guarantees all three are given unless --no-auth, which excludes them.
     let auth = match (cli.gateway_issuer, cli.gateway_jwks, cli.audience) {
