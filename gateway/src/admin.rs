@@ -12,17 +12,18 @@ use pingora::protocols::http::ServerSession;
 use portcullis_policy::RevocationKind;
 
 use crate::controls::FreezePattern;
-use crate::proxy::GatewayState;
+use crate::state::GatewayState;
+use crate::{clock, kill};
 
 /// Serves the admin endpoints.
 #[derive(Debug)]
-pub struct AdminApp {
+pub(crate) struct AdminApp {
     state: Arc<GatewayState>,
 }
 
 impl AdminApp {
     /// An admin app over the gateway's shared state.
-    pub fn new(state: Arc<GatewayState>) -> Self {
+    pub(crate) fn new(state: Arc<GatewayState>) -> Self {
         Self { state }
     }
 }
@@ -39,9 +40,7 @@ fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Ve
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = clock::now();
         let revocations = &self.state.revocations;
         match session.req_header().uri.path() {
             "/metrics" => {
@@ -184,17 +183,18 @@ impl AdminApp {
                 serde_json::json!({"error": "value must be 1 to 512 characters"}),
             ));
         }
-        let (entry, killed) = self
-            .state
-            .revocations
-            .apply_local(kind, &request.value, now);
+        let (entry, count) = kill::kill_locally(
+            &self.state.revocations,
+            &self.state.canceller,
+            kind,
+            &request.value,
+            now,
+        );
         tracing::info!(
             target: "audit",
-            kind = kind.as_str(), value = %request.value, killed = killed.len(),
+            kind = kind.as_str(), value = %request.value, killed = count,
             "local kill at this gateway"
         );
-        let count = killed.len();
-        crate::proxy::cancel_killed(&self.state, killed);
         Ok(json(
             StatusCode::OK,
             serde_json::json!({"revocation": entry.seq, "killed": count}),

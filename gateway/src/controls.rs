@@ -74,14 +74,14 @@ impl FreezePattern {
 
 /// The gateway's local controls.
 #[derive(Debug)]
-pub struct Controls {
+pub(crate) struct Controls {
     token_hash: Option<[u8; 32]>,
     freezes: ArcSwap<Vec<FreezePattern>>,
 }
 
 impl Controls {
     /// Controls protected by `admin_token`; `None` disables them.
-    pub fn new(admin_token: Option<&str>) -> Arc<Self> {
+    pub(crate) fn new(admin_token: Option<&str>) -> Arc<Self> {
         Arc::new(Self {
             token_hash: admin_token.map(|t| Sha256::digest(t.as_bytes()).into()),
             freezes: ArcSwap::from_pointee(Vec::new()),
@@ -89,12 +89,12 @@ impl Controls {
     }
 
     /// Whether the controls are enabled at all.
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.token_hash.is_some()
     }
 
     /// Whether `authorization` carries the admin token (compared in constant time).
-    pub fn authorized(&self, authorization: Option<&str>) -> bool {
+    pub(crate) fn authorized(&self, authorization: Option<&str>) -> bool {
         let (Some(expected), Some(presented)) = (
             &self.token_hash,
             authorization.and_then(|v| v.strip_prefix("Bearer ")),
@@ -106,7 +106,7 @@ impl Controls {
     }
 
     /// The freeze pattern `tool` falls under, if any.
-    pub fn frozen(&self, tool: &str) -> Option<FreezePattern> {
+    pub(crate) fn frozen(&self, tool: &str) -> Option<FreezePattern> {
         self.freezes
             .load()
             .iter()
@@ -115,12 +115,12 @@ impl Controls {
     }
 
     /// Current freezes.
-    pub fn freezes(&self) -> Vec<FreezePattern> {
+    pub(crate) fn freezes(&self) -> Vec<FreezePattern> {
         self.freezes.load().as_ref().clone()
     }
 
     /// Adds a freeze; returns whether it is new.
-    pub fn freeze(&self, pattern: FreezePattern) -> bool {
+    pub(crate) fn freeze(&self, pattern: FreezePattern) -> bool {
         let mut added = false;
         self.freezes.rcu(|current| {
             let mut next = current.as_ref().clone();
@@ -134,7 +134,7 @@ impl Controls {
     }
 
     /// Lifts a freeze; returns whether it existed.
-    pub fn unfreeze(&self, pattern: &FreezePattern) -> bool {
+    pub(crate) fn unfreeze(&self, pattern: &FreezePattern) -> bool {
         let mut removed = false;
         self.freezes.rcu(|current| {
             let next: Vec<FreezePattern> =

@@ -38,7 +38,7 @@ pub struct AuditConfig {
     /// This gateway's name at the issuer.
     pub gateway_id: String,
     /// The issuer's ingest endpoint and its token; `None` keeps the log local.
-    pub ship_to: Option<(String, String)>,
+    pub ship_to: Option<(String, crate::secret::Secret)>,
 }
 
 /// One decision, as the proxy reports it.
@@ -207,7 +207,7 @@ impl DecisionWriter {
         };
         match &self.config.ship_to {
             Some((url, token)) => {
-                tokio::join!(self.write(receiver), self.ship(url, token));
+                tokio::join!(self.write(receiver), self.ship(url, token.expose()));
             }
             None => self.write(receiver).await,
         }

@@ -11,14 +11,14 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde_json::json;
 
-use crate::config::Config;
+use crate::config::RouteTable;
 
 /// Well-known prefix of RFC 9728 metadata.
-pub const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
+pub(crate) const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
 
 /// Protected-resource metadata for every upstream.
 #[derive(Debug, Default)]
-pub struct Discovery {
+pub(crate) struct Discovery {
     documents: HashMap<String, Bytes>,
 }
 
@@ -31,23 +31,24 @@ fn split_origin(url: &str) -> (&str, &str) {
 }
 
 /// The metadata URL of the protected resource `resource`, for `WWW-Authenticate`.
-pub fn metadata_url(resource: &str) -> String {
+pub(crate) fn metadata_url(resource: &str) -> String {
     let (origin, path) = split_origin(resource);
     format!("{origin}{WELL_KNOWN}{path}")
 }
 
 impl Discovery {
-    /// Builds the documents of `config`'s upstreams and fleets.
-    pub fn new(config: &Config) -> Self {
+    /// Builds the documents of the table's upstreams and fleets, naming `issuer` as their
+    /// authorization server.
+    pub(crate) fn new(table: &RouteTable, issuer: &str) -> Self {
         let mut discovery = Self::default();
-        let upstreams = config.upstreams.iter().map(|u| (&u.name, &u.resource));
-        let fleets = config.fleets.iter().map(|f| (&f.name, &f.resource));
+        let upstreams = table.upstreams.iter().map(|u| (&u.name, &u.resource));
+        let fleets = table.fleets.iter().map(|f| (&f.name, &f.resource));
         for (name, resource) in upstreams.chain(fleets) {
             let (_, path) = split_origin(resource);
             let metadata_path = format!("{WELL_KNOWN}{path}");
             let document = json!({
                 "resource": resource,
-                "authorization_servers": [config.issuer],
+                "authorization_servers": [issuer],
                 "bearer_methods_supported": ["header"],
                 "resource_name": name,
                 "authorization_details_types_supported": [portcullis_policy::constraint::MCP_TOOLS_TYPE],
@@ -61,7 +62,7 @@ impl Discovery {
     }
 
     /// The metadata document served at `path`, if any.
-    pub fn document(&self, path: &str) -> Option<&Bytes> {
+    pub(crate) fn document(&self, path: &str) -> Option<&Bytes> {
         self.documents.get(path)
     }
 }
@@ -69,6 +70,7 @@ impl Discovery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     #[test]
     fn metadata_sits_at_the_rfc_9728_location_and_names_the_exact_resource() {
@@ -78,9 +80,9 @@ mod tests {
              upstreams: [{name: expenses, url: 'http://127.0.0.1:8001/mcp'}]\n",
         )
         .unwrap();
-        let discovery = Discovery::new(&config);
+        let discovery = Discovery::new(&config.routes, &config.settings.issuer);
         assert_eq!(
-            metadata_url(&config.upstreams[0].resource),
+            metadata_url(&config.routes.upstreams[0].resource),
             "https://gw.example.com/.well-known/oauth-protected-resource/mcp/expenses"
         );
         let document: serde_json::Value = serde_json::from_slice(

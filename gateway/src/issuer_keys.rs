@@ -18,7 +18,7 @@ const MAX_JWKS_BYTES: usize = 256 * 1024;
 
 /// Why a JWKS fetch failed.
 #[derive(Debug, thiserror::Error)]
-pub enum FetchError {
+pub(crate) enum FetchError {
     /// Transport failure or non-2xx status.
     #[error("fetching {url}: {source}")]
     Http {
@@ -39,7 +39,7 @@ pub enum FetchError {
 
 /// The issuer's keys and how to refresh them.
 #[derive(Debug)]
-pub struct IssuerKeys {
+pub(crate) struct IssuerKeys {
     issuer: String,
     jwks_url: String,
     leeway: i64,
@@ -52,7 +52,7 @@ pub struct IssuerKeys {
 
 impl IssuerKeys {
     /// An empty key set for `issuer`, to be filled by [`IssuerKeys::refresh`].
-    pub fn new(issuer: String, jwks_url: String, leeway: i64) -> Self {
+    pub(crate) fn new(issuer: String, jwks_url: String, leeway: i64) -> Self {
         let http = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             // Pingora runs several tokio runtimes; a pooled connection made on one must not be
@@ -75,22 +75,22 @@ impl IssuerKeys {
     }
 
     /// The current verifier.
-    pub fn verifier(&self) -> Arc<Verifier> {
+    pub(crate) fn verifier(&self) -> Arc<Verifier> {
         self.current.load_full()
     }
 
     /// Changes whenever a key set is installed (what cached verifications depend on).
-    pub fn version(&self) -> u64 {
+    pub(crate) fn version(&self) -> u64 {
         self.version.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Whether keys have been loaded at least once.
-    pub fn is_loaded(&self) -> bool {
+    pub(crate) fn is_loaded(&self) -> bool {
         self.loaded.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Fetches the JWKS now and installs it.
-    pub async fn refresh(&self) -> Result<usize, FetchError> {
+    pub(crate) async fn refresh(&self) -> Result<usize, FetchError> {
         let mut last = self.last_fetch.lock().await;
         *last = Some(Instant::now());
         self.fetch_and_install().await
@@ -98,7 +98,7 @@ impl IssuerKeys {
 
     /// Fetches the JWKS unless another fetch happened very recently. Returns whether the key
     /// set may have changed (so a caller retries its verification).
-    pub async fn refresh_for_unknown_kid(&self) -> bool {
+    pub(crate) async fn refresh_for_unknown_kid(&self) -> bool {
         let mut last = self.last_fetch.lock().await;
         if last.is_some_and(|t| t.elapsed() < MIN_REFRESH_INTERVAL) {
             // A concurrent request may just have fetched the key we need.

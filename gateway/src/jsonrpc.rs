@@ -12,7 +12,7 @@ use crate::jsonrpc_error::GatewayError;
 
 /// A client-to-server message, as far as the gateway needs to understand it.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Message {
+pub(crate) enum Message {
     /// A request (has an `id`).
     Request {
         /// Its id, echoed in errors.
@@ -37,7 +37,7 @@ pub enum Message {
 
 /// A resource read or prompt use, named as the upstream knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Access {
+pub(crate) enum Access {
     /// `resources/read` of this URI.
     Resource(String),
     /// `prompts/get` of this prompt.
@@ -46,7 +46,7 @@ pub enum Access {
 
 /// The part of a `tools/call` the policy judges.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ToolCall {
+pub(crate) struct ToolCall {
     /// The tool's name at the upstream.
     pub name: String,
     /// Its arguments (`Null` when absent).
@@ -55,7 +55,7 @@ pub struct ToolCall {
 
 impl Message {
     /// The JSON-RPC method, if this is a request or notification.
-    pub fn method(&self) -> Option<&str> {
+    pub(crate) fn method(&self) -> Option<&str> {
         match self {
             Message::Request { method, .. } | Message::Notification { method } => Some(method),
             Message::Response | Message::Batch(_) => None,
@@ -63,7 +63,7 @@ impl Message {
     }
 
     /// The request id, to answer a refused request with; `Null` for anything else.
-    pub fn id(&self) -> Value {
+    pub(crate) fn id(&self) -> Value {
         match self {
             Message::Request { id, .. } => id.clone(),
             _ => Value::Null,
@@ -71,7 +71,7 @@ impl Message {
     }
 
     /// The message itself, or each element of a batch.
-    pub fn elements(&self) -> &[Message] {
+    pub(crate) fn elements(&self) -> &[Message] {
         match self {
             Message::Batch(elements) => elements,
             single => std::slice::from_ref(single),
@@ -80,10 +80,10 @@ impl Message {
 }
 
 /// The most elements a batch may have.
-pub const MAX_BATCH: usize = 100;
+pub(crate) const MAX_BATCH: usize = 100;
 
 /// Parses one JSON-RPC message or batch.
-pub fn parse(body: &[u8]) -> Result<Message, GatewayError> {
+pub(crate) fn parse(body: &[u8]) -> Result<Message, GatewayError> {
     let value = portcullis_policy::strict_json::from_slice(body)
         .map_err(|e| GatewayError::Parse(e.to_string()))?;
     match value {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pingora::server::RunArgs;
+use portcullis_gateway::GatewayState;
 use portcullis_gateway::config::Config;
 
 /// The Portcullis gateway: a reverse proxy in front of MCP servers that verifies each agent's
@@ -96,7 +97,7 @@ fn main() -> ExitCode {
         }
     };
     let pins_file = || {
-        config.pins_file.clone().ok_or_else(|| {
+        config.settings.pins_file.clone().ok_or_else(|| {
             eprintln!(
                 "{}: pins_file is not set: tool pinning is off",
                 path.display()
@@ -130,9 +131,7 @@ fn main() -> ExitCode {
                 Ok(file) => file,
                 Err(code) => return code,
             };
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
+            let now = portcullis_gateway::clock::now();
             match portcullis_gateway::pins::approve(&file, &upstream, tool.as_deref(), now) {
                 Ok(approved) => {
                     for tool in approved {
@@ -148,13 +147,13 @@ fn main() -> ExitCode {
         }
         Command::Check { .. } => {
             println!("{}: ok", path.display());
-            for up in &config.upstreams {
+            for up in &config.routes.upstreams {
                 println!(
                     "  /mcp/{} -> {} (resource {}, downstream auth {:?})",
                     up.name, up.addr, up.resource, up.auth
                 );
             }
-            for fleet in &config.fleets {
+            for fleet in &config.routes.fleets {
                 let members: Vec<&str> = fleet.members.iter().map(|m| m.name.as_str()).collect();
                 println!(
                     "  /mcp/{} -> fleet of {} (resource {}, tools named member__tool)",
@@ -165,7 +164,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Run { .. } => match portcullis_gateway::prepare(config) {
+        Command::Run { .. } => match GatewayState::prepare(config) {
             Ok(state) => {
                 portcullis_gateway::run(state, RunArgs::default().shutdown_signal);
                 ExitCode::SUCCESS

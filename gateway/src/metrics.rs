@@ -159,27 +159,27 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
 });
 
 /// Counts a configuration reload (`applied` or `invalid`).
-pub fn config_reload(outcome: &'static str) {
+pub(crate) fn config_reload(outcome: &'static str) {
     METRICS.reloads.with_label_values(&[outcome]).inc();
 }
 
 /// Counts a changed tool definition held back.
-pub fn tool_changed(upstream: &str) {
+pub(crate) fn tool_changed(upstream: &str) {
     METRICS.tool_changes.with_label_values(&[upstream]).inc();
 }
 
 /// Records the head of the local decision log.
-pub fn decisions_logged(seq: i64) {
+pub(crate) fn decisions_logged(seq: i64) {
     METRICS.decisions_logged.set(seq);
 }
 
 /// Records how far shipping lags behind the log.
-pub fn decisions_unshipped(count: i64) {
+pub(crate) fn decisions_unshipped(count: i64) {
     METRICS.decisions_unshipped.set(count);
 }
 
 /// Folds a JSON-RPC method to a bounded label.
-pub fn method_label(method: Option<&str>) -> &'static str {
+pub(crate) fn method_label(method: Option<&str>) -> &'static str {
     match method {
         Some("tools/call") => "tools/call",
         Some("tools/list") => "tools/list",
@@ -191,7 +191,12 @@ pub fn method_label(method: Option<&str>) -> &'static str {
 }
 
 /// Counts a finished request.
-pub fn request_finished(upstream: &str, method: &'static str, outcome: &'static str, seconds: f64) {
+pub(crate) fn request_finished(
+    upstream: &str,
+    method: &'static str,
+    outcome: &'static str,
+    seconds: f64,
+) {
     let m = &*METRICS;
     m.requests
         .with_label_values(&[upstream, method, outcome])
@@ -202,7 +207,7 @@ pub fn request_finished(upstream: &str, method: &'static str, outcome: &'static 
 }
 
 /// Counts a `tools/call` decision.
-pub fn decision(upstream: &str, decision: &'static str, reason: &'static str) {
+pub(crate) fn decision(upstream: &str, decision: &'static str, reason: &'static str) {
     METRICS
         .decisions
         .with_label_values(&[upstream, decision, reason])
@@ -210,7 +215,7 @@ pub fn decision(upstream: &str, decision: &'static str, reason: &'static str) {
 }
 
 /// Counts tools hidden from a list.
-pub fn tools_hidden(upstream: &str, count: usize) {
+pub(crate) fn tools_hidden(upstream: &str, count: usize) {
     METRICS
         .tools_hidden
         .with_label_values(&[upstream])
@@ -218,28 +223,28 @@ pub fn tools_hidden(upstream: &str, count: usize) {
 }
 
 /// Counts a JWKS refresh.
-pub fn jwks_refreshed() {
+pub(crate) fn jwks_refreshed() {
     METRICS.jwks_refreshes.inc();
 }
 
 /// Counts an applied revocation and how long it took to arrive.
-pub fn revocation_applied(kind: &str, lag_seconds: i64) {
+pub(crate) fn revocation_applied(kind: &str, lag_seconds: i64) {
     METRICS.revocations.with_label_values(&[kind]).inc();
     METRICS.propagation.observe(lag_seconds.max(0) as f64);
 }
 
 /// Counts live work ended by revocations.
-pub fn live_work_killed(count: usize) {
+pub(crate) fn live_work_killed(count: usize) {
     METRICS.killed.inc_by(count as u64);
 }
 
 /// Records the age of the revocation knowledge.
-pub fn revocation_staleness(seconds: i64) {
+pub(crate) fn revocation_staleness(seconds: i64) {
     METRICS.staleness.set(seconds);
 }
 
 /// The Prometheus text exposition of every metric.
-pub fn render() -> Vec<u8> {
+pub(crate) fn render() -> Vec<u8> {
     let mut out = Vec::new();
     TextEncoder::new()
         .encode(&METRICS.registry.gather(), &mut out)

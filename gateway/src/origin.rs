@@ -10,7 +10,7 @@
 
 /// Which `Host` and `Origin` values are accepted.
 #[derive(Debug, Clone)]
-pub struct HostPolicy {
+pub(crate) struct HostPolicy {
     hosts: Vec<String>,
     origins: Vec<String>,
 }
@@ -44,7 +44,7 @@ fn is_loopback(authority: &str) -> bool {
 
 impl HostPolicy {
     /// Accepts `public_url`'s host and origin, loopback hosts, and the extras given.
-    pub fn new(public_url: &str, extra_hosts: &[String], extra_origins: &[String]) -> Self {
+    pub(crate) fn new(public_url: &str, extra_hosts: &[String], extra_origins: &[String]) -> Self {
         let origin = public_url.trim_end_matches('/');
         let origin = match origin.find("://").map(|i| i + 3) {
             Some(start) => {
@@ -70,7 +70,11 @@ impl HostPolicy {
     }
 
     /// Checks a request's `Host` and `Origin`.
-    pub fn check(&self, host: Option<&str>, origin: Option<&str>) -> Result<(), OriginError> {
+    pub(crate) fn check(
+        &self,
+        host: Option<&str>,
+        origin: Option<&str>,
+    ) -> Result<(), OriginError> {
         let host = host
             .ok_or(OriginError::MissingHost)?
             .trim()

@@ -42,7 +42,7 @@ impl Counter {
 
 /// Call counters by grant.
 #[derive(Debug, Default)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     counters: Mutex<HashMap<String, Counter>>,
 }
 
@@ -54,7 +54,7 @@ impl RateLimiter {
     }
 
     /// Counts a call of `grant` if it stays within `per_hour`; returns whether it was allowed.
-    pub fn try_acquire(&self, grant: &str, per_hour: u32, now: i64) -> bool {
+    pub(crate) fn try_acquire(&self, grant: &str, per_hour: u32, now: i64) -> bool {
         let mut counters = self.counters();
         if counters.len() >= MAX_TRACKED && !counters.contains_key(grant) {
             // Forget grants idle for more than two windows before tracking a new one.

@@ -19,14 +19,15 @@
 
 use std::sync::Arc;
 
-use crate::config::{Config, ConfigError, Upstream};
+use crate::config::{Config, ConfigError, RouteTable, Settings};
 use crate::discovery::Discovery;
 use crate::fleet::Fleet;
 use crate::origin::HostPolicy;
+use crate::upstream::Upstream;
 
 /// Upstreams, their discovery documents, and the accepted `Host`/`Origin` values.
 #[derive(Debug)]
-pub struct Routes {
+pub(crate) struct Routes {
     upstreams: Vec<Arc<Upstream>>,
     fleets: Vec<Arc<Fleet>>,
     /// RFC 9728 metadata of every upstream.
@@ -36,62 +37,56 @@ pub struct Routes {
 }
 
 impl Routes {
-    /// The routes of `config`.
-    pub fn new(config: &Config) -> Self {
+    /// The routes of `table`, served under `settings`' public URL and issuer.
+    pub(crate) fn new(table: RouteTable, settings: &Settings) -> Self {
         Self {
-            upstreams: config.upstreams.clone(),
-            fleets: config.fleets.clone(),
-            discovery: Discovery::new(config),
+            discovery: Discovery::new(&table, &settings.issuer),
             host_policy: HostPolicy::new(
-                &config.public_url,
-                &config.allowed_hosts,
-                &config.allowed_origins,
+                &settings.public_url,
+                &table.allowed_hosts,
+                &table.allowed_origins,
             ),
+            upstreams: table.upstreams,
+            fleets: table.fleets,
         }
     }
 
+    /// How many upstreams are served.
+    pub(crate) fn upstream_count(&self) -> usize {
+        self.upstreams.len()
+    }
+
     /// The upstream served at `/mcp/{name}`.
-    pub fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {
+    pub(crate) fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {
         self.upstreams.iter().find(|u| u.name == name)
     }
 
     /// The fleet served at `/mcp/{name}`.
-    pub fn fleet(&self, name: &str) -> Option<&Arc<Fleet>> {
+    pub(crate) fn fleet(&self, name: &str) -> Option<&Arc<Fleet>> {
         self.fleets.iter().find(|f| f.name == name)
     }
 }
 
 /// What a reload found.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Reloaded {
+pub(crate) struct Reloaded {
     /// Upstreams now served.
     pub upstreams: usize,
     /// Whether settings outside the routes changed too (they wait for a restart).
     pub restart_needed: bool,
 }
 
-/// Reads `running`'s source file again and, if it is valid, returns its routes.
-pub fn reload(running: &Config) -> Result<Option<(Routes, Reloaded)>, ConfigError> {
+/// Reads the running gateway's source file again and, if it is valid, returns its routes.
+pub(crate) fn reload(running: &Settings) -> Result<Option<(Routes, Reloaded)>, ConfigError> {
     let Some(path) = &running.source else {
         return Ok(None);
     };
-    let next = Config::load(path)?;
+    let Config { settings, routes } = Config::load(path)?;
     let reloaded = Reloaded {
-        upstreams: next.upstreams.len(),
-        restart_needed: fixed_part(running) != fixed_part(&next),
+        upstreams: routes.upstreams.len(),
+        restart_needed: settings != *running,
     };
-    Ok(Some((Routes::new(&next), reloaded)))
-}
-
-/// A configuration without the fields a reload applies.
-fn fixed_part(config: &Config) -> Config {
-    Config {
-        upstreams: Vec::new(),
-        fleets: Vec::new(),
-        allowed_hosts: Vec::new(),
-        allowed_origins: Vec::new(),
-        ..config.clone()
-    }
+    Ok(Some((Routes::new(routes, &settings), reloaded)))
 }
 
 #[cfg(test)]
@@ -118,7 +113,7 @@ mod tests {
             "[{name: a, url: 'http://127.0.0.1:9001/mcp'}, {name: b, url: 'http://127.0.0.1:9002/mcp'}]",
             "allowed_hosts: [gw.internal]\n",
         );
-        let (routes, reloaded) = reload(&running).unwrap().unwrap();
+        let (routes, reloaded) = reload(&running.settings).unwrap().unwrap();
         assert_eq!(
             reloaded,
             Reloaded {
@@ -134,7 +129,7 @@ mod tests {
             "[{name: a, url: 'http://127.0.0.1:9001/mcp'}]",
             "threads: 7\n",
         );
-        let (_, reloaded) = reload(&running).unwrap().unwrap();
+        let (_, reloaded) = reload(&running.settings).unwrap().unwrap();
         assert!(reloaded.restart_needed);
     }
 
@@ -144,7 +139,7 @@ mod tests {
         let path = write(&dir, "[{name: a, url: 'http://127.0.0.1:9001/mcp'}]", "");
         let running = Config::load(&path).unwrap();
         write(&dir, "[{name: a, url: 'ftp://127.0.0.1:9001/mcp'}]", "");
-        let error = reload(&running).unwrap_err().to_string();
+        let error = reload(&running.settings).unwrap_err().to_string();
         assert!(error.contains("upstreams[0].url"), "{error}");
     }
 
@@ -154,6 +149,6 @@ mod tests {
             "{BASE}upstreams: [{{name: a, url: 'http://127.0.0.1:9001/mcp'}}]\n"
         ))
         .unwrap();
-        assert!(reload(&config).unwrap().is_none());
+        assert!(reload(&config.settings).unwrap().is_none());
     }
 }

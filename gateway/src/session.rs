@@ -23,7 +23,7 @@ const SWEEP_AT: usize = 100_000;
 
 /// Who a session belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
+pub(crate) struct Principal {
     issuer: String,
     subject: String,
     client_id: String,
@@ -31,7 +31,7 @@ pub struct Principal {
 
 impl Principal {
     /// The principal a token speaks for: its issuer, user and current agent.
-    pub fn of(claims: &Claims) -> Self {
+    pub(crate) fn of(claims: &Claims) -> Self {
         Self {
             issuer: claims.issuer.clone(),
             subject: claims.subject.clone(),
@@ -52,7 +52,7 @@ struct Entry {
 
 /// The gateway's session table.
 #[derive(Debug, Default)]
-pub struct Sessions {
+pub(crate) struct Sessions {
     map: Mutex<HashMap<String, Entry>>,
 }
 
@@ -64,7 +64,7 @@ impl Sessions {
     }
 
     /// Records a session an upstream opened for `principal`; returns the id the agent sees.
-    pub fn open(&self, upstream: &str, upstream_id: &str, principal: Principal) -> String {
+    pub(crate) fn open(&self, upstream: &str, upstream_id: &str, principal: Principal) -> String {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).expect("the OS random source is available");
         let id = URL_SAFE_NO_PAD.encode(bytes);
@@ -87,7 +87,12 @@ impl Sessions {
 
     /// The upstream session behind `id`, if it exists, is at the upstream named `upstream`, and belongs to
     /// `principal`. Anything else is indistinguishable from an unknown session.
-    pub fn resolve(&self, id: &str, upstream: &str, principal: &Principal) -> Option<String> {
+    pub(crate) fn resolve(
+        &self,
+        id: &str,
+        upstream: &str,
+        principal: &Principal,
+    ) -> Option<String> {
         let mut map = self.map();
         let entry = map.get_mut(id)?;
         if entry.upstream != upstream
@@ -101,14 +106,14 @@ impl Sessions {
     }
 
     /// The upstream session a fleet session holds at `member`, if one was opened.
-    pub fn member(&self, id: &str, member: &str) -> Option<String> {
+    pub(crate) fn member(&self, id: &str, member: &str) -> Option<String> {
         self.map().get(id)?.members.get(member).cloned()
     }
 
     /// Records the upstream session opened at `member` for the fleet session `id`. If another
     /// request opened one first, that one is kept and returned (with `false`): the caller
     /// ends its own.
-    pub fn bind_member(
+    pub(crate) fn bind_member(
         &self,
         id: &str,
         member: &str,
@@ -127,20 +132,16 @@ impl Sessions {
 
     /// Forgets a session (ended by DELETE, or gone upstream); returns a fleet session's member
     /// sessions, to end them too.
-    pub fn end(&self, id: &str) -> Vec<(String, String)> {
+    pub(crate) fn end(&self, id: &str) -> Vec<(String, String)> {
         self.map()
             .remove(id)
             .map(|entry| entry.members.into_iter().collect())
             .unwrap_or_default()
     }
 
-    /// How many sessions are known.
-    pub fn len(&self) -> usize {
-        self.map().len()
-    }
-
     /// Whether no session is known.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.map().is_empty()
     }
 }

@@ -7,12 +7,12 @@
 //! SSE format allows (`\n`, `\r\n`, `\r`).
 
 /// The largest incomplete event held while waiting for its end.
-pub const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
+pub(crate) const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
 
 /// The event stream exceeded [`MAX_EVENT_BYTES`] without ending an event.
 #[derive(Debug, thiserror::Error)]
 #[error("an SSE event grew beyond {MAX_EVENT_BYTES} bytes")]
-pub struct EventTooLarge;
+pub(crate) struct EventTooLarge;
 
 /// Bytes received and not yet framed into events, and how far they have been scanned: a large
 /// event arriving in many chunks is scanned once, not once per chunk.
@@ -83,14 +83,14 @@ impl Framer {
 
 /// Incremental SSE framing state for one response.
 #[derive(Debug, Default)]
-pub struct SseRewriter {
+pub(crate) struct SseRewriter {
     framer: Framer,
 }
 
 impl SseRewriter {
     /// Feeds one chunk. `rewrite` gets each complete event's data (its `data:` lines joined by
     /// `\n`) and returns `Some(new data)` to replace it. Returns the bytes to send on.
-    pub fn feed(
+    pub(crate) fn feed(
         &mut self,
         chunk: &[u8],
         mut rewrite: impl FnMut(&str) -> Option<String>,
@@ -110,14 +110,15 @@ impl SseRewriter {
 
     /// Whether an incomplete event is pending (at end of stream it is dropped, as an SSE
     /// client would drop it).
-    pub fn has_pending(&self) -> bool {
+    #[cfg(test)]
+    fn has_pending(&self) -> bool {
         !self.framer.carry.is_empty()
     }
 }
 
 /// One event as a reader sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SseEvent {
+pub(crate) struct SseEvent {
     /// The `id:` field.
     pub id: Option<String>,
     /// The `data:` lines, joined by `\n`; `None` for a comment-only event (a keep-alive).
@@ -127,13 +128,13 @@ pub struct SseEvent {
 /// Incremental SSE parsing for a consumer (the revocation stream), sharing the framing rules
 /// of [`SseRewriter`].
 #[derive(Debug, Default)]
-pub struct SseReader {
+pub(crate) struct SseReader {
     framer: Framer,
 }
 
 impl SseReader {
     /// Feeds one chunk and returns the events it completed.
-    pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, EventTooLarge> {
+    pub(crate) fn feed(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, EventTooLarge> {
         self.framer.push(chunk)?;
         let mut events = Vec::new();
         while let Some(range) = self.framer.next_event() {

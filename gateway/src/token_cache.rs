@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 /// Verified tokens by hash.
 #[derive(Debug)]
-pub struct TokenCache {
+pub(crate) struct TokenCache {
     capacity: usize,
     leeway: i64,
     entries: Mutex<Entries>,
@@ -39,7 +39,7 @@ fn key(resource: &str, token: &str) -> [u8; 32] {
 
 impl TokenCache {
     /// A cache of at most `capacity` tokens; `leeway` as the verifier's.
-    pub fn new(capacity: usize, leeway: i64) -> Self {
+    pub(crate) fn new(capacity: usize, leeway: i64) -> Self {
         Self {
             capacity,
             leeway,
@@ -60,7 +60,7 @@ impl TokenCache {
     }
 
     /// The token verified earlier for `resource`, if still unexpired under the same key set.
-    pub fn get(
+    pub(crate) fn get(
         &self,
         resource: &str,
         token: &str,
@@ -81,7 +81,7 @@ impl TokenCache {
     }
 
     /// Remembers a token verified for `resource` under key set `keys_version`.
-    pub fn insert(
+    pub(crate) fn insert(
         &self,
         resource: &str,
         token: &str,

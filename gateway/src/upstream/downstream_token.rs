@@ -34,12 +34,12 @@ pub enum KeyFileError {
 }
 
 /// A minted token is not reused once fewer than this many seconds of it remain.
-pub const REUSE_MARGIN: i64 = 10;
+pub(crate) const REUSE_MARGIN: i64 = 10;
 const MAX_REUSED: usize = 10_000;
 
 /// Signs downstream tokens with the gateway's own key.
 #[derive(Debug)]
-pub struct DownstreamMinter {
+pub(crate) struct DownstreamMinter {
     key: SigningKey,
     issuer: String,
     ttl: i64,
@@ -57,7 +57,7 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 
 impl DownstreamMinter {
     /// A minter with a key from `seed_file`, or a fresh one.
-    pub fn new(
+    pub(crate) fn new(
         issuer: String,
         ttl: i64,
         seed_file: Option<&std::path::Path>,
@@ -90,7 +90,7 @@ impl DownstreamMinter {
     }
 
     /// The public key set upstreams verify with.
-    pub fn jwks(&self) -> JwkSet {
+    pub(crate) fn jwks(&self) -> JwkSet {
         JwkSet {
             keys: vec![self.key.public_jwk()],
         }
@@ -98,7 +98,7 @@ impl DownstreamMinter {
 
     /// A token for `audience` on behalf of the inbound token's user and actors: a recent one
     /// minted for the same inbound token when it has time left, otherwise a fresh one.
-    pub fn mint(&self, inbound: &Claims, audience: &str, now: i64) -> Arc<str> {
+    pub(crate) fn mint(&self, inbound: &Claims, audience: &str, now: i64) -> Arc<str> {
         let key = (inbound.token_id.clone(), audience.to_owned());
         let mut minted = self
             .minted

@@ -17,6 +17,8 @@
 //! `tools/call` is mapped back to its member, judged against `{member}/{tool}` like any call
 //! (the same grants work on both endpoints), and proxied to the member with all the usual
 //! machinery: a minted token for that member alone, streaming, timeouts, the kill switch.
+//! [`members`] holds the fleet's own conversations with its members; the fleet's endpoint
+//! itself is admitted in `proxy::fleet`.
 //!
 //! The gateway speaks to members in the agent's protocol revision. Toward a legacy agent it
 //! opens one upstream session per member, lazily, on the agent's behalf and bound to the
@@ -27,23 +29,25 @@
 //! 2026-07-28 in `server/discover` only when every member does; otherwise it answers as a
 //! server of the session revisions, and agents in auto mode fall back to `initialize`.
 
+pub(crate) mod members;
+
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use crate::config::Upstream;
 use crate::jsonrpc_error::SUPPORTED_PROTOCOL_VERSIONS;
+use crate::upstream::Upstream;
 
 /// Between a member's name and its tool's.
-pub const SEPARATOR: &str = "__";
+pub(crate) const SEPARATOR: &str = "__";
 
 /// The newest revision that still has sessions; an `initialize` asking for an unknown one is
 /// answered with this (MCP lifecycle: the server proposes its own latest).
 const LATEST_SESSION_REVISION: &str = "2025-11-25";
 
 /// The revision in which every request stands alone.
-pub const STATELESS_REVISION: &str = "2026-07-28";
+pub(crate) const STATELESS_REVISION: &str = "2026-07-28";
 
 /// A validated fleet.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,12 +74,12 @@ impl Fleet {
 }
 
 /// Whether `name` can be a fleet member: namespaced names made with it split only one way.
-pub fn valid_member_name(name: &str) -> bool {
+pub(crate) fn valid_member_name(name: &str) -> bool {
     !name.contains(SEPARATOR) && !name.ends_with('_')
 }
 
 /// The name an agent sees for `member`'s `tool`.
-pub fn namespaced(member: &str, tool: &str) -> String {
+pub(crate) fn namespaced(member: &str, tool: &str) -> String {
     format!("{member}{SEPARATOR}{tool}")
 }
 
@@ -84,7 +88,7 @@ fn server_info(fleet: &Fleet) -> Value {
 }
 
 /// The fleet's answer to `initialize`: the revision asked for if it has sessions, else ours.
-pub fn initialize_result(fleet: &Fleet, requested: Option<&str>) -> Value {
+pub(crate) fn initialize_result(fleet: &Fleet, requested: Option<&str>) -> Value {
     let version = requested
         .filter(|v| *v != STATELESS_REVISION && SUPPORTED_PROTOCOL_VERSIONS.contains(v))
         .unwrap_or(LATEST_SESSION_REVISION);
@@ -96,7 +100,7 @@ pub fn initialize_result(fleet: &Fleet, requested: Option<&str>) -> Value {
 }
 
 /// The fleet's answer to `server/discover` (2026-07-28).
-pub fn discover_result(fleet: &Fleet) -> Value {
+pub(crate) fn discover_result(fleet: &Fleet) -> Value {
     json!({
         "resultType": "complete",
         "supportedVersions": [STATELESS_REVISION],
@@ -109,7 +113,7 @@ pub fn discover_result(fleet: &Fleet) -> Value {
 
 /// One page of a member's `tools/list`, already filtered for the agent.
 #[derive(Debug, serde::Deserialize)]
-pub struct Page {
+pub(crate) struct Page {
     /// The tools, each kept byte for byte.
     pub tools: Vec<Box<RawValue>>,
     /// Where the member's next page starts.
@@ -122,7 +126,7 @@ pub struct Page {
 
 /// Why a member's page could not be merged.
 #[derive(Debug, thiserror::Error)]
-pub enum PageError {
+pub(crate) enum PageError {
     /// The member answered with a JSON-RPC error.
     #[error("the member refused tools/list: {0}")]
     Refused(String),
@@ -132,7 +136,7 @@ pub enum PageError {
 }
 
 /// Reads a member's (filtered) `tools/list` response.
-pub fn parse_page(response: &str) -> Result<Page, PageError> {
+pub(crate) fn parse_page(response: &str) -> Result<Page, PageError> {
     #[derive(serde::Deserialize)]
     struct Response {
         result: Option<Page>,
@@ -150,7 +154,7 @@ pub fn parse_page(response: &str) -> Result<Page, PageError> {
 }
 
 /// A member's tool under its namespaced name; every other member is kept byte for byte.
-pub fn rename(member: &str, tool: &RawValue) -> Result<Box<RawValue>, PageError> {
+pub(crate) fn rename(member: &str, tool: &RawValue) -> Result<Box<RawValue>, PageError> {
     let mut members: std::collections::BTreeMap<String, Box<RawValue>> =
         serde_json::from_str(tool.get()).map_err(|e| PageError::Malformed(e.to_string()))?;
     let name: String = members
@@ -167,7 +171,11 @@ pub fn rename(member: &str, tool: &RawValue) -> Result<Box<RawValue>, PageError>
 
 /// The merged `tools/list` result. In 2026-07-28 it is a complete, private result (it was
 /// filtered for one token) fresh for the shortest time any member allowed.
-pub fn merged_result(tools: Vec<Box<RawValue>>, stateless: bool, ttl_ms: Option<u64>) -> Value {
+pub(crate) fn merged_result(
+    tools: Vec<Box<RawValue>>,
+    stateless: bool,
+    ttl_ms: Option<u64>,
+) -> Value {
     let tools = serde_json::value::to_raw_value(&tools).expect("raw values serialise");
     let mut result = json!({ "tools": tools });
     if stateless {
@@ -180,7 +188,7 @@ pub fn merged_result(tools: Vec<Box<RawValue>>, stateless: bool, ttl_ms: Option<
 
 /// The agent's `tools/call` body with the member's own tool name in place of the namespaced
 /// one; every other value is kept byte for byte.
-pub fn call_body(body: &[u8], tool: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn call_body(body: &[u8], tool: &str) -> Result<Vec<u8>, String> {
     type Object = std::collections::BTreeMap<String, Box<RawValue>>;
     let mut message: Object = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     let params = message.get("params").ok_or("tools/call needs params")?;
@@ -216,7 +224,7 @@ mod tests {
         Fleet {
             name: "office".into(),
             resource: "https://gw.example.com/mcp/office".into(),
-            members: config.upstreams,
+            members: config.routes.upstreams,
         }
     }
 

@@ -10,21 +10,22 @@ use http::header;
 use portcullis_policy::Claims;
 use serde_json::Value;
 
-use crate::config::{DownstreamAuth, Upstream};
-use crate::downstream_token::DownstreamMinter;
+use super::downstream_token::DownstreamMinter;
+use super::{DownstreamAuth, Upstream};
+use crate::clock;
 use crate::sse::SseReader;
 
 /// The MCP session header.
-pub const MCP_SESSION_ID: &str = "mcp-session-id";
+pub(crate) const MCP_SESSION_ID: &str = "mcp-session-id";
 /// The protocol revision header.
-pub const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
+pub(crate) const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
 
 /// The largest response read from an upstream by the gateway itself.
 const MAX_RESPONSE: usize = 16 * 1024 * 1024;
 
 /// Why a request of the gateway's own got no usable answer.
 #[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
+pub(crate) enum UpstreamError {
     /// Connecting, sending or reading failed (including the timeout).
     #[error("{0}")]
     Transport(#[from] reqwest::Error),
@@ -39,49 +40,63 @@ pub enum UpstreamError {
     NoResponse,
 }
 
-/// A request to `upstream` at its MCP endpoint, with its credential for the agent `claims`
-/// speak for, and the session and revision headers when given.
-pub fn request(
-    http: &reqwest::Client,
-    minter: &DownstreamMinter,
-    upstream: &Upstream,
-    claims: &Claims,
-    method: reqwest::Method,
-    session_id: Option<&str>,
-    protocol_version: Option<&str>,
-) -> reqwest::RequestBuilder {
-    let scheme = if upstream.tls { "https" } else { "http" };
-    let url = format!("{scheme}://{}{}", upstream.authority, upstream.path);
-    let mut request = http
-        .request(method, url)
-        .header(header::ACCEPT, "application/json, text/event-stream");
-    if let Some(id) = session_id {
-        request = request.header(MCP_SESSION_ID, id);
-    }
-    if let Some(version) = protocol_version {
-        request = request.header(MCP_PROTOCOL_VERSION, version);
-    }
-    match &upstream.auth {
-        DownstreamAuth::Mint => {
-            request.bearer_auth(minter.mint(claims, &upstream.audience, crate::proxy::now()))
+/// A request of the gateway's own to an upstream's MCP endpoint, on behalf of the agent whose
+/// `claims` it carries.
+#[derive(Debug)]
+pub(crate) struct OwnRequest<'a> {
+    /// Where it goes.
+    pub(crate) upstream: &'a Upstream,
+    /// Whom it speaks for: a minted credential names them.
+    pub(crate) claims: &'a Claims,
+    /// The HTTP method.
+    pub(crate) method: reqwest::Method,
+    /// The upstream's MCP session, if the request belongs to one.
+    pub(crate) session_id: Option<&'a str>,
+    /// The protocol revision to announce, if known.
+    pub(crate) protocol_version: Option<&'a str>,
+}
+
+impl OwnRequest<'_> {
+    /// The request, with the upstream's credential and the session and revision headers.
+    pub(crate) fn build(
+        self,
+        http: &reqwest::Client,
+        minter: &DownstreamMinter,
+    ) -> reqwest::RequestBuilder {
+        let upstream = self.upstream;
+        let scheme = if upstream.tls { "https" } else { "http" };
+        let url = format!("{scheme}://{}{}", upstream.authority, upstream.path);
+        let mut request = http
+            .request(self.method, url)
+            .header(header::ACCEPT, "application/json, text/event-stream");
+        if let Some(id) = self.session_id {
+            request = request.header(MCP_SESSION_ID, id);
         }
-        DownstreamAuth::Header(name, value) => request.header(name.clone(), value.expose()),
-        DownstreamAuth::None => request,
+        if let Some(version) = self.protocol_version {
+            request = request.header(MCP_PROTOCOL_VERSION, version);
+        }
+        match &upstream.auth {
+            DownstreamAuth::Mint => {
+                request.bearer_auth(minter.mint(self.claims, &upstream.audience, clock::now()))
+            }
+            DownstreamAuth::Header(name, value) => request.header(name.clone(), value.expose()),
+            DownstreamAuth::None => request,
+        }
     }
 }
 
 /// What an upstream answered to a JSON-RPC request.
 #[derive(Debug)]
-pub struct Answer {
+pub(crate) struct Answer {
     /// The `Mcp-Session-Id` it sent, if any.
-    pub session_id: Option<String>,
+    pub(crate) session_id: Option<String>,
     /// The response message with the request's id, as text.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 /// Sends `body`, a JSON-RPC request with id `id`, and reads its response from a JSON body or
 /// an event stream, within `upstream`'s timeouts.
-pub async fn exchange(
+pub(crate) async fn exchange(
     request: reqwest::RequestBuilder,
     upstream: &Upstream,
     id: &Value,

@@ -12,17 +12,18 @@ use portcullis_policy::VerifiedToken;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use crate::config::Upstream;
-use crate::fleet::{self, Fleet, PageError};
-use crate::proxy::GatewayState;
-use crate::upstream_client::{self, UpstreamError};
+use super::{self as fleet, Fleet, PageError};
+use crate::list_filter::filter_message;
+use crate::state::GatewayState;
+use crate::upstream::Upstream;
+use crate::upstream::client::{self, OwnRequest, UpstreamError};
 
 /// The most pages read from one member for one list.
 const MAX_PAGES: usize = 100;
 
 /// Why a member could not be used.
 #[derive(Debug, thiserror::Error)]
-pub enum MemberError {
+pub(crate) enum MemberError {
     /// The request failed.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -47,48 +48,47 @@ pub enum MemberError {
 
 /// One agent request on a fleet, as the members are asked on its behalf.
 #[derive(Debug)]
-pub struct OnBehalf<'a> {
+pub(crate) struct OnBehalf<'a> {
     /// Shared gateway state (HTTP client, token minter, sessions, pins).
-    pub state: &'a GatewayState,
+    pub(crate) state: &'a GatewayState,
     /// The fleet.
-    pub fleet: &'a Fleet,
+    pub(crate) fleet: &'a Fleet,
     /// The agent's verified token; members get tokens minted from it.
-    pub token: &'a VerifiedToken,
+    pub(crate) token: &'a VerifiedToken,
     /// The agent's fleet session (revisions with sessions), or `None` (2026-07-28).
-    pub session: Option<&'a str>,
+    pub(crate) session: Option<&'a str>,
     /// The revision the agent speaks.
-    pub version: &'a str,
+    pub(crate) version: &'a str,
     /// The agent's `params._meta`, sent on to members in 2026-07-28.
-    pub meta: Option<&'a Value>,
+    pub(crate) meta: Option<&'a Value>,
 }
 
 /// What `tools/list` gathered.
 #[derive(Debug, Default)]
-pub struct Gathered {
+pub(crate) struct Gathered {
     /// Every tool the agent may see, namespaced, members in configuration order.
-    pub tools: Vec<Box<RawValue>>,
+    pub(crate) tools: Vec<Box<RawValue>>,
     /// The shortest cache lifetime a member gave.
-    pub ttl_ms: Option<u64>,
+    pub(crate) ttl_ms: Option<u64>,
     /// Tools whose pinned definition changed, seen for the first time: `(member, tool)`.
-    pub changed: Vec<(Arc<Upstream>, String)>,
+    pub(crate) changed: Vec<(Arc<Upstream>, String)>,
 }
 
 impl OnBehalf<'_> {
     fn request(&self, member: &Upstream, session: Option<&str>) -> reqwest::RequestBuilder {
-        upstream_client::request(
-            &self.state.http,
-            &self.state.minter,
-            member,
-            self.token.claims(),
-            reqwest::Method::POST,
-            session.filter(|s| !s.is_empty()),
-            Some(self.version),
-        )
+        OwnRequest {
+            upstream: member,
+            claims: self.token.claims(),
+            method: reqwest::Method::POST,
+            session_id: session.filter(|s| !s.is_empty()),
+            protocol_version: Some(self.version),
+        }
+        .build(&self.state.http, &self.state.minter)
     }
 
     /// The upstream session at `member` behind the agent's fleet session, opened now if it is
     /// the first request there. `""` stands for a member that keeps no sessions.
-    pub async fn member_session(&self, member: &Upstream) -> Result<String, MemberError> {
+    pub(crate) async fn member_session(&self, member: &Upstream) -> Result<String, MemberError> {
         let Some(fleet_session) = self.session else {
             return Ok(String::new());
         };
@@ -105,16 +105,15 @@ impl OnBehalf<'_> {
                 "clientInfo": {"name": "portcullis-gateway", "version": env!("CARGO_PKG_VERSION")},
             }
         });
-        let request = upstream_client::request(
-            &self.state.http,
-            &self.state.minter,
-            member,
-            self.token.claims(),
-            reqwest::Method::POST,
-            None,
-            None,
-        );
-        let answer = upstream_client::exchange(request, member, &id, &initialize).await?;
+        let request = OwnRequest {
+            upstream: member,
+            claims: self.token.claims(),
+            method: reqwest::Method::POST,
+            session_id: None,
+            protocol_version: None,
+        }
+        .build(&self.state.http, &self.state.minter);
+        let answer = client::exchange(request, member, &id, &initialize).await?;
         let message: Value = serde_json::from_str(&answer.message)
             .map_err(|e| PageError::Malformed(e.to_string()))?;
         if let Some(error) = message.get("error") {
@@ -166,7 +165,7 @@ impl OnBehalf<'_> {
     /// Whether every member speaks the stateless revision (asked with `server/discover`): only
     /// then can the fleet offer it, since a stateless agent's requests go to members as they
     /// are.
-    pub async fn all_speak_stateless(&self) -> bool {
+    pub(crate) async fn all_speak_stateless(&self) -> bool {
         let answers = futures_util::future::join_all(
             self.fleet
                 .members
@@ -187,7 +186,7 @@ impl OnBehalf<'_> {
         let request = self
             .request(member, None)
             .header("mcp-method", "server/discover");
-        let answer = match upstream_client::exchange(request, member, &id, &body).await {
+        let answer = match client::exchange(request, member, &id, &body).await {
             Ok(answer) => answer,
             Err(e) => {
                 tracing::debug!(member = %member.name, "server/discover: {e}");
@@ -202,7 +201,7 @@ impl OnBehalf<'_> {
     }
 
     /// Every member's tools that the agent may see, namespaced and merged.
-    pub async fn list_tools(&self) -> Gathered {
+    pub(crate) async fn list_tools(&self) -> Gathered {
         let lists = futures_util::future::join_all(
             self.fleet
                 .members
@@ -247,9 +246,9 @@ impl OnBehalf<'_> {
             if self.version == fleet::STATELESS_REVISION {
                 request = request.header("mcp-method", "tools/list");
             }
-            let answer = upstream_client::exchange(request, member, &id, &body).await?;
+            let answer = client::exchange(request, member, &id, &body).await?;
             let mut changed = Vec::new();
-            let filtered = crate::proxy::filter_message(
+            let filtered = filter_message(
                 &answer.message,
                 &member.name,
                 Some(self.token),
@@ -282,7 +281,7 @@ fn shortest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 
 /// Ends upstream sessions a fleet session held (`(member, upstream session)`), in the
 /// background: the agent's DELETE does not wait on its members.
-pub fn end_member_sessions(
+pub(crate) fn end_member_sessions(
     state: &GatewayState,
     token: &VerifiedToken,
     version: &str,
@@ -294,15 +293,14 @@ pub fn end_member_sessions(
         .filter(|(_, id)| !id.is_empty())
         .filter_map(|(member, id)| {
             let member = routes.upstream(&member)?;
-            Some(upstream_client::request(
-                &state.http,
-                &state.minter,
-                member,
-                token.claims(),
-                reqwest::Method::DELETE,
-                Some(&id),
-                Some(version),
-            ))
+            let request = OwnRequest {
+                upstream: member,
+                claims: token.claims(),
+                method: reqwest::Method::DELETE,
+                session_id: Some(&id),
+                protocol_version: Some(version),
+            };
+            Some(request.build(&state.http, &state.minter))
         })
         .collect();
     if requests.is_empty() {

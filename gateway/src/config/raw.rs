@@ -1,0 +1,260 @@
+//! The configuration file as written: serde mirrors of the YAML, unknown fields refused so a
+//! typo cannot silently drop a setting. Nothing outside `config` sees these types; each
+//! section becomes a validated value in the module named for it.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::StalenessMode;
+
+/// The `audit:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAudit {
+    /// Directory of the local hash-chained log (`decisions.jsonl`).
+    pub(crate) dir: PathBuf,
+    /// This gateway's name at the issuer (default: `gateway`); unique per replica.
+    #[serde(default)]
+    pub(crate) gateway_id: Option<String>,
+    /// Ship decisions to the issuer (default: true).
+    #[serde(default = "default_true")]
+    pub(crate) ship: bool,
+    /// The issuer's ingest endpoint (default `{issuer.url}/audit/decisions`).
+    #[serde(default)]
+    pub(crate) ingest_url: Option<String>,
+    /// File holding the issuer's ingest token (or PORTCULLIS_GATEWAY_AUDIT_INGEST_TOKEN).
+    #[serde(default)]
+    pub(crate) ingest_token_file: Option<PathBuf>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The configuration file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    /// Proxy listen address.
+    pub(crate) listen: String,
+    /// Admin listen address.
+    #[serde(default = "default_admin_listen")]
+    pub(crate) admin_listen: String,
+    /// The gateway's public base URL: resources are `{public_url}/mcp/{name}`, and it is the
+    /// `iss` of downstream tokens.
+    pub(crate) public_url: String,
+    /// Worker threads for the proxy; default: the number of cores.
+    #[serde(default)]
+    pub(crate) threads: Option<usize>,
+    /// Largest request body accepted, in bytes (at most 65536).
+    #[serde(default = "default_max_body")]
+    pub(crate) max_body_bytes: usize,
+    /// Allowed clock skew on token times, in seconds.
+    #[serde(default = "default_leeway")]
+    pub(crate) leeway_seconds: i64,
+    /// Lifetime of downstream tokens, in seconds (at most 60).
+    #[serde(default = "default_downstream_ttl")]
+    pub(crate) downstream_token_ttl_seconds: i64,
+    /// A file holding the base64url 32-byte Ed25519 seed of the key that signs downstream
+    /// tokens. Replicas behind one address need the same key; without one, a key is generated
+    /// at start.
+    #[serde(default)]
+    pub(crate) signing_key_file: Option<PathBuf>,
+    /// Extra `Host` values accepted besides the public URL's host and loopback names (DNS
+    /// rebinding protection); e.g. an internal service name.
+    #[serde(default)]
+    pub(crate) allowed_hosts: Vec<String>,
+    /// `Origin` values accepted from browsers besides the public URL's own origin.
+    #[serde(default)]
+    pub(crate) allowed_origins: Vec<String>,
+    /// A file holding the bearer token for the admin listener's `/control/*` endpoints (local
+    /// kills and change freezes); `PORTCULLIS_GATEWAY_ADMIN_TOKEN` also sets it. Without either,
+    /// those endpoints do not exist.
+    #[serde(default)]
+    pub(crate) admin_token_file: Option<PathBuf>,
+    /// How many verified tokens to remember (0 disables the cache).
+    #[serde(default = "default_token_cache")]
+    pub(crate) token_cache_size: usize,
+    /// Seconds to let in-flight requests finish on SIGTERM.
+    #[serde(default = "default_grace")]
+    pub(crate) grace_period_seconds: u64,
+    /// The issuer.
+    pub(crate) issuer: RawIssuer,
+    /// The decision audit log, and where it is shipped.
+    #[serde(default)]
+    pub(crate) audit: Option<RawAudit>,
+    /// Pin tool definitions in this file (rug-pull protection); off when absent.
+    #[serde(default)]
+    pub(crate) pins_file: Option<PathBuf>,
+    /// How revocations reach this gateway.
+    #[serde(default)]
+    pub(crate) revocation: RawRevocation,
+    /// The MCP servers behind the gateway.
+    pub(crate) upstreams: Vec<RawUpstream>,
+    /// Endpoints that federate several upstreams under namespaced tool names.
+    #[serde(default)]
+    pub(crate) fleets: Vec<RawFleet>,
+}
+
+/// One fleet as written: `{name: office, members: [mail, expenses]}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFleet {
+    /// The name in `/mcp/{name}`; shares that space with the upstreams.
+    pub(crate) name: String,
+    /// Names of upstreams; their tools appear as `{member}__{tool}`.
+    pub(crate) members: Vec<String>,
+    /// The resource identifier tokens must carry in `aud`; default `{public_url}/mcp/{name}`.
+    #[serde(default)]
+    pub(crate) resource: Option<String>,
+}
+
+/// Revocation settings as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRevocation {
+    /// `lenient` (default): serve on the last known state when the issuer is unreachable;
+    /// `strict`: refuse requests once the knowledge is older than `max_staleness_seconds`.
+    #[serde(default)]
+    pub(crate) mode: StalenessMode,
+    /// How old revocation knowledge may be in strict mode, in seconds.
+    #[serde(default = "default_max_staleness")]
+    pub(crate) max_staleness_seconds: i64,
+    /// The push stream; default `{issuer.url}/revocations/stream`.
+    #[serde(default)]
+    pub(crate) stream_url: Option<String>,
+    /// The signed feed, polled while the stream is down; default `{issuer.url}/.well-known/revoked`.
+    #[serde(default)]
+    pub(crate) feed_url: Option<String>,
+    /// Longest wait between reconnection attempts (and feed polls), in seconds.
+    #[serde(default = "default_retry_max")]
+    pub(crate) retry_max_seconds: u64,
+}
+
+impl Default for RawRevocation {
+    fn default() -> Self {
+        Self {
+            mode: StalenessMode::default(),
+            max_staleness_seconds: default_max_staleness(),
+            stream_url: None,
+            feed_url: None,
+            retry_max_seconds: default_retry_max(),
+        }
+    }
+}
+
+fn default_max_staleness() -> i64 {
+    60
+}
+fn default_retry_max() -> u64 {
+    5
+}
+
+/// The issuer's settings as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIssuer {
+    /// The issuer's base URL.
+    pub(crate) url: String,
+    /// The expected `iss`; default: `url`.
+    #[serde(default)]
+    pub(crate) issuer: Option<String>,
+    /// Where its JWKS is; default: `{url}/.well-known/jwks.json`.
+    #[serde(default)]
+    pub(crate) jwks_url: Option<String>,
+}
+
+/// One upstream as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstream {
+    /// The name in `/mcp/{name}` and in tool patterns `{name}/{tool}`.
+    pub(crate) name: String,
+    /// The MCP endpoint, e.g. `http://127.0.0.1:8001/mcp`.
+    pub(crate) url: String,
+    /// The resource identifier tokens must carry in `aud`; default `{public_url}/mcp/{name}`.
+    #[serde(default)]
+    pub(crate) resource: Option<String>,
+    /// The `aud` of downstream tokens; default: `url`.
+    #[serde(default)]
+    pub(crate) audience: Option<String>,
+    /// How the gateway authenticates to this upstream.
+    #[serde(default)]
+    pub(crate) downstream_auth: RawDownstreamAuth,
+    /// Connect timeout, seconds.
+    #[serde(default = "default_connect_timeout")]
+    pub(crate) connect_timeout_seconds: u64,
+    /// Longest silence on an upstream response (SSE included), seconds.
+    #[serde(default = "default_idle_timeout")]
+    pub(crate) idle_timeout_seconds: u64,
+}
+
+/// `downstream_auth` as written: `mint`, `none`, or
+/// `{header: {name: X-Api-Key, value_from_env: EXPENSES_KEY}}` (or `value_from_file`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawDownstreamAuth {
+    /// `mint` or `none`.
+    Named(AuthName),
+    /// See [`DownstreamAuth::Header`](crate::upstream::DownstreamAuth::Header).
+    Header {
+        /// The header and where its value comes from.
+        header: RawHeaderAuth,
+    },
+}
+
+impl Default for RawDownstreamAuth {
+    fn default() -> Self {
+        RawDownstreamAuth::Named(AuthName::Mint)
+    }
+}
+
+/// The credential kinds named by a single word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum AuthName {
+    /// See [`DownstreamAuth::Mint`](crate::upstream::DownstreamAuth::Mint).
+    Mint,
+    /// See [`DownstreamAuth::None`](crate::upstream::DownstreamAuth::None).
+    None,
+}
+
+/// A static credential header for an upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHeaderAuth {
+    /// The header, e.g. `Authorization` or `X-Api-Key`.
+    pub(crate) name: String,
+    /// An environment variable holding the value.
+    #[serde(default)]
+    pub(crate) value_from_env: Option<String>,
+    /// A file holding the value (trailing newline ignored).
+    #[serde(default)]
+    pub(crate) value_from_file: Option<PathBuf>,
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:9090".into()
+}
+fn default_max_body() -> usize {
+    super::MAX_BODY_LIMIT
+}
+fn default_leeway() -> i64 {
+    30
+}
+fn default_downstream_ttl() -> i64 {
+    60
+}
+fn default_token_cache() -> usize {
+    10_000
+}
+fn default_grace() -> u64 {
+    10
+}
+fn default_connect_timeout() -> u64 {
+    5
+}
+fn default_idle_timeout() -> u64 {
+    300
+}

@@ -1,0 +1,244 @@
+//! Admission: everything that decides, in `request_filter`, whether a request may go
+//! upstream. It has to happen in that phase: `request_body_filter` runs only after the
+//! upstream connection is made and the request headers are sent.
+//!
+//! In order: the gateway's own documents are answered; the path is routed to an upstream or a
+//! fleet ([`Route`]); `Host` and `Origin` are checked; the bearer token is verified for the
+//! route's resource; the revision, the freshness of revocation knowledge, revocations and the
+//! MCP session are checked; then a POST's message is read and judged. The outcome is a
+//! [`Forward`] (authenticated and judged) or an answer; a refusal is a [`GatewayError`] the
+//! agent is answered with, and nothing reaches the upstream.
+
+use std::sync::Arc;
+
+use http::header;
+use pingora::proxy::Session;
+use portcullis_policy::VerifiedToken;
+use serde_json::Value;
+
+use super::authenticate::authenticate;
+use super::context::{Forward, McpSession, RequestCtx, Route};
+use super::judge::{Judge, Judged};
+use super::request::{header_str, read_message, revision};
+use super::respond::write_json;
+use crate::clock;
+use crate::jsonrpc::Message;
+use crate::jsonrpc_error::{GatewayError, SUPPORTED_PROTOCOL_VERSIONS};
+use crate::routes::Routes;
+use crate::session::Principal;
+use crate::state::GatewayState;
+use crate::upstream::Upstream;
+use crate::upstream::client::{MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
+
+/// How admission ended, when the request is not refused.
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "made once per request and moved straight into its context: a box would only add \
+              an allocation"
+)]
+pub(super) enum Admission {
+    /// Send it upstream.
+    Forward(Forward),
+    /// The gateway answered by itself; the outcome labels it in metrics.
+    Answered(&'static str),
+}
+
+/// Why admission stopped short of forwarding.
+#[derive(Debug)]
+pub(super) enum Refusal {
+    /// The request is refused with this error.
+    Refused(GatewayError),
+    /// Reading the request or writing an answer failed.
+    Transport(Box<pingora::Error>),
+}
+
+impl From<GatewayError> for Refusal {
+    fn from(error: GatewayError) -> Self {
+        Refusal::Refused(error)
+    }
+}
+
+impl From<Box<pingora::Error>> for Refusal {
+    fn from(error: Box<pingora::Error>) -> Self {
+        Refusal::Transport(error)
+    }
+}
+
+/// What every admitted request has been through: its route, its token, and its session.
+#[derive(Debug)]
+pub(super) struct Authenticated {
+    pub(super) token: Arc<VerifiedToken>,
+    pub(super) session: Option<McpSession>,
+    /// An `MCP-Protocol-Version` the gateway does not speak, answered once the request's id
+    /// is known.
+    pub(super) unsupported_version: Option<String>,
+}
+
+/// Admits the request, or answers it. `ctx.route` is set as soon as the path is routed.
+pub(super) async fn admit(
+    state: &GatewayState,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<Admission, Refusal> {
+    // One snapshot of the routes for the whole request, whatever a reload does meanwhile.
+    let routes = state.routes.load();
+    if let Some(outcome) = serve_document(state, &routes, session).await? {
+        return Ok(Admission::Answered(outcome));
+    }
+    let route = route(&routes, session)?;
+    ctx.route = Some(route.clone());
+    check_host_and_method(&routes, session)?;
+    let authenticated = authenticate_request(state, session, &route).await?;
+    match route {
+        Route::Upstream(upstream) => admit_upstream(state, session, upstream, authenticated).await,
+        Route::Fleet(fleet) => super::fleet::admit(state, session, &fleet, authenticated).await,
+    }
+}
+
+/// Serves the gateway's JWKS and the RFC 9728 metadata of its routes.
+async fn serve_document(
+    state: &GatewayState,
+    routes: &Routes,
+    session: &mut Session,
+) -> Result<Option<&'static str>, Refusal> {
+    let req = session.req_header();
+    if req.method != http::Method::GET {
+        return Ok(None);
+    }
+    let path = req.uri.path();
+    let (body, max_age, outcome) = if path == "/.well-known/jwks.json" {
+        (state.jwks_document.to_vec(), 60, "jwks")
+    } else if let Some(document) = routes.discovery.document(path) {
+        (document.to_vec(), 300, "metadata")
+    } else {
+        return Ok(None);
+    };
+    let cache = [(header::CACHE_CONTROL, format!("public, max-age={max_age}"))];
+    write_json(session, 200, body, &cache).await?;
+    Ok(Some(outcome))
+}
+
+/// The route of `/mcp/{name}`.
+fn route(routes: &Routes, session: &Session) -> Result<Route, GatewayError> {
+    let name = session
+        .req_header()
+        .uri
+        .path()
+        .strip_prefix("/mcp/")
+        .unwrap_or_default();
+    match (routes.upstream(name), routes.fleet(name)) {
+        (Some(upstream), _) => Ok(Route::Upstream(upstream.clone())),
+        (None, Some(fleet)) => Ok(Route::Fleet(fleet.clone())),
+        (None, None) => Err(GatewayError::NotFound),
+    }
+}
+
+/// Refuses a `Host` or `Origin` the gateway does not answer to (DNS rebinding) and methods
+/// MCP does not use.
+fn check_host_and_method(routes: &Routes, session: &Session) -> Result<(), GatewayError> {
+    let req = session.req_header();
+    let host = header_str(req, header::HOST).or_else(|| req.uri.authority().map(|a| a.as_str()));
+    routes
+        .host_policy
+        .check(host, header_str(req, header::ORIGIN))
+        .map_err(GatewayError::Forbidden)?;
+    if !matches!(
+        req.method,
+        http::Method::POST | http::Method::GET | http::Method::DELETE
+    ) {
+        return Err(GatewayError::MethodNotAllowed);
+    }
+    Ok(())
+}
+
+/// Verifies the token for the route, then refuses what revocation knowledge (or its age)
+/// forbids, and resolves the agent's MCP session, which must be the token's principal's.
+async fn authenticate_request(
+    state: &GatewayState,
+    session: &Session,
+    route: &Route,
+) -> Result<Authenticated, GatewayError> {
+    let req = session.req_header();
+    let token = authenticate(state, req, route.resource()).await?;
+    // Answered with the request's id where there is one (a POST), so after parsing.
+    let unsupported_version = header_str(req, MCP_PROTOCOL_VERSION)
+        .filter(|v| !SUPPORTED_PROTOCOL_VERSIONS.contains(v))
+        .map(str::to_owned);
+    if req.method != http::Method::POST
+        && let Some(requested) = unsupported_version
+    {
+        let id = Value::Null;
+        return Err(GatewayError::UnsupportedProtocolVersion { id, requested });
+    }
+    let revocations = &state.revocations;
+    if revocations.refuses_for_staleness(clock::now()) {
+        return Err(GatewayError::RevocationStale);
+    }
+    let session_id = header_str(req, MCP_SESSION_ID);
+    if let Some(entry) = revocations.covering(&token, session_id) {
+        return Err(GatewayError::Revoked {
+            id: Value::Null,
+            seq: entry.seq,
+        });
+    }
+    let session = match session_id {
+        Some(id) => {
+            let principal = Principal::of(token.claims());
+            match state.sessions.resolve(id, route.name(), &principal) {
+                Some(upstream_id) => Some(McpSession {
+                    id: id.to_owned(),
+                    upstream_id,
+                }),
+                None => return Err(GatewayError::UnknownSession),
+            }
+        }
+        None => None,
+    };
+    Ok(Authenticated {
+        token,
+        session,
+        unsupported_version,
+    })
+}
+
+/// Admits a request to an upstream: a `GET` or `DELETE` as it is, a POST once its message is
+/// judged.
+async fn admit_upstream(
+    state: &GatewayState,
+    session: &mut Session,
+    upstream: Arc<Upstream>,
+    authenticated: Authenticated,
+) -> Result<Admission, Refusal> {
+    let Authenticated {
+        token,
+        session: mcp_session,
+        unsupported_version,
+    } = authenticated;
+    let judged = match Judged::bodiless(&session.req_header().method) {
+        Some(judged) => judged,
+        None => {
+            let limit = state.settings.max_body_bytes;
+            let (_, message) = read_message(session, limit, unsupported_version).await?;
+            // 2025-03-26 is the only revision with batches.
+            if let Message::Batch(_) = &message
+                && revision(session.req_header()) != "2025-03-26"
+            {
+                return Err(GatewayError::BatchUnsupported.into());
+            }
+            let judge = Judge {
+                state,
+                upstream: &upstream,
+                token: &token,
+            };
+            judge.message(message)?
+        }
+    };
+    Ok(Admission::Forward(Forward {
+        upstream,
+        token,
+        judged,
+        session: mcp_session,
+        fleet_call: None,
+    }))
+}

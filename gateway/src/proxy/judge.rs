@@ -1,0 +1,261 @@
+//! Judging: every `tools/call`, `resources/read` and `prompts/get` against change freezes,
+//! tool pins, the token's constraints and the grant's hourly rate, each decision counted and
+//! logged in one place.
+//!
+//! What comes out is a [`Judged`]: the request's message together with the `Permit` of every
+//! part that needed one. Only this module makes one, and forwarding takes one (through
+//! `context::Forward`), so an unjudged call has no way upstream. In a batch every element is
+//! judged as if it came alone; one refusal refuses the whole batch, so no part of it runs on a
+//! judgement the agent could not see.
+
+use portcullis_policy as policy;
+use portcullis_policy::{Action, Decision, DenyReason, Permit, VerifiedToken, authorize};
+use serde_json::Value;
+
+use crate::jsonrpc::{self, Message};
+use crate::jsonrpc_error::GatewayError;
+use crate::state::GatewayState;
+use crate::upstream::Upstream;
+use crate::{clock, decision_log, metrics};
+
+/// What a request was allowed to carry upstream.
+#[derive(Debug)]
+pub(super) struct Judged {
+    /// The message, for a request with a body.
+    message: Option<Message>,
+    /// The proof behind each judged part of it; held, not read: its existence is the point.
+    _permits: Vec<Permit>,
+}
+
+impl Judged {
+    /// A request without a body (the agent's `GET` stream, a session's `DELETE`): nothing in
+    /// it names a tool, a resource or a prompt. `None` for any other method, whose body must
+    /// be judged.
+    pub(super) fn bodiless(method: &http::Method) -> Option<Self> {
+        matches!(*method, http::Method::GET | http::Method::DELETE).then_some(Self {
+            message: None,
+            _permits: Vec::new(),
+        })
+    }
+
+    /// The message, if the request has one.
+    pub(super) fn message(&self) -> Option<&Message> {
+        self.message.as_ref()
+    }
+}
+
+/// The rule that decided, as counted and logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Rule {
+    /// Allowed.
+    Permit,
+    /// Refused by the rule with this code.
+    Deny(&'static str),
+}
+
+impl Rule {
+    fn of(decision: &Decision) -> Self {
+        match decision {
+            Decision::Permit(_) => Rule::Permit,
+            Decision::Deny(reason) => Rule::Deny(reason.code()),
+        }
+    }
+
+    fn outcome(self) -> &'static str {
+        match self {
+            Rule::Permit => "allow",
+            Rule::Deny(_) => "deny",
+        }
+    }
+
+    fn code(self) -> &'static str {
+        match self {
+            Rule::Permit => "permit",
+            Rule::Deny(code) => code,
+        }
+    }
+}
+
+/// The judge of one request, under one token, at one upstream.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Judge<'a> {
+    pub(super) state: &'a GatewayState,
+    pub(super) upstream: &'a Upstream,
+    pub(super) token: &'a VerifiedToken,
+}
+
+impl Judge<'_> {
+    /// Judges every part of `message` that needs it.
+    pub(super) fn message(&self, message: Message) -> Result<Judged, GatewayError> {
+        let mut answers = Vec::new();
+        let mut permits = Vec::new();
+        let mut refused = false;
+        for element in message.elements() {
+            let Message::Request {
+                id, call, access, ..
+            } = element
+            else {
+                continue;
+            };
+            let judged = match (call, access) {
+                (Some(call), _) => Some(self.call(id, call)),
+                (None, Some(access)) => Some(self.access(id, access)),
+                (None, None) => None,
+            };
+            match judged {
+                Some(Ok(permit)) => permits.push(permit),
+                Some(Err(refusal)) => {
+                    refused = true;
+                    answers.push(refusal);
+                    continue;
+                }
+                None => {}
+            }
+            answers.push(GatewayError::BatchSibling { id: id.clone() });
+        }
+        if refused {
+            return Err(match message {
+                Message::Batch(_) => GatewayError::BatchRefused(answers),
+                _ => answers.pop().expect("the refusal of the one request"),
+            });
+        }
+        Ok(Judged {
+            message: Some(message),
+            _permits: permits,
+        })
+    }
+
+    /// Judges a `tools/call`: tool pins and change freezes first, then the token's
+    /// constraints, then the grant's hourly rate.
+    fn call(&self, id: &Value, call: &jsonrpc::ToolCall) -> Result<Permit, GatewayError> {
+        let upstream = self.upstream;
+        let tool = format!("{}/{}", upstream.name, call.name);
+        let record = |rule| self.record("tools/call", &call.name, Some(&call.arguments), rule);
+        if self
+            .state
+            .pins
+            .as_ref()
+            .is_some_and(|pins| pins.is_changed(&upstream.name, &call.name))
+        {
+            record(Rule::Deny("tool_definition_changed"));
+            return Err(GatewayError::ToolChanged {
+                id: id.clone(),
+                tool,
+            });
+        }
+        if let Some(pattern) = self.state.controls.frozen(&tool) {
+            record(Rule::Deny("change_freeze"));
+            return Err(GatewayError::Frozen {
+                id: id.clone(),
+                tool,
+                pattern: pattern.as_str().to_owned(),
+            });
+        }
+        let now = clock::now();
+        let action = Action {
+            tool: &tool,
+            arguments: &call.arguments,
+            at: now,
+        };
+        let decision = match authorize(self.token, &action) {
+            Decision::Permit(permit) => self.within_rate(permit, now),
+            deny => deny,
+        };
+        record(Rule::of(&decision));
+        match decision {
+            Decision::Permit(permit) => Ok(permit),
+            Decision::Deny(reason) => {
+                let claims = self.token.claims();
+                tracing::info!(
+                    upstream = %upstream.name, %tool, sub = %claims.subject,
+                    client_id = %claims.client_id, reason = reason.code(), "denied: {reason}"
+                );
+                Err(GatewayError::denied(id.clone(), tool, reason))
+            }
+        }
+    }
+
+    /// Spends one call of the grant's hourly rate, if the token caps it.
+    fn within_rate(&self, permit: Permit, now: i64) -> Decision {
+        let Some(rate) = permit.rate() else {
+            return Decision::Permit(permit);
+        };
+        let grant = permit.grant_id().unwrap_or(permit.token_id());
+        if self
+            .state
+            .rate_limiter
+            .try_acquire(grant, rate.per_hour, now)
+        {
+            Decision::Permit(permit)
+        } else {
+            Decision::Deny(DenyReason::RateExceeded {
+                per_hour: rate.per_hour,
+            })
+        }
+    }
+
+    /// Judges a `resources/read` or `prompts/get`: the grant must name it.
+    fn access(&self, id: &Value, access: &jsonrpc::Access) -> Result<Permit, GatewayError> {
+        let upstream = &self.upstream.name;
+        let (method, target) = match access {
+            jsonrpc::Access::Resource(uri) => ("resources/read", uri),
+            jsonrpc::Access::Prompt(name) => ("prompts/get", name),
+        };
+        let full = format!("{upstream}/{target}");
+        let request = match access {
+            jsonrpc::Access::Resource(_) => policy::Access::Resource(&full),
+            jsonrpc::Access::Prompt(_) => policy::Access::Prompt(&full),
+        };
+        let decision = policy::authorize_access(self.token, request, clock::now());
+        self.record(method, target, None, Rule::of(&decision));
+        match decision {
+            Decision::Permit(permit) => Ok(permit),
+            Decision::Deny(reason) => Err(GatewayError::denied(id.clone(), full, reason)),
+        }
+    }
+
+    /// Counts a decision and hands it to the audit log.
+    fn record(&self, method: &str, target: &str, arguments: Option<&Value>, rule: Rule) {
+        metrics::decision(&self.upstream.name, rule.outcome(), rule.code());
+        self.log(method, target, arguments, rule);
+    }
+
+    /// Hands a decision to the audit log, if one is configured (uncounted: a changed tool
+    /// hidden from a list is logged, not counted as a call's decision).
+    pub(super) fn log(&self, method: &str, target: &str, arguments: Option<&Value>, rule: Rule) {
+        let Some(log) = &self.state.decisions else {
+            return;
+        };
+        let claims = self.token.claims();
+        log.record(decision_log::Decision {
+            at: clock::now(),
+            decision: rule.outcome().to_owned(),
+            sub: claims.subject.clone(),
+            act: claims
+                .actors
+                .iter()
+                .flat_map(|chain| chain.actors())
+                .map(|a| a.sub.clone())
+                .collect(),
+            gid: claims.grant_id.clone(),
+            jti: claims.token_id.clone(),
+            upstream: self.upstream.name.clone(),
+            method: method.to_owned(),
+            target: target.to_owned(),
+            arguments_digest: arguments.map(decision_log::digest),
+            rule: rule.code().to_owned(),
+        });
+    }
+
+    /// Logs the tools a list hid because their pinned definitions changed.
+    pub(super) fn log_changed_tools(&self, tools: &[String]) {
+        for tool in tools {
+            self.log(
+                "tools/list",
+                tool,
+                None,
+                Rule::Deny("tool_definition_changed"),
+            );
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The Pingora proxy: where every MCP request is authenticated, judged and rewritten.
+//!
+//! Each phase below is a few lines that hand over to the module named for the step:
+//!
+//! 1. [`request_filter`](ProxyHttp::request_filter) runs [`admission`]: the route
+//!    ([`context::Route`]), the verified token ([`authenticate`]), the message read once
+//!    ([`request`]) and judged ([`judge`]), or for a fleet, the fleet's own answers
+//!    ([`fleet`]). What may go upstream comes out as a [`context::Forward`], and a refusal is
+//!    written here: nothing reaches the upstream.
+//! 2. [`upstream_peer`](ProxyHttp::upstream_peer),
+//!    [`upstream_request_filter`](ProxyHttp::upstream_request_filter),
+//!    [`request_body_filter`](ProxyHttp::request_body_filter) and
+//!    [`connected_to_upstream`](ProxyHttp::connected_to_upstream) run [`forward`], each
+//!    taking the `Forward`: the connection, the rewritten request with the upstream's own
+//!    credential, and the registration as live work for the kill switch.
+//! 3. [`response_filter`](ProxyHttp::response_filter) and
+//!    [`response_body_filter`](ProxyHttp::response_body_filter) run [`response`]: session ids
+//!    swapped, list results filtered.
+//! 4. [`fail_to_proxy`](ProxyHttp::fail_to_proxy) and the answers the gateway writes itself
+//!    are in [`respond`].
+
+mod admission;
+mod authenticate;
+mod context;
+mod fleet;
+mod forward;
+mod judge;
+mod request;
+mod respond;
+mod response;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, Result};
+
+use self::admission::{Admission, Refusal};
+use self::context::RequestCtx;
+use crate::jsonrpc::Message;
+use crate::metrics;
+use crate::state::GatewayState;
+
+/// The proxy logic.
+#[derive(Debug)]
+pub(crate) struct Gateway {
+    state: Arc<GatewayState>,
+}
+
+impl Gateway {
+    /// A proxy over shared state.
+    pub(crate) fn new(state: Arc<GatewayState>) -> Self {
+        Self { state }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new()
+    }
+
+    /// Runs once the request header is read. `Ok(true)` means we answered (a refusal or a
+    /// gateway endpoint) and the request ends here; `Ok(false)` sends it upstream.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        match admission::admit(&self.state, session, ctx).await {
+            Ok(Admission::Forward(forward)) => {
+                ctx.forward = Some(forward);
+                Ok(false)
+            }
+            Ok(Admission::Answered(outcome)) => {
+                ctx.outcome = outcome;
+                Ok(true)
+            }
+            Err(Refusal::Refused(error)) => {
+                ctx.outcome = error.label();
+                let metadata = ctx.resource_metadata();
+                respond::send_error(session, &error, metadata.as_deref()).await?;
+                Ok(true)
+            }
+            Err(Refusal::Transport(error)) => Err(error),
+        }
+    }
+
+    /// Chooses the upstream connection; runs after `request_filter` let the request through.
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        Ok(forward::peer(ctx.forward()?))
+    }
+
+    /// Rewrites the request header for the upstream, just before it is sent.
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        forward::rewrite_request(&self.state, ctx.forward()?, request)
+    }
+
+    /// A fleet's `tools/call` goes to its member under the member's own tool name. The whole
+    /// body was read (and judged) in `request_filter`, so each time Pingora sends it, on a
+    /// retry too, it arrives here in one piece and is swapped whole.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(call) = &ctx.forward()?.fleet_call
+            && body.is_some()
+        {
+            *body = Some(call.body.clone());
+        }
+        Ok(())
+    }
+
+    /// Runs once the upstream connection is made (or reused), Pingora retries included:
+    /// registers the request as live work, so a revocation can end it by shutting this socket.
+    async fn connected_to_upstream(
+        &self,
+        session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let (live, sent) = forward::register(&self.state, ctx.forward()?, session.req_header(), fd);
+        ctx.live = Some(live);
+        sent
+    }
+
+    /// Adjusts the response header before it goes downstream, and picks how the body will be
+    /// treated.
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        response::prepare(&self.state, session, response, ctx)
+    }
+
+    /// Runs for each chunk of the response body (synchronously, as bytes arrive).
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        response::filter_body(&self.state, body, end_of_stream, ctx)?;
+        Ok(None)
+    }
+
+    /// Answers when the upstream could not be reached or failed mid-request, including when a
+    /// revocation shut the upstream socket, where it ends the response with the reason.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        respond::fail(session, e, ctx).await
+    }
+
+    /// A client closing an SSE stream, or a revocation cutting one, is routine, not an error
+    /// worth a log line (the kill is counted in metrics).
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, error: &Error) -> bool {
+        error.esource() == &ErrorSource::Downstream || ctx.killed_by.is_some()
+    }
+
+    /// Runs last, once per request, whatever happened.
+    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        ctx.live = None;
+        let message = ctx.forward.as_ref().and_then(|f| f.message());
+        let method = metrics::method_label(message.and_then(Message::method));
+        metrics::request_finished(
+            ctx.upstream_label(),
+            method,
+            ctx.outcome,
+            ctx.started.elapsed().as_secs_f64(),
+        );
+    }
+}

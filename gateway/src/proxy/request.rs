@@ -1,0 +1,120 @@
+//! Reading a POST's JSON-RPC message: the whole body into Pingora's replay buffer (capped, and
+//! refused when compressed: what cannot be read cannot be judged), parsed once, strictly, and
+//! checked against the headers that claim to describe it.
+
+use http::header;
+use pingora::http::RequestHeader;
+use pingora::proxy::Session;
+
+use super::admission::Refusal;
+use crate::jsonrpc::{self, Message};
+use crate::jsonrpc_error::GatewayError;
+use crate::upstream::client::MCP_PROTOCOL_VERSION;
+
+/// The 2026-07-28 header naming the method.
+pub(super) const MCP_METHOD: &str = "mcp-method";
+/// The 2026-07-28 header naming the tool, resource or prompt.
+pub(super) const MCP_NAME: &str = "mcp-name";
+
+/// A header's value, if present and visible ASCII.
+pub(super) fn header_str(req: &RequestHeader, name: impl header::AsHeaderName) -> Option<&str> {
+    req.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The protocol revision a request is of: a request without `MCP-Protocol-Version` is of
+/// 2025-03-26 (the header came with 2025-06-18).
+pub(super) fn revision(req: &RequestHeader) -> &str {
+    header_str(req, MCP_PROTOCOL_VERSION).unwrap_or("2025-03-26")
+}
+
+/// Reads and parses a POST's JSON-RPC message, and refuses it (with its id) when its revision
+/// is unsupported or its routing headers disagree with it.
+pub(super) async fn read_message(
+    session: &mut Session,
+    limit: usize,
+    unsupported_version: Option<String>,
+) -> Result<(Vec<u8>, Message), Refusal> {
+    let body = read_body(session, limit).await?;
+    let message = jsonrpc::parse(&body)?;
+    if let Some(requested) = unsupported_version {
+        let id = message.id();
+        return Err(GatewayError::UnsupportedProtocolVersion { id, requested }.into());
+    }
+    check_routing_headers(session.req_header(), &message)?;
+    Ok((body, message))
+}
+
+/// Reads the whole request body into Pingora's replay buffer, refusing what cannot be judged:
+/// bodies above the limit and compressed bodies.
+async fn read_body(session: &mut Session, limit: usize) -> Result<Vec<u8>, Refusal> {
+    let req = session.req_header();
+    let encoded = req
+        .headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .any(|value| {
+            value.to_str().map_or(true, |v| {
+                v.split(',')
+                    .any(|e| !e.trim().is_empty() && !e.trim().eq_ignore_ascii_case("identity"))
+            })
+        });
+    if encoded {
+        return Err(GatewayError::Compressed.into());
+    }
+    let declared = header_str(req, header::CONTENT_LENGTH).and_then(|l| l.parse::<usize>().ok());
+    if declared.is_some_and(|l| l > limit) {
+        return Err(GatewayError::TooLarge { limit }.into());
+    }
+    session.enable_retry_buffering();
+    let mut body = Vec::with_capacity(declared.unwrap_or(1024));
+    while let Some(chunk) = session.read_request_body().await? {
+        body.extend_from_slice(&chunk);
+        if body.len() > limit {
+            return Err(GatewayError::TooLarge { limit }.into());
+        }
+    }
+    Ok(body)
+}
+
+/// The 2026-07-28 routing headers (`Mcp-Method`, `Mcp-Name`) let intermediaries route without
+/// reading the body. When present they must say what the body says: a header naming a harmless
+/// tool over a body calling another is request smuggling against whoever trusts the header.
+fn check_routing_headers(req: &RequestHeader, message: &Message) -> Result<(), GatewayError> {
+    let mismatch = |reason: String| {
+        Err(GatewayError::HeaderMismatch {
+            id: message.id(),
+            reason,
+        })
+    };
+    let mut methods = req.headers.get_all(MCP_METHOD).iter();
+    if let Some(header) = methods.next() {
+        let said = header.to_str().unwrap_or_default();
+        if methods.next().is_some() || Some(said) != message.method() {
+            return mismatch(format!(
+                "the Mcp-Method header ({said:?}) disagrees with the body's method ({:?})",
+                message.method().unwrap_or_default()
+            ));
+        }
+    }
+    let mut names = req.headers.get_all(MCP_NAME).iter();
+    if let Some(header) = names.next() {
+        let said = header.to_str().unwrap_or_default();
+        let named = match message {
+            Message::Request {
+                call: Some(call), ..
+            } => Some(call.name.as_str()),
+            Message::Request {
+                access: Some(jsonrpc::Access::Resource(name) | jsonrpc::Access::Prompt(name)),
+                ..
+            } => Some(name.as_str()),
+            _ => None,
+        };
+        if names.next().is_some() || Some(said) != named {
+            return mismatch(format!(
+                "the Mcp-Name header ({said:?}) disagrees with the body ({:?})",
+                named.unwrap_or_default()
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,198 @@
+//! The upstream's answer on its way to the agent: cookies and challenges dropped, the MCP
+//! session id swapped for the gateway's own, and list results filtered: in JSON bodies
+//! (collected, then rewritten) and in event streams (rewritten event by event, never buffered
+//! whole). An event stream killed by a revocation ends with an event that says so.
+
+use bytes::Bytes;
+use http::header;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType, Result};
+use serde_json::Value;
+
+use super::context::{Forward, McpSession, RequestCtx, ResponseMode};
+use super::judge::Judge;
+use super::request::revision;
+use super::respond::revoked_event;
+use crate::fleet::members;
+use crate::jsonrpc_error::GatewayError;
+use crate::list_filter::filter_message;
+use crate::session::Principal;
+use crate::sse::SseRewriter;
+use crate::state::GatewayState;
+use crate::upstream::client::MCP_SESSION_ID;
+
+/// The largest JSON list response collected for filtering.
+const MAX_JSON_RESPONSE: usize = 16 * 1024 * 1024;
+
+/// Adjusts the response header and picks how the body will be treated: event streams and JSON
+/// list results are rewritten, so their length changes and they are sent chunked.
+pub(super) fn prepare(
+    state: &GatewayState,
+    session: &Session,
+    response: &mut ResponseHeader,
+    ctx: &mut RequestCtx,
+) -> Result<()> {
+    response.remove_header(&header::SET_COOKIE);
+    response.remove_header(&header::WWW_AUTHENTICATE);
+    let forward = ctx
+        .forward
+        .as_mut()
+        .ok_or_else(|| Error::explain(ErrorType::InternalError, "request not admitted"))?;
+    rewrite_session(state, session, response, forward)?;
+    let content_type = response
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if content_type.starts_with("text/event-stream") {
+        // Every event stream is inspected, not just list responses: a stream resumed with
+        // Last-Event-ID may replay a list that was requested earlier.
+        ctx.response = ResponseMode::Sse(SseRewriter::default());
+        response.insert_header("x-accel-buffering", "no")?;
+    } else if is_filtered_list(forward) {
+        // Whatever the content type says, a list answer is read and filtered; one that is not
+        // JSON is withheld.
+        ctx.response = ResponseMode::Json(Vec::new());
+    } else {
+        return Ok(());
+    }
+    response.remove_header(&header::CONTENT_LENGTH);
+    response.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+    Ok(())
+}
+
+/// Swaps the upstream's session id in a response for the agent's, minting one when the
+/// upstream opens a session, and forgets sessions that end.
+fn rewrite_session(
+    state: &GatewayState,
+    session: &Session,
+    response: &mut ResponseHeader,
+    forward: &mut Forward,
+) -> Result<()> {
+    let status = response.status;
+    let ended = (session.req_header().method == http::Method::DELETE && status.is_success())
+        || status == http::StatusCode::NOT_FOUND;
+    if ended && let Some(ended) = forward.session.take() {
+        let fleet_members = state.sessions.end(&ended.id);
+        // A member lost the fleet session's upstream session: the agent sees 404 and starts
+        // over, so the other members' sessions end too.
+        let version = revision(session.req_header());
+        members::end_member_sessions(state, &forward.token, version, fleet_members);
+    }
+    if forward.fleet_call.is_some() {
+        // Only the fleet session's own id is ever shown, whatever a member sends.
+        match &forward.session {
+            Some(session) => response.insert_header(MCP_SESSION_ID, session.id.as_str())?,
+            None => {
+                response.remove_header(MCP_SESSION_ID);
+            }
+        }
+        return Ok(());
+    }
+    let Some(upstream_id) = response
+        .headers
+        .get(MCP_SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return Ok(());
+    };
+    let id = match &forward.session {
+        Some(known) if known.upstream_id == upstream_id => known.id.clone(),
+        _ => {
+            let upstream = &forward.upstream.name;
+            let principal = Principal::of(forward.token.claims());
+            let id = state.sessions.open(upstream, &upstream_id, principal);
+            forward.session = Some(McpSession {
+                id: id.clone(),
+                upstream_id,
+            });
+            id
+        }
+    };
+    response.insert_header(MCP_SESSION_ID, id)?;
+    Ok(())
+}
+
+/// Whether the request asks for a list the token may see only part of.
+fn is_filtered_list(forward: &Forward) -> bool {
+    forward.message().is_some_and(|message| {
+        message.elements().iter().any(|m| {
+            matches!(
+                m.method(),
+                Some("tools/list" | "resources/list" | "resources/templates/list" | "prompts/list")
+            )
+        })
+    })
+}
+
+/// Filters one chunk of the response body (synchronously, as bytes arrive).
+pub(super) fn filter_body(
+    state: &GatewayState,
+    body: &mut Option<Bytes>,
+    end_of_stream: bool,
+    ctx: &mut RequestCtx,
+) -> Result<()> {
+    let killed_by = if end_of_stream {
+        // Deregister before Pingora may pool the connection; note whether it was killed.
+        ctx.live.take().and_then(|live| live.work().killed_by())
+    } else {
+        None
+    };
+    let Some(forward) = &ctx.forward else {
+        return Ok(());
+    };
+    let upstream = forward.upstream.name.as_str();
+    let token = Some(&*forward.token);
+    let pins = state.pins.as_ref();
+    let mut changed = Vec::new();
+    match &mut ctx.response {
+        ResponseMode::Passthrough => {}
+        ResponseMode::Json(buffer) => {
+            if let Some(chunk) = body.take() {
+                buffer.extend_from_slice(&chunk);
+                if buffer.len() > MAX_JSON_RESPONSE {
+                    return Err(Error::explain(
+                        ErrorType::InternalError,
+                        "tools/list response too large to filter",
+                    ));
+                }
+            }
+            if end_of_stream {
+                let out = match std::str::from_utf8(buffer) {
+                    Ok(message) => filter_message(message, upstream, token, pins, &mut changed)
+                        .map_or_else(|| Bytes::from(std::mem::take(buffer)), Bytes::from),
+                    // Not JSON at all: withhold it rather than guess.
+                    Err(_) => Bytes::from(GatewayError::FilterFailed { id: Value::Null }.body()),
+                };
+                *body = Some(out);
+            }
+        }
+        ResponseMode::Sse(rewriter) => {
+            let mut out = match body.take() {
+                Some(chunk) => rewriter
+                    .feed(&chunk, |data| {
+                        filter_message(data, upstream, token, pins, &mut changed)
+                    })
+                    .map_err(|e| Error::because(ErrorType::InternalError, "SSE framing", e))?,
+                None => Vec::new(),
+            };
+            if let Some(seq) = killed_by {
+                // The stream ends because its authority was revoked: say so, in-band.
+                out.extend_from_slice(&revoked_event(forward.request_id(), seq));
+            }
+            if !out.is_empty() {
+                *body = Some(Bytes::from(out));
+            }
+        }
+    }
+    let judge = Judge {
+        state,
+        upstream: &forward.upstream,
+        token: &forward.token,
+    };
+    judge.log_changed_tools(&changed);
+    Ok(())
+}
