@@ -210,16 +210,13 @@ async fn admit_upstream(
     upstream: Arc<Upstream>,
     authenticated: Authenticated,
 ) -> Result<Admission, Refusal> {
-    let Authenticated {
-        token,
-        session: mcp_session,
-        unsupported_version,
-    } = authenticated;
+    let token = authenticated.token;
     let judged = match Judged::bodiless(&session.req_header().method) {
         Some(judged) => judged,
         None => {
             let limit = state.settings.max_body_bytes;
-            let (_, message) = read_message(session, limit, unsupported_version).await?;
+            let unsupported = authenticated.unsupported_version;
+            let (_, message) = read_message(session, limit, unsupported).await?;
             // 2025-03-26 is the only revision with batches.
             if let Message::Batch(_) = &message
                 && revision(session.req_header()) != "2025-03-26"
@@ -238,7 +235,7 @@ async fn admit_upstream(
         upstream,
         token,
         judged,
-        session: mcp_session,
+        session: authenticated.session,
         fleet_call: None,
     }))
 }
