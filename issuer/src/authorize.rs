@@ -11,7 +11,7 @@
 //! agent, the person, the resource, and the tools and terms on offer, which are the person's
 //! allowance narrowed by the agent's request. Approving (`POST /authorize/consent`), possibly
 //! with fewer tools, creates a grant for that agent and redirects with a one-time code that
-//! [`crate::authorization_code`] redeems.
+//! [`crate::token::authorization_code`] redeems.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -28,8 +28,6 @@ use crate::{AppState, client_metadata, now};
 
 /// How long a person has to sign in and decide.
 const REQUEST_TTL: i64 = 600;
-/// How long an authorization code lives (RFC 6749 §4.1.2 recommends at most 10 minutes).
-pub(crate) const CODE_TTL: i64 = 60;
 
 /// Why an authorization request failed, and how the answer travels.
 #[derive(Debug)]
@@ -656,7 +654,7 @@ pub(crate) async fn consent(
         )
         .await
         .map_err(|e| AuthorizeError::Server(e.to_string()))?;
-    let code = crate::authorization_code::create(
+    let code = crate::token::authorization_code::create(
         state,
         &grant,
         &pending.redirect_uri,

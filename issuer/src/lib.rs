@@ -12,7 +12,6 @@
 pub mod app;
 pub mod audit;
 pub mod audit_ingest;
-mod authorization_code;
 mod authorize;
 mod client_assertion;
 pub mod client_auth;
@@ -27,12 +26,11 @@ pub mod introspection;
 pub mod keys;
 pub mod metrics;
 pub mod oauth_error;
-mod refresh_token;
 mod registration;
 pub mod revocation;
 pub mod safe_fetch;
 pub mod secret;
-pub mod token_exchange;
+pub mod token;
 pub mod users;
 
 use std::path::PathBuf;
