@@ -17,7 +17,6 @@ mod client_assertion;
 pub mod client_auth;
 pub mod client_metadata;
 pub mod clients;
-mod consent_page;
 pub mod db;
 pub mod external_idp;
 pub mod grants;
