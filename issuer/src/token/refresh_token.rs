@@ -11,22 +11,26 @@ use sqlx::Row;
 
 use crate::client_auth::Params;
 use crate::clients::Client;
-use crate::grants::{self, Grant};
+use crate::grants;
 use crate::oauth_error::OAuthError;
 use crate::revocation::{self, RevokeRequest};
 use crate::secret::{hash_secret, random_token};
 use crate::token::mint::{self, Delegation, TokenResponse};
 use crate::{AppState, now};
 
-/// A delegation token for `resource` from `grant`, held by `client` itself, with a new refresh
-/// token of the grant's family.
+/// A delegation token for `resource` from the grant `grant_id`, if it is still active, held by
+/// `client` itself, with a new refresh token of the grant's family.
 pub(crate) async fn issue_with_access_token(
     state: &AppState,
     client: &Client,
-    grant: &Grant,
+    grant_id: &str,
     resource: &str,
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
+    let grant = &grants::get(&state.db, grant_id)
+        .await?
+        .filter(|g| g.is_active(now))
+        .ok_or_else(|| OAuthError::InvalidGrant("the grant is revoked or expired".into()))?;
     // The grant's own claims stand in for the user's token: they must live at least as long
     // as the delegation token made from them, which is clamped to its parent's expiry.
     let ttl = state.config.delegation_ttl;
@@ -159,11 +163,7 @@ pub(crate) async fn rotate(
             "the refresh token is for {resource} only"
         )));
     }
-    let grant = grants::get(&state.db, &grant_id)
-        .await?
-        .filter(|g| g.is_active(now))
-        .ok_or_else(|| OAuthError::InvalidGrant("the grant is revoked or expired".into()))?;
-    issue_with_access_token(state, client, &grant, &resource, now).await
+    issue_with_access_token(state, client, &grant_id, &resource, now).await
 }
 
 /// The grant of a live refresh token held by `client_id` (for RFC 7009 revocation).
