@@ -7,7 +7,12 @@
 //!
 //! The crate is a library with a thin binary: [`Issuer::open`] prepares storage and keys,
 //! [`app`] is the whole HTTP surface as a `Router` (tests drive it in-process), and [`serve`]
-//! runs it on a listener.
+//! runs it on a listener. The binary's commands read one [`Settings`] and call into the
+//! library; what they know beyond parsing and printing lives here (e.g. [`explain`]).
+//!
+//! The HTTP endpoints with more than one concept have a folder: [`token`] (a file per grant
+//! type over one minting core) and `authorize` (request validation, pending requests, CSRF,
+//! consent, and one typed error mapped to a page or a redirect).
 
 pub mod app;
 pub mod audit;

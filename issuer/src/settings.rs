@@ -109,9 +109,9 @@ impl Settings {
         config
     }
 
-    /// Opens the issuer these settings describe, with `config` (from [`Settings::config`]).
-    pub async fn open(&self, config: IssuerConfig) -> Result<Issuer, Error> {
-        Issuer::open(config, &self.storage()?).await
+    /// Opens the issuer these settings describe, as every command but `serve` uses it.
+    pub async fn open(&self) -> Result<Issuer, Error> {
+        Issuer::open(self.config(), &self.storage()?).await
     }
 
     /// Opens the database only (migrating nothing, loading no key).

@@ -44,7 +44,7 @@ impl ClientsCommand {
                 {
                     bail!("--redirect-uri {bad}: use https, or http to a loopback host");
                 }
-                let issuer = settings.open(settings.config()).await?;
+                let issuer = settings.open().await?;
                 let db = &issuer.state().db;
                 if public {
                     let client = clients::Client {
@@ -68,7 +68,7 @@ impl ClientsCommand {
                 }
             }
             ClientsCommand::List => {
-                let issuer = settings.open(settings.config()).await?;
+                let issuer = settings.open().await?;
                 print_json(&clients::list(&issuer.state().db).await?)
             }
         }

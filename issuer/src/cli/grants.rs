@@ -76,7 +76,7 @@ impl GrantsCommand {
                     .context("--details is not a JSON array")?;
                 let authorization_details =
                     portcullis_policy::Constraints::from_authorization_details(&details)?;
-                let issuer = settings.open(settings.config()).await?;
+                let issuer = settings.open().await?;
                 let request = GrantRequest {
                     name: None,
                     subject: user,
@@ -88,7 +88,7 @@ impl GrantsCommand {
                 print_json(&grants::create(&issuer.state().db, request, now()).await?)
             }
             GrantsCommand::List => {
-                let issuer = settings.open(settings.config()).await?;
+                let issuer = settings.open().await?;
                 print_json(&grants::list(&issuer.state().db).await?)
             }
             GrantsCommand::Lint { file, strict } => lint(&file, strict),
@@ -107,7 +107,7 @@ impl GrantsCommand {
                         serde_json::from_str(value).unwrap_or_else(|_| serde_json::json!(value));
                     set_pointer(&mut arguments, pointer, value)?;
                 }
-                let issuer = settings.open(settings.config()).await?;
+                let issuer = settings.open().await?;
                 print_json(&grants_file::who_can(issuer.state(), &tool, &arguments, now()).await?)
             }
         }
@@ -159,7 +159,7 @@ async fn apply(
             first.message
         );
     }
-    let issuer = settings.open(settings.config()).await?;
+    let issuer = settings.open().await?;
     let plan = if dry_run {
         grants_file::plan(issuer.state(), &parsed, now()).await?
     } else {

@@ -63,7 +63,7 @@ impl Serve {
             self.audit_ingest_token_file,
             "PORTCULLIS_AUDIT_INGEST_TOKEN",
         )?;
-        let issuer = settings.open(config).await?;
+        let issuer = portcullis_issuer::Issuer::open(config, &settings.storage()?).await?;
         let listener = tokio::net::TcpListener::bind(self.listen)
             .await
             .with_context(|| format!("binding {}", self.listen))?;

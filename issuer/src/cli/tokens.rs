@@ -17,7 +17,7 @@ pub(super) struct Mint {
 
 impl Mint {
     pub(super) async fn run(self, settings: &Settings) -> anyhow::Result<()> {
-        let issuer = settings.open(settings.config()).await?;
+        let issuer = settings.open().await?;
         let state = issuer.state();
         let Some(grant) = grants::get(&state.db, &self.grant).await? else {
             bail!("no grant {}", self.grant);
@@ -42,7 +42,7 @@ pub(super) struct Show {
 impl Show {
     pub(super) async fn run(self, settings: &Settings) -> anyhow::Result<()> {
         let token = read_arg(&self.token)?;
-        let issuer = settings.open(settings.config()).await?;
+        let issuer = settings.open().await?;
         for line in explain::explain(issuer.state(), token.trim(), now()).await? {
             println!("{line}");
         }
@@ -81,9 +81,8 @@ struct RevokeTarget {
 
 impl Revoke {
     pub(super) async fn run(self, settings: &Settings) -> anyhow::Result<()> {
-        let config = settings.config();
-        let lifetime = config.max_token_lifetime();
-        let issuer = settings.open(config).await?;
+        let lifetime = settings.config().max_token_lifetime();
+        let issuer = settings.open().await?;
         let state = issuer.state();
         let now = now();
         let (target, reason) = (self.target, self.reason);

@@ -49,7 +49,7 @@ impl UsersCommand {
                 let allowance =
                     portcullis_policy::Constraints::from_authorization_details(&details)
                         .context("--allow")?;
-                let issuer = settings.open(settings.config()).await?;
+                let issuer = settings.open().await?;
                 let user = users::create(
                     &issuer.state().db,
                     &username,
@@ -62,7 +62,7 @@ impl UsersCommand {
                 print_json(&user)
             }
             UsersCommand::List => {
-                let issuer = settings.open(settings.config()).await?;
+                let issuer = settings.open().await?;
                 print_json(&users::list(&issuer.state().db).await?)
             }
         }
