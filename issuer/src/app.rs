@@ -34,7 +34,7 @@ use crate::clients::{self, ClientError};
 use crate::grants::{self, GrantError, GrantRequest};
 use crate::oauth_error::OAuthError;
 use crate::revocation::{RevokeError, RevokeRequest};
-use crate::token_exchange::{self, TOKEN_EXCHANGE};
+use crate::token::{self, GrantType};
 use crate::{AppState, now};
 use crate::{introspection, metrics as issuer_metrics, revocation};
 
@@ -75,7 +75,7 @@ async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OAuthError> {
-    let response = token_exchange::token(&state, &headers, &body).await?;
+    let response = token::token(&state, &headers, &body).await?;
     Ok(no_store(Json(response).into_response()))
 }
 
@@ -127,9 +127,7 @@ async fn metadata(State(state): State<AppState>) -> Json<Value> {
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": [
-            "authorization_code", "refresh_token", "client_credentials", TOKEN_EXCHANGE,
-        ],
+        "grant_types_supported": GrantType::ALL.map(GrantType::wire_name),
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported":
             ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
@@ -279,7 +277,7 @@ async fn subject_token(
     Ok(no_store(
         Json(json!({
             "subject_token": token,
-            "subject_token_type": token_exchange::ACCESS_TOKEN_TYPE,
+            "subject_token_type": token::ACCESS_TOKEN_TYPE,
             "expires_in": (now + ttl).min(grant.expires_at) - now,
         }))
         .into_response(),

@@ -74,7 +74,7 @@ pub async fn revoke(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Resul
         let params = Params::parse(headers, body)?;
         let token = params.require("token")?;
         if let Some(grant_id) =
-            crate::refresh_token::grant_of(&state.db, token, &client.client_id).await?
+            crate::token::refresh_token::grant_of(&state.db, token, &client.client_id).await?
         {
             revocation::revoke(
                 &state.db,

@@ -7,19 +7,23 @@
 //!
 //! The crate is a library with a thin binary: [`Issuer::open`] prepares storage and keys,
 //! [`app`] is the whole HTTP surface as a `Router` (tests drive it in-process), and [`serve`]
-//! runs it on a listener.
+//! runs it on a listener. The binary's commands read one [`Settings`] and call into the
+//! library; what they know beyond parsing and printing lives here (e.g. [`explain`]).
+//!
+//! The HTTP endpoints with more than one concept have a folder: [`token`] (a file per grant
+//! type over one minting core) and `authorize` (request validation, pending requests, CSRF,
+//! consent, and one typed error mapped to a page or a redirect).
 
 pub mod app;
 pub mod audit;
 pub mod audit_ingest;
-mod authorization_code;
 mod authorize;
 mod client_assertion;
 pub mod client_auth;
 pub mod client_metadata;
 pub mod clients;
-mod consent_page;
 pub mod db;
+pub mod explain;
 pub mod external_idp;
 pub mod grants;
 pub mod grants_file;
@@ -27,15 +31,14 @@ pub mod introspection;
 pub mod keys;
 pub mod metrics;
 pub mod oauth_error;
-mod refresh_token;
 mod registration;
 pub mod revocation;
 pub mod safe_fetch;
 pub mod secret;
-pub mod token_exchange;
+pub mod settings;
+pub mod token;
 pub mod users;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -44,69 +47,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use app::app;
 use db::Database;
 use keys::{KeyEncryption, Keyring};
-
-/// Settings of a running issuer.
-#[derive(Debug, Clone)]
-pub struct IssuerConfig {
-    /// The issuer identifier and public base URL, without a trailing slash.
-    pub issuer: String,
-    /// Lifetime of delegation tokens, seconds.
-    pub delegation_ttl: i64,
-    /// Lifetime of client (`client_credentials`) tokens, seconds.
-    pub client_token_ttl: i64,
-    /// Lifetime of users' grant (subject) tokens, seconds.
-    pub subject_token_ttl: i64,
-    /// Bearer token for `/admin`; `None` disables the admin API.
-    pub admin_token: Option<String>,
-    /// Bearer token gateways present to `POST /audit/decisions`; `None` disables it.
-    pub audit_ingest_token: Option<String>,
-    /// Lifetime of a grant made by consent (and of its refresh tokens), seconds.
-    pub consent_ttl: i64,
-    /// Whether `POST /register` (RFC 7591) is open.
-    pub dynamic_registration: bool,
-    /// Development only: let client metadata documents be fetched over http from loopback.
-    pub allow_loopback_fetch: bool,
-    /// Identity providers whose tokens may be the `subject_token` of a first exchange.
-    pub trusted_idps: Vec<external_idp::TrustedIdp>,
-}
-
-impl IssuerConfig {
-    /// The longest any token this issuer signs can live: how long a revocation of an agent or a
-    /// user must be kept for every token it covers to have expired.
-    pub fn max_token_lifetime(&self) -> i64 {
-        self.delegation_ttl
-            .max(self.client_token_ttl)
-            .max(self.subject_token_ttl)
-    }
-
-    /// Defaults: 5-minute delegation and client tokens, 1-hour subject tokens, 30-day consents,
-    /// no admin API, dynamic registration open, metadata documents fetched over https only.
-    pub fn new(issuer: impl Into<String>) -> Self {
-        Self {
-            issuer: issuer.into().trim_end_matches('/').to_owned(),
-            delegation_ttl: 300,
-            client_token_ttl: 300,
-            subject_token_ttl: 3600,
-            admin_token: None,
-            audit_ingest_token: None,
-            consent_ttl: 30 * 24 * 3600,
-            dynamic_registration: true,
-            allow_loopback_fetch: false,
-            trusted_idps: Vec::new(),
-        }
-    }
-}
-
-/// Where the issuer keeps its state, and how keys are sealed.
-#[derive(Debug, Clone)]
-pub struct StorageOptions {
-    /// Data directory: the SQLite database and the development key-encryption secret.
-    pub data_dir: PathBuf,
-    /// A database URL overriding the SQLite default (e.g. `postgres://…`).
-    pub database_url: Option<String>,
-    /// The key-encryption secret; `None` uses a generated development secret.
-    pub key_encryption_secret: Option<String>,
-}
+pub use settings::{IssuerConfig, Settings, StorageOptions};
 
 /// Everything a request handler needs.
 #[derive(Debug, Clone)]
@@ -144,6 +85,9 @@ pub enum Error {
     /// The trusted identity providers are misconfigured.
     #[error(transparent)]
     Idp(#[from] external_idp::IdpError),
+    /// The settings could not be read.
+    #[error(transparent)]
+    Settings(#[from] settings::SettingsError),
     /// The data directory could not be created.
     #[error("data directory {path}: {source}")]
     DataDir {
@@ -166,6 +110,9 @@ impl Issuer {
         let idps = Arc::new(external_idp::Idps::new(config.trusted_idps.clone())?);
         let db = open_database(storage).await?;
         db.migrate().await?;
+        settings::record_token_lifetime(&db, config.max_token_lifetime(), now())
+            .await
+            .map_err(db::DbError::Sqlx)?;
         let sealing = match &storage.key_encryption_secret {
             Some(secret) => KeyEncryption::from_secret(secret)?,
             None => {

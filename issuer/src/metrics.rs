@@ -5,6 +5,8 @@ use std::sync::LazyLock;
 use portcullis_policy::revocation::RevocationKind;
 use prometheus::{Encoder, IntCounterVec, Opts, Registry, TextEncoder};
 
+use crate::token::grant_type::GrantType;
+
 struct Metrics {
     registry: Registry,
     token_requests: IntCounterVec,
@@ -42,13 +44,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     }
 });
 
-/// Counts a token endpoint request. `grant_type` is folded to the supported ones.
-pub fn token_request(grant_type: &str, result: &'static str) {
-    let grant_type = match grant_type {
-        "client_credentials" => "client_credentials",
-        crate::token_exchange::TOKEN_EXCHANGE => "token_exchange",
-        _ => "other",
-    };
+/// Counts a token endpoint request; a missing or unsupported grant type counts as `other`.
+pub fn token_request(grant_type: Option<GrantType>, result: &'static str) {
+    let grant_type = grant_type.map_or("other", GrantType::metric_label);
     METRICS
         .token_requests
         .with_label_values(&[grant_type, result])

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use crate::clients::{self, AuthMethod, Client, Origin};
 use crate::oauth_error::OAuthError;
 use crate::secret::{hash_secret, random_token};
+use crate::token::grant_type::GrantType;
 use crate::{AppState, client_metadata, now};
 
 #[derive(Deserialize)]
@@ -65,10 +66,10 @@ pub(crate) async fn register(state: &AppState, body: &[u8]) -> Result<Value, OAu
     }
     let grant_types = request
         .grant_types
-        .unwrap_or_else(|| vec!["authorization_code".into()]);
+        .unwrap_or_else(|| vec![GrantType::AuthorizationCode.wire_name().into()]);
     if let Some(bad) = grant_types
         .iter()
-        .find(|g| !matches!(g.as_str(), "authorization_code" | "refresh_token"))
+        .find(|g| !GrantType::from_wire(g).is_some_and(GrantType::is_code_flow))
     {
         return Err(metadata_error(format!(
             "grant type {bad} is not available to registered clients"

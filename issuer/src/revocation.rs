@@ -18,17 +18,17 @@ use std::time::Duration;
 
 use axum::response::sse::Event;
 use futures_util::Stream;
-use portcullis_policy::Claims;
 use portcullis_policy::revocation::{
     RevocationEntry, RevocationFeed, RevocationKind, RevokedSet, sign_feed, target_hash,
 };
+use portcullis_policy::{Claims, VerifyError};
 use serde_json::json;
 use sqlx::Row;
 use tokio::sync::broadcast;
 
 use crate::db::{Backend, Database};
 use crate::keys::Keyring;
-use crate::{audit, grants};
+use crate::{audit, grants, settings};
 
 const NOTIFY_CHANNEL: &str = "portcullis_revocations";
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -49,6 +49,34 @@ pub struct RevokeRequest {
     pub token_expires_at: Option<i64>,
 }
 
+impl RevokeRequest {
+    /// An operator's revocation of one token, named by its JWT or its `jti`. A JWT must be one
+    /// of this issuer's (expired or not); its `jti` and `exp` are taken from it, so the entry
+    /// is kept exactly as long as the token could be used. A bare `jti` is kept for the longest
+    /// token lifetime in force.
+    pub fn token(
+        keys: &Keyring,
+        token: &str,
+        reason: String,
+        now: i64,
+    ) -> Result<Self, VerifyError> {
+        let (value, token_expires_at) = if token.contains('.') {
+            let claims = keys
+                .dangerous_verify_even_if_expired(token, now)?
+                .into_claims();
+            (claims.token_id, Some(claims.expires_at))
+        } else {
+            (token.to_owned(), None)
+        };
+        Ok(Self {
+            kind: RevocationKind::Token,
+            value,
+            reason,
+            token_expires_at,
+        })
+    }
+}
+
 /// Why a revocation was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RevokeError {
@@ -66,7 +94,9 @@ pub enum RevokeError {
     Db(#[from] sqlx::Error),
 }
 
-/// Commits a revocation durably and publishes it.
+/// Commits a revocation durably and publishes it. An agent's or user's revocation is kept
+/// until every token it covers has expired: for the longest token lifetime in force, which is
+/// `max_token_lifetime` (the caller's own) or a longer one another issuer on `db` recorded.
 pub async fn revoke(
     db: &Database,
     hub: &RevocationHub,
@@ -78,7 +108,7 @@ pub async fn revoke(
     if value.is_empty() || value.len() > 512 {
         return Err(RevokeError::InvalidValue);
     }
-    let covers_issued = now + max_token_lifetime;
+    let covers_issued = now + settings::longest_token_lifetime(db, max_token_lifetime).await?;
     let (expires_at, issued_before) = match request.kind {
         RevocationKind::Token => (request.token_expires_at.unwrap_or(covers_issued), None),
         RevocationKind::Grant => {

@@ -455,6 +455,42 @@ async fn refresh_tokens_rotate_and_a_replayed_one_revokes_the_family() {
 }
 
 #[tokio::test]
+async fn code_and_refresh_requests_are_counted_under_their_own_grant_type() {
+    for b in backends().await {
+        let app = issuer_with(&b, |_| {}).await;
+        let before = (
+            token_requests(&app, "authorization_code", "ok").await,
+            token_requests(&app, "refresh_token", "ok").await,
+        );
+        let client_id = register_public(&app).await;
+        let code = code_for(&app, &client_id, &["expenses/list_expenses"]).await;
+        let (status, first) = redeem(&app, &client_id, &code, VERIFIER).await;
+        assert_eq!(status, StatusCode::OK, "[{}] {first}", b.name);
+        let (status, second) = token_public(
+            &app,
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", &client_id),
+                ("refresh_token", first["refresh_token"].as_str().unwrap()),
+            ],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "[{}] {second}", b.name);
+        // Other tests run alongside and count too: each label grows by at least ours.
+        assert!(
+            token_requests(&app, "authorization_code", "ok").await > before.0,
+            "[{}] the code redemption is not counted as authorization_code",
+            b.name
+        );
+        assert!(
+            token_requests(&app, "refresh_token", "ok").await > before.1,
+            "[{}] the refresh is not counted as refresh_token",
+            b.name
+        );
+    }
+}
+
+#[tokio::test]
 async fn bad_requests_are_shown_or_redirected_as_the_spec_says() {
     for b in backends().await {
         let app = issuer_with(&b, |_| {}).await;

@@ -3,6 +3,7 @@
 
 mod audit;
 mod authorization_code;
+mod cli;
 mod external_idp;
 mod grants_file;
 mod keys;

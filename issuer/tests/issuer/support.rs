@@ -62,8 +62,17 @@ pub(crate) async fn backends() -> Vec<Backend> {
 }
 
 pub(crate) async fn open_issuer(backend: &Backend) -> Issuer {
+    open_issuer_with(backend, |_| {}).await
+}
+
+/// An issuer with the admin token set, configured further by `tweak` (as `serve`'s flags would).
+pub(crate) async fn open_issuer_with(
+    backend: &Backend,
+    tweak: impl FnOnce(&mut IssuerConfig),
+) -> Issuer {
     let mut config = IssuerConfig::new(ISSUER);
     config.admin_token = Some(ADMIN.into());
+    tweak(&mut config);
     Issuer::open(config, &backend.storage).await.unwrap()
 }
 
@@ -128,7 +137,11 @@ pub(crate) struct World {
 }
 
 pub(crate) async fn world(backend: &Backend) -> World {
-    let app = open(backend).await;
+    world_in(open(backend).await).await
+}
+
+/// The same world in an issuer opened by the caller.
+pub(crate) async fn world_in(app: Router) -> World {
     let agent = register(&app, "expense-agent").await;
     let (status, grant) = admin(
         &app,
@@ -304,4 +317,51 @@ impl EventStream {
             }
         }
     }
+}
+
+/// Runs the `portcullis-issuer` binary on this backend's storage, as an operator would from a
+/// shell with no `PORTCULLIS_*` variables set; returns its stdout, failing the test if it fails.
+pub(crate) async fn cli(backend: &Backend, args: &[&str]) -> String {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis-issuer"));
+    command
+        .args(args)
+        .arg("--data-dir")
+        .arg(&backend.storage.data_dir)
+        .arg("--issuer-url")
+        .arg(ISSUER)
+        .env_clear();
+    if let Some(url) = &backend.storage.database_url {
+        command.arg("--database-url").arg(url);
+    }
+    if let Some(secret) = &backend.storage.key_encryption_secret {
+        command.env("PORTCULLIS_KEY_ENCRYPTION_SECRET", secret);
+    }
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "[{}] portcullis-issuer {args:?}: {stderr}",
+        backend.name
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The value of `portcullis_issuer_token_requests_total` for one grant type and result.
+pub(crate) async fn token_requests(app: &Router, grant_type: &str, result: &str) -> u64 {
+    let response = app
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let series = format!(
+        "portcullis_issuer_token_requests_total{{grant_type=\"{grant_type}\",result=\"{result}\"}} "
+    );
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map_or(0, |value| value.trim().parse().unwrap())
 }

@@ -1,4 +1,4 @@
-//! The sign-in and consent pages of the authorization-code flow, rendered on the server.
+//! The sign-in, consent and error pages of the authorization-code flow, rendered on the server.
 //!
 //! Plain HTML forms with no script: they work in any browser and are easy to drive from a test
 //! with an HTTP client. Every value is HTML-escaped. Pages are never framed (clickjacking),

@@ -4,23 +4,26 @@
 //! its request. Redemption marks it used in the same statement that finds it, so two
 //! concurrent redemptions cannot both succeed; a second redemption is treated as theft (RFC
 //! 6749 §4.1.2, OAuth 2.1 §4.1.3): the grant behind the code is revoked, which ends every
-//! token and refresh token made from it.
+//! token and refresh token made from it. A redeemed code starts the grant's refresh family
+//! ([`crate::token::refresh_token`]).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use portcullis_policy::RevocationKind;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use subtle::ConstantTimeEq;
 
 use crate::client_auth::Params;
 use crate::clients::Client;
-use crate::grants::{self, Grant};
+use crate::grants::Grant;
 use crate::oauth_error::OAuthError;
-use crate::revocation::{self, RevokeRequest};
 use crate::secret::{hash_secret, random_token};
-use crate::token_exchange::TokenResponse;
+use crate::token::mint::TokenResponse;
+use crate::token::refresh_token;
 use crate::{AppState, now};
+
+/// How long an authorization code lives (RFC 6749 §4.1.2 recommends at most 10 minutes).
+pub(crate) const CODE_TTL: i64 = 60;
 
 /// Stores a code for `grant` and returns it.
 pub(crate) async fn create(
@@ -60,7 +63,7 @@ pub(crate) async fn create(
                 .bind(redirect_uri)
                 .bind(challenge)
                 .bind(resource)
-                .bind(now + crate::authorize::CODE_TTL)
+                .bind(now + CODE_TTL)
                 .execute(&mut **tx)
                 .await?;
                 Ok(())
@@ -81,32 +84,6 @@ fn valid_verifier(verifier: &str) -> bool {
         && verifier
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
-}
-
-/// Revokes the grant behind a replayed code or refresh token, and names the replay.
-pub(crate) async fn revoke_family(
-    state: &AppState,
-    grant_id: &str,
-    what: &str,
-) -> Result<OAuthError, OAuthError> {
-    tracing::warn!(grant_id, "{what} was used twice: revoking the grant");
-    revocation::revoke(
-        &state.db,
-        &state.hub,
-        RevokeRequest {
-            kind: RevocationKind::Grant,
-            value: grant_id.to_owned(),
-            reason: format!("{what} replayed"),
-            token_expires_at: None,
-        },
-        state.config.max_token_lifetime(),
-        now(),
-    )
-    .await
-    .map_err(|e| OAuthError::Server(e.to_string()))?;
-    Ok(OAuthError::InvalidGrant(format!(
-        "the {what} was already used; every token from it is now revoked"
-    )))
 }
 
 /// The `authorization_code` grant.
@@ -161,7 +138,7 @@ pub(crate) async fn redeem(
         ));
     }
     if !claimed {
-        return Err(revoke_family(state, &grant_id, "authorization code").await?);
+        return Err(refresh_token::revoke_family(state, &grant_id, "authorization code").await?);
     }
     if now > row.try_get::<i64, _>("expires_at")? {
         return Err(OAuthError::InvalidGrant("the code has expired".into()));
@@ -182,11 +159,7 @@ pub(crate) async fn redeem(
             "the code was issued for {resource} only"
         )));
     }
-    let grant = grants::get(&state.db, &grant_id)
-        .await?
-        .filter(|g| g.is_active(now))
-        .ok_or_else(|| OAuthError::InvalidGrant("the grant is revoked or expired".into()))?;
-    crate::refresh_token::issue_with_access_token(state, client, &grant, &resource, now).await
+    refresh_token::issue_with_access_token(state, client, &grant_id, &resource, now).await
 }
 
 #[cfg(test)]

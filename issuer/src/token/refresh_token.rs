@@ -6,31 +6,36 @@
 //! the grant is revoked, which ends the family and every access token made from it, at the
 //! gateways too. A refresh token never outlives its grant.
 
+use portcullis_policy::RevocationKind;
 use sqlx::Row;
 
-use crate::authorization_code::revoke_family;
 use crate::client_auth::Params;
 use crate::clients::Client;
-use crate::grants::{self, Grant};
+use crate::grants;
 use crate::oauth_error::OAuthError;
+use crate::revocation::{self, RevokeRequest};
 use crate::secret::{hash_secret, random_token};
-use crate::token_exchange::{self, Delegation, TokenResponse};
+use crate::token::mint::{self, Delegation, TokenResponse};
 use crate::{AppState, now};
 
-/// A delegation token for `resource` from `grant`, held by `client` itself, with a new refresh
-/// token of the grant's family.
+/// A delegation token for `resource` from the grant `grant_id`, if it is still active, held by
+/// `client` itself, with a new refresh token of the grant's family.
 pub(crate) async fn issue_with_access_token(
     state: &AppState,
     client: &Client,
-    grant: &Grant,
+    grant_id: &str,
     resource: &str,
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
+    let grant = &grants::get(&state.db, grant_id)
+        .await?
+        .filter(|g| g.is_active(now))
+        .ok_or_else(|| OAuthError::InvalidGrant("the grant is revoked or expired".into()))?;
     // The grant's own claims stand in for the user's token: they must live at least as long
     // as the delegation token made from them, which is clamped to its parent's expiry.
     let ttl = state.config.delegation_ttl;
     let parent = grants::subject_token_claims(grant, &state.config.issuer, now, ttl);
-    let mut response = token_exchange::delegate(
+    let mut response = mint::delegate(
         state,
         client,
         Delegation {
@@ -75,6 +80,32 @@ pub(crate) async fn issue_with_access_token(
         .await?;
     response.refresh_token = Some(refresh);
     Ok(response)
+}
+
+/// Revokes the grant behind a replayed code or refresh token, and names the replay.
+pub(crate) async fn revoke_family(
+    state: &AppState,
+    grant_id: &str,
+    what: &str,
+) -> Result<OAuthError, OAuthError> {
+    tracing::warn!(grant_id, "{what} was used twice: revoking the grant");
+    revocation::revoke(
+        &state.db,
+        &state.hub,
+        RevokeRequest {
+            kind: RevocationKind::Grant,
+            value: grant_id.to_owned(),
+            reason: format!("{what} replayed"),
+            token_expires_at: None,
+        },
+        state.config.max_token_lifetime(),
+        now(),
+    )
+    .await
+    .map_err(|e| OAuthError::Server(e.to_string()))?;
+    Ok(OAuthError::InvalidGrant(format!(
+        "the {what} was already used; every token from it is now revoked"
+    )))
 }
 
 /// The `refresh_token` grant.
@@ -132,11 +163,7 @@ pub(crate) async fn rotate(
             "the refresh token is for {resource} only"
         )));
     }
-    let grant = grants::get(&state.db, &grant_id)
-        .await?
-        .filter(|g| g.is_active(now))
-        .ok_or_else(|| OAuthError::InvalidGrant("the grant is revoked or expired".into()))?;
-    issue_with_access_token(state, client, &grant, &resource, now).await
+    issue_with_access_token(state, client, &grant_id, &resource, now).await
 }
 
 /// The grant of a live refresh token held by `client_id` (for RFC 7009 revocation).
