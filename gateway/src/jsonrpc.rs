@@ -5,6 +5,15 @@
 //! gateway would judge one reading and the upstream might act on the other. A batch is read
 //! element by element into [`Message::Batch`]; whether batches are allowed at all (only in
 //! protocol revision 2025-03-26) is the proxy's decision, and it judges every element.
+//!
+//! A method name is what the upstream will dispatch on, so it is read as exactly as the
+//! upstream reads it: a name with whitespace or control characters is refused, and in the
+//! namespaces the gateway judges (`tools/`, `resources/`, `prompts/`, `completion/`, in any
+//! case) only the methods MCP defines pass. `Tools/Call` or `tools/call ` naming a denied tool
+//! would otherwise skip judgement while an upstream that folds case or trims might run it.
+//! Every request that names a resource or a prompt (`resources/read`, `resources/subscribe`,
+//! `resources/unsubscribe`, `prompts/get`, and `completion/complete` through its `ref`)
+//! carries an [`Access`] the grant is checked against.
 
 use serde_json::Value;
 
@@ -79,6 +88,23 @@ impl Message {
     }
 }
 
+/// The namespaces whose methods the gateway judges or filters; compared case-insensitively.
+const JUDGED_NAMESPACES: [&str; 4] = ["tools/", "resources/", "prompts/", "completion/"];
+
+/// Every method MCP defines in [`JUDGED_NAMESPACES`] (revisions 2025-03-26 to 2026-07-28).
+const KNOWN_METHODS: [&str; 10] = [
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+];
+
 /// The most elements a batch may have.
 pub(crate) const MAX_BATCH: usize = 100;
 
@@ -116,6 +142,45 @@ pub(crate) fn parse(body: &[u8]) -> Result<Message, GatewayError> {
     }
 }
 
+/// What a request names that the grant must allow, if it names a resource or a prompt.
+fn access(method: &str, params: Option<&Value>) -> Result<Option<Access>, String> {
+    let string = |value: Option<&Value>, what: &str| {
+        value
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("{method} needs a string {what}"))
+    };
+    let field = |name: &str| params.and_then(|p| p.get(name));
+    Ok(Some(match method {
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            Access::Resource(string(field("uri"), "params.uri")?)
+        }
+        "prompts/get" => Access::Prompt(string(field("name"), "params.name")?),
+        "completion/complete" => {
+            let reference = field("ref");
+            match reference
+                .and_then(|r| r.get("type"))
+                .and_then(Value::as_str)
+            {
+                Some("ref/prompt") => Access::Prompt(string(
+                    reference.and_then(|r| r.get("name")),
+                    "params.ref.name",
+                )?),
+                Some("ref/resource") => Access::Resource(string(
+                    reference.and_then(|r| r.get("uri")),
+                    "params.ref.uri",
+                )?),
+                _ => {
+                    return Err(format!(
+                        "{method} needs params.ref of type ref/prompt or ref/resource"
+                    ));
+                }
+            }
+        }
+        _ => return Ok(None),
+    }))
+}
+
 fn parse_value(value: Value) -> Result<Message, GatewayError> {
     let mut object = match value {
         Value::Object(object) => object,
@@ -147,6 +212,19 @@ fn parse_value(value: Value) -> Result<Message, GatewayError> {
     let Value::String(method) = method else {
         return Err(invalid("method must be a string"));
     };
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid("a method name is printable ASCII without spaces"));
+    }
+    let lower = method.to_ascii_lowercase();
+    if JUDGED_NAMESPACES.iter().any(|ns| lower.starts_with(ns))
+        && !KNOWN_METHODS.contains(&method.as_str())
+    {
+        return Err(GatewayError::MethodNotFound {
+            id: error_id.clone(),
+            method,
+            stateless: false,
+        });
+    }
     let Some(id) = id else {
         // A request method sent without an id would skip judgement (only requests are judged)
         // while an upstream might still act on it: refuse it.
@@ -157,27 +235,8 @@ fn parse_value(value: Value) -> Result<Message, GatewayError> {
         }
         return Ok(Message::Notification { method });
     };
-    let access = match method.as_str() {
-        "resources/read" | "prompts/get" => {
-            let field = if method == "resources/read" {
-                "uri"
-            } else {
-                "name"
-            };
-            let value = object
-                .get("params")
-                .and_then(|p| p.get(field))
-                .and_then(Value::as_str)
-                .ok_or_else(|| invalid(&format!("{method} needs a string params.{field}")))?
-                .to_owned();
-            Some(if method == "resources/read" {
-                Access::Resource(value)
-            } else {
-                Access::Prompt(value)
-            })
-        }
-        _ => None,
-    };
+    let params = object.get("params");
+    let access = access(&method, params).map_err(|reason| invalid(&reason))?;
     let call = if method == "tools/call" {
         let mut params = match object.remove("params") {
             Some(Value::Object(params)) => params,
@@ -310,5 +369,84 @@ mod tests {
     fn wrong_version_or_null_id_is_refused() {
         assert!(parse(br#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#).is_err());
         assert!(parse(br#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#).is_err());
+    }
+
+    #[test]
+    fn method_names_that_only_look_like_judged_ones_are_refused() {
+        for method in [
+            "Tools/Call",
+            "TOOLS/CALL",
+            "tools/Call",
+            "Resources/Read",
+            "prompts/Get",
+        ] {
+            let body = json!({"jsonrpc": "2.0", "id": 1, "method": method,
+                "params": {"name": "delete_all_expenses", "uri": "file:///x"}});
+            assert!(
+                matches!(
+                    parse(body.to_string().as_bytes()),
+                    Err(GatewayError::MethodNotFound { .. })
+                ),
+                "{method}"
+            );
+        }
+        for method in [
+            "tools/call ",
+            " tools/call",
+            "tools/call\u{1}",
+            "tools/\u{0}call",
+            "tools/caLL\t",
+            "",
+        ] {
+            let body = json!({"jsonrpc": "2.0", "id": 1, "method": method,
+                "params": {"name": "delete_all_expenses"}});
+            assert!(
+                matches!(
+                    parse(body.to_string().as_bytes()),
+                    Err(GatewayError::InvalidRequest { .. } | GatewayError::MethodNotFound { .. })
+                ),
+                "{method:?}"
+            );
+        }
+        // Methods outside the judged namespaces are the upstream's business.
+        let custom = br#"{"jsonrpc":"2.0","id":1,"method":"x-vendor/thing"}"#;
+        assert_eq!(parse(custom).unwrap().method(), Some("x-vendor/thing"));
+    }
+
+    #[test]
+    fn every_request_naming_a_resource_or_prompt_carries_it_to_be_judged() {
+        let cases = [
+            (
+                json!({"method": "resources/subscribe", "params": {"uri": "file:///a"}}),
+                Access::Resource("file:///a".into()),
+            ),
+            (
+                json!({"method": "resources/unsubscribe", "params": {"uri": "file:///a"}}),
+                Access::Resource("file:///a".into()),
+            ),
+            (
+                json!({"method": "completion/complete", "params": {
+                "ref": {"type": "ref/prompt", "name": "p"}, "argument": {"name": "a", "value": ""}}}),
+                Access::Prompt("p".into()),
+            ),
+            (
+                json!({"method": "completion/complete", "params": {
+                "ref": {"type": "ref/resource", "uri": "file:///{x}"}, "argument": {"name": "x", "value": ""}}}),
+                Access::Resource("file:///{x}".into()),
+            ),
+        ];
+        for (mut request, expected) in cases {
+            request["jsonrpc"] = json!("2.0");
+            request["id"] = json!(1);
+            match parse(request.to_string().as_bytes()).unwrap() {
+                Message::Request { access, .. } => assert_eq!(access, Some(expected), "{request}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        let unknown_ref = br#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/other"}}}"#;
+        assert!(matches!(
+            parse(unknown_ref),
+            Err(GatewayError::InvalidRequest { .. })
+        ));
     }
 }

@@ -64,6 +64,11 @@ pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 5] = [
     "2026-07-28",
 ];
 
+/// The revisions with sessions (all but 2026-07-28): what a fleet with a member that does
+/// not speak 2026-07-28 offers.
+pub const SESSION_PROTOCOL_VERSIONS: [&str; 4] =
+    ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+
 /// Everything that ends a request at the gateway.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -108,13 +113,15 @@ pub enum GatewayError {
     /// A `Host` or `Origin` the gateway does not accept.
     #[error("forbidden: {0}")]
     Forbidden(crate::origin::OriginError),
-    /// An `MCP-Protocol-Version` the gateway does not know.
+    /// An `MCP-Protocol-Version` the gateway, or this endpoint, does not speak.
     #[error("unsupported MCP-Protocol-Version {requested:?}")]
     UnsupportedProtocolVersion {
         /// The request id, if it could be read.
         id: Value,
         /// The version asked for.
         requested: String,
+        /// What the endpoint speaks instead.
+        supported: &'static [&'static str],
     },
     /// An `Mcp-Method` or `Mcp-Name` header that says something else than the body.
     #[error("header mismatch: {reason}")]
@@ -166,9 +173,14 @@ pub enum GatewayError {
     /// An HTTP method the endpoint does not serve.
     #[error("method not allowed")]
     MethodNotAllowed,
-    /// The upstream failed.
-    #[error("upstream failed: {0}")]
-    Upstream(String),
+    /// The upstream failed, or answered what the gateway cannot pass on.
+    #[error("upstream failed: {detail}")]
+    Upstream {
+        /// The request id.
+        id: Value,
+        /// What happened, for the log (the agent is told only that the upstream failed).
+        detail: String,
+    },
     /// A request on a fleet endpoint, in a revision with sessions, without one.
     #[error("no session: send initialize first, then its Mcp-Session-Id")]
     SessionRequired {
@@ -248,7 +260,7 @@ impl GatewayError {
             GatewayError::Compressed => 415,
             GatewayError::NotFound | GatewayError::UnknownSession => 404,
             GatewayError::MethodNotAllowed => 405,
-            GatewayError::Upstream(_) => 502,
+            GatewayError::Upstream { .. } => 502,
             GatewayError::FilterFailed { .. } => 500,
             GatewayError::SessionRequired { .. } => 400,
             GatewayError::MethodNotFound { stateless, .. } => {
@@ -283,7 +295,7 @@ impl GatewayError {
             | GatewayError::MethodNotAllowed => -32600,
             GatewayError::TooLarge { .. } => TOO_LARGE,
             GatewayError::NotFound | GatewayError::UnknownSession => NOT_FOUND,
-            GatewayError::Upstream(_) => UPSTREAM_FAILED,
+            GatewayError::Upstream { .. } => UPSTREAM_FAILED,
             GatewayError::FilterFailed { .. } => INTERNAL,
             GatewayError::SessionRequired { .. } => -32600,
             GatewayError::MethodNotFound { .. } => -32601,
@@ -314,7 +326,7 @@ impl GatewayError {
             GatewayError::NotFound => "not_found",
             GatewayError::UnknownSession => "unknown_session",
             GatewayError::MethodNotAllowed => "method_not_allowed",
-            GatewayError::Upstream(_) => "upstream_failed",
+            GatewayError::Upstream { .. } => "upstream_failed",
             GatewayError::FilterFailed { .. } => "filter_failed",
             GatewayError::SessionRequired { .. } => "session_required",
             GatewayError::MethodNotFound { .. } => "method_not_found",
@@ -335,6 +347,7 @@ impl GatewayError {
             | GatewayError::FilterFailed { id }
             | GatewayError::SessionRequired { id }
             | GatewayError::MethodNotFound { id, .. }
+            | GatewayError::Upstream { id, .. }
             | GatewayError::UnknownTool { id, .. } => id.clone(),
             _ => Value::Null,
         }
@@ -352,9 +365,11 @@ impl GatewayError {
                 Some(data)
             }
             GatewayError::InvalidToken(e) => Some(json!({"reason": e.code()})),
-            GatewayError::UnsupportedProtocolVersion { requested, .. } => {
-                Some(json!({"supported": SUPPORTED_PROTOCOL_VERSIONS, "requested": requested}))
-            }
+            GatewayError::UnsupportedProtocolVersion {
+                requested,
+                supported,
+                ..
+            } => Some(json!({"supported": supported, "requested": requested})),
             GatewayError::Frozen { tool, pattern, .. } => {
                 Some(json!({"reason": "change_freeze", "tool": tool, "pattern": pattern}))
             }
@@ -405,7 +420,7 @@ impl GatewayError {
     fn response(&self) -> ErrorResponse {
         let message = match self {
             // Internal detail stays in the log.
-            GatewayError::Upstream(_) => "upstream failed".to_owned(),
+            GatewayError::Upstream { .. } => "upstream failed".to_owned(),
             other => other.to_string(),
         };
         ErrorResponse {

@@ -19,6 +19,7 @@ pub mod config;
 mod controls;
 pub mod decision_log;
 mod discovery;
+mod drain;
 mod fleet;
 mod issuer_keys;
 mod jsonrpc;
@@ -43,6 +44,7 @@ pub mod tools_list;
 mod upstream;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
@@ -83,9 +85,17 @@ pub enum StartError {
     Runtime(#[from] std::io::Error),
 }
 
-/// Runs the gateway until `shutdown` fires (use [`RunArgs::default`]'s Unix signal watcher in a
-/// binary). Blocks the calling thread; it must not be inside a tokio runtime, since Pingora
-/// builds its own.
+/// The shutdown signal of a gateway run as a process: SIGINT stops at once, SIGTERM once the
+/// requests in flight have ended or the grace period has passed.
+pub fn signals(state: &GatewayState) -> Box<dyn ShutdownSignalWatch> {
+    Box::new(drain::DrainOnTerm {
+        in_flight: state.in_flight.clone(),
+        grace: Duration::from_secs(state.settings.grace_period_seconds),
+    })
+}
+
+/// Runs the gateway until `shutdown` fires ([`signals`] in a binary). Blocks the calling
+/// thread; it must not be inside a tokio runtime, since Pingora builds its own.
 pub fn run(state: Arc<GatewayState>, shutdown: Box<dyn ShutdownSignalWatch>) {
     let settings = &state.settings;
     let conf = ServerConf {

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pingora::server::RunArgs;
 use portcullis_gateway::GatewayState;
 use portcullis_gateway::config::Config;
 
@@ -20,7 +19,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the gateway. SIGTERM drains gracefully (grace_period_seconds), SIGINT stops at once.
+    /// Run the gateway. SIGTERM lets requests in flight finish (for at most
+    /// grace_period_seconds) and exits once none is left; SIGINT stops at once.
     Run {
         /// The YAML configuration file.
         #[arg(short, long, env = "PORTCULLIS_GATEWAY_CONFIG")]
@@ -166,7 +166,8 @@ fn main() -> ExitCode {
         }
         Command::Run { .. } => match GatewayState::prepare(config) {
             Ok(state) => {
-                portcullis_gateway::run(state, RunArgs::default().shutdown_signal);
+                let signals = portcullis_gateway::signals(&state);
+                portcullis_gateway::run(state, signals);
                 ExitCode::SUCCESS
             }
             Err(e) => {

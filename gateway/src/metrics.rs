@@ -25,6 +25,7 @@ struct Metrics {
     decisions_unshipped: prometheus::IntGauge,
     tool_changes: IntCounterVec,
     reloads: IntCounterVec,
+    upstream_refused: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -121,8 +122,19 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["outcome"],
     )
     .expect("valid metric");
+    let upstream_refused = IntCounterVec::new(
+        Opts::new(
+            "portcullis_gateway_upstream_answers_refused_total",
+            "Upstream answers the gateway would not pass on, by upstream and reason \
+             (credential_refused: the upstream refused the gateway's own credential; \
+             unreadable_encoding: a list or stream in a content coding the gateway cannot read).",
+        ),
+        &["upstream", "reason"],
+    )
+    .expect("valid metric");
     for collector in [
         Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(upstream_refused.clone()),
         Box::new(reloads.clone()),
         Box::new(tool_changes.clone()),
         Box::new(decisions_logged.clone()),
@@ -155,6 +167,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         decisions_unshipped,
         tool_changes,
         reloads,
+        upstream_refused,
     }
 });
 
@@ -211,6 +224,14 @@ pub(crate) fn decision(upstream: &str, decision: &'static str, reason: &'static 
     METRICS
         .decisions
         .with_label_values(&[upstream, decision, reason])
+        .inc();
+}
+
+/// Counts an upstream answer the gateway refused to pass on.
+pub(crate) fn upstream_answer_refused(upstream: &str, reason: &'static str) {
+    METRICS
+        .upstream_refused
+        .with_label_values(&[upstream, reason])
         .inc();
 }
 

@@ -5,6 +5,11 @@
 //! only an incomplete tail is carried to the next chunk. Events the caller does not rewrite
 //! pass through byte for byte. Events end at a blank line, with any of the line endings the
 //! SSE format allows (`\n`, `\r\n`, `\r`).
+//!
+//! The stream is read exactly as the agent's client reads it (the WHATWG event-stream rules the
+//! official SDKs follow): one leading byte-order mark is dropped, and a `\r` that ends the
+//! stream ends its line. Any difference between the two readings would let an event through
+//! that the gateway did not see as one.
 
 /// The largest incomplete event held while waiting for its end.
 pub(crate) const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
@@ -14,10 +19,17 @@ pub(crate) const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
 #[error("an SSE event grew beyond {MAX_EVENT_BYTES} bytes")]
 pub(crate) struct EventTooLarge;
 
+/// The UTF-8 byte-order mark a stream may open with.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// Bytes received and not yet framed into events, and how far they have been scanned: a large
 /// event arriving in many chunks is scanned once, not once per chunk.
 #[derive(Debug, Default)]
 struct Framer {
+    /// Whether the stream's first bytes have been checked for a byte-order mark.
+    past_bom: bool,
+    /// Whether the stream has ended: a final `\r` is then a line end, not half of `\r\n`.
+    ended: bool,
     carry: Vec<u8>,
     /// Where the event being scanned starts.
     event_start: usize,
@@ -28,8 +40,18 @@ struct Framer {
 }
 
 impl Framer {
-    fn push(&mut self, chunk: &[u8]) -> Result<(), EventTooLarge> {
+    fn push(&mut self, chunk: &[u8], ended: bool) -> Result<(), EventTooLarge> {
         self.carry.extend_from_slice(chunk);
+        self.ended |= ended;
+        if !self.past_bom {
+            // Nothing has been scanned yet, so dropping bytes moves no position.
+            if self.carry.starts_with(BOM) {
+                self.carry.drain(..BOM.len());
+                self.past_bom = true;
+            } else if !BOM.starts_with(&self.carry) || self.ended {
+                self.past_bom = true;
+            }
+        }
         if self.carry.len() - self.event_start > MAX_EVENT_BYTES {
             return Err(EventTooLarge);
         }
@@ -38,20 +60,22 @@ impl Framer {
 
     /// The next complete event (through its blank line), as a range of `carry`.
     fn next_event(&mut self) -> Option<std::ops::Range<usize>> {
+        if !self.past_bom {
+            // The first bytes may yet turn out to be a byte-order mark.
+            return None;
+        }
         let buf = &self.carry;
         let mut i = self.pos;
         while i < buf.len() {
             let terminator = match buf[i] {
                 b'\n' => 1,
-                b'\r' if i + 1 < buf.len() => {
-                    if buf[i + 1] == b'\n' {
-                        2
-                    } else {
-                        1
-                    }
-                }
-                // A lone '\r' at the end may be the first half of "\r\n".
-                b'\r' => break,
+                b'\r' => match buf.get(i + 1) {
+                    Some(b'\n') => 2,
+                    Some(_) => 1,
+                    None if self.ended => 1,
+                    // A lone '\r' at the end may be the first half of "\r\n".
+                    None => break,
+                },
                 _ => {
                     i += 1;
                     continue;
@@ -88,14 +112,17 @@ pub(crate) struct SseRewriter {
 }
 
 impl SseRewriter {
-    /// Feeds one chunk. `rewrite` gets each complete event's data (its `data:` lines joined by
-    /// `\n`) and returns `Some(new data)` to replace it. Returns the bytes to send on.
+    /// Feeds one chunk, the last one when `ended`. `rewrite` gets each complete event's data
+    /// (its `data:` lines joined by `\n`) and returns `Some(new data)` to replace it. Returns
+    /// the bytes to send on; an event left incomplete at the end is dropped, as a client
+    /// would drop it.
     pub(crate) fn feed(
         &mut self,
         chunk: &[u8],
+        ended: bool,
         mut rewrite: impl FnMut(&str) -> Option<String>,
     ) -> Result<Vec<u8>, EventTooLarge> {
-        self.framer.push(chunk)?;
+        self.framer.push(chunk, ended)?;
         let mut out = Vec::with_capacity(chunk.len());
         while let Some(range) = self.framer.next_event() {
             let event = &self.framer.carry[range];
@@ -135,7 +162,7 @@ pub(crate) struct SseReader {
 impl SseReader {
     /// Feeds one chunk and returns the events it completed.
     pub(crate) fn feed(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, EventTooLarge> {
-        self.framer.push(chunk)?;
+        self.framer.push(chunk, false)?;
         let mut events = Vec::new();
         while let Some(range) = self.framer.next_event() {
             let event = &self.framer.carry[range];
@@ -219,7 +246,7 @@ mod tests {
     fn events_not_rewritten_pass_through_byte_for_byte() {
         let mut sse = SseRewriter::default();
         let input = b"id: 1\r\ndata: {\"a\":1}\r\n\r\n: keep-alive\n\nid: 2\ndata:\n\n";
-        assert_eq!(sse.feed(input, upper).unwrap(), input.to_vec());
+        assert_eq!(sse.feed(input, false, upper).unwrap(), input.to_vec());
         assert!(!sse.has_pending());
     }
 
@@ -227,11 +254,11 @@ mod tests {
     fn an_event_split_across_chunks_is_rewritten_once_complete() {
         let mut sse = SseRewriter::default();
         let first = sse
-            .feed(b"id: 7\nevent: message\ndata: {\"to", upper)
+            .feed(b"id: 7\nevent: message\ndata: {\"to", false, upper)
             .unwrap();
         assert!(first.is_empty());
         assert!(sse.has_pending());
-        let second = sse.feed(b"ols\":[]}\n\nid: 8\n", upper).unwrap();
+        let second = sse.feed(b"ols\":[]}\n\nid: 8\n", false, upper).unwrap();
         assert_eq!(
             second,
             b"id: 7\nevent: message\ndata: {\"TOOLS\":[]}\n\n".to_vec()
@@ -249,7 +276,7 @@ mod tests {
         for chunk in stream.as_bytes().chunks(1000) {
             out.extend(
                 rewriter
-                    .feed(chunk, |d| {
+                    .feed(chunk, false, |d| {
                         seen.push(d.len());
                         None
                     })
@@ -264,10 +291,10 @@ mod tests {
     #[test]
     fn a_crlf_split_between_chunks_is_not_taken_for_two_line_ends() {
         let mut sse = SseRewriter::default();
-        assert!(sse.feed(b"data: x\r", upper).unwrap().is_empty());
-        assert!(sse.feed(b"\n", upper).unwrap().is_empty());
+        assert!(sse.feed(b"data: x\r", false, upper).unwrap().is_empty());
+        assert!(sse.feed(b"\n", false, upper).unwrap().is_empty());
         assert_eq!(
-            sse.feed(b"\r\n", upper).unwrap(),
+            sse.feed(b"\r\n", false, upper).unwrap(),
             b"data: x\r\n\r\n".to_vec()
         );
     }
@@ -275,7 +302,7 @@ mod tests {
     #[test]
     fn multi_line_data_is_joined_before_rewriting() {
         let mut sse = SseRewriter::default();
-        let out = sse.feed(b"data: {\"tools\":\ndata: []}\n\n", |d| {
+        let out = sse.feed(b"data: {\"tools\":\ndata: []}\n\n", false, |d| {
             assert_eq!(d, "{\"tools\":\n[]}");
             Some("{}".into())
         });
@@ -311,6 +338,55 @@ mod tests {
     fn an_endless_event_is_refused() {
         let mut sse = SseRewriter::default();
         let big = vec![b'x'; MAX_EVENT_BYTES + 1];
-        assert!(sse.feed(&big, upper).is_err());
+        assert!(sse.feed(&big, false, upper).is_err());
+    }
+    #[test]
+    fn a_leading_byte_order_mark_is_dropped_as_a_client_drops_it() {
+        // Split across chunks, so the mark is only known once its third byte arrives.
+        let mut sse = SseRewriter::default();
+        assert!(sse.feed(b"\xEF\xBB", false, upper).unwrap().is_empty());
+        let out = sse.feed(b"\xBFdata: tools\n\n", false, upper).unwrap();
+        assert_eq!(
+            out,
+            b"data: TOOLS\n\n".to_vec(),
+            "the first event is read as data"
+        );
+
+        // Only the first one: a second mark is part of the first line.
+        let mut sse = SseRewriter::default();
+        let out = sse
+            .feed(b"\xEF\xBB\xBF\xEF\xBB\xBFdata: tools\n\n", false, upper)
+            .unwrap();
+        assert_eq!(
+            out,
+            b"\xEF\xBB\xBFdata: tools\n\n".to_vec(),
+            "not a data line to a client"
+        );
+    }
+
+    #[test]
+    fn bytes_that_only_begin_like_a_mark_are_framed_as_they_are() {
+        let mut sse = SseRewriter::default();
+        assert!(sse.feed(b"\xEF", false, upper).unwrap().is_empty());
+        let out = sse.feed(b"x\n\ndata: tools\n\n", false, upper).unwrap();
+        assert_eq!(out, b"\xEFx\n\ndata: TOOLS\n\n".to_vec());
+    }
+
+    #[test]
+    fn an_event_ending_the_stream_with_cr_cr_is_delivered_rewritten() {
+        let mut sse = SseRewriter::default();
+        assert!(
+            sse.feed(b"data: tools\r\r", false, upper)
+                .unwrap()
+                .is_empty()
+        );
+        let out = sse.feed(b"", true, upper).unwrap();
+        assert_eq!(out, b"data: TOOLS\n\n".to_vec());
+    }
+
+    #[test]
+    fn an_event_left_incomplete_at_the_end_is_dropped_as_a_client_drops_it() {
+        let mut sse = SseRewriter::default();
+        assert!(sse.feed(b"data: tools\r", true, upper).unwrap().is_empty());
     }
 }

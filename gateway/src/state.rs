@@ -10,6 +10,8 @@ use bytes::Bytes;
 use crate::config::{Config, Settings};
 use crate::controls::Controls;
 use crate::decision_log::{self, DecisionLog, DecisionWriter};
+use crate::drain::InFlight;
+use crate::fleet::members::StatelessMembers;
 use crate::issuer_keys::IssuerKeys;
 use crate::kill::{self, Canceller, Revocations};
 use crate::pins::Pins;
@@ -36,6 +38,8 @@ pub struct GatewayState {
     pub(crate) routes: ArcSwap<Routes>,
     /// MCP sessions: gateway ids, the upstream ids behind them, and their owners.
     pub(crate) sessions: Sessions,
+    /// Which fleet members speak the stateless revision.
+    pub(crate) stateless_members: StatelessMembers,
     /// Tokens already verified.
     pub(crate) token_cache: TokenCache,
     /// Calls per hour, per grant.
@@ -54,6 +58,8 @@ pub struct GatewayState {
     pub(crate) decisions: Option<DecisionLog>,
     /// Writes and ships the decision log (run by a background service).
     pub(crate) decision_writer: Option<DecisionWriter>,
+    /// Requests in flight, for a shutdown that waits for them and no longer.
+    pub(crate) in_flight: Arc<InFlight>,
 }
 
 impl GatewayState {
@@ -122,6 +128,8 @@ impl GatewayState {
             controls: Controls::new(settings.admin_token.as_ref().map(|t| t.expose())),
             routes: ArcSwap::from_pointee(Routes::new(routes, &settings)),
             sessions: Sessions::default(),
+            in_flight: Arc::default(),
+            stateless_members: StatelessMembers::default(),
             rate_limiter: RateLimiter::default(),
             token_cache: TokenCache::new(settings.token_cache_size, settings.leeway_seconds),
             keys,

@@ -169,7 +169,11 @@ async fn authenticate_request(
         && let Some(requested) = unsupported_version
     {
         let id = Value::Null;
-        return Err(GatewayError::UnsupportedProtocolVersion { id, requested });
+        return Err(GatewayError::UnsupportedProtocolVersion {
+            id,
+            requested,
+            supported: &SUPPORTED_PROTOCOL_VERSIONS,
+        });
     }
     let revocations = &state.revocations;
     if revocations.refuses_for_staleness(clock::now()) {

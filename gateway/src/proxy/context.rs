@@ -13,6 +13,7 @@ use portcullis_policy::VerifiedToken;
 use serde_json::Value;
 
 use super::judge::Judged;
+use crate::drain::InFlightGuard;
 use crate::fleet::Fleet;
 use crate::jsonrpc::Message;
 use crate::kill::LiveGuard;
@@ -116,11 +117,14 @@ pub(crate) struct RequestCtx {
     pub(super) killed_by: Option<i64>,
     pub(super) outcome: &'static str,
     pub(super) started: Instant,
+    /// Counts the request as in flight until the context is dropped.
+    _in_flight: InFlightGuard,
 }
 
 impl RequestCtx {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(in_flight: InFlightGuard) -> Self {
         Self {
+            _in_flight: in_flight,
             route: None,
             forward: None,
             response: ResponseMode::Passthrough,

@@ -18,7 +18,7 @@ use super::respond::write_json;
 use crate::fleet::members::{self, OnBehalf};
 use crate::fleet::{self, Fleet};
 use crate::jsonrpc::{self, Message};
-use crate::jsonrpc_error::GatewayError;
+use crate::jsonrpc_error::{GatewayError, SESSION_PROTOCOL_VERSIONS};
 use crate::session::Principal;
 use crate::state::GatewayState;
 use crate::upstream::client::MCP_SESSION_ID;
@@ -77,6 +77,17 @@ pub(super) async fn admit(
     let stateless = version == fleet::STATELESS_REVISION;
     if method != "initialize" && !stateless && fleet_session.is_none() {
         return Err(GatewayError::SessionRequired { id }.into());
+    }
+    // A stateless request goes to members as it is: a member without that revision would
+    // answer it with its raw error, or leave its tools out. The agent is told the revisions
+    // the fleet speaks instead, and starts over with `initialize`.
+    if stateless && method != "server/discover" && !on_behalf.all_speak_stateless().await {
+        return Err(GatewayError::UnsupportedProtocolVersion {
+            id,
+            requested: version.clone(),
+            supported: &SESSION_PROTOCOL_VERSIONS,
+        }
+        .into());
     }
     if let Some(call) = call {
         let forward = route_call(&on_behalf, &token, mcp_session, id, call, &body).await?;
@@ -184,10 +195,13 @@ async fn route_call(
         token,
     };
     let judged = judge.message(message)?;
-    let body = fleet::call_body(body, &tool).map_err(|e| GatewayError::invalid(id, &e))?;
+    let body = fleet::call_body(body, &tool).map_err(|e| GatewayError::invalid(id.clone(), &e))?;
     let member_session = on_behalf.member_session(member).await.map_err(|e| {
         tracing::warn!(fleet = %fleet.name, member = %member.name, "opening a member session: {e}");
-        GatewayError::Upstream(e.to_string())
+        GatewayError::Upstream {
+            id,
+            detail: e.to_string(),
+        }
     })?;
     Ok(Forward {
         upstream: member.clone(),

@@ -66,11 +66,12 @@ pub(super) fn rewrite_request(
         header::PROXY_AUTHORIZATION,
         header::COOKIE,
         header::ORIGIN,
-        // Responses may be rewritten, so they must arrive uncompressed.
-        header::ACCEPT_ENCODING,
     ] {
         request.remove_header(&name);
     }
+    // Responses may be read and rewritten, so they must arrive uncompressed. Without the
+    // header any coding would be acceptable (RFC 9110 §12.5.3), so `identity` is asked for.
+    request.insert_header(header::ACCEPT_ENCODING, "identity")?;
     request.remove_header("dpop");
     match &upstream.auth {
         DownstreamAuth::Mint => {

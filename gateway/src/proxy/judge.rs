@@ -92,14 +92,17 @@ impl Judge<'_> {
         let mut refused = false;
         for element in message.elements() {
             let Message::Request {
-                id, call, access, ..
+                id,
+                method,
+                call,
+                access,
             } = element
             else {
                 continue;
             };
             let judged = match (call, access) {
                 (Some(call), _) => Some(self.call(id, call)),
-                (None, Some(access)) => Some(self.access(id, access)),
+                (None, Some(access)) => Some(self.access(id, method, access)),
                 (None, None) => None,
             };
             match judged {
@@ -194,12 +197,18 @@ impl Judge<'_> {
         }
     }
 
-    /// Judges a `resources/read` or `prompts/get`: the grant must name it.
-    fn access(&self, id: &Value, access: &jsonrpc::Access) -> Result<Permit, GatewayError> {
+    /// Judges a request that names a resource or a prompt (`resources/read`, `prompts/get`,
+    /// a subscription, a completion): the grant must name it.
+    fn access(
+        &self,
+        id: &Value,
+        method: &str,
+        access: &jsonrpc::Access,
+    ) -> Result<Permit, GatewayError> {
         let upstream = &self.upstream.name;
-        let (method, target) = match access {
-            jsonrpc::Access::Resource(uri) => ("resources/read", uri),
-            jsonrpc::Access::Prompt(name) => ("prompts/get", name),
+        let target = match access {
+            jsonrpc::Access::Resource(uri) => uri,
+            jsonrpc::Access::Prompt(name) => name,
         };
         let full = format!("{upstream}/{target}");
         let request = match access {

@@ -62,7 +62,7 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new()
+        RequestCtx::new(self.state.in_flight.enter())
     }
 
     /// Runs once the request header is read. `Ok(true)` means we answered (a refusal or a

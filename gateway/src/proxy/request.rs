@@ -8,7 +8,7 @@ use pingora::proxy::Session;
 
 use super::admission::Refusal;
 use crate::jsonrpc::{self, Message};
-use crate::jsonrpc_error::GatewayError;
+use crate::jsonrpc_error::{GatewayError, SUPPORTED_PROTOCOL_VERSIONS};
 use crate::upstream::client::MCP_PROTOCOL_VERSION;
 
 /// The 2026-07-28 header naming the method.
@@ -38,7 +38,12 @@ pub(super) async fn read_message(
     let message = jsonrpc::parse(&body)?;
     if let Some(requested) = unsupported_version {
         let id = message.id();
-        return Err(GatewayError::UnsupportedProtocolVersion { id, requested }.into());
+        return Err(GatewayError::UnsupportedProtocolVersion {
+            id,
+            requested,
+            supported: &SUPPORTED_PROTOCOL_VERSIONS,
+        }
+        .into());
     }
     check_routing_headers(session.req_header(), &message)?;
     Ok((body, message))

@@ -101,7 +101,11 @@ pub(super) async fn fail(session: &mut Session, e: &Error, ctx: &mut RequestCtx)
         (None, false) if code == 0 => Ok(()),
         (None, false) => {
             let body = match code {
-                502 => GatewayError::Upstream(e.to_string()).body(),
+                502 => GatewayError::Upstream {
+                    id,
+                    detail: e.to_string(),
+                }
+                .body(),
                 _ => Vec::new(),
             };
             write_json(session, code, body, &[]).await

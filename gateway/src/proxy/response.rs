@@ -17,6 +17,7 @@ use super::respond::revoked_event;
 use crate::fleet::members;
 use crate::jsonrpc_error::GatewayError;
 use crate::list_filter::filter_message;
+use crate::metrics;
 use crate::session::Principal;
 use crate::sse::SseRewriter;
 use crate::state::GatewayState;
@@ -39,28 +40,61 @@ pub(super) fn prepare(
         .forward
         .as_mut()
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "request not admitted"))?;
+    let upstream = forward.upstream.clone();
+    let upstream = upstream.name.as_str();
+    if response.status == http::StatusCode::UNAUTHORIZED {
+        // The agent's token was verified here; what the upstream refused is the gateway's
+        // own credential. Passed on, the 401 would send an OAuth client to sign in again.
+        tracing::warn!(%upstream, "the upstream refused the gateway's credential (HTTP 401)");
+        metrics::upstream_answer_refused(upstream, "credential_refused");
+        return Err(Error::explain(
+            ErrorType::HTTPStatus(502),
+            "the upstream refused the gateway's credential",
+        ));
+    }
     rewrite_session(state, session, response, forward)?;
-    let content_type = response
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if content_type.starts_with("text/event-stream") {
+    let content_type = header_text(response, header::CONTENT_TYPE).to_ascii_lowercase();
+    let mode = if content_type.starts_with("text/event-stream") {
         // Every event stream is inspected, not just list responses: a stream resumed with
         // Last-Event-ID may replay a list that was requested earlier.
-        ctx.response = ResponseMode::Sse(SseRewriter::default());
-        response.insert_header("x-accel-buffering", "no")?;
+        ResponseMode::Sse(SseRewriter::default())
     } else if is_filtered_list(forward) {
         // Whatever the content type says, a list answer is read and filtered; one that is not
         // JSON is withheld.
-        ctx.response = ResponseMode::Json(Vec::new());
+        ResponseMode::Json(Vec::new())
     } else {
         return Ok(());
+    };
+    // What the gateway must inspect, it must be able to read: it asked for `identity`, and an
+    // upstream that encodes anyway is refused rather than passed on unread.
+    let encoding = header_text(response, header::CONTENT_ENCODING);
+    if !encoding.trim().is_empty() && !encoding.trim().eq_ignore_ascii_case("identity") {
+        tracing::warn!(%upstream, %encoding, "withholding an answer in a content coding");
+        metrics::upstream_answer_refused(upstream, "unreadable_encoding");
+        return Err(Error::explain(
+            ErrorType::HTTPStatus(502),
+            "the upstream answered in a content coding the gateway cannot inspect",
+        ));
     }
+    if let ResponseMode::Sse(_) = mode {
+        response.insert_header("x-accel-buffering", "no")?;
+    }
+    ctx.response = mode;
     response.remove_header(&header::CONTENT_LENGTH);
     response.insert_header(header::TRANSFER_ENCODING, "chunked")?;
     Ok(())
+}
+
+/// A header's value as text: all of its lines joined, `""` when absent, and a value that is
+/// not text kept as something that is not `identity` either.
+fn header_text(response: &ResponseHeader, name: header::HeaderName) -> String {
+    let values: Vec<&str> = response
+        .headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap_or("\u{fffd}"))
+        .collect();
+    values.join(",")
 }
 
 /// Swaps the upstream's session id in a response for the agent's, minting one when the
@@ -171,14 +205,12 @@ pub(super) fn filter_body(
             }
         }
         ResponseMode::Sse(rewriter) => {
-            let mut out = match body.take() {
-                Some(chunk) => rewriter
-                    .feed(&chunk, |data| {
-                        filter_message(data, upstream, token, pins, &mut changed)
-                    })
-                    .map_err(|e| Error::because(ErrorType::InternalError, "SSE framing", e))?,
-                None => Vec::new(),
-            };
+            let chunk = body.take().unwrap_or_default();
+            let mut out = rewriter
+                .feed(&chunk, end_of_stream, |data| {
+                    filter_message(data, upstream, token, pins, &mut changed)
+                })
+                .map_err(|e| Error::because(ErrorType::InternalError, "SSE framing", e))?;
             if let Some(seq) = killed_by {
                 // The stream ends because its authority was revoked: say so, in-band.
                 out.extend_from_slice(&revoked_event(forward.request_id(), seq));

@@ -35,6 +35,9 @@ pub(crate) enum UpstreamError {
     /// The answer is larger than the gateway reads.
     #[error("the response exceeds {MAX_RESPONSE} bytes")]
     TooLarge,
+    /// The answer is in a content coding the gateway does not read.
+    #[error("the answer is in content coding {0:?}, not identity")]
+    Encoded(String),
     /// The body held no response to the request.
     #[error("no JSON-RPC response to the request in the body")]
     NoResponse,
@@ -68,7 +71,8 @@ impl OwnRequest<'_> {
         let url = format!("{scheme}://{}{}", upstream.authority, upstream.path);
         let mut request = http
             .request(self.method, url)
-            .header(header::ACCEPT, "application/json, text/event-stream");
+            .header(header::ACCEPT, "application/json, text/event-stream")
+            .header(header::ACCEPT_ENCODING, "identity");
         if let Some(id) = self.session_id {
             request = request.header(MCP_SESSION_ID, id);
         }
@@ -110,6 +114,15 @@ pub(crate) async fn exchange(
         .await?;
     if !response.status().is_success() {
         return Err(UpstreamError::Status(response.status().as_u16()));
+    }
+    // Asked for `identity`; an answer in another coding cannot be read, so is not used.
+    if let Some(coding) = response
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .filter(|v| !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("identity"))
+    {
+        return Err(UpstreamError::Encoded(coding));
     }
     let session_id = response
         .headers()
