@@ -4,7 +4,9 @@
 //! The issuer fetches the document through [`crate::safe_fetch`] (the URL is the client's
 //! choice, so it is treated as hostile), checks that it names itself (`client_id` equal to the
 //! URL, byte for byte), has a `client_name` and `redirect_uris`, and authenticates as a public
-//! client or with `private_key_jwt` (a shared secret in a public document would be no secret).
+//! client or with `private_key_jwt` (a shared secret in a public document would be no secret),
+//! and asks only for code-flow `grant_types`, as a registered client must ([`GrantTypes`]: the
+//! token endpoint serves it those alone).
 //! The result is stored as a client of origin `metadata` and refetched once it is older than
 //! [`REFRESH_AFTER`], so a client can change its redirect URIs and an attacker who once
 //! controlled the URL does not keep the registration forever.
@@ -15,6 +17,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::clients::{self, AuthMethod, Client, Origin};
 use crate::safe_fetch::{self, FetchError};
+use crate::token::grant_type::GrantTypes;
 
 /// How long a fetched document is trusted before it is fetched again, seconds.
 pub const REFRESH_AFTER: i64 = 300;
@@ -54,6 +57,8 @@ struct Document {
     jwks: Option<JwkSet>,
     #[serde(default)]
     jwks_uri: Option<String>,
+    #[serde(default)]
+    grant_types: Option<Vec<String>>,
 }
 
 fn valid_url(client_id: &str) -> Option<url::Url> {
@@ -151,6 +156,8 @@ pub async fn resolve(state: &AppState, client_id: &str) -> Result<Client, Metada
         portcullis_policy::KeySet::from_jwks(jwks)
             .map_err(|e| MetadataError::Invalid(format!("jwks: {e}")))?;
     }
+    let grant_types = GrantTypes::self_registered(document.grant_types.as_deref())
+        .map_err(|e| MetadataError::Invalid(e.to_string()))?;
     let client = Client {
         client_id: client_id.to_owned(),
         name: name.to_owned(),
@@ -160,6 +167,7 @@ pub async fn resolve(state: &AppState, client_id: &str) -> Result<Client, Metada
         jwks: document.jwks,
         origin: Origin::Metadata,
         fetched_at: Some(now),
+        grant_types,
     };
     clients::insert(&state.db, &client, "", true).await?;
     // A disabled client stays disabled, whatever its document says.

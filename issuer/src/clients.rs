@@ -6,6 +6,10 @@
 //! wrong secret, and does the same hashing work for both. Public clients (`none`) and clients
 //! that sign assertions (`private_key_jwt`) have no secret at all: their stored hash is empty,
 //! which no secret hashes to.
+//!
+//! Each client is stored with the grant types it may use ([`GrantTypes`]; the rule for each
+//! origin is in [`crate::token::grant_type`]): an operator's agent every grant type it could
+//! always use, a client that registered itself only what it registered for.
 
 use portcullis_policy::key::JwkSet;
 use serde::Serialize;
@@ -13,6 +17,7 @@ use sqlx::Row;
 
 use crate::db::Database;
 use crate::secret::{hash_secret, random_token, secret_matches};
+use crate::token::grant_type::GrantTypes;
 
 /// How a client proves who it is at the token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -98,6 +103,8 @@ pub struct Client {
     /// When its metadata document was last fetched (metadata clients).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fetched_at: Option<i64>,
+    /// The grant types it may use at the token endpoint.
+    pub grant_types: GrantTypes,
 }
 
 /// A newly registered client and the only copy of its secret.
@@ -143,8 +150,8 @@ pub fn generated_id(prefix: &str) -> String {
 }
 
 /// Registers an agent for an operator; `client_id` is generated when `None`. The agent
-/// authenticates with the returned secret; `redirect_uris` lets it also use the
-/// authorization-code flow.
+/// authenticates with the returned secret and may use every grant type; `redirect_uris` lets
+/// it also use the authorization-code flow.
 pub async fn register(
     db: &Database,
     client_id: Option<&str>,
@@ -167,6 +174,7 @@ pub async fn register(
         jwks: None,
         origin: Origin::Operator,
         fetched_at: None,
+        grant_types: GrantTypes::all(),
     };
     if !insert(db, &client, &hash_secret(&client_secret), false).await? {
         return Err(ClientError::Exists(client.client_id));
@@ -189,8 +197,8 @@ pub async fn insert(
         ($conflict:literal) => {
             concat!(
                 "INSERT INTO clients (client_id, name, secret_hash, created_at, redirect_uris,
-                                      auth_method, jwks, origin, fetched_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ",
+                                      auth_method, jwks, origin, fetched_at, grant_types)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ",
                 $conflict
             )
         };
@@ -199,7 +207,8 @@ pub async fn insert(
         insert!(
             "ON CONFLICT (client_id) DO UPDATE SET name = excluded.name,
                redirect_uris = excluded.redirect_uris, auth_method = excluded.auth_method,
-               jwks = excluded.jwks, fetched_at = excluded.fetched_at
+               jwks = excluded.jwks, fetched_at = excluded.fetched_at,
+               grant_types = excluded.grant_types
              WHERE clients.origin = excluded.origin"
         )
     } else {
@@ -225,6 +234,7 @@ pub async fn insert(
                 .bind(jwks)
                 .bind(client.origin.as_str())
                 .bind(client.fetched_at)
+                .bind(client.grant_types.to_stored())
                 .execute(&mut **tx)
                 .await?
                 .rows_affected();
@@ -236,6 +246,7 @@ pub async fn insert(
                         "client_id": client.client_id, "name": client.name,
                         "origin": client.origin.as_str(), "redirect_uris": client.redirect_uris,
                         "auth_method": client.auth_method.as_str(),
+                        "grant_types": client.grant_types,
                     }),
                     client.fetched_at.unwrap_or(client.created_at),
                 )
@@ -250,7 +261,8 @@ pub async fn insert(
 /// The columns [`client_from_row`] reads.
 macro_rules! columns {
     () => {
-        "client_id, name, created_at, redirect_uris, auth_method, jwks, origin, fetched_at"
+        "client_id, name, created_at, redirect_uris, auth_method, jwks, origin, fetched_at, \
+         grant_types"
     };
 }
 
@@ -330,6 +342,7 @@ fn client_from_row(row: &sqlx::any::AnyRow) -> Result<Client, sqlx::Error> {
     let redirect_uris: Option<String> = row.try_get("redirect_uris")?;
     let jwks: Option<String> = row.try_get("jwks")?;
     let auth_method: String = row.try_get("auth_method")?;
+    let grant_types: String = row.try_get("grant_types")?;
     Ok(Client {
         client_id: row.try_get("client_id")?,
         name: row.try_get("name")?,
@@ -351,5 +364,11 @@ fn client_from_row(row: &sqlx::any::AnyRow) -> Result<Client, sqlx::Error> {
             .map_err(|e| decode("jwks", e))?,
         origin: Origin::from_name(row.try_get("origin")?),
         fetched_at: row.try_get("fetched_at")?,
+        grant_types: GrantTypes::from_stored(&grant_types).map_err(|e| {
+            sqlx::Error::ColumnDecode {
+                index: "grant_types".into(),
+                source: Box::new(e),
+            }
+        })?,
     })
 }

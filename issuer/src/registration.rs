@@ -3,9 +3,11 @@
 //! Anyone can register, which is why a registered client gets nothing by itself: it can only
 //! ask people for consent, and the consent page shows its name and where the answer goes.
 //! Operators who only want known clients switch registration off
-//! (`--no-dynamic-registration`). Registered clients use the authorization-code flow only; a
-//! `jwks_uri` is refused (it would make the issuer fetch a URL of the client's choosing at
-//! every authentication), inline `jwks` is accepted.
+//! (`--no-dynamic-registration`). Registered clients use the authorization-code flow only: the
+//! `grant_types` a client registers must be code-flow grants, are stored with it, and are all
+//! the token endpoint serves it ([`GrantTypes`]). A `jwks_uri` is refused (it would make the
+//! issuer fetch a URL of the client's choosing at every authentication), inline `jwks` is
+//! accepted.
 
 use portcullis_policy::key::JwkSet;
 use serde::Deserialize;
@@ -14,7 +16,7 @@ use serde_json::{Value, json};
 use crate::clients::{self, AuthMethod, Client, Origin};
 use crate::oauth_error::OAuthError;
 use crate::secret::{hash_secret, random_token};
-use crate::token::grant_type::GrantType;
+use crate::token::grant_type::GrantTypes;
 use crate::{AppState, client_metadata, now};
 
 #[derive(Deserialize)]
@@ -64,17 +66,8 @@ pub(crate) async fn register(state: &AppState, body: &[u8]) -> Result<Value, OAu
             "{bad}: use https, or http to a loopback host, without a fragment"
         )));
     }
-    let grant_types = request
-        .grant_types
-        .unwrap_or_else(|| vec![GrantType::AuthorizationCode.wire_name().into()]);
-    if let Some(bad) = grant_types
-        .iter()
-        .find(|g| !GrantType::from_wire(g).is_some_and(GrantType::is_code_flow))
-    {
-        return Err(metadata_error(format!(
-            "grant type {bad} is not available to registered clients"
-        )));
-    }
+    let grant_types = GrantTypes::self_registered(request.grant_types.as_deref())
+        .map_err(|e| metadata_error(e.to_string()))?;
     if request
         .response_types
         .as_ref()
@@ -126,6 +119,7 @@ pub(crate) async fn register(state: &AppState, body: &[u8]) -> Result<Value, OAu
         jwks: request.jwks,
         origin: Origin::Dynamic,
         fetched_at: None,
+        grant_types,
     };
     let secret =
         (auth_method == AuthMethod::ClientSecret).then(|| format!("pcs_{}", random_token(32)));
@@ -138,7 +132,7 @@ pub(crate) async fn register(state: &AppState, body: &[u8]) -> Result<Value, OAu
         "client_id_issued_at": now,
         "client_name": client.name,
         "redirect_uris": client.redirect_uris,
-        "grant_types": grant_types,
+        "grant_types": client.grant_types,
         "response_types": ["code"],
         "token_endpoint_auth_method": method_name,
     });

@@ -2,6 +2,7 @@
 
 use anyhow::bail;
 use clap::Subcommand;
+use portcullis_issuer::token::grant_type::GrantTypes;
 use portcullis_issuer::{Settings, client_metadata, clients, now};
 
 use super::io::print_json;
@@ -56,6 +57,7 @@ impl ClientsCommand {
                         jwks: None,
                         origin: clients::Origin::Operator,
                         fetched_at: None,
+                        grant_types: GrantTypes::code_flow(),
                     };
                     if !clients::insert(db, &client, "", false).await? {
                         bail!("client {:?} already exists", client.client_id);

@@ -19,6 +19,11 @@
 //! | `refresh_token` | a consent's refresh family: rotation and reuse detection |
 //! | [`mint`] | the minting core: attenuation, rate cap, audit, signing |
 //!
+//! Before any grant file runs, the dispatch refuses (`unauthorized_client`) a grant type the
+//! client may not use: a public client anything outside the code flow, and every client a
+//! grant type not stored with it ([`grant_type::GrantTypes`]). The grant files can therefore
+//! take the client's right to their grant as given.
+//!
 //! The grant files depend on [`mint`] and never on this file, so the dispatch can name them
 //! all without an import circle.
 
@@ -75,6 +80,13 @@ async fn grant(
             "grant_type {name} is not supported"
         )));
     };
+    // Whatever the grant, a client uses only the grant types stored with it: a client that
+    // registered itself for the code flow must not mint agent tokens or exchange them.
+    if !client.grant_types.permits(grant_type) {
+        return Err(OAuthError::UnauthorizedClient(format!(
+            "this client is not registered for {name}"
+        )));
+    }
     match grant_type {
         GrantType::AuthorizationCode => authorization_code::redeem(state, &client, params).await,
         GrantType::RefreshToken => refresh_token::rotate(state, &client, params).await,

@@ -3,10 +3,12 @@
 
 mod audit;
 mod authorization_code;
+mod browser;
 mod cli;
 mod external_idp;
 mod grants_file;
 mod keys;
+mod registered_grants;
 mod revocation;
 mod support;
 mod token_exchange;
