@@ -84,7 +84,28 @@ pub struct Stack {
     /// The gateway's configuration file; the gateway reloads its upstreams when it changes.
     pub gateway_config: PathBuf,
     gateway: Option<Gateway>,
+    gateway_binary: Option<PathBuf>,
+    data_dir: PathBuf,
     stop: watch::Sender<bool>,
+}
+
+/// Starts `binary` on `config`, its output appended to `gateway.log` in `data_dir`.
+fn spawn_gateway(
+    binary: &std::path::Path,
+    config: &std::path::Path,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<std::process::Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.join("gateway.log"))?;
+    std::process::Command::new(binary)
+        .args(["run", "-c"])
+        .arg(config)
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))
 }
 
 /// The gateway, on a thread of this process or in a child process.
@@ -222,16 +243,7 @@ impl Stack {
         std::fs::write(&gateway_config, &yaml)?;
         let gateway = match &options.gateway_binary {
             Some(binary) => {
-                let path = &gateway_config;
-                let log = std::fs::File::create(options.data_dir.join("gateway.log"))?;
-                let child = std::process::Command::new(binary)
-                    .args(["run", "-c"])
-                    .arg(path)
-                    .stdout(log.try_clone()?)
-                    .stderr(log)
-                    .spawn()
-                    .with_context(|| format!("starting {}", binary.display()))?;
-                Gateway::Process(child)
+                Gateway::Process(spawn_gateway(binary, &gateway_config, &options.data_dir)?)
             }
             None => {
                 let config = Config::load(&gateway_config).context("gateway configuration")?;
@@ -255,6 +267,8 @@ impl Stack {
             issuer_relay,
             gateway_config,
             gateway: Some(gateway),
+            gateway_binary: options.gateway_binary.clone(),
+            data_dir: options.data_dir.clone(),
             stop,
         };
         stack.wait_ready().await?;
@@ -293,6 +307,29 @@ impl Stack {
             Some(Gateway::Process(child)) => Some(child.id()),
             _ => None,
         }
+    }
+
+    /// Kills the gateway's process with SIGKILL, as a crash would. Only for a gateway run as a
+    /// binary; [`Stack::restart_gateway`] starts it again.
+    pub fn crash_gateway(&mut self) -> anyhow::Result<()> {
+        let Some(Gateway::Process(child)) = self.gateway.as_mut() else {
+            bail!("only a gateway in a process of its own can crash");
+        };
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// Starts a crashed gateway again on the same configuration (and so the same decision
+    /// log), and returns once it is ready.
+    pub async fn restart_gateway(&mut self) -> anyhow::Result<()> {
+        let (Some(Gateway::Process(child)), Some(binary)) =
+            (self.gateway.as_mut(), &self.gateway_binary)
+        else {
+            bail!("only a gateway in a process of its own can be restarted");
+        };
+        *child = spawn_gateway(binary, &self.gateway_config, &self.data_dir)?;
+        self.wait_ready().await
     }
 
     /// Stops every part.

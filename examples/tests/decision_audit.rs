@@ -158,3 +158,94 @@ async fn every_decision_reaches_the_issuers_chain_once_even_across_an_outage() {
     );
     session.cancel().await.unwrap();
 }
+
+/// The gateway binary the workspace's tests are built with (`cargo test --workspace` builds it).
+fn gateway_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("portcullis-gateway");
+    assert!(
+        binary.exists(),
+        "{} is missing: build it with `cargo build -p portcullis-gateway`",
+        binary.display()
+    );
+    binary
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_killed_with_decisions_unshipped_ships_each_once_after_restart() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let audit_dir = dir.path().join("gateway-audit");
+    let mut stack = Stack::start(&StackOptions {
+        issuer_relay: true,
+        audit_dir: Some(audit_dir.clone()),
+        gateway_binary: Some(gateway_binary()),
+        ..StackOptions::sqlite(dir.path())
+    })
+    .await
+    .unwrap();
+    let issuer = IssuerClient::new(&stack.issuer_url, &stack.admin_token);
+    let agent = issuer.register_agent("agent", "Agent").await.unwrap();
+    let (_, token) = issuer
+        .delegation(&agent, "alice", &stack.resource, expense_grant())
+        .await
+        .unwrap();
+    let session = connect(&stack.resource, &token).await.unwrap();
+
+    // Two decisions shipped, then the issuer becomes unreachable and twenty more wait on disk.
+    for amount in [10, 900] {
+        let _ = session
+            .call_tool(call(
+                "submit_expense",
+                json!({"amount": amount, "category": "meal"}),
+            ))
+            .await;
+    }
+    assert_eq!(wait_for_decisions(dir.path(), 2).await.len(), 2);
+    stack.issuer_relay.as_ref().unwrap().cut();
+    for amount in 0..20 {
+        let _ = session
+            .call_tool(call(
+                "submit_expense",
+                json!({"amount": amount * 50, "category": "meal"}),
+            ))
+            .await;
+    }
+    let log = audit_dir.join("decisions.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while portcullis_gateway::decision_log::verify(&log) != Ok(22) {
+        assert!(
+            Instant::now() < deadline,
+            "the decisions never reached the disk"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = session.cancel().await;
+
+    // A crash with twenty decisions unshipped, then a restart with the issuer back.
+    stack.crash_gateway().unwrap();
+    stack.issuer_relay.as_ref().unwrap().restore();
+    stack.restart_gateway().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let decisions = loop {
+        let decisions = issuer_decisions(dir.path()).await;
+        if decisions.len() >= 22 || Instant::now() > deadline {
+            break decisions;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let seqs: Vec<i64> = decisions
+        .iter()
+        .map(|d| d["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=22).collect::<Vec<_>>(),
+        "each decision once, none lost"
+    );
+    assert_eq!(portcullis_gateway::decision_log::verify(&log), Ok(22));
+    stack.stop();
+}

@@ -152,9 +152,13 @@ fn access(method: &str, params: Option<&Value>) -> Result<Option<Access>, String
     };
     let field = |name: &str| params.and_then(|p| p.get(name));
     Ok(Some(match method {
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            Access::Resource(string(field("uri"), "params.uri")?)
-        }
+        "resources/read" => Access::Resource(string(field("uri"), "params.uri")?),
+        // Removed in 2026-07-28, where a server answers them 404: one that names no resource
+        // has nothing to judge and goes on to that answer; one that names any is judged.
+        "resources/subscribe" | "resources/unsubscribe" => match field("uri") {
+            None => return Ok(None),
+            uri => Access::Resource(string(uri, "params.uri")?),
+        },
         "prompts/get" => Access::Prompt(string(field("name"), "params.name")?),
         "completion/complete" => {
             let reference = field("ref");
@@ -443,6 +447,17 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+        let nothing_named = br#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe"}"#;
+        assert!(matches!(
+            parse(nothing_named).unwrap(),
+            Message::Request { access: None, .. }
+        ));
+        let not_a_string =
+            br#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":7}}"#;
+        assert!(matches!(
+            parse(not_a_string),
+            Err(GatewayError::InvalidRequest { .. })
+        ));
         let unknown_ref = br#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/other"}}}"#;
         assert!(matches!(
             parse(unknown_ref),
