@@ -193,15 +193,20 @@ pub fn sign_feed(feed: &RevocationFeed, key: &SigningKey) -> String {
     crate::sign::sign_payload(&payload, FEED_TYPE, key)
 }
 
+/// The largest signed feed accepted: about a hundred thousand outstanding revocations. The feed
+/// carries every unexpired entry, so it outgrows a token's size cap after a few dozen (a
+/// gateway then could not catch up from it at all).
+pub const MAX_FEED_LEN: usize = 16 * 1024 * 1024;
+
 /// Verifies a feed signed by `verifier`'s issuer and returns it. A feed older than `max_age`
-/// seconds (by its `iat`) is refused as stale.
+/// seconds (by its `iat`), or larger than [`MAX_FEED_LEN`], is refused.
 pub fn verify_feed(
     token: &str,
     verifier: &Verifier,
     now: i64,
     max_age: i64,
 ) -> Result<RevocationFeed, FeedError> {
-    let payload = verifier.verify_payload(token, FEED_TYPE)?;
+    let payload = verifier.verify_payload_up_to(token, FEED_TYPE, MAX_FEED_LEN)?;
     let feed: RevocationFeed = crate::strict_json::from_slice_to(&payload)
         .map_err(|e| FeedError::Malformed(e.to_string()))?;
     if feed.iss != verifier.issuer() {
@@ -363,6 +368,25 @@ mod tests {
             verify_feed(&forged, &verifier, 1_010, 60),
             Err(FeedError::Signature(VerifyError::BadSignature))
         ));
+    }
+
+    #[test]
+    fn a_feed_of_many_revocations_verifies_though_it_is_larger_than_any_token() {
+        let key = SigningKey::ed25519_from_seed("k1", &[3; 32]).unwrap();
+        let mut keys = KeySet::default();
+        keys.insert(key.verifying_key());
+        let verifier = Verifier::new("https://issuer", keys);
+        let feed = RevocationFeed {
+            iss: "https://issuer".into(),
+            iat: 1_000,
+            version: 1_000,
+            entries: (1..=1_000)
+                .map(|seq| entry(seq, RevocationKind::Token, &format!("jti-{seq}"), None))
+                .collect(),
+        };
+        let token = sign_feed(&feed, &key);
+        assert!(token.len() > crate::verify::DEFAULT_MAX_TOKEN_LEN * 10);
+        assert_eq!(verify_feed(&token, &verifier, 1_010, 60).unwrap(), feed);
     }
 
     #[test]

@@ -302,7 +302,19 @@ impl Verifier {
     /// payload bytes, unparsed. Used for documents other than access tokens, such as the
     /// revocation feed; the `typ` check keeps one kind from passing for another.
     pub fn verify_payload(&self, token: &str, typ: &str) -> Result<Vec<u8>, VerifyError> {
-        self.verify_signed(token, |found| {
+        self.verify_payload_up_to(token, typ, self.max_len)
+    }
+
+    /// As [`verify_payload`](Self::verify_payload), for a document that may be larger than
+    /// a token (a revocation feed grows with the revocations outstanding): `max_len` bytes at
+    /// most instead of the verifier's token cap.
+    pub fn verify_payload_up_to(
+        &self,
+        token: &str,
+        typ: &str,
+        max_len: usize,
+    ) -> Result<Vec<u8>, VerifyError> {
+        self.verify_signed(token, max_len, |found| {
             found.is_some_and(|t| {
                 t.eq_ignore_ascii_case(typ)
                     || t.strip_prefix("application/")
@@ -316,7 +328,7 @@ impl Verifier {
     /// or `client-authentication+jwt` (draft-ietf-oauth-rfc7523bis); the verifier's keys are the
     /// client's own, so no token of another kind can pass for one.
     pub fn verify_assertion_payload(&self, token: &str) -> Result<Vec<u8>, VerifyError> {
-        self.verify_signed(token, |found| {
+        self.verify_signed(token, self.max_len, |found| {
             found.is_none_or(|t| {
                 t.eq_ignore_ascii_case("JWT") || t.eq_ignore_ascii_case("client-authentication+jwt")
             })
@@ -326,12 +338,13 @@ impl Verifier {
     fn verify_signed(
         &self,
         token: &str,
+        max_len: usize,
         typ_ok: impl Fn(Option<&str>) -> bool,
     ) -> Result<Vec<u8>, VerifyError> {
-        if token.len() > self.max_len {
+        if token.len() > max_len {
             return Err(VerifyError::Oversized {
                 len: token.len(),
-                max: self.max_len,
+                max: max_len,
             });
         }
         if !token

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use portcullis_policy::revocation::{RevocationEntry, verify_feed};
+use portcullis_policy::revocation::{MAX_FEED_LEN, RevocationEntry, verify_feed};
 
 use super::{Canceller, LiveWork, Revocations};
 use crate::clock;
@@ -108,13 +108,22 @@ pub(crate) async fn poll_feed(
     sources: &Sources,
     now: impl Fn() -> i64,
 ) -> Result<Vec<Arc<LiveWork>>, FollowError> {
-    let body = client(Some(Duration::from_secs(5)))
+    let mut response = client(Some(Duration::from_secs(5)))
         .get(&sources.feed_url)
         .send()
         .await?
-        .error_for_status()?
-        .text()
-        .await?;
+        .error_for_status()?;
+    // Read no more than a feed may be: whatever answers at that URL cannot make us buffer more.
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_FEED_LEN + 2 {
+            return Err(FollowError::Protocol(format!(
+                "the feed exceeds {MAX_FEED_LEN} bytes"
+            )));
+        }
+    }
+    let body = String::from_utf8_lossy(&body);
     let verify =
         |verifier: &portcullis_policy::Verifier| verify_feed(body.trim(), verifier, now(), 300);
     let feed = match verify(&keys.verifier()) {

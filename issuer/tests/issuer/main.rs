@@ -5,6 +5,7 @@ mod audit;
 mod authorization_code;
 mod browser;
 mod cli;
+mod crash;
 mod external_idp;
 mod grants_file;
 mod keys;
