@@ -24,6 +24,9 @@ pub enum Backend {
     Postgres,
 }
 
+/// The longest a request waits for a database connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A connection pool plus the backend it talks to.
 #[derive(Debug, Clone)]
 pub struct Database {
@@ -63,7 +66,10 @@ impl Database {
             .disable_statement_logging();
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
-            .acquire_timeout(Duration::from_secs(10))
+            // While the database is unreachable a request waits this long for a connection,
+            // then is answered 5xx: well inside the timeouts clients use, so they see an error,
+            // not a hang (a PostgreSQL restart is recovered from as soon as it is back).
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
