@@ -19,6 +19,7 @@ mod kill_switch;
 mod mcp;
 mod memory;
 mod passthrough;
+mod soak;
 mod stats;
 mod timed_stream;
 mod world;
@@ -76,6 +77,9 @@ enum Command {
     /// Opens N idle SSE sessions through the gateway and reports resident memory per session
     /// (of the whole process: the stack and the load generator together).
     Memory(MemoryArgs),
+    /// Holds N sessions through a gateway in a process of its own for minutes, with calls and
+    /// tools/list going on, and samples the gateway's memory and descriptors.
+    Soak(crate::soak::SoakArgs),
     /// RFC 8693 token exchanges per second at our issuer (SQLite, and PostgreSQL with
     /// --postgres-url) and at an authgent-server peer (--authgent-url), interleaved.
     Exchange(crate::exchange::ExchangeArgs),
@@ -135,6 +139,7 @@ impl Command {
             }
             Command::KillSwitch(args) => args.validate(),
             Command::Memory(args) => args.validate(),
+            Command::Soak(args) => args.validate(),
             Command::Exchange(args) => args.validate(),
         }
     }
@@ -147,6 +152,7 @@ impl Command {
                 Command::ToolsList(args) => args.load.time_bound(),
                 Command::KillSwitch(args) => args.time_bound(),
                 Command::Memory(args) => args.time_bound(),
+                Command::Soak(args) => args.time_bound(),
                 Command::Exchange(args) => args.time_bound(),
             }
     }
@@ -162,6 +168,7 @@ impl Command {
             // client's and the expenses server's.
             Command::Memory(args) if args.gateway_binary.is_some() => args.sessions / 2,
             Command::Memory(args) => args.sessions,
+            Command::Soak(args) => args.sessions / 2,
             // Each agent holds a pooled connection or two per target.
             Command::Exchange(args) => args.clients(),
         }
@@ -231,6 +238,11 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             let world = World::start_with(false, args.gateway_binary.clone()).await?;
             let report = memory::run(&world, args).await?;
             emit(json, "memory", &report.render(), &report)
+        }
+        Command::Soak(args) => {
+            let world = World::start_with(false, Some(args.gateway_binary.clone())).await?;
+            let report = soak::run(std::sync::Arc::new(world), args).await?;
+            emit(json, "soak", &report.render(), &report)
         }
         Command::Exchange(args) => {
             let report = exchange::run(args).await?;

@@ -78,7 +78,7 @@ fn proc_dir(pid: Option<u32>) -> String {
 }
 
 /// The resident set of a process, in KiB (Linux `/proc/…/status`).
-fn rss_kib(pid: Option<u32>) -> anyhow::Result<u64> {
+pub(crate) fn rss_kib(pid: Option<u32>) -> anyhow::Result<u64> {
     let path = format!("{}/status", proc_dir(pid));
     let status = std::fs::read_to_string(&path)?;
     let line = status
@@ -89,7 +89,7 @@ fn rss_kib(pid: Option<u32>) -> anyhow::Result<u64> {
 }
 
 /// File descriptors a process holds.
-fn open_fds(pid: Option<u32>) -> anyhow::Result<usize> {
+pub(crate) fn open_fds(pid: Option<u32>) -> anyhow::Result<usize> {
     Ok(std::fs::read_dir(format!("{}/fd", proc_dir(pid)))?.count())
 }
 
@@ -132,7 +132,7 @@ async fn hold(
 }
 
 /// Opens `count` sessions with held streams, into `held`; returns once all are open.
-async fn open_idle(
+pub(crate) async fn open_idle(
     world: &World,
     http: &reqwest::Client,
     token: &str,
