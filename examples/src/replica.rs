@@ -37,9 +37,9 @@ pub struct Replica {
 }
 
 impl Stack {
-    /// Starts another replica of the stack's gateway, configured alike but for its ports,
-    /// and waits until it is ready.
-    pub async fn start_replica(&self) -> anyhow::Result<Replica> {
+    /// Starts another replica of the stack's gateway, configured alike but for its ports and
+    /// with `extra_yaml` appended, and waits until it is ready.
+    pub async fn start_replica(&self, extra_yaml: &str) -> anyhow::Result<Replica> {
         let (listen, admin) = (free_port()?, free_port()?);
         let yaml = std::fs::read_to_string(&self.gateway_config)?
             .lines()
@@ -48,7 +48,8 @@ impl Stack {
                 l if l.starts_with("admin_listen:") => format!("admin_listen: {admin}\n"),
                 l => format!("{l}\n"),
             })
-            .collect::<String>();
+            .collect::<String>()
+            + extra_yaml;
         let config = Config::from_yaml(&yaml).context("the replica's configuration")?;
         let gateway = tokio::task::spawn_blocking(move || portcullis_gateway::spawn(config))
             .await?

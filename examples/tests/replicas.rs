@@ -75,7 +75,7 @@ async fn world(shared_state: &str, per_hour: u32) -> World {
         ..StackOptions::sqlite(dir.path())
     };
     let stack = Stack::start(&options).await.unwrap();
-    let replica = stack.start_replica().await.unwrap();
+    let replica = stack.start_replica("").await.unwrap();
     let issuer = IssuerClient::new(&stack.issuer_url, &stack.admin_token);
     let agent = issuer
         .register_agent("expense-agent", "Expense agent")
