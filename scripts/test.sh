@@ -25,6 +25,12 @@ if [ -n "${PORTCULLIS_TEST_POSTGRES_URL:-}" ]; then
 else
   echo "issuer tests run on SQLite only (set PORTCULLIS_TEST_POSTGRES_URL to add PostgreSQL)" >&2
 fi
+# The multi-replica tests count in a real Redis: the machine's (a service on this kind of
+# machine), or PORTCULLIS_TEST_REDIS_URL. Say so now rather than in a test's panic later.
+if [ -z "${PORTCULLIS_TEST_REDIS_URL:-}" ] && ! timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/6379' 2>/dev/null; then
+  echo "test.sh: no Redis on 127.0.0.1:6379 (start redis-server, or set PORTCULLIS_TEST_REDIS_URL)" >&2
+  exit 1
+fi
 ./scripts/check-chart.sh
 ./scripts/conformance-issuer.sh
 cargo test --workspace --all-targets "$@"

@@ -157,6 +157,15 @@ impl ExpensesState {
         lock(&self.inner.seen).iter().cloned().collect()
     }
 
+    /// How many of those requests were a `tools/call` (other requests, such as a client's GET
+    /// stream, come and go on their own schedule).
+    pub fn tool_calls_seen(&self) -> usize {
+        lock(&self.inner.seen)
+            .iter()
+            .filter(|r| r.rpc_method.as_deref() == Some("tools/call"))
+            .count()
+    }
+
     /// The expenses recorded so far, oldest first.
     pub fn expenses(&self) -> Vec<Expense> {
         lock(&self.inner.ledger).expenses.clone()

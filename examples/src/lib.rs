@@ -20,6 +20,7 @@ pub mod everything;
 pub mod expenses;
 pub mod interop;
 pub mod relay;
+pub mod replica;
 pub mod stack;
 
 /// Logs to stderr, filtered by `RUST_LOG`, or by `default` when it is unset or invalid.

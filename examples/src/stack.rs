@@ -144,6 +144,25 @@ pub fn free_port() -> anyhow::Result<SocketAddr> {
     bail!("no unused loopback port found")
 }
 
+/// Waits until the gateway at `admin_url` says it is ready and its proxy port at `proxy_url`
+/// accepts connections (the two listeners start independently; under a slow start, such as
+/// valgrind's, the admin one can answer first).
+pub(crate) async fn wait_ready(admin_url: &str, proxy_url: &str) -> anyhow::Result<()> {
+    let url = format!("{admin_url}/readyz");
+    let proxy = proxy_url.trim_start_matches("http://").to_owned();
+    let client = reqwest::Client::new();
+    for _ in 0..600 {
+        if let Ok(response) = client.get(&url).send().await
+            && response.status().is_success()
+            && tokio::net::TcpStream::connect(&proxy).await.is_ok()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("the gateway did not become ready at {url}")
+}
+
 async fn stopped(mut stop: watch::Receiver<bool>) {
     // A dropped sender also means stop.
     let _closed = stop.wait_for(|stop| *stop).await;
@@ -271,27 +290,8 @@ impl Stack {
             data_dir: options.data_dir.clone(),
             stop,
         };
-        stack.wait_ready().await?;
+        wait_ready(&stack.gateway_admin_url, &stack.gateway_url).await?;
         Ok(stack)
-    }
-
-    /// Waits until the gateway says it is ready and its proxy port accepts connections (the
-    /// two listeners start independently; under a slow start, such as valgrind's, the admin
-    /// one can answer first).
-    async fn wait_ready(&self) -> anyhow::Result<()> {
-        let url = format!("{}/readyz", self.gateway_admin_url);
-        let proxy = self.gateway_url.trim_start_matches("http://").to_owned();
-        let client = reqwest::Client::new();
-        for _ in 0..600 {
-            if let Ok(response) = client.get(&url).send().await
-                && response.status().is_success()
-                && tokio::net::TcpStream::connect(&proxy).await.is_ok()
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        bail!("the gateway did not become ready at {url}")
     }
 
     /// The gateway's Prometheus metrics, as text.

@@ -17,6 +17,7 @@
 //! | −31007 | the token, grant, agent, user or session was revoked (`data.revocation`) | 401, or a final SSE event |
 //! | −31008 | revocation knowledge too old, strict mode | 503 |
 //! | −31009 | `Host` or `Origin` not accepted (DNS rebinding) | 403 |
+//! | −31010 | a rate-capped call the shared store could not count, strict mode (`data.reason` `rate_unavailable`) | 503 |
 //! | −32020 | an `Mcp-Method`/`Mcp-Name` header disagrees with the body | 400 |
 //! | −32022 | unsupported `MCP-Protocol-Version` (`data.supported`, `data.requested`) | 400 |
 //! | −32700 | parse error (including duplicate keys) | 400 |
@@ -49,6 +50,8 @@ pub const REVOKED: i64 = -31007;
 pub const STALE: i64 = -31008;
 /// A `Host` or `Origin` the gateway does not accept.
 pub const FORBIDDEN: i64 = -31009;
+/// A rate-capped call the shared store could not count (strict mode).
+pub const RATE_UNAVAILABLE: i64 = -31010;
 
 /// A routing header that disagrees with the body (MCP 2026-07-28 `HeaderMismatch`).
 pub const HEADER_MISMATCH: i64 = -32020;
@@ -110,6 +113,14 @@ pub enum GatewayError {
     /// Strict mode, and the revocation knowledge is too old to trust.
     #[error("revocation status unknown: the gateway has lost contact with the issuer")]
     RevocationStale,
+    /// Strict mode, and the shared store could not count a call under a rate cap.
+    #[error("the rate cap of {tool} cannot be checked now: the shared store is unreachable")]
+    RateUnavailable {
+        /// The request id.
+        id: Value,
+        /// The full tool name.
+        tool: String,
+    },
     /// A `Host` or `Origin` the gateway does not accept.
     #[error("forbidden: {0}")]
     Forbidden(crate::origin::OriginError),
@@ -244,7 +255,7 @@ impl GatewayError {
             GatewayError::MissingToken
             | GatewayError::InvalidToken(_)
             | GatewayError::Revoked { .. } => 401,
-            GatewayError::RevocationStale => 503,
+            GatewayError::RevocationStale | GatewayError::RateUnavailable { .. } => 503,
             GatewayError::Forbidden(_) => 403,
             GatewayError::UnsupportedProtocolVersion { .. }
             | GatewayError::HeaderMismatch { .. } => 400,
@@ -280,6 +291,7 @@ impl GatewayError {
             GatewayError::MissingToken | GatewayError::InvalidToken(_) => UNAUTHENTICATED,
             GatewayError::Revoked { .. } => REVOKED,
             GatewayError::RevocationStale => STALE,
+            GatewayError::RateUnavailable { .. } => RATE_UNAVAILABLE,
             GatewayError::Forbidden(_) => FORBIDDEN,
             GatewayError::UnsupportedProtocolVersion { .. } => UNSUPPORTED_VERSION,
             GatewayError::HeaderMismatch { .. } => HEADER_MISMATCH,
@@ -310,6 +322,7 @@ impl GatewayError {
             GatewayError::InvalidToken(_) => "invalid_token",
             GatewayError::Revoked { .. } => "revoked",
             GatewayError::RevocationStale => "revocation_stale",
+            GatewayError::RateUnavailable { .. } => "rate_unavailable",
             GatewayError::Forbidden(_) => "forbidden",
             GatewayError::UnsupportedProtocolVersion { .. } => "protocol_version",
             GatewayError::HeaderMismatch { .. } => "header_mismatch",
@@ -340,6 +353,7 @@ impl GatewayError {
             GatewayError::Revoked { id, .. }
             | GatewayError::Frozen { id, .. }
             | GatewayError::ToolChanged { id, .. }
+            | GatewayError::RateUnavailable { id, .. }
             | GatewayError::BatchSibling { id } => id.clone(),
             GatewayError::InvalidRequest { id, .. }
             | GatewayError::HeaderMismatch { id, .. }
@@ -380,6 +394,9 @@ impl GatewayError {
                 Some(json!({"reason": "tool_definition_changed", "tool": tool}))
             }
             GatewayError::BatchSibling { .. } => Some(json!({"reason": "batch_refused"})),
+            GatewayError::RateUnavailable { tool, .. } => {
+                Some(json!({"reason": "rate_unavailable", "tool": tool}))
+            }
             _ => None,
         }
     }

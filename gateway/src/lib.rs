@@ -35,6 +35,7 @@ mod routes;
 mod secret;
 mod services;
 mod session;
+mod shared_state;
 mod sse;
 mod state;
 #[cfg(test)]

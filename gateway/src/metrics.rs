@@ -26,6 +26,7 @@ struct Metrics {
     tool_changes: IntCounterVec,
     reloads: IntCounterVec,
     upstream_refused: IntCounterVec,
+    shared_store_fallbacks: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -132,9 +133,20 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["upstream", "reason"],
     )
     .expect("valid metric");
+    let shared_store_fallbacks = IntCounterVec::new(
+        Opts::new(
+            "portcullis_gateway_shared_store_fallbacks_total",
+            "Operations done by this replica alone because the shared store (shared_state, \
+             lenient mode) could not answer, by operation (rate: a rate-capped call counted \
+             per replica).",
+        ),
+        &["operation"],
+    )
+    .expect("valid metric");
     for collector in [
         Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(upstream_refused.clone()),
+        Box::new(shared_store_fallbacks.clone()),
         Box::new(reloads.clone()),
         Box::new(tool_changes.clone()),
         Box::new(decisions_logged.clone()),
@@ -168,6 +180,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         tool_changes,
         reloads,
         upstream_refused,
+        shared_store_fallbacks,
     }
 });
 
@@ -233,6 +246,23 @@ pub(crate) fn upstream_answer_refused(upstream: &str, reason: &'static str) {
         .upstream_refused
         .with_label_values(&[upstream, reason])
         .inc();
+}
+
+/// Counts an operation done by this replica alone because the shared store did not answer.
+pub(crate) fn shared_store_fallback(operation: &'static str) {
+    METRICS
+        .shared_store_fallbacks
+        .with_label_values(&[operation])
+        .inc();
+}
+
+/// How many operations fell back to this replica so far.
+#[cfg(test)]
+pub(crate) fn shared_store_fallbacks(operation: &'static str) -> u64 {
+    METRICS
+        .shared_store_fallbacks
+        .with_label_values(&[operation])
+        .get()
 }
 
 /// Counts tools hidden from a list.

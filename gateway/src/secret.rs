@@ -9,6 +9,11 @@ use std::path::{Path, PathBuf};
 pub struct Secret(String);
 
 impl Secret {
+    /// A secret written in the configuration itself.
+    pub(crate) fn new(value: String) -> Self {
+        Secret(value)
+    }
+
     /// The secret itself.
     pub fn expose(&self) -> &str {
         &self.0

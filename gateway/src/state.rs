@@ -15,9 +15,10 @@ use crate::fleet::members::StatelessMembers;
 use crate::issuer_keys::IssuerKeys;
 use crate::kill::{self, Canceller, Revocations};
 use crate::pins::Pins;
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::RateCaps;
 use crate::routes::Routes;
 use crate::session::Sessions;
+use crate::shared_state::SharedStore;
 use crate::token_cache::TokenCache;
 use crate::upstream::downstream_token::DownstreamMinter;
 use crate::{StartError, clock};
@@ -42,8 +43,8 @@ pub struct GatewayState {
     pub(crate) stateless_members: StatelessMembers,
     /// Tokens already verified.
     pub(crate) token_cache: TokenCache,
-    /// Calls per hour, per grant.
-    pub(crate) rate_limiter: RateLimiter,
+    /// Calls per hour, per grant: across replicas with a shared store, else per replica.
+    pub(crate) rate_caps: RateCaps,
     /// For requests the gateway makes itself (cancellations, fleet members).
     pub(crate) http: reqwest::Client,
     /// The downstream token signer.
@@ -130,7 +131,12 @@ impl GatewayState {
             sessions: Sessions::default(),
             in_flight: Arc::default(),
             stateless_members: StatelessMembers::default(),
-            rate_limiter: RateLimiter::default(),
+            rate_caps: RateCaps::new(
+                settings
+                    .shared_state
+                    .as_ref()
+                    .map(|shared| Arc::new(SharedStore::new(shared))),
+            ),
             token_cache: TokenCache::new(settings.token_cache_size, settings.leeway_seconds),
             keys,
             revocations,
@@ -155,6 +161,17 @@ fn warn_about_settings(settings: &Settings) {
             "the issuer's JWKS is fetched over plain HTTP from {jwks_url}: anyone on that path \
              can substitute signing keys; use https outside loopback"
         );
+    }
+    match &settings.shared_state {
+        Some(shared) => tracing::info!(
+            "rate caps are counted across replicas in Redis ({:?} mode while it cannot be \
+             reached)",
+            shared.mode
+        ),
+        None => tracing::info!(
+            "rate caps are counted by this replica alone; set shared_state when several \
+             replicas serve one address"
+        ),
     }
     if settings.signing_key_file.is_none() {
         tracing::info!(

@@ -83,6 +83,12 @@ pub(crate) struct LoadArgs {
     /// Which scenarios to run.
     #[arg(long, value_enum, default_value_t = Scenarios::All)]
     scenario: Scenarios,
+    /// Also run `gateway+redis`: a replica of the gateway counting rate caps in this Redis
+    /// (redis://127.0.0.1:6379), interleaved with the others. The grant then has a cap no run
+    /// reaches, so that `gateway` runs the per-replica rate step and `gateway+redis` the
+    /// shared one.
+    #[arg(long)]
+    redis_url: Option<String>,
 }
 
 impl LoadArgs {
@@ -105,13 +111,22 @@ impl LoadArgs {
         self.scenario != Scenarios::Gateway
     }
 
-    fn targets(&self) -> &'static [Target] {
-        match self.scenario {
-            Scenarios::Direct => &[Target::Direct],
-            Scenarios::Passthrough => &[Target::Passthrough],
-            Scenarios::Gateway => &[Target::Gateway],
-            Scenarios::All => &[Target::Direct, Target::Passthrough, Target::Gateway],
+    /// The Redis of the `gateway+redis` scenario, if it runs.
+    pub(crate) fn redis_url(&self) -> Option<&str> {
+        self.redis_url.as_deref()
+    }
+
+    fn targets(&self) -> Vec<Target> {
+        let mut targets = match self.scenario {
+            Scenarios::Direct => vec![Target::Direct],
+            Scenarios::Passthrough => vec![Target::Passthrough],
+            Scenarios::Gateway => vec![Target::Gateway],
+            Scenarios::All => vec![Target::Direct, Target::Passthrough, Target::Gateway],
+        };
+        if self.redis_url.is_some() && targets.contains(&Target::Gateway) {
+            targets.push(Target::GatewayRedis);
         }
+        targets
     }
 
     fn round_length(&self) -> Duration {
@@ -136,6 +151,12 @@ impl LoadArgs {
             (0.0..=MAX_DURATION_SECONDS).contains(&self.warmup),
             "--warmup must be 0 to {MAX_DURATION_SECONDS} seconds"
         );
+        if let Some(url) = &self.redis_url {
+            ensure!(
+                url.starts_with("redis://127.0.0.1:") || url.starts_with("redis://localhost:"),
+                "--redis-url must be a Redis on this machine (redis://127.0.0.1:PORT)"
+            );
+        }
         if let Some(rate) = self.rate {
             ensure!(
                 (1.0..=MAX_RATE).contains(&rate),
@@ -163,6 +184,9 @@ enum Target {
     Direct,
     Passthrough,
     Gateway,
+    /// A replica of the gateway counting rate caps in Redis.
+    #[serde(rename = "gateway+redis")]
+    GatewayRedis,
 }
 
 impl Target {
@@ -171,7 +195,13 @@ impl Target {
             Target::Direct => "direct",
             Target::Passthrough => "passthrough",
             Target::Gateway => "gateway",
+            Target::GatewayRedis => "gateway+redis",
         }
+    }
+
+    /// Whether its sessions need delegation tokens.
+    fn gated(self) -> bool {
+        matches!(self, Target::Gateway | Target::GatewayRedis)
     }
 }
 
@@ -270,7 +300,7 @@ struct Lane {
 impl Lane {
     /// Gives every gateway session a fresh delegation token, so no round outlives one.
     async fn renew_token(&mut self, world: &World) -> anyhow::Result<()> {
-        if self.target == Target::Gateway {
+        if self.target.gated() {
             let token = world.delegation_token().await?;
             for session in &mut self.sessions {
                 session.set_token(&token)?;
@@ -374,6 +404,8 @@ pub(crate) struct AbReport {
     gateway_vs_passthrough: Option<Comparison>,
     /// Pingora's hop alone.
     passthrough_vs_direct: Option<Comparison>,
+    /// What counting rate caps in Redis costs over counting them per replica.
+    redis_vs_gateway: Option<Comparison>,
 }
 
 fn signed(micros: u64) -> i64 {
@@ -388,14 +420,16 @@ pub(crate) async fn run(
 ) -> anyhow::Result<AbReport> {
     let http = mcp::http_client()?;
     let mut lanes = Vec::new();
-    for &target in args.targets() {
-        let (url, tokens) = match target {
-            Target::Direct => (world.direct_endpoint()?, Vec::new()),
-            Target::Passthrough => (world.passthrough_endpoint()?, Vec::new()),
-            Target::Gateway => (
-                world.gateway_endpoint(),
-                vec![world.delegation_token().await?],
-            ),
+    for target in args.targets() {
+        let url = match target {
+            Target::Direct => world.direct_endpoint()?,
+            Target::Passthrough => world.passthrough_endpoint()?,
+            Target::Gateway => world.gateway_endpoint(),
+            Target::GatewayRedis => world.gateway_redis_endpoint()?,
+        };
+        let tokens = match target.gated() {
+            true => vec![world.delegation_token().await?],
+            false => Vec::new(),
         };
         eprintln!(
             "{}: opening {} MCP sessions at {url}",
@@ -447,6 +481,7 @@ pub(crate) async fn run(
     let gateway_vs_direct = compare(Target::Gateway, Target::Direct);
     let gateway_vs_passthrough = compare(Target::Gateway, Target::Passthrough);
     let passthrough_vs_direct = compare(Target::Passthrough, Target::Direct);
+    let redis_vs_gateway = compare(Target::GatewayRedis, Target::Gateway);
     Ok(AbReport {
         workload: workload.label,
         clients: args.clients,
@@ -458,6 +493,7 @@ pub(crate) async fn run(
         gateway_vs_direct,
         gateway_vs_passthrough,
         passthrough_vs_direct,
+        redis_vs_gateway,
     })
 }
 
@@ -477,13 +513,13 @@ impl AbReport {
         );
         let _ = writeln!(
             out,
-            "{:<11} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>9}",
+            "{:<13} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>9}",
             "scenario", "requests", "errors", "req/s", "p50 µs", "p90 µs", "p99 µs", "max µs"
         );
         for s in &self.scenarios {
             let _ = writeln!(
                 out,
-                "{:<11} {:>9} {:>7} {:>10.1} {:>9} {:>9} {:>9} {:>9}",
+                "{:<13} {:>9} {:>7} {:>10.1} {:>9} {:>9} {:>9} {:>9}",
                 s.scenario.name(),
                 s.requests,
                 s.errors,
@@ -503,6 +539,7 @@ impl AbReport {
             ("passthrough vs direct", &self.passthrough_vs_direct),
             ("gateway vs passthrough", &self.gateway_vs_passthrough),
             ("gateway vs direct", &self.gateway_vs_direct),
+            ("gateway+redis vs gateway", &self.redis_vs_gateway),
         ] {
             if let Some(c) = comparison {
                 let _ = writeln!(
@@ -537,6 +574,7 @@ mod tests {
             warmup: 0.0,
             rounds: 2,
             scenario: Scenarios::All,
+            redis_url: None,
         };
         args.validate().unwrap();
         args
@@ -565,6 +603,28 @@ mod tests {
         assert!(report.gateway_vs_passthrough.is_some());
         let rendered = report.render();
         assert!(rendered.contains("gateway vs passthrough"), "{rendered}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_counting_in_redis_is_measured_beside_the_gateway() {
+        let with_redis = LoadArgs {
+            scenario: Scenarios::Gateway,
+            redis_url: Some(
+                std::env::var("PORTCULLIS_TEST_REDIS_URL")
+                    .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            ),
+            ..args(None)
+        };
+        let world = World::start_with(false, None, with_redis.redis_url())
+            .await
+            .unwrap();
+        let report = run(&world, submit(120), &with_redis).await.unwrap();
+        assert_eq!(report.scenarios.len(), 2);
+        for s in &report.scenarios {
+            assert!(s.latency.count > 0, "{s:?}");
+            assert_eq!(s.errors, 0, "{:?}", s.first_error);
+        }
+        assert!(report.render().contains("gateway+redis vs gateway"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

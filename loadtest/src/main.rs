@@ -212,7 +212,8 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     let json = cli.json;
     match &cli.command {
         Command::Calls(args) => {
-            let world = World::start(args.load.needs_direct_server()).await?;
+            let redis_url = args.load.redis_url();
+            let world = World::start_with(args.load.needs_direct_server(), None, redis_url).await?;
             let report = ab::run(&world, args.tool.workload(), &args.load).await?;
             emit(json, "calls", &report.render(), &report)
         }
@@ -230,12 +231,12 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             emit(json, "tools-list", &report.render(), &report)
         }
         Command::KillSwitch(args) => {
-            let world = World::start_with(false, args.gateway_binary.clone()).await?;
+            let world = World::start_with(false, args.gateway_binary.clone(), None).await?;
             let report = kill_switch::run(&world, args).await?;
             emit(json, "kill-switch", &report.render(), &report)
         }
         Command::Memory(args) => {
-            let world = World::start_with(false, args.gateway_binary.clone()).await?;
+            let world = World::start_with(false, args.gateway_binary.clone(), None).await?;
             let report = memory::run(&world, args).await?;
             emit(json, "memory", &report.render(), &report)
         }

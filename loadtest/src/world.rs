@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail, ensure};
 use portcullis_examples::agent::{ClientCredentials, IssuerClient};
 use portcullis_examples::expenses::{self, ExpensesConfig, ExpensesState};
+use portcullis_examples::replica::{Replica, signing_key_yaml};
 use portcullis_examples::stack::{Stack, StackOptions};
 use portcullis_policy::RevocationKind;
 use serde_json::{Value, json};
@@ -24,13 +25,18 @@ const REVOKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Every tool of the expenses server, `submit_expense` capped at 500, one re-delegation: the
 /// gateway runs the whole authorization path (patterns and a limit) on each call.
-fn grant_details() -> Value {
-    json!([{
+/// With `rate`, a cap no run reaches, so that every call also goes through the rate step.
+fn grant_details(rate: bool) -> Value {
+    let mut details = json!([{
         "type": "mcp_tools",
         "tools": ["expenses/*"],
         "limits": [{"tool": "expenses/submit_expense", "pointer": "/amount", "max": 500}],
         "max_depth": 1
-    }])
+    }]);
+    if rate {
+        details[0]["rate"] = json!({"per_hour": 1_000_000_000});
+    }
+    details
 }
 
 /// Refuses any URL that is not on 127.0.0.1: this tool only ever loads its own machine.
@@ -52,6 +58,8 @@ pub(crate) struct World {
     direct: Option<DirectServer>,
     /// A bare Pingora proxy in front of the direct server.
     passthrough: Option<crate::passthrough::PassthroughProxy>,
+    /// A replica of the stack's gateway counting rate caps in Redis.
+    redis_replica: Option<Replica>,
     /// Declared last so it is dropped after the stack that keeps its database there.
     _data: tempfile::TempDir,
 }
@@ -96,23 +104,41 @@ impl World {
     /// Starts the stack (and the direct server when `with_direct`), registers the agent and
     /// records its grant.
     pub(crate) async fn start(with_direct: bool) -> anyhow::Result<Self> {
-        Self::start_with(with_direct, None).await
+        Self::start_with(with_direct, None, None).await
     }
 
     /// As [`World::start`], with the gateway run from `gateway_binary` in a process of its own
-    /// when given.
+    /// when given, and with `redis_url` a replica of it that counts rate caps in that Redis
+    /// (the grant then has a cap, so that both gateways run the rate step).
     pub(crate) async fn start_with(
         with_direct: bool,
         gateway_binary: Option<std::path::PathBuf>,
+        redis_url: Option<&str>,
     ) -> anyhow::Result<Self> {
         let data = tempfile::TempDir::new()?;
         eprintln!("starting the stack (issuer on SQLite, expenses server, gateway) on 127.0.0.1");
+        let gateway_extra_yaml = match redis_url {
+            Some(_) => signing_key_yaml(data.path())?,
+            None => String::new(),
+        };
         let stack = Stack::start(&StackOptions {
             gateway_binary,
+            gateway_extra_yaml,
             ..StackOptions::sqlite(data.path())
         })
         .await
         .context("starting the stack")?;
+        let redis_replica = match redis_url {
+            Some(url) => {
+                let prefix = &portcullis_examples::random_secret()[..16];
+                let shared = format!(
+                    "shared_state: {{redis_url: '{url}', mode: strict, key_prefix: \
+                     'portcullis-bench:{prefix}:'}}\n"
+                );
+                Some(stack.start_replica(&shared).await?)
+            }
+            None => None,
+        };
         let direct = match with_direct {
             true => Some(start_direct_server().await?),
             false => None,
@@ -126,17 +152,24 @@ impl World {
         };
         let direct_url = direct.as_ref().map(|d| &d.url);
         let passthrough_url = passthrough.as_ref().map(|p| &p.url);
+        let replica_url = redis_replica.as_ref().map(|r| &r.resource);
         for url in [&stack.issuer_url, &stack.resource]
             .into_iter()
             .chain(direct_url)
             .chain(passthrough_url)
+            .chain(replica_url)
         {
             ensure_loopback(url)?;
         }
         let issuer = IssuerClient::new(&stack.issuer_url, &stack.admin_token);
         let agent = issuer.register_agent(AGENT, "Load test agent").await?;
         let grant_id = issuer
-            .grant(USER, AGENT, &stack.resource, grant_details())
+            .grant(
+                USER,
+                AGENT,
+                &stack.resource,
+                grant_details(redis_url.is_some()),
+            )
             .await?;
         Ok(Self {
             stack,
@@ -145,6 +178,7 @@ impl World {
             grant_id,
             direct,
             passthrough,
+            redis_replica,
             _data: data,
         })
     }
@@ -152,6 +186,15 @@ impl World {
     /// The gateway's endpoint for the expenses server.
     pub(crate) fn gateway_endpoint(&self) -> &str {
         &self.stack.resource
+    }
+
+    /// The Redis-counting replica's endpoint for the expenses server (started with a Redis).
+    pub(crate) fn gateway_redis_endpoint(&self) -> anyhow::Result<&str> {
+        let replica = self
+            .redis_replica
+            .as_ref()
+            .context("no gateway replica with Redis was started (--redis-url)")?;
+        Ok(&replica.resource)
     }
 
     /// The direct server's endpoint (started with `with_direct`).

@@ -118,13 +118,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- if or .Values.gateway.signingKey.existingSecret .Values.gateway.signingKey.value -}}true{{- end -}}
 {{- end -}}
 
+{{- define "portcullis.gateway.hasSharedState" -}}
+{{- if or .Values.gateway.sharedState.existingSecret .Values.gateway.sharedState.redisUrl -}}true{{- end -}}
+{{- end -}}
+
 {{/* The gateway's configuration file, with the fields the chart owns filled in. */}}
 {{- define "portcullis.gateway.config" -}}
 {{- include "portcullis.validate" . -}}
 {{- $cfg := deepCopy (default (dict) .Values.gateway.config) -}}
-{{- range $field := list "listen" "admin_listen" "signing_key_file" -}}
+{{- range $field := list "listen" "admin_listen" "signing_key_file" "shared_state" -}}
 {{- if hasKey $cfg $field -}}
-{{- fail (printf "gateway.config.%s is set by the chart; remove it (see gateway.listenHost, gateway.ports, gateway.signingKey)" $field) -}}
+{{- fail (printf "gateway.config.%s is set by the chart; remove it (see gateway.listenHost, gateway.ports, gateway.signingKey, gateway.sharedState)" $field) -}}
 {{- end -}}
 {{- end -}}
 {{- $host := .Values.gateway.listenHost -}}
@@ -164,6 +168,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- if include "portcullis.gateway.hasSigningKey" . -}}
 {{- $_ := set $cfg "signing_key_file" "/etc/portcullis/signing-key/signing-key" -}}
 {{- end -}}
+{{- if include "portcullis.gateway.hasSharedState" . -}}
+{{- $shared := .Values.gateway.sharedState -}}
+{{- $_ := set $cfg "shared_state" (dict "redis_url_file" "/etc/portcullis/shared-state/redis-url" "mode" $shared.mode "key_prefix" $shared.keyPrefix "timeout_ms" (int $shared.timeoutMs)) -}}
+{{- end -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 
@@ -197,6 +205,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- if not (regexMatch "^[A-Za-z0-9_-]{43}$" (trim .)) -}}
 {{- fail "gateway.signingKey.value must be a base64url 32-byte seed without padding (43 characters)" -}}
 {{- end -}}
+{{- end -}}
+{{- if not (has .Values.gateway.sharedState.mode (list "lenient" "strict")) -}}
+{{- fail (printf "gateway.sharedState.mode must be lenient or strict, not %q" .Values.gateway.sharedState.mode) -}}
+{{- end -}}
+{{- if and .Values.gateway.sharedState.redisUrl (not .Values.gateway.sharedState.existingSecret) (not (hasPrefix "redis://" .Values.gateway.sharedState.redisUrl)) -}}
+{{- fail "gateway.sharedState.redisUrl must be a redis:// URL" -}}
 {{- end -}}
 {{- if and (eq .Values.mode "sidecar") (not .Values.sidecar.mcpServer.image.repository) -}}
 {{- fail "sidecar.mcpServer.image.repository is required in sidecar mode" -}}

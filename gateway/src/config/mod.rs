@@ -2,9 +2,9 @@
 //!
 //! `raw` mirrors the file (unknown fields are errors, so a typo cannot silently drop a
 //! setting); each section is validated in the module named for it (`upstream`, `fleet`,
-//! `audit`, `url`), and [`Config`] is what comes out, with URLs parsed, addresses resolved,
-//! secrets read and defaults filled in. Every validation error names the field path, e.g.
-//! `upstreams[1].url: scheme must be http or https`.
+//! `audit`, `revocation`, `shared_state`, `url`), and [`Config`] is what comes out, with URLs
+//! parsed, addresses resolved, secrets read and defaults filled in. Every validation error
+//! names the field path, e.g. `upstreams[1].url: scheme must be http or https`.
 //!
 //! A [`Config`] has two halves because a running gateway treats them differently:
 //! [`Settings`] are wired into its services at start, while the [`RouteTable`] (upstreams,
@@ -27,6 +27,7 @@ mod audit;
 mod fleet;
 mod raw;
 mod revocation;
+mod shared_state;
 mod upstream;
 mod url;
 
@@ -41,6 +42,7 @@ use crate::secret::{self, Secret, Source};
 use crate::upstream::Upstream;
 
 pub use self::revocation::{Sources, StalenessMode};
+pub use self::shared_state::{SharedMode, SharedState};
 
 /// Pingora replays a request body it has buffered for us only up to 64 KiB, so a larger body
 /// could not be judged before it is sent; larger bodies are refused with 413.
@@ -131,6 +133,8 @@ pub struct Settings {
     pub audit: Option<AuditConfig>,
     /// The tool pins file, if pinning is on.
     pub pins_file: Option<PathBuf>,
+    /// The Redis the replicas share, if configured; without it, rate caps are per replica.
+    pub shared_state: Option<SharedState>,
     /// The file this was read from, watched for changes by a running gateway.
     pub source: Option<PathBuf>,
 }
@@ -216,9 +220,14 @@ impl Config {
             .audit
             .map(|audit| audit::audit(audit, &issuer_url))
             .transpose()?;
+        let shared_state = raw
+            .shared_state
+            .map(shared_state::shared_state)
+            .transpose()?;
         Ok(Config {
             settings: Settings {
                 audit,
+                shared_state,
                 pins_file: raw.pins_file,
                 source: None,
                 admin_token,

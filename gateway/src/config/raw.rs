@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::StalenessMode;
+use super::{SharedMode, StalenessMode};
 
 /// The `audit:` section.
 #[derive(Debug, Deserialize)]
@@ -90,6 +90,9 @@ pub(crate) struct RawConfig {
     /// How revocations reach this gateway.
     #[serde(default)]
     pub(crate) revocation: RawRevocation,
+    /// The Redis the replicas share (grant-wide rate caps); each replica counts alone without.
+    #[serde(default)]
+    pub(crate) shared_state: Option<RawSharedState>,
     /// The MCP servers behind the gateway.
     pub(crate) upstreams: Vec<RawUpstream>,
     /// Endpoints that federate several upstreams under namespaced tool names.
@@ -108,6 +111,35 @@ pub(crate) struct RawFleet {
     /// The resource identifier tokens must carry in `aud`; default `{public_url}/mcp/{name}`.
     #[serde(default)]
     pub(crate) resource: Option<String>,
+}
+
+/// The shared store as written: `{redis_url: redis://redis:6379, mode: strict}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSharedState {
+    /// `redis://[:password@]host[:port][/db]`.
+    #[serde(default)]
+    pub(crate) redis_url: Option<String>,
+    /// A file holding that URL (a mounted Secret), instead of `redis_url`.
+    #[serde(default)]
+    pub(crate) redis_url_file: Option<PathBuf>,
+    /// `lenient` (default): count on this replica while Redis is unreachable; `strict`: refuse
+    /// rate-capped calls meanwhile.
+    #[serde(default)]
+    pub(crate) mode: SharedMode,
+    /// Prepended to every key (default `portcullis:`).
+    #[serde(default = "default_key_prefix")]
+    pub(crate) key_prefix: String,
+    /// Longest wait for one answer from Redis, in milliseconds (default 100).
+    #[serde(default = "default_shared_timeout")]
+    pub(crate) timeout_ms: u64,
+}
+
+fn default_key_prefix() -> String {
+    "portcullis:".into()
+}
+fn default_shared_timeout() -> u64 {
+    100
 }
 
 /// Revocation settings as written.

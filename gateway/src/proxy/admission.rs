@@ -232,7 +232,7 @@ async fn admit_upstream(
                 upstream: &upstream,
                 token: &token,
             };
-            judge.message(message)?
+            judge.message(message).await?
         }
     };
     Ok(Admission::Forward(Forward {

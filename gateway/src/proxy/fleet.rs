@@ -194,7 +194,7 @@ async fn route_call(
         upstream: member,
         token,
     };
-    let judged = judge.message(message)?;
+    let judged = judge.message(message).await?;
     let body = fleet::call_body(body, &tool).map_err(|e| GatewayError::invalid(id.clone(), &e))?;
     let member_session = on_behalf.member_session(member).await.map_err(|e| {
         tracing::warn!(fleet = %fleet.name, member = %member.name, "opening a member session: {e}");

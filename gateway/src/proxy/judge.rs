@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::jsonrpc::{self, Message};
 use crate::jsonrpc_error::GatewayError;
+use crate::rate_limit::Unavailable;
 use crate::state::GatewayState;
 use crate::upstream::Upstream;
 use crate::{clock, decision_log, metrics};
@@ -86,7 +87,7 @@ pub(super) struct Judge<'a> {
 
 impl Judge<'_> {
     /// Judges every part of `message` that needs it.
-    pub(super) fn message(&self, message: Message) -> Result<Judged, GatewayError> {
+    pub(super) async fn message(&self, message: Message) -> Result<Judged, GatewayError> {
         let mut answers = Vec::new();
         let mut permits = Vec::new();
         let mut refused = false;
@@ -101,7 +102,7 @@ impl Judge<'_> {
                 continue;
             };
             let judged = match (call, access) {
-                (Some(call), _) => Some(self.call(id, call)),
+                (Some(call), _) => Some(self.call(id, call).await),
                 (None, Some(access)) => Some(self.access(id, method, access)),
                 (None, None) => None,
             };
@@ -129,8 +130,9 @@ impl Judge<'_> {
     }
 
     /// Judges a `tools/call`: tool pins and change freezes first, then the token's
-    /// constraints, then the grant's hourly rate.
-    fn call(&self, id: &Value, call: &jsonrpc::ToolCall) -> Result<Permit, GatewayError> {
+    /// constraints, then the grant's hourly rate (the one step that may wait, on the shared
+    /// store).
+    async fn call(&self, id: &Value, call: &jsonrpc::ToolCall) -> Result<Permit, GatewayError> {
         let upstream = self.upstream;
         let tool = format!("{}/{}", upstream.name, call.name);
         let record = |rule| self.record("tools/call", &call.name, Some(&call.arguments), rule);
@@ -161,7 +163,17 @@ impl Judge<'_> {
             at: now,
         };
         let decision = match authorize(self.token, &action) {
-            Decision::Permit(permit) => self.within_rate(permit, now),
+            Decision::Permit(permit) => match self.within_rate(permit, now).await {
+                Ok(decision) => decision,
+                Err(unavailable) => {
+                    record(Rule::Deny("rate_unavailable"));
+                    tracing::warn!(upstream = %upstream.name, %tool, "refused: {unavailable}");
+                    return Err(GatewayError::RateUnavailable {
+                        id: id.clone(),
+                        tool,
+                    });
+                }
+            },
             deny => deny,
         };
         record(Rule::of(&decision));
@@ -178,23 +190,26 @@ impl Judge<'_> {
         }
     }
 
-    /// Spends one call of the grant's hourly rate, if the token caps it.
-    fn within_rate(&self, permit: Permit, now: i64) -> Decision {
+    /// Spends one call of the grant's hourly rate, if the token caps it; fails only when a
+    /// strict shared store cannot count it.
+    async fn within_rate(&self, permit: Permit, now: i64) -> Result<Decision, Unavailable> {
         let Some(rate) = permit.rate() else {
-            return Decision::Permit(permit);
+            return Ok(Decision::Permit(permit));
         };
         let grant = permit.grant_id().unwrap_or(permit.token_id());
-        if self
-            .state
-            .rate_limiter
-            .try_acquire(grant, rate.per_hour, now)
-        {
-            Decision::Permit(permit)
-        } else {
-            Decision::Deny(DenyReason::RateExceeded {
-                per_hour: rate.per_hour,
-            })
-        }
+        let per_hour = rate.per_hour;
+        Ok(
+            if self
+                .state
+                .rate_caps
+                .try_acquire(grant, per_hour, now)
+                .await?
+            {
+                Decision::Permit(permit)
+            } else {
+                Decision::Deny(DenyReason::RateExceeded { per_hour })
+            },
+        )
     }
 
     /// Judges a request that names a resource or a prompt (`resources/read`, `prompts/get`,

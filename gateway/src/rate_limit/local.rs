@@ -1,16 +1,16 @@
-//! Calls per rolling hour, counted per grant on this gateway replica.
+//! Calls per rolling hour, counted per grant on this gateway replica: the count when no
+//! shared store is configured, and the fallback of a lenient one that cannot be reached.
 //!
-//! A token's `rate` caps the calls of its grant. Every token of one grant (the first agent's and
-//! every sub-agent's) counts against one counter, and each call is held to the cap of the token
-//! making it: a sub-agent with a tighter cap can use less, and no token can push the grant past
-//! its own cap. The rolling hour is approximated with two fixed windows (the previous hour's
-//! count weighted by how much of it still overlaps the last 60 minutes), which needs constant
-//! memory per grant. Counts are per replica; a fleet of N replicas allows up to N times the cap.
+//! The rolling hour is approximated with two fixed windows (the previous hour's count weighted
+//! by how much of it still overlaps the last 60 minutes), which needs constant memory per
+//! grant; `shared.rs` runs the same arithmetic in Redis. Counts are per replica: N replicas
+//! allow up to N times the cap.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-const WINDOW: i64 = 3600;
+/// The window, in seconds.
+pub(super) const WINDOW: i64 = 3600;
 const MAX_TRACKED: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, Default)]
