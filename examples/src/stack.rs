@@ -329,7 +329,7 @@ impl Stack {
             bail!("only a gateway in a process of its own can be restarted");
         };
         *child = spawn_gateway(binary, &self.gateway_config, &self.data_dir)?;
-        self.wait_ready().await
+        wait_ready(&self.gateway_admin_url, &self.gateway_url).await
     }
 
     /// Stops every part.

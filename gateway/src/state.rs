@@ -11,7 +11,7 @@ use crate::config::{Config, Settings};
 use crate::controls::Controls;
 use crate::decision_log::{self, DecisionLog, DecisionWriter};
 use crate::drain::InFlight;
-use crate::fleet::members::StatelessMembers;
+use crate::fleet::stateless::StatelessMembers;
 use crate::issuer_keys::IssuerKeys;
 use crate::kill::{self, Canceller, Revocations};
 use crate::pins::Pins;

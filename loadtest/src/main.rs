@@ -241,7 +241,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             emit(json, "memory", &report.render(), &report)
         }
         Command::Soak(args) => {
-            let world = World::start_with(false, Some(args.gateway_binary.clone())).await?;
+            let world = World::start_with(false, Some(args.gateway_binary.clone()), None).await?;
             let report = soak::run(std::sync::Arc::new(world), args).await?;
             emit(json, "soak", &report.render(), &report)
         }

@@ -30,6 +30,7 @@
 //! server of the session revisions, and agents in auto mode fall back to `initialize`.
 
 pub(crate) mod members;
+pub(crate) mod stateless;
 
 use std::sync::Arc;
 
