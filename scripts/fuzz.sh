@@ -34,7 +34,7 @@ done
 ensure_cargo_fuzz
 sanitizer=${FUZZ_SANITIZER:-address}
 started=$(date +%s)
-(cd fuzz && cargo +nightly fuzz build --release --sanitizer "$sanitizer")
+(cd fuzz && cargo +nightly fuzz build --sanitizer "$sanitizer")
 echo "fuzz build ($sanitizer): $(( $(date +%s) - started )) s" >&2
 if [ ${#targets[@]} -eq 0 ]; then
   mapfile -t targets < <(cd fuzz && cargo +nightly fuzz list)
