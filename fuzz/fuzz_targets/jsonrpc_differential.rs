@@ -30,7 +30,11 @@ fuzz_target!(|data: &[u8]| {
     };
     assert_eq!(readings.len(), elements.len(), "another number of messages");
     for (reading, element) in readings.iter().zip(elements) {
-        assert_eq!(reading, &upstream_reading(element), "read differently: {element}");
+        assert_eq!(
+            reading,
+            &upstream_reading(element),
+            "read differently: {element}"
+        );
     }
 });
 
@@ -41,7 +45,9 @@ fn upstream_reading(message: &Value) -> Reading {
     let param = |name: &str| params.and_then(|p| p.get(name));
     let string = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_owned);
     let reference = param("ref");
-    let ref_type = reference.and_then(|r| r.get("type")).and_then(Value::as_str);
+    let ref_type = reference
+        .and_then(|r| r.get("type"))
+        .and_then(Value::as_str);
     let is_request = message.get("id").is_some();
     let (resource, prompt) = match (is_request, method) {
         (true, Some("resources/read" | "resources/subscribe" | "resources/unsubscribe")) => {

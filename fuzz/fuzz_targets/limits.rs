@@ -14,7 +14,9 @@ use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use portcullis_fuzz::{MAX_INPUT, NOW, verified_token};
-use portcullis_policy::{Action, Constraints, Decision, Limit, VerifiedToken, authorize, strict_json};
+use portcullis_policy::{
+    Action, Constraints, Decision, Limit, VerifiedToken, authorize, strict_json,
+};
 use serde_json::{Value, json};
 
 static TOKEN: LazyLock<VerifiedToken> = LazyLock::new(|| {
@@ -50,7 +52,11 @@ fuzz_target!(|data: &[u8]| {
     };
     match parts.next() {
         None => {
-            let constraints = TOKEN.claims().constraints.as_ref().expect("has constraints");
+            let constraints = TOKEN
+                .claims()
+                .constraints
+                .as_ref()
+                .expect("has constraints");
             let got = match authorize(&TOKEN, &action) {
                 Decision::Permit(_) => Ok(()),
                 Decision::Deny(reason) => Err(reason.code()),
@@ -65,7 +71,11 @@ fuzz_target!(|data: &[u8]| {
                 return;
             };
             let got = constraints.evaluate(&action).map_err(|r| r.code());
-            assert_eq!(got, model(&constraints, &action), "{action:?} {constraints:?}");
+            assert_eq!(
+                got,
+                model(&constraints, &action),
+                "{action:?} {constraints:?}"
+            );
         }
     }
 });
@@ -172,7 +182,9 @@ fn lookup<'a>(document: &'a Value, pointer: &str) -> Option<&'a Value> {
             Value::Object(members) => members.get(&key)?,
             Value::Array(items) => {
                 let index_ok = key == "0"
-                    || (!key.starts_with('0') && !key.is_empty() && key.bytes().all(|b| b.is_ascii_digit()));
+                    || (!key.starts_with('0')
+                        && !key.is_empty()
+                        && key.bytes().all(|b| b.is_ascii_digit()));
                 if !index_ok {
                     return None;
                 }

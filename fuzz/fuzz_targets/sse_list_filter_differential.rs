@@ -40,7 +40,11 @@ fuzz_target!(|data: &[u8]| {
     let [flags, chunking, body @ ..] = data else {
         return;
     };
-    let constraints = TOKEN.claims().constraints.as_ref().expect("has constraints");
+    let constraints = TOKEN
+        .claims()
+        .constraints
+        .as_ref()
+        .expect("has constraints");
     if flags & 1 == 1 {
         let out = filter_json_list(body, UPSTREAM, &TOKEN);
         if let Ok(message) = serde_json::from_slice::<Value>(&out) {
@@ -122,7 +126,12 @@ fn client_events(stream: &[u8]) -> Vec<String> {
     // A last line without its end is never complete, and neither is its event.
     while let Some(end) = rest.find(['\r', '\n']) {
         let line = &rest[..end];
-        rest = &rest[end + if rest[end..].starts_with("\r\n") { 2 } else { 1 }..];
+        rest = &rest[end
+            + if rest[end..].starts_with("\r\n") {
+                2
+            } else {
+                1
+            }..];
         if line.is_empty() {
             if !data.is_empty() {
                 data.pop(); // the LF after the last data line

@@ -32,7 +32,11 @@ fuzz_target!(|data: &[u8]| {
         }
         (Ok(_), Err(e)) => panic!("accepted what serde_json refuses: {e}"),
         (Err(e), Ok(_)) => {
-            assert_eq!(repeated, Some(true), "refused a document serde_json reads: {e}");
+            assert_eq!(
+                repeated,
+                Some(true),
+                "refused a document serde_json reads: {e}"
+            );
             assert!(
                 matches!(e, StrictJsonError::DuplicateKey { .. }),
                 "a repeated key reported as {e:?}"
