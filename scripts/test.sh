@@ -6,9 +6,11 @@ cd "$(dirname "$0")/.."
 . scripts/lib/deps.sh
 . scripts/lib/python.sh
 . scripts/lib/node.sh
+. scripts/lib/fuzz.sh
 ensure_build_deps
 ensure_python_mcp
 ensure_node
+ensure_cargo_fuzz
 ts_client_dir=$(ensure_npm_package @modelcontextprotocol/client 2.4.0)
 conformance_dir=$(ensure_npm_package @modelcontextprotocol/conformance "$CONFORMANCE_VERSION")
 everything_dir=$(ensure_npm_package @modelcontextprotocol/server-everything 2026.8.31)
@@ -35,3 +37,6 @@ fi
 ./scripts/conformance-issuer.sh
 cargo test --workspace --all-targets "$@"
 cargo test --workspace --doc
+# A short pass of every fuzz target (docs/FUZZING.md) from its committed seeds: any crash or
+# broken property fails the run. scripts/fuzz.sh alone runs them long.
+./scripts/fuzz.sh --time 20

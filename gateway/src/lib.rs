@@ -21,6 +21,8 @@ pub mod decision_log;
 mod discovery;
 mod drain;
 mod fleet;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod issuer_keys;
 mod jsonrpc;
 pub mod jsonrpc_error;

@@ -9,7 +9,10 @@
 //! The stream is read exactly as the agent's client reads it (the WHATWG event-stream rules the
 //! official SDKs follow): one leading byte-order mark is dropped, and a `\r` that ends the
 //! stream ends its line. Any difference between the two readings would let an event through
-//! that the gateway did not see as one.
+//! that the gateway did not see as one. The mark dropped for reading is still sent on: the
+//! client drops one mark too, and must drop that one, or a second mark behind it would be
+//! dropped by the client and read by the gateway as part of the first line (found by the
+//! `sse_list_filter_differential` fuzz target).
 
 /// The largest incomplete event held while waiting for its end.
 pub(crate) const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
@@ -28,6 +31,8 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 struct Framer {
     /// Whether the stream's first bytes have been checked for a byte-order mark.
     past_bom: bool,
+    /// A leading byte-order mark was taken off `carry` and is still to be sent on.
+    bom_to_send: bool,
     /// Whether the stream has ended: a final `\r` is then a line end, not half of `\r\n`.
     ended: bool,
     carry: Vec<u8>,
@@ -48,6 +53,7 @@ impl Framer {
             if self.carry.starts_with(BOM) {
                 self.carry.drain(..BOM.len());
                 self.past_bom = true;
+                self.bom_to_send = true;
             } else if !BOM.starts_with(&self.carry) || self.ended {
                 self.past_bom = true;
             }
@@ -124,6 +130,9 @@ impl SseRewriter {
     ) -> Result<Vec<u8>, EventTooLarge> {
         self.framer.push(chunk, ended)?;
         let mut out = Vec::with_capacity(chunk.len());
+        if std::mem::take(&mut self.framer.bom_to_send) {
+            out.extend_from_slice(BOM);
+        }
         while let Some(range) = self.framer.next_event() {
             let event = &self.framer.carry[range];
             match data_of(event).and_then(|data| rewrite(&data)) {
@@ -348,20 +357,30 @@ mod tests {
         let out = sse.feed(b"\xBFdata: tools\n\n", false, upper).unwrap();
         assert_eq!(
             out,
-            b"data: TOOLS\n\n".to_vec(),
-            "the first event is read as data"
+            b"\xEF\xBB\xBFdata: TOOLS\n\n".to_vec(),
+            "the first event is read as data, and the mark sent on for the client to drop"
         );
+    }
 
-        // Only the first one: a second mark is part of the first line.
+    #[test]
+    fn a_second_byte_order_mark_stays_behind_the_first_for_the_client_too() {
+        // Only the first mark is dropped: the second is part of the first line, so that event
+        // has no data. The client must see the same, so it gets the first mark to drop.
+        let input = b"\xEF\xBB\xBF\xEF\xBB\xBFdata: tools\n\n";
         let mut sse = SseRewriter::default();
-        let out = sse
-            .feed(b"\xEF\xBB\xBF\xEF\xBB\xBFdata: tools\n\n", false, upper)
-            .unwrap();
+        let out = sse.feed(input, false, upper).unwrap();
         assert_eq!(
             out,
-            b"\xEF\xBB\xBFdata: tools\n\n".to_vec(),
-            "not a data line to a client"
+            input.to_vec(),
+            "not a data line to the gateway or a client"
         );
+        // Fed a byte at a time, the same.
+        let mut sse = SseRewriter::default();
+        let out: Vec<u8> = input
+            .iter()
+            .flat_map(|b| sse.feed(&[*b], false, upper).unwrap())
+            .collect();
+        assert_eq!(out, input.to_vec());
     }
 
     #[test]
