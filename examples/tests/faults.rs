@@ -145,6 +145,15 @@ impl World {
             .header("mcp-protocol-version", "2025-06-18")
     }
 
+    /// A `tools/call` to the faulty upstream, as far as its response head.
+    async fn call_faulty(&self) -> reqwest::Response {
+        self.request("faulty", &self.faulty_token)
+            .json(&call())
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Calls `list_expenses` through the gateway, as an rmcp client in a session of its own,
     /// in a loop until `stop`, and returns each call's latency: how the other agents fare
     /// during the fault.
@@ -235,12 +244,7 @@ fn message_of(body: &[u8]) -> Value {
 async fn an_upstream_that_never_answers_times_out_with_a_clean_error() {
     let world = Arc::new(world(Fault::Silent).await);
     let ((status, body), _) = during_fault(&world, "silent upstream", async {
-        let response = world
-            .request("faulty", &world.faulty_token)
-            .json(&call())
-            .send()
-            .await
-            .unwrap();
+        let response = world.call_faulty().await;
         (response.status().as_u16(), response.bytes().await.unwrap())
     })
     .await;
@@ -254,12 +258,7 @@ async fn an_upstream_that_never_answers_times_out_with_a_clean_error() {
 async fn an_endless_event_is_cut_with_memory_bounded() {
     let world = Arc::new(world(Fault::Endless).await);
     let (body, _) = during_fault(&world, "100 MB event", async {
-        let response = world
-            .request("faulty", &world.faulty_token)
-            .json(&call())
-            .send()
-            .await
-            .unwrap();
+        let response = world.call_faulty().await;
         assert_eq!(response.status(), 200, "the stream had started");
         // The stream ends, unfinished: the gateway gave up on the event at its cap.
         response.bytes().await.map(|b| b.len()).unwrap_or(0)
@@ -275,12 +274,7 @@ async fn an_endless_event_is_cut_with_memory_bounded() {
 async fn a_trickling_upstream_is_served_slowly_and_others_are_not_held_up() {
     let world = Arc::new(world(Fault::Trickle).await);
     let (got, _) = during_fault(&world, "upstream at one byte a second", async {
-        let response = world
-            .request("faulty", &world.faulty_token)
-            .json(&call())
-            .send()
-            .await
-            .unwrap();
+        let response = world.call_faulty().await;
         let mut stream = response;
         let mut got = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(4);
@@ -305,12 +299,7 @@ async fn a_trickling_upstream_is_served_slowly_and_others_are_not_held_up() {
 async fn a_reset_mid_stream_ends_the_agents_stream() {
     let world = Arc::new(world(Fault::Reset).await);
     let (outcome, _) = during_fault(&world, "reset mid-stream", async {
-        let response = world
-            .request("faulty", &world.faulty_token)
-            .json(&call())
-            .send()
-            .await
-            .unwrap();
+        let response = world.call_faulty().await;
         let status = response.status().as_u16();
         (
             status,
@@ -331,12 +320,7 @@ async fn a_reset_mid_stream_ends_the_agents_stream() {
 async fn a_malformed_stream_passes_only_as_whole_events() {
     let world = Arc::new(world(Fault::Malformed).await);
     let (body, _) = during_fault(&world, "malformed SSE", async {
-        let response = world
-            .request("faulty", &world.faulty_token)
-            .json(&call())
-            .send()
-            .await
-            .unwrap();
+        let response = world.call_faulty().await;
         response.bytes().await.unwrap()
     })
     .await;

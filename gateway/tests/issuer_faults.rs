@@ -4,20 +4,15 @@
 //! nor lets a token through. The "issuer" here is its key material: keys and tokens come from
 //! `portcullis_policy`, the SDK both sides share, served over plain loopback HTTP.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use common::free_port;
 use portcullis_policy::{Actor, ActorChain, Claims, JwkSet, SigningKey, sign};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Serves `body` (with `status`) to every request on `listener`, on a thread of its own.
 fn serve(listener: TcpListener, status: &'static str, body: String) {

@@ -1,17 +1,12 @@
 //! The gateway binary on a signal: an idle gateway exits at once on SIGTERM instead of sitting
 //! out its whole grace period, and SIGINT stops it at once.
 
-use std::net::TcpListener;
+mod common;
+
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::free_port;
 
 /// A gateway with a ten-second grace period, ready (its admin port answers). The issuer it
 /// names is not running: the gateway starts anyway and keeps trying.
