@@ -117,7 +117,8 @@ pub(crate) async fn poll_feed(
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await? {
         body.extend_from_slice(&chunk);
-        if body.len() > MAX_FEED_LEN + 2 {
+        // The feed itself, and the line end some servers put after it (trimmed below).
+        if body.len() > MAX_FEED_LEN + "\r\n".len() {
             return Err(FollowError::Protocol(format!(
                 "the feed exceeds {MAX_FEED_LEN} bytes"
             )));

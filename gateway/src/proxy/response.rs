@@ -53,7 +53,12 @@ pub(super) fn prepare(
         ));
     }
     rewrite_session(state, session, response, forward)?;
-    let content_type = header_text(response, header::CONTENT_TYPE).to_ascii_lowercase();
+    let content_type = response
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let mode = if content_type.starts_with("text/event-stream") {
         // Every event stream is inspected, not just list responses: a stream resumed with
         // Last-Event-ID may replay a list that was requested earlier.
