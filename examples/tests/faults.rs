@@ -41,14 +41,37 @@ async fn faulty_upstream(fault: Fault) -> String {
     url
 }
 
+/// Reads one request, head and body, whole: a socket closed with unread bytes sends a reset,
+/// which would turn every fault into `Reset`.
+async fn read_request(stream: &mut TcpStream) -> Option<()> {
+    let mut request = Vec::new();
+    let mut buf = [0; 16 * 1024];
+    loop {
+        let read = stream.read(&mut buf).await.ok().filter(|&n| n > 0)?;
+        request.extend_from_slice(&buf[..read]);
+        let Some(head_end) = request.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&request[..head_end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0);
+        if request.len() >= head_end + 4 + length {
+            return Some(());
+        }
+    }
+}
+
 async fn serve(mut stream: TcpStream, fault: Fault) {
-    // The request: enough to know it arrived (the gateway sends it whole, with a length).
-    let mut buf = vec![0; 64 * 1024];
-    let _ = stream.read(&mut buf).await;
+    if read_request(&mut stream).await.is_none() {
+        return;
+    }
     let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n";
     match fault {
         Fault::Silent => {
-            let _ = stream.read(&mut buf).await;
+            let _ = stream.read(&mut [0; 1024]).await;
         }
         Fault::Trickle => {
             let _ = stream.write_all(head.as_bytes()).await;
