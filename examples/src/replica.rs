@@ -1,8 +1,9 @@
 //! More gateway replicas beside a [`Stack`]'s: the same configuration, the same public URL
 //! and downstream signing key, ports of their own, as replicas behind one Service are.
 //!
-//! The stack's gateway must sign with a key from a file ([`signing_key_yaml`]), or the
-//! upstream would refuse the tokens a replica mints.
+//! The stack's gateway must take its keys from files ([`replica_keys_yaml`]): the downstream
+//! signing key, or the upstream would refuse the tokens a replica mints, and the session keys,
+//! or a replica would not know the sessions another opened.
 
 use std::path::Path;
 
@@ -14,14 +15,21 @@ use portcullis_gateway::config::Config;
 
 use crate::stack::{Stack, free_port, wait_ready};
 
-/// The `signing_key_file:` line for a stack whose gateway has replicas: a new seed, written
-/// to a file in `dir`.
-pub fn signing_key_yaml(dir: &Path) -> anyhow::Result<String> {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("random source: {e}"))?;
-    let file = dir.join("gateway-signing-key");
-    std::fs::write(&file, URL_SAFE_NO_PAD.encode(seed))?;
-    Ok(format!("signing_key_file: '{}'\n", file.display()))
+/// The `signing_key_file:` and `sessions:` lines for a stack whose gateway has replicas: a
+/// new signing seed and session key, written to files in `dir`.
+pub fn replica_keys_yaml(dir: &Path) -> anyhow::Result<String> {
+    let write_key = |name: &str| -> anyhow::Result<String> {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("random source: {e}"))?;
+        let file = dir.join(name);
+        std::fs::write(&file, URL_SAFE_NO_PAD.encode(key))?;
+        Ok(file.display().to_string())
+    };
+    Ok(format!(
+        "signing_key_file: '{}'\nsessions: {{keys_file: '{}'}}\n",
+        write_key("gateway-signing-key")?,
+        write_key("gateway-session-keys")?
+    ))
 }
 
 /// A gateway replica on a thread of this process; dropping it stops it.

@@ -20,8 +20,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use portcullis_examples::agent::IssuerClient;
-use portcullis_examples::bearer_proxy::BearerProxy;
 use portcullis_examples::interop::tools_from_env;
+use portcullis_examples::loopback_proxy::BearerProxy;
 use portcullis_examples::stack::{Stack, StackOptions};
 use serde_json::{Value, json};
 

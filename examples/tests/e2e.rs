@@ -621,6 +621,18 @@ async fn initialize(w: &World, token: &str) -> String {
     session.expect("the gateway names the session")
 }
 
+/// The first UUID-shaped run in `text`, if any.
+fn uuid_like(text: &str) -> Option<&str> {
+    (0..text.len().saturating_sub(35)).find_map(|start| {
+        let run = text.get(start..start + 36)?;
+        let shaped = run.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        });
+        shaped.then_some(run)
+    })
+}
+
 async fn in_session(w: &World, token: &str, session: &str, method: reqwest::Method) -> u16 {
     let mut request = reqwest::Client::new()
         .request(method.clone(), &w.stack.resource)
@@ -639,7 +651,10 @@ async fn in_session(w: &World, token: &str, session: &str, method: reqwest::Meth
 async fn a_session_id_is_useless_to_anyone_but_the_principal_that_opened_it() {
     let w = world().await;
     let session = initialize(&w, &w.token).await;
-    assert_eq!(session.len(), 43, "a gateway-minted id, not the upstream's");
+    // The gateway's sealed id (nonce, then the upstream's id encrypted), never the
+    // upstream's own, which the expenses server mints as a UUID.
+    assert!(session.len() > 80, "{session}");
+    assert!(uuid_like(&session).is_none(), "{session}");
     assert_eq!(
         in_session(&w, &w.token, &session, reqwest::Method::POST).await,
         202

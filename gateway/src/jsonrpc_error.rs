@@ -17,7 +17,7 @@
 //! | −31007 | the token, grant, agent, user or session was revoked (`data.revocation`) | 401, or a final SSE event |
 //! | −31008 | revocation knowledge too old, strict mode | 503 |
 //! | −31009 | `Host` or `Origin` not accepted (DNS rebinding) | 403 |
-//! | −31010 | a rate-capped call the shared store could not count, strict mode (`data.reason` `rate_unavailable`) | 503 |
+//! | −31010 | the shared store could not answer, strict mode: a rate-capped call (`data.reason` `rate_unavailable`) or a session lookup (`session_unavailable`) | 503 |
 //! | −32020 | an `Mcp-Method`/`Mcp-Name` header disagrees with the body | 400 |
 //! | −32022 | unsupported `MCP-Protocol-Version` (`data.supported`, `data.requested`) | 400 |
 //! | −32700 | parse error (including duplicate keys) | 400 |
@@ -50,8 +50,9 @@ pub const REVOKED: i64 = -31007;
 pub const STALE: i64 = -31008;
 /// A `Host` or `Origin` the gateway does not accept.
 pub const FORBIDDEN: i64 = -31009;
-/// A rate-capped call the shared store could not count (strict mode).
-pub const RATE_UNAVAILABLE: i64 = -31010;
+/// The shared store could not answer (strict mode): a rate-capped call it could not count, or
+/// a session it could not look up.
+pub const STORE_UNAVAILABLE: i64 = -31010;
 
 /// A routing header that disagrees with the body (MCP 2026-07-28 `HeaderMismatch`).
 pub const HEADER_MISMATCH: i64 = -32020;
@@ -121,6 +122,9 @@ pub enum GatewayError {
         /// The full tool name.
         tool: String,
     },
+    /// Strict mode, and the shared store could not say whether the agent's session lives.
+    #[error("the session cannot be looked up now: the shared store is unreachable")]
+    SessionUnavailable,
     /// A `Host` or `Origin` the gateway does not accept.
     #[error("forbidden: {0}")]
     Forbidden(crate::origin::OriginError),
@@ -255,7 +259,9 @@ impl GatewayError {
             GatewayError::MissingToken
             | GatewayError::InvalidToken(_)
             | GatewayError::Revoked { .. } => 401,
-            GatewayError::RevocationStale | GatewayError::RateUnavailable { .. } => 503,
+            GatewayError::RevocationStale
+            | GatewayError::RateUnavailable { .. }
+            | GatewayError::SessionUnavailable => 503,
             GatewayError::Forbidden(_) => 403,
             GatewayError::UnsupportedProtocolVersion { .. }
             | GatewayError::HeaderMismatch { .. } => 400,
@@ -291,7 +297,9 @@ impl GatewayError {
             GatewayError::MissingToken | GatewayError::InvalidToken(_) => UNAUTHENTICATED,
             GatewayError::Revoked { .. } => REVOKED,
             GatewayError::RevocationStale => STALE,
-            GatewayError::RateUnavailable { .. } => RATE_UNAVAILABLE,
+            GatewayError::RateUnavailable { .. } | GatewayError::SessionUnavailable => {
+                STORE_UNAVAILABLE
+            }
             GatewayError::Forbidden(_) => FORBIDDEN,
             GatewayError::UnsupportedProtocolVersion { .. } => UNSUPPORTED_VERSION,
             GatewayError::HeaderMismatch { .. } => HEADER_MISMATCH,
@@ -323,6 +331,7 @@ impl GatewayError {
             GatewayError::Revoked { .. } => "revoked",
             GatewayError::RevocationStale => "revocation_stale",
             GatewayError::RateUnavailable { .. } => "rate_unavailable",
+            GatewayError::SessionUnavailable => "session_unavailable",
             GatewayError::Forbidden(_) => "forbidden",
             GatewayError::UnsupportedProtocolVersion { .. } => "protocol_version",
             GatewayError::HeaderMismatch { .. } => "header_mismatch",
@@ -397,6 +406,7 @@ impl GatewayError {
             GatewayError::RateUnavailable { tool, .. } => {
                 Some(json!({"reason": "rate_unavailable", "tool": tool}))
             }
+            GatewayError::SessionUnavailable => Some(json!({"reason": "session_unavailable"})),
             _ => None,
         }
     }

@@ -128,7 +128,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "portcullis_gateway_upstream_answers_refused_total",
             "Upstream answers the gateway would not pass on, by upstream and reason \
              (credential_refused: the upstream refused the gateway's own credential; \
-             unreadable_encoding: a list or stream in a content coding the gateway cannot read).",
+             unreadable_encoding: a list or stream in a content coding the gateway cannot read; \
+             session_id_too_long: a session id longer than the gateway carries).",
         ),
         &["upstream", "reason"],
     )
@@ -138,7 +139,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "portcullis_gateway_shared_store_fallbacks_total",
             "Operations done by this replica alone because the shared store (shared_state, \
              lenient mode) could not answer, by operation (rate: a rate-capped call counted \
-             per replica).",
+             per replica; session: a session looked up, opened or ended by this replica alone).",
         ),
         &["operation"],
     )

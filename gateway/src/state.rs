@@ -37,7 +37,7 @@ pub struct GatewayState {
     /// Upstreams, fleets, their discovery documents and accepted `Host`/`Origin` values: the
     /// one live copy, replaced on a reload.
     pub(crate) routes: ArcSwap<Routes>,
-    /// MCP sessions: gateway ids, the upstream ids behind them, and their owners.
+    /// MCP sessions: sealed ids any replica with the keys reads, and what they cannot carry.
     pub(crate) sessions: Sessions,
     /// Which fleet members speak the stateless revision.
     pub(crate) stateless_members: StatelessMembers,
@@ -122,21 +122,20 @@ impl GatewayState {
             .timeout(Duration::from_secs(5))
             .build()
             .expect("a reqwest client with static settings builds");
+        let store = settings
+            .shared_state
+            .as_ref()
+            .map(|shared| Arc::new(SharedStore::new(shared)));
         Ok(Arc::new(Self {
             pins,
             decisions,
             decision_writer,
             controls: Controls::new(settings.admin_token.as_ref().map(|t| t.expose())),
             routes: ArcSwap::from_pointee(Routes::new(routes, &settings)),
-            sessions: Sessions::default(),
+            sessions: Sessions::new(&settings.sessions, store.clone()),
             in_flight: Arc::default(),
             stateless_members: StatelessMembers::default(),
-            rate_caps: RateCaps::new(
-                settings
-                    .shared_state
-                    .as_ref()
-                    .map(|shared| Arc::new(SharedStore::new(shared))),
-            ),
+            rate_caps: RateCaps::new(store),
             token_cache: TokenCache::new(settings.token_cache_size, settings.leeway_seconds),
             keys,
             revocations,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail, ensure};
 use portcullis_examples::agent::{ClientCredentials, IssuerClient};
 use portcullis_examples::expenses::{self, ExpensesConfig, ExpensesState};
-use portcullis_examples::replica::{Replica, signing_key_yaml};
+use portcullis_examples::replica::{Replica, replica_keys_yaml};
 use portcullis_examples::stack::{Stack, StackOptions};
 use portcullis_policy::RevocationKind;
 use serde_json::{Value, json};
@@ -118,7 +118,7 @@ impl World {
         let data = tempfile::TempDir::new()?;
         eprintln!("starting the stack (issuer on SQLite, expenses server, gateway) on 127.0.0.1");
         let gateway_extra_yaml = match redis_url {
-            Some(_) => signing_key_yaml(data.path())?,
+            Some(_) => replica_keys_yaml(data.path())?,
             None => String::new(),
         };
         let stack = Stack::start(&StackOptions {

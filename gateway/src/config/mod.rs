@@ -2,7 +2,7 @@
 //!
 //! `raw` mirrors the file (unknown fields are errors, so a typo cannot silently drop a
 //! setting); each section is validated in the module named for it (`upstream`, `fleet`,
-//! `audit`, `revocation`, `shared_state`, `url`), and [`Config`] is what comes out, with URLs
+//! `audit`, `revocation`, `sessions`, `shared_state`, `url`), and [`Config`] is what comes out, with URLs
 //! parsed, addresses resolved, secrets read and defaults filled in. Every validation error
 //! names the field path, e.g. `upstreams[1].url: scheme must be http or https`.
 //!
@@ -27,6 +27,7 @@ mod audit;
 mod fleet;
 mod raw;
 mod revocation;
+mod sessions;
 mod shared_state;
 mod upstream;
 mod url;
@@ -42,7 +43,9 @@ use crate::secret::{self, Secret, Source};
 use crate::upstream::Upstream;
 
 pub use self::revocation::{Sources, StalenessMode};
+pub use self::sessions::SessionSettings;
 pub use self::shared_state::{SharedMode, SharedState};
+pub use crate::session::SessionKey;
 
 /// Pingora replays a request body it has buffered for us only up to 64 KiB, so a larger body
 /// could not be judged before it is sent; larger bodies are refused with 413.
@@ -135,6 +138,8 @@ pub struct Settings {
     pub pins_file: Option<PathBuf>,
     /// The Redis the replicas share, if configured; without it, rate caps are per replica.
     pub shared_state: Option<SharedState>,
+    /// Session keys and lifetimes.
+    pub sessions: SessionSettings,
     /// The file this was read from, watched for changes by a running gateway.
     pub source: Option<PathBuf>,
 }
@@ -224,10 +229,16 @@ impl Config {
             .shared_state
             .map(shared_state::shared_state)
             .transpose()?;
+        let sessions = raw
+            .sessions
+            .map(sessions::sessions)
+            .transpose()?
+            .unwrap_or_default();
         Ok(Config {
             settings: Settings {
                 audit,
                 shared_state,
+                sessions,
                 pins_file: raw.pins_file,
                 source: None,
                 admin_token,

@@ -93,6 +93,9 @@ pub(crate) struct RawConfig {
     /// The Redis the replicas share (grant-wide rate caps); each replica counts alone without.
     #[serde(default)]
     pub(crate) shared_state: Option<RawSharedState>,
+    /// The keys that seal session ids, and session lifetimes.
+    #[serde(default)]
+    pub(crate) sessions: Option<RawSessions>,
     /// The MCP servers behind the gateway.
     pub(crate) upstreams: Vec<RawUpstream>,
     /// Endpoints that federate several upstreams under namespaced tool names.
@@ -140,6 +143,33 @@ fn default_key_prefix() -> String {
 }
 fn default_shared_timeout() -> u64 {
     100
+}
+
+/// Session settings as written: `{keys_file: /etc/portcullis/session-keys}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSessions {
+    /// A file of base64url 32-byte keys, one per line; the first seals new session ids.
+    #[serde(default)]
+    pub(crate) keys_file: Option<PathBuf>,
+    /// A session unused this long is ended (default: a day).
+    #[serde(default = "default_session_idle")]
+    pub(crate) idle_timeout_seconds: u64,
+    /// A session id is refused this long after it was minted (default: a week).
+    #[serde(default = "default_session_lifetime")]
+    pub(crate) max_lifetime_seconds: u64,
+}
+
+/// A day.
+pub(super) const DEFAULT_SESSION_IDLE: u64 = 24 * 3600;
+/// A week.
+pub(super) const DEFAULT_SESSION_LIFETIME: u64 = 7 * 24 * 3600;
+
+fn default_session_idle() -> u64 {
+    DEFAULT_SESSION_IDLE
+}
+fn default_session_lifetime() -> u64 {
+    DEFAULT_SESSION_LIFETIME
 }
 
 /// Revocation settings as written.

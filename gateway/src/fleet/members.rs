@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use super::{self as fleet, Fleet, PageError};
 use crate::clock;
 use crate::list_filter::filter_message;
+use crate::session::SessionError;
 use crate::state::GatewayState;
 use crate::upstream::Upstream;
 use crate::upstream::client::{self, OwnRequest, UpstreamError};
@@ -45,6 +46,9 @@ pub(crate) enum MemberError {
     /// The member has more pages than the gateway reads.
     #[error("more than {MAX_PAGES} pages of tools")]
     TooManyPages,
+    /// The shared store could not say which member session the fleet session holds.
+    #[error(transparent)]
+    Session(#[from] SessionError),
 }
 
 /// One agent request on a fleet, as the members are asked on its behalf.
@@ -93,7 +97,12 @@ impl OnBehalf<'_> {
         let Some(fleet_session) = self.session else {
             return Ok(String::new());
         };
-        if let Some(id) = self.state.sessions.member(fleet_session, &member.name) {
+        if let Some(id) = self
+            .state
+            .sessions
+            .member(fleet_session, &member.name)
+            .await?
+        {
             return Ok(id);
         }
         let id = json!("portcullis-fleet-initialize");
@@ -146,6 +155,7 @@ impl OnBehalf<'_> {
             .state
             .sessions
             .bind_member(fleet_session, &member.name, upstream_id.clone())
+            .await?
         {
             Some((id, true)) => Ok(id),
             // Another request of the agent's opened one first: use it, and end ours.

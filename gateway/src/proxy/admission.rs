@@ -25,7 +25,7 @@ use crate::clock;
 use crate::jsonrpc::Message;
 use crate::jsonrpc_error::{GatewayError, SUPPORTED_PROTOCOL_VERSIONS};
 use crate::routes::Routes;
-use crate::session::Principal;
+use crate::session::{Principal, SessionError};
 use crate::state::GatewayState;
 use crate::upstream::Upstream;
 use crate::upstream::client::{MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
@@ -189,12 +189,16 @@ async fn authenticate_request(
     let session = match session_id {
         Some(id) => {
             let principal = Principal::of(token.claims());
-            match state.sessions.resolve(id, route.name(), &principal) {
-                Some(upstream_id) => Some(McpSession {
+            match state.sessions.resolve(id, route.name(), &principal).await {
+                Ok(Some(resolved)) => Some(McpSession {
                     id: id.to_owned(),
-                    upstream_id,
+                    upstream_id: resolved.upstream_id,
                 }),
-                None => return Err(GatewayError::UnknownSession),
+                Ok(None) => return Err(GatewayError::UnknownSession),
+                Err(SessionError::Unavailable(e)) => {
+                    tracing::warn!("refusing a session lookup in strict mode: {e}");
+                    return Err(GatewayError::SessionUnavailable);
+                }
             }
         }
         None => None,

@@ -15,7 +15,7 @@ use super::context::{FleetCall, Forward, McpSession};
 use super::judge::Judge;
 use super::request::{read_message, revision};
 use super::respond::write_json;
-use crate::fleet::members::{self, OnBehalf};
+use crate::fleet::members::{self, MemberError, OnBehalf};
 use crate::fleet::{self, Fleet};
 use crate::jsonrpc::{self, Message};
 use crate::jsonrpc_error::{GatewayError, SESSION_PROTOCOL_VERSIONS};
@@ -52,7 +52,7 @@ pub(super) async fn admit(
             let Some(id) = fleet_session else {
                 return Err(GatewayError::SessionRequired { id: Value::Null }.into());
             };
-            let ended = state.sessions.end(&id);
+            let ended = state.sessions.end(&id).await;
             members::end_member_sessions(state, &token, &version, ended);
             write_json(session, 200, Vec::new(), &[]).await?;
             return Ok(Admission::Answered("session_ended"));
@@ -104,9 +104,8 @@ pub(super) async fn admit(
         "initialize" => {
             let requested = params["protocolVersion"].as_str();
             let result = fleet::initialize_result(fleet, requested);
-            let opened = state
-                .sessions
-                .open(&fleet.name, "", Principal::of(token.claims()));
+            let principal = Principal::of(token.claims());
+            let opened = state.sessions.open(&fleet.name, "", &principal).await;
             headers.push((http::HeaderName::from_static(MCP_SESSION_ID), opened));
             result
         }
@@ -198,9 +197,12 @@ async fn route_call(
     let body = fleet::call_body(body, &tool).map_err(|e| GatewayError::invalid(id.clone(), &e))?;
     let member_session = on_behalf.member_session(member).await.map_err(|e| {
         tracing::warn!(fleet = %fleet.name, member = %member.name, "opening a member session: {e}");
-        GatewayError::Upstream {
-            id,
-            detail: e.to_string(),
+        match e {
+            MemberError::Session(_) => GatewayError::SessionUnavailable,
+            e => GatewayError::Upstream {
+                id,
+                detail: e.to_string(),
+            },
         }
     })?;
     Ok(Forward {

@@ -148,7 +148,7 @@ impl ProxyHttp for Gateway {
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        response::prepare(&self.state, session, response, ctx)
+        response::prepare(&self.state, session, response, ctx).await
     }
 
     /// Runs for each chunk of the response body (synchronously, as bytes arrive).

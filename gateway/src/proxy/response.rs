@@ -18,7 +18,7 @@ use crate::fleet::members;
 use crate::jsonrpc_error::GatewayError;
 use crate::list_filter::filter_message;
 use crate::metrics;
-use crate::session::Principal;
+use crate::session::{MAX_UPSTREAM_ID, Principal};
 use crate::sse::SseRewriter;
 use crate::state::GatewayState;
 use crate::upstream::client::MCP_SESSION_ID;
@@ -28,7 +28,7 @@ const MAX_JSON_RESPONSE: usize = 16 * 1024 * 1024;
 
 /// Adjusts the response header and picks how the body will be treated: event streams and JSON
 /// list results are rewritten, so their length changes and they are sent chunked.
-pub(super) fn prepare(
+pub(super) async fn prepare(
     state: &GatewayState,
     session: &Session,
     response: &mut ResponseHeader,
@@ -52,7 +52,7 @@ pub(super) fn prepare(
             "the upstream refused the gateway's credential",
         ));
     }
-    rewrite_session(state, session, response, forward)?;
+    rewrite_session(state, session, response, forward).await?;
     let content_type = response
         .headers
         .get(header::CONTENT_TYPE)
@@ -104,7 +104,7 @@ fn header_text(response: &ResponseHeader, name: header::HeaderName) -> String {
 
 /// Swaps the upstream's session id in a response for the agent's, minting one when the
 /// upstream opens a session, and forgets sessions that end.
-fn rewrite_session(
+async fn rewrite_session(
     state: &GatewayState,
     session: &Session,
     response: &mut ResponseHeader,
@@ -114,7 +114,7 @@ fn rewrite_session(
     let ended = (session.req_header().method == http::Method::DELETE && status.is_success())
         || status == http::StatusCode::NOT_FOUND;
     if ended && let Some(ended) = forward.session.take() {
-        let fleet_members = state.sessions.end(&ended.id);
+        let fleet_members = state.sessions.end(&ended.id).await;
         // A member lost the fleet session's upstream session: the agent sees 404 and starts
         // over, so the other members' sessions end too.
         let version = revision(session.req_header());
@@ -142,8 +142,19 @@ fn rewrite_session(
         Some(known) if known.upstream_id == upstream_id => known.id.clone(),
         _ => {
             let upstream = &forward.upstream.name;
+            if upstream_id.len() > MAX_UPSTREAM_ID {
+                tracing::warn!(%upstream, "the upstream opened a session with an id over {MAX_UPSTREAM_ID} bytes");
+                metrics::upstream_answer_refused(upstream, "session_id_too_long");
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(502),
+                    "the upstream's session id is too long to carry",
+                ));
+            }
             let principal = Principal::of(forward.token.claims());
-            let id = state.sessions.open(upstream, &upstream_id, principal);
+            let id = state
+                .sessions
+                .open(upstream, &upstream_id, &principal)
+                .await;
             forward.session = Some(McpSession {
                 id: id.clone(),
                 upstream_id,

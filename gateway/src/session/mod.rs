@@ -1,25 +1,42 @@
-//! MCP sessions as the agent sees them: ids minted by the gateway, bound to who opened them.
+//! MCP sessions as the agent sees them: ids minted by the gateway, bound to who opened them,
+//! that any replica can serve.
 //!
-//! An upstream's `Mcp-Session-Id` never reaches the agent. When an upstream opens a session, the
-//! gateway mints an id of its own (256 random bits), remembers which upstream session it stands
-//! for and which principal (issuer, user, agent) opened it, and rewrites the header both ways.
-//! A session id presented with another principal's token, or at another upstream, is unknown:
-//! 404, as for an ended session, so a stolen id is worth nothing without the token that goes
-//! with it (MCP security best practices, session hijacking). Sessions idle for a day are
-//! forgotten.
+//! An upstream's `Mcp-Session-Id` never reaches the agent. When an upstream opens a session,
+//! the gateway mints an id of its own that seals the upstream's id, bound to the upstream and
+//! to the principal (issuer, user, agent) that opened it ([`sealed`]), and rewrites the header
+//! both ways. A session id presented with another principal's token, or at another upstream,
+//! is unknown: 404, as for an ended session, so a stolen id is worth nothing without the token
+//! that goes with it (MCP security best practices, session hijacking).
+//!
+//! Replicas that share the session keys (`sessions.keys_file`) read each other's ids, so no
+//! sticky routing is needed. What an id cannot carry is kept by handle:
+//! - with a shared store ([`shared`]), whether the session lives: ended on one replica is
+//!   ended on all, and idle expiry counts uses at every replica. While the store cannot
+//!   answer, `shared_state.mode` decides: `lenient` serves on what this replica knows,
+//!   `strict` refuses with [`SessionError::Unavailable`].
+//! - without one ([`local`]), each replica knows the sessions it ended and those idle at it;
+//!   an ended session's upstream refuses its id too.
+//!
+//! Every id ages out `sessions.max_lifetime_seconds` after its session opened, whatever
+//! happens to the stores.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+mod local;
+mod sealed;
+mod shared;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::sync::Arc;
+use std::time::Duration;
+
 use portcullis_policy::Claims;
 
-/// Sessions idle longer than this are forgotten.
-const IDLE_LIMIT: Duration = Duration::from_secs(24 * 3600);
-/// How many sessions one map may hold before idle ones are swept.
-const SWEEP_AT: usize = 100_000;
+use self::local::{Known, LocalSessions};
+pub(crate) use self::sealed::MAX_UPSTREAM_ID;
+use self::sealed::Sealer;
+pub use self::sealed::SessionKey;
+use self::shared::SharedSessions;
+use crate::config::{SessionSettings, SharedMode};
+use crate::shared_state::{SharedStore, StoreError};
+use crate::{clock, metrics};
 
 /// Who a session belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,173 +57,218 @@ impl Principal {
     }
 }
 
-#[derive(Debug)]
-struct Entry {
-    upstream: String,
-    upstream_id: String,
-    principal: Principal,
-    last_used: Instant,
-    /// For a fleet session: the upstream session opened at each member, by member name.
-    members: HashMap<String, String>,
+/// Why a session could not be looked up.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SessionError {
+    /// Strict mode, and the shared store could not say whether the session lives.
+    #[error("the session store is unreachable: {0}")]
+    Unavailable(#[source] StoreError),
 }
 
-/// The gateway's session table.
-#[derive(Debug, Default)]
+/// A session the agent named, found live.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    /// The upstream session behind it; empty for a fleet's own session.
+    pub(crate) upstream_id: String,
+}
+
+/// The gateway's sessions.
+#[derive(Debug)]
 pub(crate) struct Sessions {
-    map: Mutex<HashMap<String, Entry>>,
+    sealer: Sealer,
+    local: LocalSessions,
+    shared: Option<SharedSessions>,
+    idle: Duration,
+    max_lifetime: Duration,
+}
+
+/// The handle of an id the gateway minted: its first characters.
+fn handle(id: &str) -> Option<&str> {
+    id.get(..sealed::HANDLE_LEN)
 }
 
 impl Sessions {
-    fn map(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
-        self.map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Sessions sealed with the configured keys (or a key of this process), shared through
+    /// `store` when there is one.
+    pub(crate) fn new(settings: &SessionSettings, store: Option<Arc<SharedStore>>) -> Self {
+        let keys = match &settings.keys {
+            Some(keys) => keys.clone(),
+            None => vec![SessionKey::generate()],
+        };
+        Self {
+            sealer: Sealer::new(&keys),
+            local: LocalSessions::default(),
+            shared: store.map(|store| SharedSessions { store }),
+            idle: settings.idle_timeout,
+            max_lifetime: settings.max_lifetime,
+        }
     }
 
-    /// Records a session an upstream opened for `principal`; returns the id the agent sees.
-    pub(crate) fn open(&self, upstream: &str, upstream_id: &str, principal: Principal) -> String {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).expect("the OS random source is available");
-        let id = URL_SAFE_NO_PAD.encode(bytes);
-        let mut map = self.map();
-        if map.len() >= SWEEP_AT {
-            map.retain(|_, e| e.last_used.elapsed() < IDLE_LIMIT);
+    fn expires_at(&self, opened_at: i64) -> i64 {
+        let lifetime = i64::try_from(self.max_lifetime.as_secs()).unwrap_or(i64::MAX);
+        opened_at.saturating_add(lifetime)
+    }
+
+    /// Mints the id of a session `upstream` opened as `upstream_id` for `principal`.
+    pub(crate) async fn open(
+        &self,
+        upstream: &str,
+        upstream_id: &str,
+        principal: &Principal,
+    ) -> String {
+        let now = clock::now();
+        let id = self.sealer.seal(upstream, principal, now, upstream_id);
+        let handle = handle(&id).expect("a sealed id is longer than its handle");
+        self.local.open(handle, self.expires_at(now), now);
+        if let Some(shared) = &self.shared
+            && shared.open(handle, self.idle).await.is_err()
+        {
+            // In strict mode the next use is refused until the store answers, and then the
+            // session is unknown (the agent opens another); in lenient mode this replica's
+            // knowledge serves meanwhile.
+            metrics::shared_store_fallback("session");
         }
-        map.insert(
-            id.clone(),
-            Entry {
-                upstream: upstream.to_owned(),
-                upstream_id: upstream_id.to_owned(),
-                principal,
-                last_used: Instant::now(),
-                members: HashMap::new(),
-            },
-        );
         id
     }
 
-    /// The upstream session behind `id`, if it exists, is at the upstream named `upstream`, and belongs to
-    /// `principal`. Anything else is indistinguishable from an unknown session.
-    pub(crate) fn resolve(
+    /// The session `id`, if it lives, is at `upstream` and belongs to `principal`; marks it
+    /// used. Anything else is indistinguishable from an unknown session.
+    pub(crate) async fn resolve(
         &self,
         id: &str,
         upstream: &str,
         principal: &Principal,
-    ) -> Option<String> {
-        let mut map = self.map();
-        let entry = map.get_mut(id)?;
-        if entry.upstream != upstream
-            || entry.principal != *principal
-            || entry.last_used.elapsed() >= IDLE_LIMIT
-        {
-            return None;
+    ) -> Result<Option<Resolved>, SessionError> {
+        let Some(opened) = self.sealer.open(id, upstream, principal) else {
+            return Ok(None);
+        };
+        let now = clock::now();
+        let expires_at = self.expires_at(opened.opened_at);
+        if now >= expires_at {
+            return Ok(None);
         }
-        entry.last_used = Instant::now();
-        Some(entry.upstream_id.clone())
+        let known = self.local.touch(opened.handle, expires_at, now, self.idle);
+        let live = match (&self.shared, known) {
+            (_, Known::Ended) => false,
+            (None, known) => known == Known::Live,
+            (Some(shared), known) => match shared.touch(opened.handle, self.idle).await {
+                Ok(live) => {
+                    if live {
+                        self.local.used(opened.handle);
+                    }
+                    live
+                }
+                Err(e) => match shared.store.mode() {
+                    SharedMode::Lenient => {
+                        metrics::shared_store_fallback("session");
+                        known == Known::Live
+                    }
+                    SharedMode::Strict => return Err(SessionError::Unavailable(e)),
+                },
+            },
+        };
+        Ok(live.then_some(Resolved {
+            upstream_id: opened.upstream_id,
+        }))
     }
 
-    /// The upstream session a fleet session holds at `member`, if one was opened.
-    pub(crate) fn member(&self, id: &str, member: &str) -> Option<String> {
-        self.map().get(id)?.members.get(member).cloned()
+    /// Forgets a session (ended by DELETE, or gone upstream) on every replica; returns a fleet
+    /// session's member sessions, to end them too.
+    pub(crate) async fn end(&self, id: &str) -> Vec<(String, String)> {
+        let Some(handle) = handle(id) else {
+            return Vec::new();
+        };
+        // The id was resolved before it is ended, so it has not aged out; its tombstone here
+        // may stay as long as any id can.
+        let now = clock::now();
+        let mut members = self.local.end(handle, self.expires_at(now), now);
+        if let Some(shared) = &self.shared {
+            match shared.end(handle).await {
+                Ok(bound) => {
+                    for (member, upstream_id) in bound {
+                        if !members.contains(&(member.clone(), upstream_id.clone())) {
+                            members.push((member, upstream_id));
+                        }
+                    }
+                }
+                Err(_) => metrics::shared_store_fallback("session"),
+            }
+        }
+        members
+    }
+
+    /// The upstream session the fleet session `id` holds at `member`, if one was opened.
+    pub(crate) async fn member(
+        &self,
+        id: &str,
+        member: &str,
+    ) -> Result<Option<String>, SessionError> {
+        let Some(handle) = handle(id) else {
+            return Ok(None);
+        };
+        if let Some(known) = self.local.member(handle, member) {
+            return Ok(Some(known));
+        }
+        let Some(shared) = &self.shared else {
+            return Ok(None);
+        };
+        match shared.member(handle, member).await {
+            Ok(Some(bound)) => {
+                // Bound at another replica: remembered here, since a binding never changes.
+                self.local.bind_member(handle, member, bound.clone());
+                Ok(Some(bound))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => self.fallback(e).map(|()| None),
+        }
     }
 
     /// Records the upstream session opened at `member` for the fleet session `id`. If another
-    /// request opened one first, that one is kept and returned (with `false`): the caller
-    /// ends its own.
-    pub(crate) fn bind_member(
+    /// request (here or at another replica) bound one first, that one is kept and returned
+    /// with `false`: the caller ends its own. `None`: the session has ended.
+    pub(crate) async fn bind_member(
         &self,
         id: &str,
         member: &str,
         upstream_id: String,
-    ) -> Option<(String, bool)> {
-        let mut map = self.map();
-        let entry = map.get_mut(id)?;
-        match entry.members.get(member) {
-            Some(first) => Some((first.clone(), false)),
-            None => {
-                entry.members.insert(member.to_owned(), upstream_id.clone());
-                Some((upstream_id, true))
+    ) -> Result<Option<(String, bool)>, SessionError> {
+        let Some(handle) = handle(id) else {
+            return Ok(None);
+        };
+        let Some(shared) = &self.shared else {
+            return Ok(self.local.bind_member(handle, member, upstream_id));
+        };
+        match shared
+            .bind_member(handle, member, &upstream_id, self.max_lifetime)
+            .await
+        {
+            Ok((kept, _)) => Ok(self
+                .local
+                .bind_member(handle, member, kept)
+                .map(|(kept, _)| {
+                    let mine = kept == upstream_id;
+                    (kept, mine)
+                })),
+            Err(e) => {
+                self.fallback(e)?;
+                Ok(self.local.bind_member(handle, member, upstream_id))
             }
         }
     }
 
-    /// Forgets a session (ended by DELETE, or gone upstream); returns a fleet session's member
-    /// sessions, to end them too.
-    pub(crate) fn end(&self, id: &str) -> Vec<(String, String)> {
-        self.map()
-            .remove(id)
-            .map(|entry| entry.members.into_iter().collect())
-            .unwrap_or_default()
-    }
-
-    /// Whether no session is known.
-    #[cfg(test)]
-    fn is_empty(&self) -> bool {
-        self.map().is_empty()
+    /// In lenient mode, counts a lookup served by this replica alone; in strict mode, refuses.
+    fn fallback(&self, error: StoreError) -> Result<(), SessionError> {
+        let strict = self
+            .shared
+            .as_ref()
+            .is_some_and(|shared| shared.store.mode() == SharedMode::Strict);
+        if strict {
+            return Err(SessionError::Unavailable(error));
+        }
+        metrics::shared_store_fallback("session");
+        Ok(())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn principal(sub: &str, client: &str) -> Principal {
-        Principal {
-            issuer: "https://issuer".into(),
-            subject: sub.into(),
-            client_id: client.into(),
-        }
-    }
-
-    #[test]
-    fn a_session_resolves_only_for_the_principal_and_upstream_that_opened_it() {
-        let sessions = Sessions::default();
-        let id = sessions.open("a", "upstream-1", principal("alice", "agent-a"));
-        assert_ne!(id, "upstream-1", "the upstream id is never shown");
-        assert_eq!(id.len(), 43);
-        let alice = principal("alice", "agent-a");
-        assert_eq!(
-            sessions.resolve(&id, "a", &alice).as_deref(),
-            Some("upstream-1")
-        );
-        assert_eq!(
-            sessions.resolve(&id, "a", &principal("mallory", "agent-a")),
-            None
-        );
-        assert_eq!(
-            sessions.resolve(&id, "a", &principal("alice", "agent-b")),
-            None
-        );
-        assert_eq!(sessions.resolve(&id, "b", &alice), None);
-        assert_eq!(sessions.resolve("upstream-1", "a", &alice), None);
-    }
-
-    #[test]
-    fn an_ended_session_is_unknown() {
-        let sessions = Sessions::default();
-        let alice = principal("alice", "agent-a");
-        let id = sessions.open("a", "u", alice.clone());
-        sessions.end(&id);
-        assert_eq!(sessions.resolve(&id, "a", &alice), None);
-        assert!(sessions.is_empty());
-    }
-
-    #[test]
-    fn a_fleet_session_keeps_the_first_member_session_and_hands_them_back_at_its_end() {
-        let sessions = Sessions::default();
-        let id = sessions.open("office", "", principal("alice", "agent-a"));
-        assert_eq!(sessions.member(&id, "mail"), None);
-        assert_eq!(
-            sessions.bind_member(&id, "mail", "m-1".into()),
-            Some(("m-1".into(), true))
-        );
-        assert_eq!(
-            sessions.bind_member(&id, "mail", "m-2".into()),
-            Some(("m-1".into(), false)),
-            "a racing second opening loses"
-        );
-        assert_eq!(sessions.member(&id, "mail").as_deref(), Some("m-1"));
-        assert_eq!(sessions.end(&id), [("mail".to_owned(), "m-1".to_owned())]);
-        assert_eq!(sessions.bind_member(&id, "mail", "m-3".into()), None);
-    }
-}
+mod tests;
