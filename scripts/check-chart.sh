@@ -123,6 +123,9 @@ refused "gateway.config.public_url is required" --set issuer.enabled=false
 refused "gateway.config.upstreams is required" -f "$SHARED" --set-json 'gateway.config.upstreams=[]'
 refused "gateway.signingKey (value or existingSecret) is required" -f "$SHARED" --set gateway.signingKey.existingSecret=
 refused "gateway.signingKey.value must be a base64url" -f "$SHARED" --set gateway.signingKey.existingSecret= --set gateway.signingKey.value=short
+refused "gateway.sessionKeys (value or existingSecret) is required" -f "$SHARED" --set gateway.sessionKeys.existingSecret=
+refused "gateway.sessionKeys.value must be base64url 32-byte keys" -f "$SHARED" --set gateway.sessionKeys.existingSecret= --set gateway.sessionKeys.value=short
+refused "gateway.config.sessions.keys_file is set by the chart" -f "$SHARED" --set gateway.config.sessions.keys_file=/x
 refused "gateway.config.shared_state is set by the chart" -f "$SHARED" --set gateway.config.shared_state.redis_url=redis://x
 refused "gateway.sharedState.mode must be lenient or strict" -f "$SHARED" --set gateway.sharedState.redisUrl=redis://x --set gateway.sharedState.mode=eventual
 refused "gateway.sharedState.redisUrl must be a redis:// URL" -f "$SHARED" --set gateway.sharedState.redisUrl=http://x

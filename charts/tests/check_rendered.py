@@ -131,6 +131,22 @@ def check_gateway(objects, by_component, gateway, mode):
     check(config["listen"].endswith(f':{gw_ports["http"]}'), "gateway listen does not match the http port")
     check(config["admin_listen"].endswith(f':{gw_ports["admin"]}'), "gateway admin_listen does not match the admin port")
 
+    # Every file the configuration names is mounted into the gateway container.
+    mounts = [m["mountPath"].rstrip("/") + "/" for m in gw.get("volumeMounts", [])]
+    named = [
+        config.get("signing_key_file"),
+        (config.get("sessions") or {}).get("keys_file"),
+        (config.get("shared_state") or {}).get("redis_url_file"),
+    ]
+    for path in filter(None, named):
+        check(any(path.startswith(m) for m in mounts), f"the gateway config names {path}, which no volume mounts")
+
+    # Replicas behind one address sign alike and read each other's session ids.
+    scaled = gateway["spec"].get("replicas", 1) > 1 or any(
+        o["kind"] == "HorizontalPodAutoscaler" for o in objects)
+    if mode == "sharedProxy" and scaled:
+        check("keys_file" in (config.get("sessions") or {}), "several gateway replicas without shared session keys")
+
     if mode == "sidecar":
         check_sidecar(objects, gateway, gw_ports, config)
 

@@ -118,6 +118,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- if or .Values.gateway.signingKey.existingSecret .Values.gateway.signingKey.value -}}true{{- end -}}
 {{- end -}}
 
+{{- define "portcullis.gateway.hasSessionKeys" -}}
+{{- if or .Values.gateway.sessionKeys.existingSecret .Values.gateway.sessionKeys.value -}}true{{- end -}}
+{{- end -}}
+
 {{- define "portcullis.gateway.hasSharedState" -}}
 {{- if or .Values.gateway.sharedState.existingSecret .Values.gateway.sharedState.redisUrl -}}true{{- end -}}
 {{- end -}}
@@ -168,6 +172,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- if include "portcullis.gateway.hasSigningKey" . -}}
 {{- $_ := set $cfg "signing_key_file" "/etc/portcullis/signing-key/signing-key" -}}
 {{- end -}}
+{{- if include "portcullis.gateway.hasSessionKeys" . -}}
+{{- $sessions := deepCopy (default (dict) $cfg.sessions) -}}
+{{- if hasKey $sessions "keys_file" -}}
+{{- fail "gateway.config.sessions.keys_file is set by the chart; remove it (see gateway.sessionKeys)" -}}
+{{- end -}}
+{{- $_ := set $sessions "keys_file" "/etc/portcullis/session-keys/session-keys" -}}
+{{- $_ := set $cfg "sessions" $sessions -}}
+{{- end -}}
 {{- if include "portcullis.gateway.hasSharedState" . -}}
 {{- $shared := .Values.gateway.sharedState -}}
 {{- $_ := set $cfg "shared_state" (dict "redis_url_file" "/etc/portcullis/shared-state/redis-url" "mode" $shared.mode "key_prefix" $shared.keyPrefix "timeout_ms" (int $shared.timeoutMs)) -}}
@@ -200,6 +212,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .Values.gateway.enabled -}}
 {{- if and (eq .Values.mode "sharedProxy") (include "portcullis.gateway.mints" .) (or .Values.gateway.autoscaling.enabled (gt (int .Values.gateway.replicaCount) 1)) (not (include "portcullis.gateway.hasSigningKey" .)) -}}
 {{- fail "gateway.signingKey (value or existingSecret) is required with more than one gateway replica: every replica must sign downstream tokens with the same key, or upstreams reject the tokens of replicas whose key they did not fetch" -}}
+{{- end -}}
+{{- if and (eq .Values.mode "sharedProxy") .Values.gateway.config.upstreams (or .Values.gateway.autoscaling.enabled (gt (int .Values.gateway.replicaCount) 1)) (not (include "portcullis.gateway.hasSessionKeys" .)) -}}
+{{- fail "gateway.sessionKeys (value or existingSecret) is required with more than one gateway replica: every replica must read the MCP session ids the others mint, or a session opened at one replica is unknown (404) at the next" -}}
+{{- end -}}
+{{- range $line := splitList "\n" (trim .Values.gateway.sessionKeys.value) -}}
+{{- if and (trim $line) (not (regexMatch "^[A-Za-z0-9_-]{43}$" (trim $line))) -}}
+{{- fail "gateway.sessionKeys.value must be base64url 32-byte keys without padding (43 characters), one per line" -}}
+{{- end -}}
 {{- end -}}
 {{- with .Values.gateway.signingKey.value -}}
 {{- if not (regexMatch "^[A-Za-z0-9_-]{43}$" (trim .)) -}}
