@@ -6,6 +6,9 @@
 #
 #   ./scripts/bench-builds.sh REV [ROUNDS]     # e.g. ./scripts/bench-builds.sh HEAD~3 3
 #
+# With BENCH_REDIS_URL (e.g. redis://127.0.0.1:6379) every run adds the `gateway+redis` lane (a
+# replica with shared_state there, under a grant with a rate) and the summary its figures.
+#
 # About 70 s per round and build. Each run compares the gateway with a bare Pingora hop
 # (`passthrough`) and with the server called directly, so the ratios carry across runs.
 set -euo pipefail
@@ -26,13 +29,17 @@ cp target/release/portcullis-loadtest "$out/loadtest-base"
 cargo build --release --quiet -p portcullis-loadtest
 cp target/release/portcullis-loadtest "$out/loadtest-current"
 
+redis=()
+if [ -n "${BENCH_REDIS_URL:-}" ]; then
+  redis=(--redis-url "$BENCH_REDIS_URL")
+fi
 for round in $(seq 1 "$rounds"); do
   for build in base current; do
     echo "== round $round/$rounds: $build" >&2
-    timeout --kill-after=10 240 "$out/loadtest-$build" --json calls --tool submit_expense \
-      --clients 8 --duration 15 --warmup 2 >"$out/$build-closed-$round.json"
-    timeout --kill-after=10 240 "$out/loadtest-$build" --json calls --tool submit_expense \
-      --clients 8 --duration 10 --warmup 1 --rate 1000 >"$out/$build-paced-$round.json"
+    timeout --kill-after=10 300 "$out/loadtest-$build" --json calls --tool submit_expense \
+      --clients 8 --duration 15 --warmup 2 "${redis[@]}" >"$out/$build-closed-$round.json"
+    timeout --kill-after=10 300 "$out/loadtest-$build" --json calls --tool submit_expense \
+      --clients 8 --duration 10 --warmup 1 --rate 1000 "${redis[@]}" >"$out/$build-paced-$round.json"
   done
 done
 
@@ -57,4 +64,16 @@ for build in ("base", "current"):
     a50 = med([r["gateway_vs_passthrough"]["p50_added_us"] for r in paced])
     a99 = med([r["gateway_vs_passthrough"]["p99_added_us"] for r in paced])
     print(f"| {build} | {rps:,.0f} | {ratio:.2f} | {p50:,.0f} / {p99:,.0f} | +{a50:,.0f} / +{a99:,.0f} |")
+if any(s["scenario"] == "gateway+redis" for s in load("base", "closed")[0]["scenarios"]):
+    print()
+    print("| build | closed loop: gateway+redis req/s | paced 1 000/s: gateway+redis p50 / p99 µs | gateway+redis − gateway p50 / p99 µs |")
+    print("|---|---|---|---|")
+    for build in ("base", "current"):
+        closed, paced = load(build, "closed"), load(build, "paced")
+        rps = med([scenario(r, "gateway+redis")["throughput_rps"] for r in closed])
+        p50 = med([scenario(r, "gateway+redis")["latency"]["p50_us"] for r in paced])
+        p99 = med([scenario(r, "gateway+redis")["latency"]["p99_us"] for r in paced])
+        d50 = med([scenario(r, "gateway+redis")["latency"]["p50_us"] - scenario(r, "gateway")["latency"]["p50_us"] for r in paced])
+        d99 = med([scenario(r, "gateway+redis")["latency"]["p99_us"] - scenario(r, "gateway")["latency"]["p99_us"] for r in paced])
+        print(f"| {build} | {rps:,.0f} | {p50:,.0f} / {p99:,.0f} | {d50:+,.0f} / {d99:+,.0f} |")
 PY
