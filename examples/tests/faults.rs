@@ -5,6 +5,7 @@
 //! is printed (`--nocapture`) for docs/FAULTS.md, not asserted.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use portcullis_examples::agent::{IssuerClient, connect, expense_grant};
@@ -27,7 +28,12 @@ enum Fault {
     Reset,
     /// Sends bytes that are no event stream at all, then ends.
     Malformed,
+    /// Sends whole events as fast as it can be read, up to 200 MB, counting what it wrote.
+    Flood,
 }
+
+/// What the `Flood` upstream managed to write so far.
+static FLOODED: AtomicU64 = AtomicU64::new(0);
 
 /// A loopback upstream with `fault`.
 async fn faulty_upstream(fault: Fault) -> String {
@@ -101,6 +107,20 @@ async fn serve(mut stream: TcpStream, fault: Fault) {
                 reason = "a zero linger resets at once and never blocks: the fault under test"
             )]
             let _ = stream.set_linger(Some(Duration::ZERO));
+        }
+        Fault::Flood => {
+            let _ = stream.write_all(head.as_bytes()).await;
+            let event = format!(
+                "data: {}\n\n",
+                json!({"jsonrpc": "2.0", "method": "notifications/message",
+                    "params": {"level": "info", "data": "x".repeat(16 * 1024)}})
+            );
+            for _ in 0..(200 << 20) / event.len() {
+                if stream.write_all(event.as_bytes()).await.is_err() {
+                    return;
+                }
+                FLOODED.fetch_add(event.len() as u64, Ordering::Relaxed);
+            }
         }
         Fault::Malformed => {
             let _ = stream.write_all(head.as_bytes()).await;
@@ -403,5 +423,46 @@ async fn a_client_trickling_its_body_is_not_judged_early_and_holds_no_one_up() {
         calls_seen,
         bystander_calls + 1,
         "the upstream saw the bystander's calls (and its first, before the fault) and nothing else"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_stream_holds_back_the_upstream_not_memory() {
+    let world = Arc::new(world(Fault::Flood).await);
+    let (written, _) = during_fault(&world, "client never reads a flooding stream", async {
+        let address = world.stack.gateway_url.trim_start_matches("http://").to_owned();
+        let mut stream = TcpStream::connect(&address).await.unwrap();
+        let body = call().to_string();
+        let head = format!(
+            "POST /mcp/faulty HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {}\r\n\
+             content-type: application/json\r\naccept: application/json, text/event-stream\r\n\
+             mcp-protocol-version: 2025-06-18\r\ncontent-length: {}\r\n\r\n{body}",
+            world.faulty_token,
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        // The stream is asked for and never read: the socket buffers fill, and then?
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let written = FLOODED.load(Ordering::Relaxed);
+        drop(stream);
+        written
+    })
+    .await;
+    // What the upstream could write is what the sockets and the gateway's buffers hold, not the
+    // 200 MB it had: the gateway reads from the upstream only as fast as the client reads.
+    assert!(written > 0, "the upstream started");
+    assert!(
+        written < 32 << 20,
+        "the upstream wrote {} MiB to a client that reads nothing",
+        written >> 20
+    );
+    // With the client gone, the gateway lets go of the upstream: its writes fail.
+    let settled = FLOODED.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = FLOODED.load(Ordering::Relaxed);
+    assert!(
+        after - settled < 32 << 20,
+        "the upstream went on writing {} MiB after the client left",
+        (after - settled) >> 20
     );
 }

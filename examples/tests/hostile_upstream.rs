@@ -452,3 +452,71 @@ async fn a_fleet_with_a_legacy_member_refuses_stateless_requests_cleanly() {
     );
     stack.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_member_listing_in_a_content_coding_is_left_out_not_passed_on_unread() {
+    let answer: Answer = Arc::new(|method| match method {
+        Some("initialize") => http(
+            "200 OK",
+            &["content-type: application/json", "mcp-session-id: member-1"],
+            br#"{"jsonrpc":"2.0","id":"portcullis-fleet-initialize","result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"hostile","version":"1"}}}"#,
+        ),
+        Some("notifications/initialized") => http("202 Accepted", &[], b""),
+        _ => http(
+            "200 OK",
+            &["content-type: application/json", "content-encoding: gzip"],
+            &gzip(tools_list().as_bytes()),
+        ),
+    });
+    let dir = tempfile::TempDir::new().unwrap();
+    let (url, seen) = hostile_upstream(answer).await;
+    let mut options = StackOptions::with_upstream(dir.path(), "hostile", &url);
+    options.gateway_extra_yaml = "fleets: [{name: office, members: [expenses, hostile]}]\n".into();
+    let stack = Stack::start(&options).await.unwrap();
+    let office = format!("{}/mcp/office", stack.gateway_url);
+    let issuer = IssuerClient::new(&stack.issuer_url, &stack.admin_token);
+    let agent = issuer.register_agent("agent", "Agent").await.unwrap();
+    let details = json!([{"type": "mcp_tools",
+        "tools": ["expenses/list_expenses", "hostile/allowed_tool"], "max_depth": 0}]);
+    let (_, token) = issuer
+        .delegation(&agent, "alice", &office, details)
+        .await
+        .unwrap();
+    let post = |session: Option<String>, message: Value| {
+        let mut request = reqwest::Client::new()
+            .post(&office)
+            .bearer_auth(&token)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18")
+            .json(&message);
+        if let Some(session) = session {
+            request = request.header("mcp-session-id", session);
+        }
+        request.send()
+    };
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "probe", "version": "1"}}});
+    let opened = post(None, initialize).await.unwrap();
+    assert_eq!(opened.status().as_u16(), 200);
+    let session = opened.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}});
+    let listed: Value = post(Some(session), list).await.unwrap().json().await.unwrap();
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a list: {listed}"))
+        .iter()
+        .map(|tool| tool["name"].as_str().unwrap())
+        .collect();
+    // The expenses member's tools are served; the member the gateway cannot read adds none,
+    // neither the granted one nor the hidden one.
+    assert_eq!(names, ["expenses__list_expenses"], "{listed}");
+    let seen = seen.lock().unwrap().clone();
+    let list_request = seen
+        .iter()
+        .find(|s| s.method.as_deref() == Some("tools/list"))
+        .expect("the member was asked for its tools");
+    let asked = list_request.headers.iter().find(|(n, _)| n == "accept-encoding");
+    assert_eq!(asked.map(|(_, v)| v.as_str()), Some("identity"));
+    stack.stop();
+}
