@@ -430,7 +430,11 @@ async fn a_client_trickling_its_body_is_not_judged_early_and_holds_no_one_up() {
 async fn a_client_that_never_reads_its_stream_holds_back_the_upstream_not_memory() {
     let world = Arc::new(world(Fault::Flood).await);
     let (written, _) = during_fault(&world, "client never reads a flooding stream", async {
-        let address = world.stack.gateway_url.trim_start_matches("http://").to_owned();
+        let address = world
+            .stack
+            .gateway_url
+            .trim_start_matches("http://")
+            .to_owned();
         let mut stream = TcpStream::connect(&address).await.unwrap();
         let body = call().to_string();
         let head = format!(
@@ -448,6 +452,10 @@ async fn a_client_that_never_reads_its_stream_holds_back_the_upstream_not_memory
         written
     })
     .await;
+    println!(
+        "FAULT client never reads: the upstream wrote {} KiB of its 200 MiB in 3 s",
+        written >> 10
+    );
     // What the upstream could write is what the sockets and the gateway's buffers hold, not the
     // 200 MB it had: the gateway reads from the upstream only as fast as the client reads.
     assert!(written > 0, "the upstream started");

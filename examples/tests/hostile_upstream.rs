@@ -455,7 +455,8 @@ async fn a_fleet_with_a_legacy_member_refuses_stateless_requests_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_member_listing_in_a_content_coding_is_left_out_not_passed_on_unread() {
-    let answer: Answer = Arc::new(|method| match method {
+    let answer: Answer = Arc::new(|method| {
+        match method {
         Some("initialize") => http(
             "200 OK",
             &["content-type: application/json", "mcp-session-id: member-1"],
@@ -467,6 +468,7 @@ async fn a_fleet_member_listing_in_a_content_coding_is_left_out_not_passed_on_un
             &["content-type: application/json", "content-encoding: gzip"],
             &gzip(tools_list().as_bytes()),
         ),
+    }
     });
     let dir = tempfile::TempDir::new().unwrap();
     let (url, seen) = hostile_upstream(answer).await;
@@ -499,9 +501,17 @@ async fn a_fleet_member_listing_in_a_content_coding_is_left_out_not_passed_on_un
         "clientInfo": {"name": "probe", "version": "1"}}});
     let opened = post(None, initialize).await.unwrap();
     assert_eq!(opened.status().as_u16(), 200);
-    let session = opened.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let session = opened.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}});
-    let listed: Value = post(Some(session), list).await.unwrap().json().await.unwrap();
+    let listed: Value = post(Some(session), list)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let names: Vec<&str> = listed["result"]["tools"]
         .as_array()
         .unwrap_or_else(|| panic!("a list: {listed}"))
@@ -516,7 +526,10 @@ async fn a_fleet_member_listing_in_a_content_coding_is_left_out_not_passed_on_un
         .iter()
         .find(|s| s.method.as_deref() == Some("tools/list"))
         .expect("the member was asked for its tools");
-    let asked = list_request.headers.iter().find(|(n, _)| n == "accept-encoding");
+    let asked = list_request
+        .headers
+        .iter()
+        .find(|(n, _)| n == "accept-encoding");
     assert_eq!(asked.map(|(_, v)| v.as_str()), Some("identity"));
     stack.stop();
 }
