@@ -48,6 +48,7 @@ fn token_signed_by(key: &SigningKey) -> String {
             sub: "expense-agent".into(),
         })),
         grant_id: None,
+        confirmation: None,
         constraints: None,
     };
     sign(&claims, key)

@@ -25,6 +25,7 @@ pub(crate) fn claims(token_id: &str, exp: i64) -> Claims {
             sub: "agent".into(),
         })),
         grant_id: Some("g".into()),
+        confirmation: None,
         constraints: None,
     }
 }

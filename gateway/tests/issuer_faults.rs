@@ -131,6 +131,7 @@ fn token(key: &SigningKey, proxy: u16) -> String {
             sub: "agent".into(),
         })),
         grant_id: Some("g".into()),
+        confirmation: None,
         constraints: None,
     };
     sign(&claims, key)

@@ -236,6 +236,7 @@ pub fn subject_token_claims(grant: &Grant, issuer: &str, now: i64, ttl: i64) -> 
         scope: None,
         actors: None,
         grant_id: Some(grant.id.clone()),
+        confirmation: None,
         constraints: Some(grant.authorization_details.clone()),
     }
 }

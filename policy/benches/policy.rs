@@ -48,6 +48,7 @@ fn claims() -> Claims {
             sub: "expense-agent".into(),
         })),
         grant_id: Some("gr_bench".into()),
+        confirmation: None,
         constraints: Some(constraints()),
     }
 }
@@ -139,6 +140,7 @@ fn bench(c: &mut Criterion) {
                     constraints: Some(request.clone()),
                     issued_at: NOW,
                     expires_at: NOW + 300,
+                    confirmation: None,
                     token_id: "child".into(),
                 },
             )

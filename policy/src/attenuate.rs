@@ -46,6 +46,10 @@ pub enum AttenuationError {
     /// A requested window does not overlap the parent's, or uses another time zone.
     #[error("requested windows are not within the parent's: {0}")]
     WindowWidened(&'static str),
+    /// The parent is bound to a key (DPoP) and the child would not be: a bound token only
+    /// delegates to bound tokens.
+    #[error("the parent token is bound to a key (DPoP) and the child would not be")]
+    BindingDropped,
     /// The actor chain would grow too long.
     #[error(transparent)]
     Chain(#[from] ClaimsError),
@@ -66,6 +70,9 @@ pub struct DelegationRequest {
     pub expires_at: i64,
     /// The child's `jti`.
     pub token_id: String,
+    /// The thumbprint of the key the child token is bound to (DPoP `cnf.jkt`): the key of the
+    /// agent that will hold it. Required when the parent is bound.
+    pub confirmation: Option<String>,
 }
 
 /// Derives the claims of a child token from its parent's.
@@ -78,6 +85,9 @@ pub fn attenuate(parent: &Claims, request: DelegationRequest) -> Result<Claims, 
         .constraints
         .as_ref()
         .ok_or(AttenuationError::NoAuthority)?;
+    if parent.confirmation.is_some() && request.confirmation.is_none() {
+        return Err(AttenuationError::BindingDropped);
+    }
     let (actors, depth_cap) = match &parent.actors {
         None => (ActorChain::new(request.actor), parent_constraints.max_depth),
         Some(chain) => {
@@ -106,6 +116,7 @@ pub fn attenuate(parent: &Claims, request: DelegationRequest) -> Result<Claims, 
         scope: parent.scope.clone(),
         actors: Some(actors),
         grant_id: parent.grant_id.clone(),
+        confirmation: request.confirmation,
         constraints: Some(constraints),
     })
 }
@@ -305,6 +316,7 @@ mod tests {
             scope: None,
             actors,
             grant_id: Some("g1".into()),
+            confirmation: None,
             constraints: Some(constraints),
         }
     }
@@ -318,6 +330,7 @@ mod tests {
             constraints,
             issued_at: 2_000,
             expires_at,
+            confirmation: None,
             token_id: "child".into(),
         }
     }

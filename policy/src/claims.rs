@@ -2,8 +2,8 @@
 //!
 //! [`RawClaims`] is the JSON payload as it arrives; [`Claims`] is what survives validation and
 //! the only form the rest of the crate reads. The conversion fails closed: a missing required
-//! claim, an `act` chain deeper than [`MAX_ACTOR_DEPTH`], a confirmation (`cnf`) claim this
-//! crate cannot honour, or malformed constraints refuse the token.
+//! claim, an `act` chain deeper than [`MAX_ACTOR_DEPTH`], a confirmation (`cnf`) claim other
+//! than a DPoP key thumbprint, or malformed constraints refuse the token.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -26,8 +26,9 @@ pub enum ClaimsError {
     /// The `act` chain nests deeper than [`MAX_ACTOR_DEPTH`].
     #[error("act chain deeper than {MAX_ACTOR_DEPTH}")]
     ActorChainTooDeep,
-    /// The token is sender-constrained (`cnf`), which this verifier cannot check.
-    #[error("token is sender-constrained (cnf) and proof of possession is not supported")]
+    /// The token is sender-constrained (`cnf`) by other means than a DPoP key thumbprint
+    /// (`jkt`), which this crate cannot check.
+    #[error("token is sender-constrained (cnf) by a method other than a DPoP key (jkt)")]
     UnsupportedConfirmation,
     /// The `authorization_details` are invalid.
     #[error(transparent)]
@@ -200,6 +201,28 @@ pub struct Claims {
     pub grant_id: Option<String>,
     /// `authorization_details`, validated.
     pub constraints: Option<Constraints>,
+    /// `cnf.jkt`: the thumbprint of the key a DPoP proof must be signed with, for a
+    /// sender-constrained token.
+    pub confirmation: Option<String>,
+}
+
+/// The DPoP key thumbprint of a `cnf` claim (RFC 9449 §6.1): an object whose only member is
+/// `jkt`, a base64url SHA-256. Any other confirmation method is one this crate cannot check.
+fn key_thumbprint(cnf: Value) -> Result<String, ClaimsError> {
+    let Value::Object(members) = cnf else {
+        return Err(ClaimsError::UnsupportedConfirmation);
+    };
+    match (members.len(), members.get("jkt")) {
+        (1, Some(Value::String(jkt)))
+            if jkt.len() == 43
+                && jkt
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_')) =>
+        {
+            Ok(jkt.clone())
+        }
+        _ => Err(ClaimsError::UnsupportedConfirmation),
+    }
 }
 
 fn required(value: Option<String>, name: &'static str) -> Result<String, ClaimsError> {
@@ -212,9 +235,7 @@ impl TryFrom<RawClaims> for Claims {
     type Error = ClaimsError;
 
     fn try_from(raw: RawClaims) -> Result<Self, Self::Error> {
-        if raw.cnf.is_some() {
-            return Err(ClaimsError::UnsupportedConfirmation);
-        }
+        let confirmation = raw.cnf.map(key_thumbprint).transpose()?;
         let audience = match raw.aud {
             Some(RawAudience::One(a)) => vec![a],
             Some(RawAudience::Many(list)) => list,
@@ -239,6 +260,7 @@ impl TryFrom<RawClaims> for Claims {
                 .authorization_details
                 .map(|d| Constraints::from_authorization_details(&d))
                 .transpose()?,
+            confirmation,
         })
     }
 }
@@ -261,7 +283,10 @@ impl From<&Claims> for RawClaims {
             act: c.actors.as_ref().map(ActorChain::to_raw),
             gid: c.grant_id.clone(),
             authorization_details: c.constraints.clone().map(Vec::from),
-            cnf: None,
+            cnf: c
+                .confirmation
+                .as_ref()
+                .map(|jkt| serde_json::json!({"jkt": jkt})),
         }
     }
 }
@@ -318,13 +343,32 @@ mod tests {
     }
 
     #[test]
-    fn confirmation_claim_is_refused_until_dpop_is_supported() {
+    fn a_dpop_key_thumbprint_binds_the_token_and_other_confirmations_are_refused() {
+        let jkt = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
         let mut value = base();
-        value["cnf"] = json!({"jkt": "abc"});
+        value["cnf"] = json!({"jkt": jkt});
+        let claims = Claims::try_from(raw(value.clone())).unwrap();
+        assert_eq!(claims.confirmation.as_deref(), Some(jkt));
         assert_eq!(
-            Claims::try_from(raw(value)).unwrap_err(),
-            ClaimsError::UnsupportedConfirmation
+            serde_json::to_value(RawClaims::from(&claims)).unwrap(),
+            value
         );
+        for cnf in [
+            json!({"jkt": "abc"}),
+            json!({"jkt": jkt, "x5t#S256": "abc"}),
+            json!({"x5t#S256": jkt}),
+            json!({"jwk": {"kty": "EC"}}),
+            json!(jkt),
+            json!({"jkt": 42}),
+        ] {
+            let mut value = base();
+            value["cnf"] = cnf.clone();
+            assert_eq!(
+                Claims::try_from(raw(value)).unwrap_err(),
+                ClaimsError::UnsupportedConfirmation,
+                "{cnf}"
+            );
+        }
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub mod attenuate;
 pub mod claims;
 pub mod constraint;
 pub mod decision;
+pub mod dpop;
 pub mod key;
 pub mod revocation;
 pub mod sign;
@@ -51,6 +52,7 @@ pub use constraint::{
     ConstraintError, Constraints, Limit, Rate, ResourcePattern, ToolPattern, Window,
 };
 pub use decision::{Access, Action, Decision, DenyReason, Permit, authorize, authorize_access};
+pub use dpop::{DpopError, Expectation, Proof, ProofRequest, create_proof, verify_proof};
 pub use key::{Algorithm, Jwk, JwkSet, KeyError, KeySet, SigningKey, VerifyingKey};
 pub use revocation::{RevocationEntry, RevocationKind, RevokedSet};
 pub use sign::{TOKEN_TYPE, sign, sign_client_assertion};

@@ -268,6 +268,7 @@ mod tests {
                 .unwrap(),
             ),
             grant_id: Some("g1".into()),
+            confirmation: None,
             constraints: None,
         }
     }

@@ -22,6 +22,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
 use crate::claims::{Claims, ClaimsError, RawClaims};
+use crate::dpop::DpopError;
 use crate::key::{Algorithm, KeySet, is_valid_kid};
 use crate::sign::TOKEN_TYPE;
 use crate::strict_json::{self, StrictJsonError};
@@ -130,6 +131,15 @@ pub enum VerifyError {
     /// An `act` chain where none may be.
     #[error("token has an act claim where none is allowed")]
     UnexpectedActor,
+    /// A token bound to a key (`cnf.jkt`) presented without a DPoP proof, as a bearer token.
+    #[error("token is bound to a key (DPoP) and was presented without a proof")]
+    ProofRequired,
+    /// A DPoP proof presented with a token that is bound to no key.
+    #[error("a DPoP proof came with a token that is bound to no key")]
+    NotBound,
+    /// The DPoP proof was refused.
+    #[error("DPoP proof: {0}")]
+    Proof(#[from] DpopError),
 }
 
 impl VerifyError {
@@ -156,6 +166,9 @@ impl VerifyError {
             VerifyError::IssuedInFuture { .. } => "issued_in_future",
             VerifyError::MissingActor => "missing_actor",
             VerifyError::UnexpectedActor => "unexpected_actor",
+            VerifyError::ProofRequired => "proof_required",
+            VerifyError::NotBound => "not_bound",
+            VerifyError::Proof(e) => e.code(),
         }
     }
 }
@@ -256,8 +269,48 @@ impl Verifier {
         &self.keys
     }
 
-    /// Verifies `token` and checks it against `expected`.
+    /// Verifies a bearer `token` and checks it against `expected`. A token bound to a key is
+    /// refused ([`VerifyError::ProofRequired`]): it goes with a proof, to
+    /// [`verify_with_proof`](Self::verify_with_proof).
     pub fn verify(
+        &self,
+        token: &str,
+        expected: &Expected<'_>,
+    ) -> Result<VerifiedToken, VerifyError> {
+        let verified = self.verify_unbound_or_bound(token, expected)?;
+        if verified.claims.confirmation.is_some() {
+            return Err(VerifyError::ProofRequired);
+        }
+        Ok(verified)
+    }
+
+    /// Verifies a token presented with a DPoP proof (`Authorization: DPoP`): the token as
+    /// [`verify`](Self::verify) does, then the proof against `request` and the token (its
+    /// `ath`), and that the proof's key is the one the token is bound to. Returns the proof
+    /// too, whose `jti` the caller must see only once within the proof window.
+    pub fn verify_with_proof(
+        &self,
+        token: &str,
+        expected: &Expected<'_>,
+        proof: &str,
+        request: &crate::dpop::Expectation<'_>,
+    ) -> Result<(VerifiedToken, crate::dpop::Proof), VerifyError> {
+        let verified = self.verify_unbound_or_bound(token, expected)?;
+        let Some(jkt) = verified.claims.confirmation.as_deref() else {
+            return Err(VerifyError::NotBound);
+        };
+        let request = crate::dpop::Expectation {
+            access_token: Some(token),
+            ..*request
+        };
+        let proof = crate::dpop::verify_proof(proof, &request)?;
+        if proof.thumbprint != jkt {
+            return Err(DpopError::WrongKey.into());
+        }
+        Ok((verified, proof))
+    }
+
+    fn verify_unbound_or_bound(
         &self,
         token: &str,
         expected: &Expected<'_>,

@@ -348,10 +348,7 @@ fn missing_exp_is_refused() {
 fn sender_constrained_token_presented_as_bearer_is_refused() {
     let token =
         token_with(|c| c["cnf"] = json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}));
-    assert_eq!(
-        refused(&token),
-        VerifyError::Claims(ClaimsError::UnsupportedConfirmation)
-    );
+    assert_eq!(refused(&token), VerifyError::ProofRequired);
 }
 
 #[test]
@@ -386,5 +383,92 @@ fn empty_verifier_key_set_trusts_nothing() {
     assert_eq!(
         empty.verify(&token, &expected()).unwrap_err().code(),
         "unknown_kid"
+    );
+}
+
+/// A DPoP request to the test audience at `NOW`, made with `key` for `token`.
+fn proof_for(key: &SigningKey, token: &str, jti: &str) -> String {
+    portcullis_policy::create_proof(
+        key,
+        &portcullis_policy::ProofRequest {
+            method: "POST",
+            url: AUDIENCE,
+            access_token: Some(token),
+            nonce: None,
+            jti,
+            issued_at: NOW,
+        },
+    )
+}
+
+fn request() -> portcullis_policy::Expectation<'static> {
+    portcullis_policy::Expectation {
+        method: "POST",
+        url: AUDIENCE,
+        access_token: None,
+        nonce: None,
+        now: NOW,
+        max_age: 60,
+        leeway: 5,
+    }
+}
+
+fn bound_to(key: &SigningKey) -> String {
+    token_with(|c| c["cnf"] = json!({"jkt": key.thumbprint()}))
+}
+
+#[test]
+fn a_bound_token_with_its_keys_proof_is_accepted() {
+    let agent = SigningKey::es256_from_secret("agent", &[5; 32]).unwrap();
+    let token = bound_to(&agent);
+    let proof = proof_for(&agent, &token, "jti-1");
+    let (verified, proof) = verifier()
+        .verify_with_proof(&token, &expected(), &proof, &request())
+        .unwrap();
+    assert_eq!(verified.claims().confirmation, Some(agent.thumbprint()));
+    assert_eq!(proof.jti, "jti-1");
+}
+
+#[test]
+fn a_bound_token_with_another_keys_proof_is_refused() {
+    let agent = SigningKey::es256_from_secret("agent", &[5; 32]).unwrap();
+    let thief = SigningKey::es256_from_secret("thief", &[6; 32]).unwrap();
+    let token = bound_to(&agent);
+    let proof = proof_for(&thief, &token, "jti-1");
+    assert_eq!(
+        verifier()
+            .verify_with_proof(&token, &expected(), &proof, &request())
+            .unwrap_err(),
+        VerifyError::Proof(portcullis_policy::DpopError::WrongKey)
+    );
+}
+
+#[test]
+fn a_proof_made_for_another_token_is_refused() {
+    let agent = SigningKey::es256_from_secret("agent", &[5; 32]).unwrap();
+    let token = bound_to(&agent);
+    let other = token_with(|c| {
+        c["cnf"] = json!({"jkt": agent.thumbprint()});
+        c["jti"] = json!("another-token");
+    });
+    let proof = proof_for(&agent, &other, "jti-1");
+    assert_eq!(
+        verifier()
+            .verify_with_proof(&token, &expected(), &proof, &request())
+            .unwrap_err(),
+        VerifyError::Proof(portcullis_policy::DpopError::WrongTokenHash)
+    );
+}
+
+#[test]
+fn a_proof_with_an_unbound_token_is_refused() {
+    let agent = SigningKey::es256_from_secret("agent", &[5; 32]).unwrap();
+    let token = sign_json(&header(), &claims());
+    let proof = proof_for(&agent, &token, "jti-1");
+    assert_eq!(
+        verifier()
+            .verify_with_proof(&token, &expected(), &proof, &request())
+            .unwrap_err(),
+        VerifyError::NotBound
     );
 }

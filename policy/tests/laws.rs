@@ -189,4 +189,32 @@ proptest! {
         let verified = common::verifier().verify(&token, &common::expected()).unwrap();
         prop_assert_eq!(verified.claims(), &claims);
     }
+
+    #[test]
+    fn a_bound_parent_only_delegates_to_bound_children(
+        parent_bound in any::<bool>(),
+        child_key in prop::option::of("[A-Za-z0-9_-]{43}"),
+    ) {
+        let mut raw: RawClaims = serde_json::from_value(common::claims()).unwrap();
+        if parent_bound {
+            raw.cnf = Some(json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}));
+        }
+        let parent = Claims::try_from(raw).unwrap();
+        let request = portcullis_policy::DelegationRequest {
+            actor: portcullis_policy::Actor { sub: "sub-agent".into() },
+            audience: common::AUDIENCE.into(),
+            constraints: None,
+            issued_at: common::NOW,
+            expires_at: common::NOW + 60,
+            token_id: "child".into(),
+            confirmation: child_key.clone(),
+        };
+        match portcullis_policy::attenuate(&parent, request) {
+            Ok(child) => {
+                prop_assert!(!parent_bound || child.confirmation.is_some());
+                prop_assert_eq!(child.confirmation, child_key);
+            }
+            Err(e) => prop_assert!(parent_bound && child_key.is_none(), "{e}"),
+        }
+    }
 }

@@ -130,6 +130,7 @@ impl DownstreamMinter {
             scope: None,
             actors: inbound.actors.clone(),
             grant_id: inbound.grant_id.clone(),
+            confirmation: None,
             constraints: None,
         };
         (

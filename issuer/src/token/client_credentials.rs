@@ -38,6 +38,7 @@ pub(crate) async fn issue(
         scope: None,
         actors: None,
         grant_id: None,
+        confirmation: None,
         constraints: None,
     };
     let event = serde_json::json!({"kind": "client", "client_id": client.client_id,

@@ -88,6 +88,7 @@ pub(crate) async fn delegate(
             constraints: requested,
             issued_at: now,
             expires_at: (now + ttl).min(grant.expires_at),
+            confirmation: None,
             token_id: random_token(16),
         },
     )
