@@ -160,20 +160,36 @@ impl IssuerClient {
         client: &ClientCredentials,
         form: &[(&str, &str)],
     ) -> anyhow::Result<Result<String, OAuthError>> {
-        let response = self
+        Ok(match self.token_response(client, form, None).await? {
+            Ok(body) => Ok(body["access_token"]
+                .as_str()
+                .context("no access_token")?
+                .to_owned()),
+            Err(e) => Err(e),
+        })
+    }
+
+    /// `POST /token` as `client` with `form` and, for a token bound to the agent's key, a
+    /// DPoP proof made for this endpoint ([`Self::token_url`]); the whole answer.
+    pub async fn token_response(
+        &self,
+        client: &ClientCredentials,
+        form: &[(&str, &str)],
+        dpop_proof: Option<&str>,
+    ) -> anyhow::Result<Result<Value, OAuthError>> {
+        let mut request = self
             .http
-            .post(format!("{}/token", self.base))
+            .post(self.token_url())
             .basic_auth(&client.id, Some(&client.secret))
-            .form(form)
-            .send()
-            .await?;
+            .form(form);
+        if let Some(proof) = dpop_proof {
+            request = request.header("dpop", proof);
+        }
+        let response = request.send().await?;
         let status = response.status().as_u16();
         let body: Value = response.json().await?;
         if status == 200 {
-            return Ok(Ok(body["access_token"]
-                .as_str()
-                .context("no access_token")?
-                .to_owned()));
+            return Ok(Ok(body));
         }
         Ok(Err(OAuthError {
             status,
@@ -183,6 +199,11 @@ impl IssuerClient {
                 .unwrap_or_default()
                 .to_owned(),
         }))
+    }
+
+    /// The token endpoint's URL, which DPoP proofs for it name.
+    pub fn token_url(&self) -> String {
+        format!("{}/token", self.base)
     }
 
     /// The agent's own client token (its `actor_token`), by `client_credentials`.

@@ -122,6 +122,10 @@ pub enum GatewayError {
         /// The full tool name.
         tool: String,
     },
+    /// A DPoP proof's id could not be spent (the shared store is unreachable, or the
+    /// in-process store is full): the proof is refused rather than risk a replay.
+    #[error("the DPoP proof cannot be checked for replay now")]
+    ProofUnavailable,
     /// Strict mode, and the shared store could not say whether the agent's session lives.
     #[error("the session cannot be looked up now: the shared store is unreachable")]
     SessionUnavailable,
@@ -261,7 +265,8 @@ impl GatewayError {
             | GatewayError::Revoked { .. } => 401,
             GatewayError::RevocationStale
             | GatewayError::RateUnavailable { .. }
-            | GatewayError::SessionUnavailable => 503,
+            | GatewayError::SessionUnavailable
+            | GatewayError::ProofUnavailable => 503,
             GatewayError::Forbidden(_) => 403,
             GatewayError::UnsupportedProtocolVersion { .. }
             | GatewayError::HeaderMismatch { .. } => 400,
@@ -297,9 +302,9 @@ impl GatewayError {
             GatewayError::MissingToken | GatewayError::InvalidToken(_) => UNAUTHENTICATED,
             GatewayError::Revoked { .. } => REVOKED,
             GatewayError::RevocationStale => STALE,
-            GatewayError::RateUnavailable { .. } | GatewayError::SessionUnavailable => {
-                STORE_UNAVAILABLE
-            }
+            GatewayError::RateUnavailable { .. }
+            | GatewayError::SessionUnavailable
+            | GatewayError::ProofUnavailable => STORE_UNAVAILABLE,
             GatewayError::Forbidden(_) => FORBIDDEN,
             GatewayError::UnsupportedProtocolVersion { .. } => UNSUPPORTED_VERSION,
             GatewayError::HeaderMismatch { .. } => HEADER_MISMATCH,
@@ -332,6 +337,7 @@ impl GatewayError {
             GatewayError::RevocationStale => "revocation_stale",
             GatewayError::RateUnavailable { .. } => "rate_unavailable",
             GatewayError::SessionUnavailable => "session_unavailable",
+            GatewayError::ProofUnavailable => "proof_unavailable",
             GatewayError::Forbidden(_) => "forbidden",
             GatewayError::UnsupportedProtocolVersion { .. } => "protocol_version",
             GatewayError::HeaderMismatch { .. } => "header_mismatch",
@@ -407,12 +413,14 @@ impl GatewayError {
                 Some(json!({"reason": "rate_unavailable", "tool": tool}))
             }
             GatewayError::SessionUnavailable => Some(json!({"reason": "session_unavailable"})),
+            GatewayError::ProofUnavailable => Some(json!({"reason": "proof_unavailable"})),
             _ => None,
         }
     }
 
     /// The `WWW-Authenticate` challenge, for 401s (RFC 6750 §3), pointing MCP clients at the
-    /// protected resource's metadata (RFC 9728 §5.1).
+    /// protected resource's metadata (RFC 9728 §5.1). A refusal about proof of possession is
+    /// a `DPoP` challenge naming the algorithms proofs may use (RFC 9449 §7.1).
     pub fn challenge(&self, resource_metadata: Option<&str>) -> Option<String> {
         let error = match self {
             GatewayError::MissingToken => None,
@@ -420,6 +428,20 @@ impl GatewayError {
             GatewayError::Revoked { .. } => Some("revoked"),
             _ => return None,
         };
+        if let GatewayError::InvalidToken(
+            e @ (VerifyError::ProofRequired | VerifyError::NotBound | VerifyError::Proof(_)),
+        ) = self
+        {
+            let algs: Vec<&str> = portcullis_policy::dpop::ALGORITHMS
+                .iter()
+                .map(|a| a.as_str())
+                .collect();
+            return Some(format!(
+                r#"DPoP algs="{}", error="invalid_dpop_proof", error_description="{}""#,
+                algs.join(" "),
+                e.code()
+            ));
+        }
         let mut challenge = r#"Bearer realm="portcullis""#.to_owned();
         if let Some(url) = resource_metadata {
             challenge.push_str(&format!(r#", resource_metadata="{url}""#));

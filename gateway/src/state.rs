@@ -19,6 +19,7 @@ use crate::rate_limit::RateCaps;
 use crate::routes::Routes;
 use crate::session::Sessions;
 use crate::shared_state::SharedStore;
+use crate::shared_state::one_time::OneTime;
 use crate::token_cache::TokenCache;
 use crate::upstream::downstream_token::DownstreamMinter;
 use crate::{StartError, clock};
@@ -43,6 +44,8 @@ pub struct GatewayState {
     pub(crate) stateless_members: StatelessMembers,
     /// Tokens already verified.
     pub(crate) token_cache: TokenCache,
+    /// DPoP proof ids seen within the proof window: across replicas with a shared store.
+    pub(crate) dpop_proofs: OneTime,
     /// Calls per hour, per grant: across replicas with a shared store, else per replica.
     pub(crate) rate_caps: RateCaps,
     /// For requests the gateway makes itself (cancellations, fleet members).
@@ -135,6 +138,7 @@ impl GatewayState {
             sessions: Sessions::new(&settings.sessions, store.clone()),
             in_flight: Arc::default(),
             stateless_members: StatelessMembers::default(),
+            dpop_proofs: OneTime::new("dpop", store.clone()),
             rate_caps: RateCaps::new(store),
             token_cache: TokenCache::new(settings.token_cache_size, settings.leeway_seconds),
             keys,

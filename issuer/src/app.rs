@@ -132,6 +132,8 @@ async fn metadata(State(state): State<AppState>) -> Json<Value> {
         "token_endpoint_auth_methods_supported":
             ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
+        "dpop_signing_alg_values_supported":
+            portcullis_policy::dpop::ALGORITHMS.map(portcullis_policy::Algorithm::as_str),
         "authorization_details_types_supported": [portcullis_policy::constraint::MCP_TOOLS_TYPE],
         "authorization_response_iss_parameter_supported": true,
         "client_id_metadata_document_supported": true,

@@ -10,7 +10,6 @@ use serde::Deserialize;
 
 use crate::clients::{AuthMethod, Client};
 use crate::oauth_error::OAuthError;
-use crate::secret::hash_secret;
 use crate::{AppState, now};
 
 /// RFC 7523 §2.2 `client_assertion_type`.
@@ -105,29 +104,15 @@ pub(crate) async fn authenticate(
     if claims.jti.is_empty() || claims.jti.len() > 256 {
         return Err(invalid("jti must be 1-256 characters"));
     }
-    let fresh = state
-        .db
-        .write(|tx| {
-            let jti = hash_secret(&format!("{}\n{}", client.client_id, claims.jti));
-            let expires_at = claims.exp + LEEWAY;
-            Box::pin(async move {
-                sqlx::query("DELETE FROM client_assertions WHERE expires_at < $1")
-                    .bind(now)
-                    .execute(&mut **tx)
-                    .await?;
-                Ok(sqlx::query(
-                    "INSERT INTO client_assertions (jti_hash, expires_at) VALUES ($1, $2)
-                     ON CONFLICT (jti_hash) DO NOTHING",
-                )
-                .bind(jti)
-                .bind(expires_at)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected()
-                    == 1)
-            })
-        })
-        .await?;
+    // The client's id, as before the namespace: assertions spent earlier stay spent.
+    let fresh = crate::spent::spend(
+        state,
+        &client.client_id,
+        &claims.jti,
+        claims.exp + LEEWAY,
+        now,
+    )
+    .await?;
     if !fresh {
         return Err(invalid("this assertion was already used (jti replay)"));
     }

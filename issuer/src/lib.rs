@@ -36,6 +36,7 @@ pub mod revocation;
 pub mod safe_fetch;
 pub mod secret;
 pub mod settings;
+mod spent;
 pub mod token;
 pub mod users;
 

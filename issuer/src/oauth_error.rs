@@ -44,6 +44,9 @@ pub enum OAuthError {
     /// `invalid_client_metadata` (400, RFC 7591 §3.2.2).
     #[error("invalid_client_metadata: {0}")]
     InvalidClientMetadata(String),
+    /// `invalid_dpop_proof` (400, RFC 9449 §5): the DPoP proof is invalid, or one was needed.
+    #[error("invalid_dpop_proof: {0}")]
+    InvalidDpopProof(String),
     /// `temporarily_unavailable` (429): the grant's calls-per-hour cap is reached; retry later.
     #[error("temporarily_unavailable: {0}")]
     RateLimited(String),
@@ -77,6 +80,7 @@ impl OAuthError {
             }
             OAuthError::InvalidScope(d) => (StatusCode::BAD_REQUEST, "invalid_scope", d),
             OAuthError::InvalidTarget(d) => (StatusCode::BAD_REQUEST, "invalid_target", d),
+            OAuthError::InvalidDpopProof(d) => (StatusCode::BAD_REQUEST, "invalid_dpop_proof", d),
             OAuthError::InvalidAuthorizationDetails(d) => {
                 (StatusCode::BAD_REQUEST, "invalid_authorization_details", d)
             }

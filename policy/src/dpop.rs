@@ -36,6 +36,9 @@ const MAX_NONCE_LEN: usize = 256;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DpopError {
+    /// A token presented with the DPoP scheme and no `DPoP` header.
+    #[error("no DPoP proof came with the token")]
+    Missing,
     /// Longer than [`MAX_PROOF_LEN`].
     #[error("the proof is longer than {MAX_PROOF_LEN} bytes")]
     Oversized,
@@ -119,6 +122,7 @@ impl DpopError {
     /// A short machine-readable reason, for logs, metrics and error bodies.
     pub fn code(&self) -> &'static str {
         match self {
+            DpopError::Missing => "proof_missing",
             DpopError::Oversized | DpopError::Malformed => "proof_malformed",
             DpopError::BadHeader(_)
             | DpopError::WrongType(_)

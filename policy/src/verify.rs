@@ -296,21 +296,15 @@ impl Verifier {
         request: &crate::dpop::Expectation<'_>,
     ) -> Result<(VerifiedToken, crate::dpop::Proof), VerifyError> {
         let verified = self.verify_unbound_or_bound(token, expected)?;
-        let Some(jkt) = verified.claims.confirmation.as_deref() else {
-            return Err(VerifyError::NotBound);
-        };
-        let request = crate::dpop::Expectation {
-            access_token: Some(token),
-            ..*request
-        };
-        let proof = crate::dpop::verify_proof(proof, &request)?;
-        if proof.thumbprint != jkt {
-            return Err(DpopError::WrongKey.into());
-        }
+        let proof = verified.check_proof(token, proof, request)?;
         Ok((verified, proof))
     }
 
-    fn verify_unbound_or_bound(
+    /// Verifies a token as [`verify`](Self::verify) does, but accepts one bound to a key
+    /// without a proof of it. For an authorization server that takes tokens as input to its
+    /// token endpoint (RFC 8693 `subject_token`, `actor_token`) and checks the binding itself
+    /// against the DPoP proof made to that endpoint; never for a resource server.
+    pub fn verify_unbound_or_bound(
         &self,
         token: &str,
         expected: &Expected<'_>,
@@ -488,7 +482,8 @@ impl Verifier {
     }
 }
 
-/// A token whose signature, header and claims were checked by [`Verifier::verify`].
+/// A token whose signature, header and claims were checked by [`Verifier::verify`] (or, bound
+/// to a key, by [`Verifier::verify_with_proof`]).
 #[derive(Debug, Clone)]
 pub struct VerifiedToken {
     claims: Claims,
@@ -498,6 +493,30 @@ impl VerifiedToken {
     /// The validated claims.
     pub fn claims(&self) -> &Claims {
         &self.claims
+    }
+
+    /// Checks a DPoP proof presented with this token (whose compact form is `token`, for the
+    /// proof's `ath`): valid for `request`, and signed by the key the token is bound to. For a
+    /// token verified earlier and cached; a fresh one goes through
+    /// [`Verifier::verify_with_proof`].
+    pub fn check_proof(
+        &self,
+        token: &str,
+        proof: &str,
+        request: &crate::dpop::Expectation<'_>,
+    ) -> Result<crate::dpop::Proof, VerifyError> {
+        let Some(jkt) = self.claims.confirmation.as_deref() else {
+            return Err(VerifyError::NotBound);
+        };
+        let request = crate::dpop::Expectation {
+            access_token: Some(token),
+            ..*request
+        };
+        let proof = crate::dpop::verify_proof(proof, &request)?;
+        if proof.thumbprint != jkt {
+            return Err(DpopError::WrongKey.into());
+        }
+        Ok(proof)
     }
 
     /// Gives up the proof and keeps the claims.

@@ -140,6 +140,8 @@ pub struct Settings {
     pub shared_state: Option<SharedState>,
     /// Session keys and lifetimes.
     pub sessions: SessionSettings,
+    /// Bearer tokens are refused at fleets (upstreams carry their own setting).
+    pub require_dpop: bool,
     /// The file this was read from, watched for changes by a running gateway.
     pub source: Option<PathBuf>,
 }
@@ -218,7 +220,7 @@ impl Config {
             .unwrap_or_else(|| format!("{issuer_url}/.well-known/jwks.json"));
         url::parse("issuer.jwks_url", &jwks_url)?;
         let revocation = revocation(raw.revocation, &issuer_url)?;
-        let upstreams = upstream::upstreams(raw.upstreams, &public_url)?;
+        let upstreams = upstream::upstreams(raw.upstreams, &public_url, raw.require_dpop)?;
         let fleets = fleet::fleets(raw.fleets, &upstreams, &public_url)?;
         let admin_token = admin_token(raw.admin_token_file.as_deref())?;
         let audit = raw
@@ -239,6 +241,7 @@ impl Config {
                 audit,
                 shared_state,
                 sessions,
+                require_dpop: raw.require_dpop,
                 pins_file: raw.pins_file,
                 source: None,
                 admin_token,

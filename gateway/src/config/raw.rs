@@ -73,6 +73,10 @@ pub(crate) struct RawConfig {
     /// those endpoints do not exist.
     #[serde(default)]
     pub(crate) admin_token_file: Option<PathBuf>,
+    /// Refuse bearer tokens at every endpoint: only tokens bound to the agent's key, with a
+    /// DPoP proof (default false; an upstream may set its own).
+    #[serde(default)]
+    pub(crate) require_dpop: bool,
     /// How many verified tokens to remember (0 disables the cache).
     #[serde(default = "default_token_cache")]
     pub(crate) token_cache_size: usize,
@@ -250,6 +254,10 @@ pub(crate) struct RawUpstream {
     /// Longest silence on an upstream response (SSE included), seconds.
     #[serde(default = "default_idle_timeout")]
     pub(crate) idle_timeout_seconds: u64,
+    /// Refuse bearer tokens here: only tokens bound to the agent's key, with a DPoP proof
+    /// (default: the top-level `require_dpop`).
+    #[serde(default)]
+    pub(crate) require_dpop: Option<bool>,
 }
 
 /// `downstream_auth` as written: `mint`, `none`, or

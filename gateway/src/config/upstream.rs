@@ -26,6 +26,7 @@ const RESERVED_HEADERS: [&str; 8] = [
 pub(super) fn upstreams(
     raw: Vec<RawUpstream>,
     public_url: &str,
+    require_dpop: bool,
 ) -> Result<Vec<Arc<Upstream>>, ConfigError> {
     if raw.is_empty() {
         return Err(invalid("upstreams", "name at least one upstream"));
@@ -80,6 +81,7 @@ pub(super) fn upstreams(
             auth: downstream_auth(&field("downstream_auth"), up.downstream_auth)?,
             connect_timeout: Duration::from_secs(up.connect_timeout_seconds),
             idle_timeout: Duration::from_secs(up.idle_timeout_seconds),
+            require_dpop: up.require_dpop.unwrap_or(require_dpop),
         }));
     }
     Ok(upstreams)

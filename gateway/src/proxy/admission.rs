@@ -160,7 +160,8 @@ async fn authenticate_request(
     route: &Route,
 ) -> Result<Authenticated, GatewayError> {
     let req = session.req_header();
-    let token = authenticate(state, req, route.resource()).await?;
+    let require_dpop = route.require_dpop(&state.settings);
+    let token = authenticate(state, req, route.resource(), require_dpop).await?;
     // Answered with the request's id where there is one (a POST), so after parsing.
     let unsupported_version = header_str(req, MCP_PROTOCOL_VERSION)
         .filter(|v| !SUPPORTED_PROTOCOL_VERSIONS.contains(v))

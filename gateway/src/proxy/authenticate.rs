@@ -1,52 +1,141 @@
-//! Authentication: the agent's bearer token, verified offline against the issuer's keys for
-//! the resource the request is routed to (`aud`), with `act` required, and cached once
-//! verified.
+//! Authentication: the agent's token, verified offline against the issuer's keys for the
+//! resource the request is routed to (`aud`), with `act` required, and cached once verified.
+//!
+//! A token comes as `Authorization: Bearer`, or, bound to the agent's key, as
+//! `Authorization: DPoP` with a `DPoP` proof (RFC 9449). A bound token is refused as Bearer;
+//! a proof is checked on every request (one signature) against the method and the public URL
+//! the request was made to, and its `jti` is spent once within the proof window, across
+//! replicas when they share a store. Where DPoP is required, a Bearer token is refused too.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header;
 use pingora::http::RequestHeader;
+use portcullis_policy::dpop::{DpopError, Expectation};
 use portcullis_policy::{ActorRule, Expected, VerifiedToken, VerifyError};
 
 use crate::clock;
 use crate::jsonrpc_error::GatewayError;
 use crate::state::GatewayState;
 
-/// The request's verified token for `audience`.
+/// How old a proof may be, in seconds (before the leeway).
+pub(crate) const PROOF_MAX_AGE: i64 = 60;
+
+/// The credential as presented.
+enum Presented<'a> {
+    /// `Authorization: Bearer`.
+    Bearer(&'a str),
+    /// `Authorization: DPoP` and its proof.
+    Dpop { token: &'a str, proof: &'a str },
+}
+
+/// The request's verified token for `audience`; `require_dpop` refuses bearer tokens.
 pub(super) async fn authenticate(
     state: &GatewayState,
     req: &RequestHeader,
     audience: &str,
+    require_dpop: bool,
 ) -> Result<Arc<VerifiedToken>, GatewayError> {
-    let token = bearer(req)?;
-    verify(state, token, audience)
-        .await
-        .map_err(GatewayError::InvalidToken)
+    match presented(req)? {
+        Presented::Bearer(_) if require_dpop => {
+            Err(GatewayError::InvalidToken(VerifyError::ProofRequired))
+        }
+        Presented::Bearer(token) => {
+            let verified = verify(state, token, audience, None)
+                .await
+                .map_err(GatewayError::InvalidToken)?;
+            match verified.claims().confirmation {
+                // Cached when it came with a proof; as Bearer it is refused all the same.
+                Some(_) => Err(GatewayError::InvalidToken(VerifyError::ProofRequired)),
+                None => Ok(verified),
+            }
+        }
+        Presented::Dpop { token, proof } => {
+            let now = clock::now();
+            let url = format!("{}{}", state.settings.public_url, req.uri.path());
+            let request = Expectation {
+                method: req.method.as_str(),
+                url: &url,
+                access_token: Some(token),
+                nonce: None,
+                now,
+                max_age: PROOF_MAX_AGE,
+                leeway: state.settings.leeway_seconds,
+            };
+            let verified = verify(state, token, audience, Some((proof, &request)))
+                .await
+                .map_err(GatewayError::InvalidToken)?;
+            let proof = verified
+                .check_proof(token, proof, &request)
+                .map_err(GatewayError::InvalidToken)?;
+            spend(state, &proof).await?;
+            Ok(verified)
+        }
+    }
 }
 
-/// The one `Authorization: Bearer` credential; two headers are malformed, another scheme is
-/// no token.
-fn bearer(req: &RequestHeader) -> Result<&str, GatewayError> {
+/// Spends the proof's `jti` for as long as the proof could be presented.
+async fn spend(
+    state: &GatewayState,
+    proof: &portcullis_policy::dpop::Proof,
+) -> Result<(), GatewayError> {
+    let window = PROOF_MAX_AGE + 2 * state.settings.leeway_seconds;
+    let ttl = Duration::from_secs(u64::try_from(window).unwrap_or(u64::MAX));
+    let value = format!("{}:{}", proof.thumbprint, proof.jti);
+    match state.dpop_proofs.spend(&value, ttl).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(GatewayError::InvalidToken(VerifyError::Proof(
+            DpopError::Replayed,
+        ))),
+        Err(e) => {
+            tracing::warn!("refusing a DPoP proof whose id cannot be spent: {e}");
+            Err(GatewayError::ProofUnavailable)
+        }
+    }
+}
+
+/// The one `Authorization` credential and, for DPoP, the one proof; two of either is
+/// malformed, another scheme is no token.
+fn presented(req: &RequestHeader) -> Result<Presented<'_>, GatewayError> {
+    let malformed = || GatewayError::InvalidToken(VerifyError::Malformed);
     let mut values = req.headers.get_all(header::AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
         return Err(match req.headers.contains_key(header::AUTHORIZATION) {
-            true => GatewayError::InvalidToken(VerifyError::Malformed),
+            true => malformed(),
             false => GatewayError::MissingToken,
         });
     };
-    let value = value
-        .to_str()
-        .map_err(|_| GatewayError::InvalidToken(VerifyError::Malformed))?;
+    let value = value.to_str().map_err(|_| malformed())?;
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token),
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+            Ok(Presented::Bearer(token))
+        }
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("dpop") => {
+            let mut proofs = req.headers.get_all("dpop").iter();
+            let (Some(proof), None) = (proofs.next(), proofs.next()) else {
+                let reason = match req.headers.contains_key("dpop") {
+                    true => DpopError::Malformed,
+                    false => DpopError::Missing,
+                };
+                return Err(GatewayError::InvalidToken(VerifyError::Proof(reason)));
+            };
+            let proof = proof.to_str().map_err(|_| {
+                GatewayError::InvalidToken(VerifyError::Proof(DpopError::Malformed))
+            })?;
+            Ok(Presented::Dpop { token, proof })
+        }
         _ => Err(GatewayError::MissingToken),
     }
 }
 
+/// The verified token, from the cache or verified now: as a bearer token, or with `proof`
+/// for a bound one (whose proof the caller checks on every request, cached or not).
 async fn verify(
     state: &GatewayState,
     token: &str,
     audience: &str,
+    proof: Option<(&str, &Expectation<'_>)>,
 ) -> Result<Arc<VerifiedToken>, VerifyError> {
     let now = clock::now();
     let keys = &state.keys;
@@ -59,13 +148,20 @@ async fn verify(
         now,
         actor: ActorRule::Required,
     };
+    let verify = || match proof {
+        None => keys.verifier().verify(token, &expected),
+        Some((proof, request)) => keys
+            .verifier()
+            .verify_with_proof(token, &expected, proof, request)
+            .map(|(verified, _)| verified),
+    };
     // Read the key-set version before the keys: a concurrent refresh can then only make the
     // cache entry look older than it is, never newer.
     let mut version = keys.version();
-    let verified = match keys.verifier().verify(token, &expected) {
+    let verified = match verify() {
         Err(VerifyError::UnknownKid(_)) if keys.refresh_for_unknown_kid().await => {
             version = keys.version();
-            keys.verifier().verify(token, &expected)
+            verify()
         }
         other => other,
     }?;

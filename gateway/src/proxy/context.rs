@@ -38,6 +38,15 @@ impl Route {
         }
     }
 
+    /// Whether only DPoP-bound tokens are accepted here: the upstream's setting, or for a
+    /// fleet, the gateway's.
+    pub(super) fn require_dpop(&self, settings: &crate::config::Settings) -> bool {
+        match self {
+            Route::Upstream(upstream) => upstream.require_dpop,
+            Route::Fleet(_) => settings.require_dpop,
+        }
+    }
+
     /// The resource a token must name in `aud`.
     pub(super) fn resource(&self) -> &str {
         match self {

@@ -43,6 +43,9 @@ pub(crate) enum StoreError {
     /// Redis answered with an error, or the connection failed.
     #[error("Redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// The in-process store of one-time values holds as many unexpired values as it may.
+    #[error("{0} one-time values are held, the most kept in process")]
+    Full(usize),
 }
 
 /// The shared store of one gateway.

@@ -16,6 +16,9 @@ use super::{SharedStore, StoreError};
 
 /// Spent values kept in process before the expired ones are swept.
 const SWEEP_ABOVE: usize = 10_000;
+/// Unexpired values kept in process at most: beyond, nothing more is spent (fail closed), so
+/// a flood of unique values cannot grow memory without bound.
+const MAX_IN_PROCESS: usize = 1_000_000;
 
 /// One kind of one-time value (`dpop`, `approval`): its own key space.
 #[derive(Debug)]
@@ -32,14 +35,6 @@ enum Place {
     Shared(Arc<SharedStore>),
 }
 
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the interface issues 16 (DPoP proof ids) and 18 (approvals) spend through; \
-                  its tests spend against Redis now"
-    )
-)]
 impl OneTime {
     /// Values of `kind`, spent in `store` when there is one, else in this process.
     pub(crate) fn new(kind: &'static str, store: Option<Arc<SharedStore>>) -> Self {
@@ -59,6 +54,9 @@ impl OneTime {
                 let mut spent = spent.lock().unwrap_or_else(PoisonError::into_inner);
                 if spent.len() >= SWEEP_ABOVE {
                     spent.retain(|_, until| *until > now);
+                    if spent.len() >= MAX_IN_PROCESS {
+                        return Err(StoreError::Full(MAX_IN_PROCESS));
+                    }
                 }
                 match spent.get(value) {
                     Some(until) if *until > now => Ok(false),

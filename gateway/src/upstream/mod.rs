@@ -39,6 +39,8 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     /// Idle timeout.
     pub idle_timeout: Duration,
+    /// Bearer tokens are refused: only DPoP-bound tokens with a proof.
+    pub require_dpop: bool,
 }
 
 /// How the gateway authenticates to an upstream. The agent's own token is never forwarded.

@@ -7,7 +7,12 @@
 //! token and a sub-agent's client token, is made by the agent that holds the delegation
 //! token, and yields a token attenuated by [`crate::token::mint::delegate`]: never more
 //! tools, looser limits, a later expiry or a deeper chain than its parent.
+//!
+//! With DPoP, the new token is bound to the key the actor's client token is bound to, and a
+//! bound subject token is only exchanged with a proof signed by its key: so a bound token is
+//! worth nothing to whoever steals it, here as at the gateway.
 
+use portcullis_policy::dpop::Proof;
 use portcullis_policy::{ActorRule, Constraints, Expected, VerifiedToken, VerifyError};
 
 use crate::client_auth::Params;
@@ -35,7 +40,8 @@ fn verify(
     audience: &str,
     actor: ActorRule,
 ) -> Result<VerifiedToken, VerifyError> {
-    state.keys().verifier().verify(
+    // Bound tokens are welcome here: the binding is checked against this request's proof.
+    state.keys().verifier().verify_unbound_or_bound(
         token,
         &Expected {
             audience,
@@ -50,6 +56,7 @@ pub(crate) async fn exchange(
     state: &AppState,
     client: &Client,
     params: &Params,
+    proof: Option<Proof>,
 ) -> Result<TokenResponse, OAuthError> {
     let issuer = state.config.issuer.as_str();
     let subject_token = params.require("subject_token")?;
@@ -206,6 +213,15 @@ pub(crate) async fn exchange(
         }
     }
 
+    // A bound token is exchanged only by the holder of its key; the new token is bound to the
+    // key of the agent it goes to (its client token's), never to none.
+    if let Some(jkt) = &parent.confirmation
+        && proof.as_ref().map(|p| &p.thumbprint) != Some(jkt)
+    {
+        return Err(OAuthError::InvalidDpopProof(
+            "the subject_token is bound to a key: send a DPoP proof signed with it".into(),
+        ));
+    }
     mint::delegate(
         state,
         client,
@@ -215,6 +231,7 @@ pub(crate) async fn exchange(
             actor: actor.subject,
             resource,
             requested,
+            confirmation: actor.confirmation,
         },
         now,
     )

@@ -7,7 +7,9 @@
 //! a later expiry or a deeper chain than its parent, and counts the mint against the grant's
 //! rate cap. The grant files depend on this file, never on each other's internals.
 
-use portcullis_policy::{Actor, Claims, Constraints, DelegationRequest, attenuate};
+use portcullis_policy::{
+    Actor, AttenuationError, Claims, Constraints, DelegationRequest, attenuate,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -25,7 +27,7 @@ pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_tok
 pub struct TokenResponse {
     /// The token.
     pub access_token: String,
-    /// Always `Bearer` for now.
+    /// `Bearer`, or `DPoP` for a token bound to a key.
     pub token_type: &'static str,
     /// Seconds until it expires.
     pub expires_in: i64,
@@ -63,6 +65,8 @@ pub(crate) struct Delegation<'a> {
     pub(crate) resource: String,
     /// Narrower constraints than the parent's, if asked for.
     pub(crate) requested: Option<Constraints>,
+    /// The thumbprint of the actor's key, if its tokens are bound (DPoP).
+    pub(crate) confirmation: Option<String>,
 }
 
 /// Signs a delegation token from `parent` (a token or a grant's own claims) for `actor` at
@@ -76,6 +80,7 @@ pub(crate) async fn delegate(
         actor,
         resource,
         requested,
+        confirmation,
     }: Delegation<'_>,
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
@@ -88,11 +93,18 @@ pub(crate) async fn delegate(
             constraints: requested,
             issued_at: now,
             expires_at: (now + ttl).min(grant.expires_at),
-            confirmation: None,
+            confirmation,
             token_id: random_token(16),
         },
     )
-    .map_err(|e| OAuthError::InvalidScope(e.to_string()))?;
+    .map_err(|e| match e {
+        AttenuationError::BindingDropped => OAuthError::InvalidDpopProof(
+            "the parent token is bound to a key (DPoP): the agent it goes to needs a bound \
+             client token too"
+                .into(),
+        ),
+        e => OAuthError::InvalidScope(e.to_string()),
+    })?;
     if let Some(rate) = child.constraints.as_ref().and_then(|c| c.rate())
         && !grants::admit_mint(&state.db, &grant.id, rate.per_hour, now).await?
     {
@@ -110,11 +122,11 @@ pub(crate) async fn delegate(
     let event = serde_json::json!({
         "grant_id": child.grant_id, "sub": child.subject, "act": actors,
         "client_id": client.client_id, "aud": child.audience, "jti": child.token_id,
-        "exp": child.expires_at, "parent_jti": parent.token_id,
+        "exp": child.expires_at, "parent_jti": parent.token_id, "jkt": child.confirmation,
     });
     Ok(TokenResponse {
         access_token: sign(state, &child, "token.exchanged", event, now).await?,
-        token_type: "Bearer",
+        token_type: crate::token::dpop::token_type(child.confirmation.as_deref()),
         expires_in: child.expires_at - now,
         issued_token_type: Some(ACCESS_TOKEN_TYPE),
         refresh_token: None,

@@ -18,6 +18,7 @@
 //! | `authorization_code` | codes made at consent, redeemed once with PKCE |
 //! | `refresh_token` | a consent's refresh family: rotation and reuse detection |
 //! | [`mint`] | the minting core: attenuation, rate cap, audit, signing |
+//! | `dpop` | RFC 9449 proofs at this endpoint, and what a bound token's `token_type` is |
 //!
 //! Before any grant file runs, the dispatch refuses (`unauthorized_client`) a grant type the
 //! client may not use: a public client anything outside the code flow, and every client a
@@ -29,6 +30,7 @@
 
 pub(crate) mod authorization_code;
 mod client_credentials;
+mod dpop;
 mod exchange;
 pub mod grant_type;
 pub mod mint;
@@ -87,10 +89,24 @@ async fn grant(
             "this client is not registered for {name}"
         )));
     }
-    match grant_type {
-        GrantType::AuthorizationCode => authorization_code::redeem(state, &client, params).await,
-        GrantType::RefreshToken => refresh_token::rotate(state, &client, params).await,
-        GrantType::ClientCredentials => client_credentials::issue(state, &client, params).await,
-        GrantType::TokenExchange => exchange::exchange(state, &client, params).await,
+    let proof = dpop::proof(state, headers, crate::now()).await?;
+    match (grant_type, proof) {
+        (GrantType::AuthorizationCode | GrantType::RefreshToken, Some(_)) => {
+            // Asked for a bound token and not able to give one: refused, never a bearer token
+            // the client did not ask for.
+            Err(OAuthError::InvalidDpopProof(format!(
+                "DPoP-bound tokens are not issued for {name} yet"
+            )))
+        }
+        (GrantType::AuthorizationCode, None) => {
+            authorization_code::redeem(state, &client, params).await
+        }
+        (GrantType::RefreshToken, None) => refresh_token::rotate(state, &client, params).await,
+        (GrantType::ClientCredentials, proof) => {
+            client_credentials::issue(state, &client, params, proof).await
+        }
+        (GrantType::TokenExchange, proof) => {
+            exchange::exchange(state, &client, params, proof).await
+        }
     }
 }

@@ -44,6 +44,7 @@ pub(crate) async fn issue_with_access_token(
             actor: client.client_id.clone(),
             resource: resource.to_owned(),
             requested: None,
+            confirmation: None,
         },
         now,
     )

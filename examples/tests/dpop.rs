@@ -1,0 +1,345 @@
+//! DPoP (RFC 9449) from the issuer, through a re-delegation, to the gateway, with real parts:
+//! an agent with its own key gets a bound client token, exchanges for a bound delegation
+//! token and calls through the gateway; the same token without a proof, with another key's
+//! proof, with a replayed proof, with a proof for another URL, and as Bearer are all refused,
+//! and the upstream sees none of them. A sub-agent's bound token works only with its own key.
+
+use portcullis_examples::agent::{ClientCredentials, IssuerClient, expense_grant};
+use portcullis_examples::random_secret;
+use portcullis_examples::stack::{Stack, StackOptions};
+use portcullis_policy::{ProofRequest, SigningKey, create_proof};
+use serde_json::{Value, json};
+
+const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"dpop-agent","version":"1"}}}"#;
+
+/// A fresh P-256 key of the agent's own.
+fn new_key() -> SigningKey {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).unwrap();
+    SigningKey::es256_from_secret("agent", &secret).unwrap()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A proof by `key` for `POST url`, for `token` when one goes with it.
+fn proof(key: &SigningKey, url: &str, token: Option<&str>) -> String {
+    create_proof(
+        key,
+        &ProofRequest {
+            method: "POST",
+            url,
+            access_token: token,
+            nonce: None,
+            jti: &random_secret(),
+            issued_at: now(),
+        },
+    )
+}
+
+struct World {
+    stack: Stack,
+    issuer: IssuerClient,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    async fn start() -> Self {
+        let dir = tempfile::TempDir::new().unwrap();
+        let stack = Stack::start(&StackOptions::sqlite(dir.path()))
+            .await
+            .unwrap();
+        let issuer = IssuerClient::new(&stack.issuer_url, &stack.admin_token);
+        World {
+            stack,
+            issuer,
+            _dir: dir,
+        }
+    }
+
+    /// The agent's client token, bound to `key`; asserts the answer says so.
+    async fn bound_client_token(&self, agent: &ClientCredentials, key: &SigningKey) -> String {
+        let proof = proof(key, &self.issuer.token_url(), None);
+        let body = self
+            .issuer
+            .token_response(agent, &[("grant_type", "client_credentials")], Some(&proof))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(body["token_type"], "DPoP", "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// An exchange by `client`, with `proof` when given: the answer, or the OAuth error code.
+    async fn exchange(
+        &self,
+        client: &ClientCredentials,
+        subject: &str,
+        actor: &str,
+        proof: Option<&str>,
+    ) -> Result<Value, String> {
+        let form = [
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("subject_token", subject),
+            ("subject_token_type", ACCESS_TOKEN),
+            ("actor_token", actor),
+            ("actor_token_type", ACCESS_TOKEN),
+            ("resource", &self.stack.resource),
+        ];
+        self.issuer
+            .token_response(client, &form, proof)
+            .await
+            .unwrap()
+            .map_err(|e| e.error)
+    }
+
+    /// `initialize` at the gateway with `authorization` and `dpop` headers: the status, the
+    /// challenge, and the body.
+    async fn call(&self, authorization: &str, dpop: Option<&str>) -> (u16, String, Value) {
+        let mut request = reqwest::Client::new()
+            .post(&self.stack.resource)
+            .header("authorization", authorization)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(INITIALIZE);
+        if let Some(proof) = dpop {
+            request = request.header("dpop", proof);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text)
+            .or_else(|_| {
+                let data = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("data: "))
+                    .unwrap_or("null");
+                serde_json::from_str(data)
+            })
+            .unwrap_or(Value::Null);
+        (status, challenge, body)
+    }
+
+    fn upstream_requests(&self) -> usize {
+        self.stack.expenses.seen_requests().len()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bound_token_works_only_with_its_keys_fresh_proof() {
+    let w = World::start().await;
+    let agent = w
+        .issuer
+        .register_agent("dpop-agent", "DPoP agent")
+        .await
+        .unwrap();
+    let key = new_key();
+    let actor = w.bound_client_token(&agent, &key).await;
+    let grant_id = w
+        .issuer
+        .grant("alice", &agent.id, &w.stack.resource, expense_grant())
+        .await
+        .unwrap();
+    let subject = w.issuer.subject_token(&grant_id).await.unwrap();
+    let answer = w.exchange(&agent, &subject, &actor, None).await.unwrap();
+    assert_eq!(answer["token_type"], "DPoP", "{answer}");
+    let token = answer["access_token"].as_str().unwrap().to_owned();
+
+    let resource = w.stack.resource.clone();
+    let good = proof(&key, &resource, Some(&token));
+    let (status, _, body) = w.call(&format!("DPoP {token}"), Some(&good)).await;
+    assert_eq!(status, 200, "{body}");
+    let seen = w.upstream_requests();
+    assert!(seen > 0, "the upstream served the agent");
+
+    let thief = new_key();
+    let other_url = format!("{}/mcp/other", w.stack.gateway_url);
+    for (what, authorization, dpop, reason) in [
+        ("no proof", format!("DPoP {token}"), None, "proof_missing"),
+        (
+            "as Bearer",
+            format!("Bearer {token}"),
+            None,
+            "proof_required",
+        ),
+        (
+            "as Bearer with a proof",
+            format!("Bearer {token}"),
+            Some(proof(&key, &resource, Some(&token))),
+            "proof_required",
+        ),
+        (
+            "another key's proof",
+            format!("DPoP {token}"),
+            Some(proof(&thief, &resource, Some(&token))),
+            "proof_key_mismatch",
+        ),
+        (
+            "a replayed proof",
+            format!("DPoP {token}"),
+            Some(good.clone()),
+            "proof_replayed",
+        ),
+        (
+            "a proof for another URL",
+            format!("DPoP {token}"),
+            Some(proof(&key, &other_url, Some(&token))),
+            "proof_url",
+        ),
+        (
+            "a proof without the token's hash",
+            format!("DPoP {token}"),
+            Some(proof(&key, &resource, None)),
+            "proof_token_hash",
+        ),
+    ] {
+        let (status, challenge, body) = w.call(&authorization, dpop.as_deref()).await;
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_eq!(body["error"]["code"], -31002, "{what}: {body}");
+        assert_eq!(body["error"]["data"]["reason"], reason, "{what}: {body}");
+        assert!(
+            challenge.starts_with("DPoP algs=\"ES256 EdDSA\""),
+            "{what}: {challenge}"
+        );
+    }
+    assert_eq!(
+        w.upstream_requests(),
+        seen,
+        "the upstream saw none of the refused requests"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_delegation_binds_the_sub_agents_key_and_never_drops_the_binding() {
+    let w = World::start().await;
+    let agent = w
+        .issuer
+        .register_agent("dpop-agent", "DPoP agent")
+        .await
+        .unwrap();
+    let helper = w
+        .issuer
+        .register_agent("dpop-helper", "Helper")
+        .await
+        .unwrap();
+    let (agent_key, helper_key) = (new_key(), new_key());
+    let actor = w.bound_client_token(&agent, &agent_key).await;
+    let grant_id = w
+        .issuer
+        .grant("alice", &agent.id, &w.stack.resource, expense_grant())
+        .await
+        .unwrap();
+    let subject = w.issuer.subject_token(&grant_id).await.unwrap();
+    let parent = w.exchange(&agent, &subject, &actor, None).await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let helper_actor = w.bound_client_token(&helper, &helper_key).await;
+    let token_url = w.issuer.token_url();
+
+    // The bound parent is exchanged only with its key's proof.
+    assert_eq!(
+        w.exchange(&agent, &parent, &helper_actor, None)
+            .await
+            .unwrap_err(),
+        "invalid_dpop_proof"
+    );
+    let stolen = proof(&new_key(), &token_url, None);
+    assert_eq!(
+        w.exchange(&agent, &parent, &helper_actor, Some(&stolen))
+            .await
+            .unwrap_err(),
+        "invalid_dpop_proof"
+    );
+    // Never to an agent whose client token is bound to no key.
+    let unbound_actor = w.issuer.client_token(&helper).await.unwrap();
+    let by_agent = proof(&agent_key, &token_url, None);
+    assert_eq!(
+        w.exchange(&agent, &parent, &unbound_actor, Some(&by_agent))
+            .await
+            .unwrap_err(),
+        "invalid_dpop_proof"
+    );
+    let by_agent = proof(&agent_key, &token_url, None);
+    let child = w
+        .exchange(&agent, &parent, &helper_actor, Some(&by_agent))
+        .await
+        .unwrap();
+    assert_eq!(child["token_type"], "DPoP", "{child}");
+    let child = child["access_token"].as_str().unwrap();
+
+    let resource = &w.stack.resource;
+    let by_helper = proof(&helper_key, resource, Some(child));
+    let (status, _, body) = w.call(&format!("DPoP {child}"), Some(&by_helper)).await;
+    assert_eq!(status, 200, "{body}");
+    let by_parent_key = proof(&agent_key, resource, Some(child));
+    let (status, _, body) = w.call(&format!("DPoP {child}"), Some(&by_parent_key)).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["data"]["reason"], "proof_key_mismatch");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_issuer_announces_dpop_and_refuses_bad_proofs_at_its_token_endpoint() {
+    let w = World::start().await;
+    let metadata: Value = reqwest::get(format!(
+        "{}/.well-known/oauth-authorization-server",
+        w.stack.issuer_url
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        metadata["dpop_signing_alg_values_supported"],
+        json!(["ES256", "EdDSA"])
+    );
+    let agent = w
+        .issuer
+        .register_agent("dpop-agent", "DPoP agent")
+        .await
+        .unwrap();
+    let key = new_key();
+    let form = [("grant_type", "client_credentials")];
+    let elsewhere = proof(&key, &format!("{}/revoke", w.stack.issuer_url), None);
+    let with_hash = proof(&key, &w.issuer.token_url(), Some("a-token"));
+    let good = proof(&key, &w.issuer.token_url(), None);
+    for bad in [elsewhere.as_str(), with_hash.as_str(), "not.a.proof"] {
+        let refused = w
+            .issuer
+            .token_response(&agent, &form, Some(bad))
+            .await
+            .unwrap();
+        assert_eq!(
+            refused.unwrap_err().error,
+            "invalid_dpop_proof",
+            "{bad:.30}"
+        );
+    }
+    assert!(
+        w.issuer
+            .token_response(&agent, &form, Some(&good))
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    let replayed = w
+        .issuer
+        .token_response(&agent, &form, Some(&good))
+        .await
+        .unwrap();
+    assert_eq!(replayed.unwrap_err().error, "invalid_dpop_proof");
+}
