@@ -11,9 +11,15 @@
 # the binaries link against the same glibc.
 
 ARG RUST_VERSION=1.95
+# The base images. The defaults are the published ones; scripts/build-images.sh passes
+# bookworm images made locally (debootstrap) for a machine that reaches no container registry.
+# A replacement build image needs cargo and rustc on PATH, gcc, make and apt; a runtime one,
+# glibc, libgcc and the nonroot user (65532) with its home /home/nonroot.
+ARG BUILD_IMAGE=rust:${RUST_VERSION}-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
 # ---- build --------------------------------------------------------------------------------
-FROM rust:${RUST_VERSION}-bookworm AS build
+FROM ${BUILD_IMAGE} AS build
 # Pingora builds zlib-ng with cmake; gcc and make are in the rust image already. (cmake is
 # bookworm's, so its version is fixed by the base image.)
 # hadolint ignore=DL3008
@@ -51,7 +57,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 # ---- runtime ------------------------------------------------------------------------------
 # The example MCP server (examples/k8s-sidecar). Pass --listen 127.0.0.1:PORT and its token
 # options; see `expenses-mcp --help`.
-FROM gcr.io/distroless/cc-debian12:nonroot AS expenses-mcp
+FROM ${RUNTIME_IMAGE} AS expenses-mcp
 LABEL org.opencontainers.image.title="portcullis-expenses-mcp" \
       org.opencontainers.image.description="Example expenses MCP server for Portcullis" \
       org.opencontainers.image.source="https://github.com/portcullis-dev/portcullis" \
@@ -64,7 +70,7 @@ ENTRYPOINT ["/usr/local/bin/expenses-mcp"]
 # directory is /home/nonroot/portcullis-data (writable by nonroot; the chart mounts an emptyDir
 # at /var/lib/portcullis instead). Set PORTCULLIS_DATABASE_URL and
 # PORTCULLIS_KEY_ENCRYPTION_SECRET(_FILE) for anything but a try-out.
-FROM gcr.io/distroless/cc-debian12:nonroot AS issuer
+FROM ${RUNTIME_IMAGE} AS issuer
 LABEL org.opencontainers.image.title="portcullis-issuer" \
       org.opencontainers.image.description="Portcullis issuer: RFC 8693 delegation tokens for AI agents" \
       org.opencontainers.image.source="https://github.com/portcullis-dev/portcullis" \
@@ -79,7 +85,7 @@ CMD ["serve"]
 
 # The gateway (the default target, being last). Mount its configuration at
 # /etc/portcullis/gateway/gateway.yaml, or pass `run --config PATH`.
-FROM gcr.io/distroless/cc-debian12:nonroot AS gateway
+FROM ${RUNTIME_IMAGE} AS gateway
 LABEL org.opencontainers.image.title="portcullis-gateway" \
       org.opencontainers.image.description="Portcullis gateway: authorizes every MCP tool call an AI agent makes" \
       org.opencontainers.image.source="https://github.com/portcullis-dev/portcullis" \
