@@ -343,3 +343,63 @@ async fn the_issuer_announces_dpop_and_refuses_bad_proofs_at_its_token_endpoint(
         .unwrap();
     assert_eq!(replayed.unwrap_err().error, "invalid_dpop_proof");
 }
+
+/// oauth4webapi, a third-party OAuth client library (npm), obtains bound tokens with proofs of
+/// its own making and uses one through the gateway (`examples/interop/dpop_client.mjs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_party_dpop_client_obtains_and_uses_a_bound_token() {
+    let Some([node, library]) = portcullis_examples::interop::tools_from_env([
+        "PORTCULLIS_NODE",
+        "PORTCULLIS_OAUTH4WEBAPI",
+    ]) else {
+        return;
+    };
+    let w = World::start().await;
+    let agent = w
+        .issuer
+        .register_agent("oauth4webapi-agent", "oauth4webapi")
+        .await
+        .unwrap();
+    let grant_id = w
+        .issuer
+        .grant("alice", &agent.id, &w.stack.resource, expense_grant())
+        .await
+        .unwrap();
+    let subject = w.issuer.subject_token(&grant_id).await.unwrap();
+    let before = w.upstream_requests();
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/dpop_client.mjs");
+    let run = tokio::process::Command::new(node)
+        .arg(script)
+        .env("OAUTH4WEBAPI_MODULE", library)
+        .env("ISSUER_URL", &w.stack.issuer_url)
+        .env("CLIENT_ID", &agent.id)
+        .env("CLIENT_SECRET", &agent.secret)
+        .env("SUBJECT_TOKEN", &subject)
+        .env("RESOURCE", &w.stack.resource)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("the client finished within a minute")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the oauth4webapi client failed:\n{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    assert_eq!(seen["dpopAlgs"], json!(["ES256", "EdDSA"]), "{seen}");
+    assert_eq!(seen["clientTokenType"], "dpop", "{seen}");
+    assert_eq!(seen["delegationTokenType"], "dpop", "{seen}");
+    assert_eq!(seen["status"], 200, "{seen}");
+    assert_eq!(seen["serverName"], "expenses", "{seen}");
+    assert_eq!(seen["asBearer"], 401, "{seen}");
+    assert_eq!(
+        w.upstream_requests(),
+        before + 1,
+        "the upstream saw the one proven call"
+    );
+}
