@@ -249,3 +249,52 @@ pub async fn connect(url: &str, token: &str) -> anyhow::Result<McpSession> {
     );
     Ok(ClientConfig::default().serve(transport).await?)
 }
+
+/// An agent's own key for DPoP (RFC 9449): it makes the proofs that bind the agent's tokens
+/// to the key and go with every request.
+#[derive(Debug)]
+pub struct DpopKey {
+    key: portcullis_policy::SigningKey,
+}
+
+impl DpopKey {
+    /// A new P-256 key.
+    pub fn generate() -> Self {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).expect("the OS random source is available");
+        Self {
+            key: portcullis_policy::SigningKey::es256_from_secret("agent", &secret)
+                .expect("32 random bytes are a P-256 secret"),
+        }
+    }
+
+    /// A fresh proof for `POST url`, carrying the hash of `token` when one goes with it.
+    pub fn proof(&self, url: &str, token: Option<&str>) -> String {
+        let issued_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        portcullis_policy::create_proof(
+            &self.key,
+            &portcullis_policy::ProofRequest {
+                method: "POST",
+                url,
+                access_token: token,
+                nonce: None,
+                jti: &crate::random_secret(),
+                issued_at,
+            },
+        )
+    }
+
+    /// The agent's client token, bound to this key.
+    pub async fn client_token(
+        &self,
+        issuer: &IssuerClient,
+        agent: &ClientCredentials,
+    ) -> anyhow::Result<Result<Value, OAuthError>> {
+        let proof = self.proof(&issuer.token_url(), None);
+        issuer
+            .token_response(agent, &[("grant_type", "client_credentials")], Some(&proof))
+            .await
+    }
+}

@@ -4,43 +4,12 @@
 //! proof, with a replayed proof, with a proof for another URL, and as Bearer are all refused,
 //! and the upstream sees none of them. A sub-agent's bound token works only with its own key.
 
-use portcullis_examples::agent::{ClientCredentials, IssuerClient, expense_grant};
-use portcullis_examples::random_secret;
+use portcullis_examples::agent::{ClientCredentials, DpopKey, IssuerClient, expense_grant};
 use portcullis_examples::stack::{Stack, StackOptions};
-use portcullis_policy::{ProofRequest, SigningKey, create_proof};
 use serde_json::{Value, json};
 
 const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
 const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"dpop-agent","version":"1"}}}"#;
-
-/// A fresh P-256 key of the agent's own.
-fn new_key() -> SigningKey {
-    let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret).unwrap();
-    SigningKey::es256_from_secret("agent", &secret).unwrap()
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// A proof by `key` for `POST url`, for `token` when one goes with it.
-fn proof(key: &SigningKey, url: &str, token: Option<&str>) -> String {
-    create_proof(
-        key,
-        &ProofRequest {
-            method: "POST",
-            url,
-            access_token: token,
-            nonce: None,
-            jti: &random_secret(),
-            issued_at: now(),
-        },
-    )
-}
 
 struct World {
     stack: Stack,
@@ -63,11 +32,9 @@ impl World {
     }
 
     /// The agent's client token, bound to `key`; asserts the answer says so.
-    async fn bound_client_token(&self, agent: &ClientCredentials, key: &SigningKey) -> String {
-        let proof = proof(key, &self.issuer.token_url(), None);
-        let body = self
-            .issuer
-            .token_response(agent, &[("grant_type", "client_credentials")], Some(&proof))
+    async fn bound_client_token(&self, agent: &ClientCredentials, key: &DpopKey) -> String {
+        let body = key
+            .client_token(&self.issuer, agent)
             .await
             .unwrap()
             .unwrap();
@@ -146,7 +113,7 @@ async fn a_bound_token_works_only_with_its_keys_fresh_proof() {
         .register_agent("dpop-agent", "DPoP agent")
         .await
         .unwrap();
-    let key = new_key();
+    let key = DpopKey::generate();
     let actor = w.bound_client_token(&agent, &key).await;
     let grant_id = w
         .issuer
@@ -159,13 +126,13 @@ async fn a_bound_token_works_only_with_its_keys_fresh_proof() {
     let token = answer["access_token"].as_str().unwrap().to_owned();
 
     let resource = w.stack.resource.clone();
-    let good = proof(&key, &resource, Some(&token));
+    let good = key.proof(&resource, Some(&token));
     let (status, _, body) = w.call(&format!("DPoP {token}"), Some(&good)).await;
     assert_eq!(status, 200, "{body}");
     let seen = w.upstream_requests();
     assert!(seen > 0, "the upstream served the agent");
 
-    let thief = new_key();
+    let thief = DpopKey::generate();
     let other_url = format!("{}/mcp/other", w.stack.gateway_url);
     for (what, authorization, dpop, reason) in [
         ("no proof", format!("DPoP {token}"), None, "proof_missing"),
@@ -178,13 +145,13 @@ async fn a_bound_token_works_only_with_its_keys_fresh_proof() {
         (
             "as Bearer with a proof",
             format!("Bearer {token}"),
-            Some(proof(&key, &resource, Some(&token))),
+            Some(key.proof(&resource, Some(&token))),
             "proof_required",
         ),
         (
             "another key's proof",
             format!("DPoP {token}"),
-            Some(proof(&thief, &resource, Some(&token))),
+            Some(thief.proof(&resource, Some(&token))),
             "proof_key_mismatch",
         ),
         (
@@ -196,13 +163,13 @@ async fn a_bound_token_works_only_with_its_keys_fresh_proof() {
         (
             "a proof for another URL",
             format!("DPoP {token}"),
-            Some(proof(&key, &other_url, Some(&token))),
+            Some(key.proof(&other_url, Some(&token))),
             "proof_url",
         ),
         (
             "a proof without the token's hash",
             format!("DPoP {token}"),
-            Some(proof(&key, &resource, None)),
+            Some(key.proof(&resource, None)),
             "proof_token_hash",
         ),
     ] {
@@ -235,7 +202,7 @@ async fn a_re_delegation_binds_the_sub_agents_key_and_never_drops_the_binding() 
         .register_agent("dpop-helper", "Helper")
         .await
         .unwrap();
-    let (agent_key, helper_key) = (new_key(), new_key());
+    let (agent_key, helper_key) = (DpopKey::generate(), DpopKey::generate());
     let actor = w.bound_client_token(&agent, &agent_key).await;
     let grant_id = w
         .issuer
@@ -257,7 +224,7 @@ async fn a_re_delegation_binds_the_sub_agents_key_and_never_drops_the_binding() 
             .unwrap_err(),
         "invalid_dpop_proof"
     );
-    let stolen = proof(&new_key(), &token_url, None);
+    let stolen = DpopKey::generate().proof(&token_url, None);
     assert_eq!(
         w.exchange(&agent, &parent, &helper_actor, Some(&stolen))
             .await
@@ -266,14 +233,14 @@ async fn a_re_delegation_binds_the_sub_agents_key_and_never_drops_the_binding() 
     );
     // Never to an agent whose client token is bound to no key.
     let unbound_actor = w.issuer.client_token(&helper).await.unwrap();
-    let by_agent = proof(&agent_key, &token_url, None);
+    let by_agent = agent_key.proof(&token_url, None);
     assert_eq!(
         w.exchange(&agent, &parent, &unbound_actor, Some(&by_agent))
             .await
             .unwrap_err(),
         "invalid_dpop_proof"
     );
-    let by_agent = proof(&agent_key, &token_url, None);
+    let by_agent = agent_key.proof(&token_url, None);
     let child = w
         .exchange(&agent, &parent, &helper_actor, Some(&by_agent))
         .await
@@ -282,10 +249,10 @@ async fn a_re_delegation_binds_the_sub_agents_key_and_never_drops_the_binding() 
     let child = child["access_token"].as_str().unwrap();
 
     let resource = &w.stack.resource;
-    let by_helper = proof(&helper_key, resource, Some(child));
+    let by_helper = helper_key.proof(resource, Some(child));
     let (status, _, body) = w.call(&format!("DPoP {child}"), Some(&by_helper)).await;
     assert_eq!(status, 200, "{body}");
-    let by_parent_key = proof(&agent_key, resource, Some(child));
+    let by_parent_key = agent_key.proof(resource, Some(child));
     let (status, _, body) = w.call(&format!("DPoP {child}"), Some(&by_parent_key)).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"]["data"]["reason"], "proof_key_mismatch");
@@ -312,11 +279,11 @@ async fn the_issuer_announces_dpop_and_refuses_bad_proofs_at_its_token_endpoint(
         .register_agent("dpop-agent", "DPoP agent")
         .await
         .unwrap();
-    let key = new_key();
+    let key = DpopKey::generate();
     let form = [("grant_type", "client_credentials")];
-    let elsewhere = proof(&key, &format!("{}/revoke", w.stack.issuer_url), None);
-    let with_hash = proof(&key, &w.issuer.token_url(), Some("a-token"));
-    let good = proof(&key, &w.issuer.token_url(), None);
+    let elsewhere = key.proof(&format!("{}/revoke", w.stack.issuer_url), None);
+    let with_hash = key.proof(&w.issuer.token_url(), Some("a-token"));
+    let good = key.proof(&w.issuer.token_url(), None);
     for bad in [elsewhere.as_str(), with_hash.as_str(), "not.a.proof"] {
         let refused = w
             .issuer

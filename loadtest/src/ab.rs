@@ -25,6 +25,8 @@ use anyhow::{Context, ensure};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
+use portcullis_examples::agent::DpopKey;
+
 use crate::mcp::{self, McpSession, Message};
 use crate::stats::{Latencies, LatencySummary};
 use crate::world::World;
@@ -89,6 +91,10 @@ pub(crate) struct LoadArgs {
     /// shared one.
     #[arg(long)]
     redis_url: Option<String>,
+    /// Also run `gateway+dpop`: the same gateway, with a token bound to the client's key
+    /// (ES256) and a fresh DPoP proof on every request, interleaved with the others.
+    #[arg(long)]
+    dpop: bool,
 }
 
 impl LoadArgs {
@@ -125,6 +131,9 @@ impl LoadArgs {
         };
         if self.redis_url.is_some() && targets.contains(&Target::Gateway) {
             targets.push(Target::GatewayRedis);
+        }
+        if self.dpop && targets.contains(&Target::Gateway) {
+            targets.push(Target::GatewayDpop);
         }
         targets
     }
@@ -187,6 +196,9 @@ enum Target {
     /// A replica of the gateway counting rate caps in Redis.
     #[serde(rename = "gateway+redis")]
     GatewayRedis,
+    /// The gateway, with DPoP-bound tokens and a proof per request.
+    #[serde(rename = "gateway+dpop")]
+    GatewayDpop,
 }
 
 impl Target {
@@ -196,12 +208,16 @@ impl Target {
             Target::Passthrough => "passthrough",
             Target::Gateway => "gateway",
             Target::GatewayRedis => "gateway+redis",
+            Target::GatewayDpop => "gateway+dpop",
         }
     }
 
     /// Whether its sessions need delegation tokens.
     fn gated(self) -> bool {
-        matches!(self, Target::Gateway | Target::GatewayRedis)
+        matches!(
+            self,
+            Target::Gateway | Target::GatewayRedis | Target::GatewayDpop
+        )
     }
 }
 
@@ -292,6 +308,8 @@ async fn drive(
 #[derive(Debug)]
 struct Lane {
     target: Target,
+    /// The key its tokens are bound to (`gateway+dpop`).
+    dpop: Option<Arc<DpopKey>>,
     sessions: Vec<McpSession>,
     tally: Tally,
     measured: Duration,
@@ -301,7 +319,10 @@ impl Lane {
     /// Gives every gateway session a fresh delegation token, so no round outlives one.
     async fn renew_token(&mut self, world: &World) -> anyhow::Result<()> {
         if self.target.gated() {
-            let token = world.delegation_token().await?;
+            let token = match &self.dpop {
+                Some(key) => world.bound_delegation_token(key).await?,
+                None => world.delegation_token().await?,
+            };
             for session in &mut self.sessions {
                 session.set_token(&token)?;
             }
@@ -406,6 +427,8 @@ pub(crate) struct AbReport {
     passthrough_vs_direct: Option<Comparison>,
     /// What counting rate caps in Redis costs over counting them per replica.
     redis_vs_gateway: Option<Comparison>,
+    /// What DPoP-bound tokens, with a proof per request, cost over bearer tokens.
+    dpop_vs_gateway: Option<Comparison>,
 }
 
 fn signed(micros: u64) -> i64 {
@@ -426,19 +449,24 @@ pub(crate) async fn run(
             Target::Passthrough => world.passthrough_endpoint()?,
             Target::Gateway => world.gateway_endpoint(),
             Target::GatewayRedis => world.gateway_redis_endpoint()?,
+            Target::GatewayDpop => world.gateway_endpoint(),
         };
-        let tokens = match target.gated() {
-            true => vec![world.delegation_token().await?],
-            false => Vec::new(),
+        let dpop = (target == Target::GatewayDpop).then(|| Arc::new(DpopKey::generate()));
+        let tokens = match (target.gated(), &dpop) {
+            (true, Some(key)) => vec![world.bound_delegation_token(key).await?],
+            (true, None) => vec![world.delegation_token().await?],
+            (false, _) => Vec::new(),
         };
         eprintln!(
             "{}: opening {} MCP sessions at {url}",
             target.name(),
             args.clients
         );
-        let sessions = mcp::open_sessions(&http, url, &tokens, args.clients).await?;
+        let sessions =
+            mcp::open_sessions_with(&http, url, &tokens, args.clients, dpop.clone()).await?;
         lanes.push(Lane {
             target,
+            dpop,
             sessions,
             tally: Tally::new(),
             measured: Duration::ZERO,
@@ -482,6 +510,7 @@ pub(crate) async fn run(
     let gateway_vs_passthrough = compare(Target::Gateway, Target::Passthrough);
     let passthrough_vs_direct = compare(Target::Passthrough, Target::Direct);
     let redis_vs_gateway = compare(Target::GatewayRedis, Target::Gateway);
+    let dpop_vs_gateway = compare(Target::GatewayDpop, Target::Gateway);
     Ok(AbReport {
         workload: workload.label,
         clients: args.clients,
@@ -494,6 +523,7 @@ pub(crate) async fn run(
         gateway_vs_passthrough,
         passthrough_vs_direct,
         redis_vs_gateway,
+        dpop_vs_gateway,
     })
 }
 
@@ -540,6 +570,7 @@ impl AbReport {
             ("gateway vs passthrough", &self.gateway_vs_passthrough),
             ("gateway vs direct", &self.gateway_vs_direct),
             ("gateway+redis vs gateway", &self.redis_vs_gateway),
+            ("gateway+dpop vs gateway", &self.dpop_vs_gateway),
         ] {
             if let Some(c) = comparison {
                 let _ = writeln!(
@@ -575,6 +606,7 @@ mod tests {
             rounds: 2,
             scenario: Scenarios::All,
             redis_url: None,
+            dpop: false,
         };
         args.validate().unwrap();
         args
@@ -625,6 +657,23 @@ mod tests {
             assert_eq!(s.errors, 0, "{:?}", s.first_error);
         }
         assert!(report.render().contains("gateway+redis vs gateway"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dpop_bound_sessions_are_measured_beside_bearer_ones() {
+        let world = World::start(false).await.unwrap();
+        let with_dpop = LoadArgs {
+            scenario: Scenarios::Gateway,
+            dpop: true,
+            ..args(None)
+        };
+        let report = run(&world, submit(120), &with_dpop).await.unwrap();
+        assert_eq!(report.scenarios.len(), 2);
+        for s in &report.scenarios {
+            assert!(s.latency.count > 0, "{s:?}");
+            assert_eq!(s.errors, 0, "{:?}", s.first_error);
+        }
+        assert!(report.render().contains("gateway+dpop vs gateway"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use portcullis_examples::agent::DpopKey;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -71,9 +72,23 @@ impl Message {
 pub(crate) struct McpSession {
     http: reqwest::Client,
     url: String,
-    /// Sent with every request after `initialize`: session id, protocol version, bearer token.
+    /// Sent with every request after `initialize`: session id, protocol version, and a bearer
+    /// token unless the token is bound to `dpop`.
     headers: HeaderMap,
     next_id: u64,
+    /// The token, and the key it is bound to: every request then carries a fresh proof.
+    dpop: Option<(String, Arc<DpopKey>)>,
+}
+
+/// `request` with the DPoP credential: the bound token and a fresh proof for `url`.
+fn with_proof(
+    request: reqwest::RequestBuilder,
+    url: &str,
+    (token, key): &(String, Arc<DpopKey>),
+) -> reqwest::RequestBuilder {
+    request
+        .header(AUTHORIZATION, format!("DPoP {token}"))
+        .header("dpop", key.proof(url, Some(token)))
 }
 
 fn base_headers(token: Option<&str>) -> anyhow::Result<HeaderMap> {
@@ -104,7 +119,26 @@ impl McpSession {
         url: &str,
         token: Option<&str>,
     ) -> anyhow::Result<Self> {
-        let mut headers = base_headers(token)?;
+        Self::open_with(http, url, token, None).await
+    }
+
+    /// As [`open`](Self::open); with `dpop`, `token` is bound to that key and goes with a
+    /// proof on every request.
+    pub(crate) async fn open_with(
+        http: &reqwest::Client,
+        url: &str,
+        token: Option<&str>,
+        dpop: Option<Arc<DpopKey>>,
+    ) -> anyhow::Result<Self> {
+        let dpop = match (token, dpop) {
+            (Some(token), Some(key)) => Some((token.to_owned(), key)),
+            _ => None,
+        };
+        let authorize = |request: reqwest::RequestBuilder| match &dpop {
+            Some(credential) => with_proof(request, url, credential),
+            None => request,
+        };
+        let mut headers = base_headers(token.filter(|_| dpop.is_none()))?;
         let initialize = json!({
             "jsonrpc": "2.0", "id": 0, "method": "initialize",
             "params": {
@@ -113,9 +147,7 @@ impl McpSession {
                 "clientInfo": {"name": "portcullis-loadtest", "version": env!("CARGO_PKG_VERSION")}
             }
         });
-        let response = http
-            .post(url)
-            .headers(headers.clone())
+        let response = authorize(http.post(url).headers(headers.clone()))
             .body(initialize.to_string())
             .timeout(REQUEST_TIMEOUT)
             .send()
@@ -133,9 +165,7 @@ impl McpSession {
         let session_id = session_id.with_context(|| format!("{url} opened no MCP session"))?;
         headers.insert(SESSION_ID, session_id);
         headers.insert(PROTOCOL_HEADER, HeaderValue::from_static(PROTOCOL_VERSION));
-        let response = http
-            .post(url)
-            .headers(headers.clone())
+        let response = authorize(http.post(url).headers(headers.clone()))
             .body(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
             .timeout(REQUEST_TIMEOUT)
             .send()
@@ -148,11 +178,16 @@ impl McpSession {
             url: url.to_owned(),
             headers,
             next_id: 1,
+            dpop,
         })
     }
 
     /// Replaces the bearer token (delegation tokens live five minutes; a long run renews them).
     pub(crate) fn set_token(&mut self, token: &str) -> anyhow::Result<()> {
+        if let Some((bound, _)) = &mut self.dpop {
+            token.clone_into(bound);
+            return Ok(());
+        }
         self.headers.insert(
             AUTHORIZATION,
             HeaderValue::try_from(format!("Bearer {token}"))?,
@@ -168,15 +203,20 @@ impl McpSession {
     /// A POST of `message` with the next id of this session; the caller sends it.
     pub(crate) fn post(&mut self, message: &Message) -> reqwest::RequestBuilder {
         let body = message.with_id(self.take_id());
-        self.http
-            .post(&self.url)
-            .headers(self.headers.clone())
-            .body(body)
+        let request = self.http.post(&self.url).headers(self.headers.clone());
+        match &self.dpop {
+            Some(credential) => with_proof(request, &self.url, credential),
+            None => request,
+        }
+        .body(body)
     }
 
     /// The same POST as the bytes of a whole HTTP/1.1 request, and the address to send it to,
     /// for a reader below the HTTP client (see `timed_stream`).
     pub(crate) fn raw_post(&mut self, message: &Message) -> anyhow::Result<(SocketAddr, Vec<u8>)> {
+        if self.dpop.is_some() {
+            bail!("raw requests are not made with DPoP proofs");
+        }
         let url = reqwest::Url::parse(&self.url)?;
         let addr = url
             .socket_addrs(|| None)?
@@ -241,14 +281,26 @@ pub(crate) async fn open_sessions(
     tokens: &[String],
     count: usize,
 ) -> anyhow::Result<Vec<McpSession>> {
+    open_sessions_with(http, url, tokens, count, None).await
+}
+
+/// As [`open_sessions`], with the tokens bound to `dpop` when given.
+pub(crate) async fn open_sessions_with(
+    http: &reqwest::Client,
+    url: &str,
+    tokens: &[String],
+    count: usize,
+    dpop: Option<Arc<DpopKey>>,
+) -> anyhow::Result<Vec<McpSession>> {
     let permits = Arc::new(Semaphore::new(OPEN_CONCURRENCY));
     let mut opening = JoinSet::new();
     for i in 0..count {
-        let (http, url, permits) = (http.clone(), url.to_owned(), permits.clone());
+        let (http, url, permits, dpop) =
+            (http.clone(), url.to_owned(), permits.clone(), dpop.clone());
         let token = (!tokens.is_empty()).then(|| tokens[i % tokens.len()].clone());
         opening.spawn(async move {
             let _permit = permits.acquire_owned().await?;
-            McpSession::open(&http, &url, token.as_deref()).await
+            McpSession::open_with(&http, &url, token.as_deref(), dpop).await
         });
     }
     let mut sessions = Vec::with_capacity(count);

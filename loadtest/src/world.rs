@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use portcullis_examples::agent::{ClientCredentials, IssuerClient};
+use portcullis_examples::agent::{ClientCredentials, DpopKey, IssuerClient};
 use portcullis_examples::expenses::{self, ExpensesConfig, ExpensesState};
 use portcullis_examples::replica::{Replica, replica_keys_yaml};
 use portcullis_examples::stack::{Stack, StackOptions};
@@ -232,6 +232,18 @@ impl World {
         Ok(self
             .issuer
             .exchange(&self.agent, &subject, &actor, &self.stack.resource, None)
+            .await??)
+    }
+
+    /// As [`delegation_token`](Self::delegation_token), bound to `key` (DPoP): the agent's
+    /// client token is obtained with a proof, and the exchange binds to its key.
+    pub(crate) async fn bound_delegation_token(&self, key: &DpopKey) -> anyhow::Result<String> {
+        let subject = self.issuer.subject_token(&self.grant_id).await?;
+        let client = key.client_token(&self.issuer, &self.agent).await??;
+        let actor = client["access_token"].as_str().context("no access_token")?;
+        Ok(self
+            .issuer
+            .exchange(&self.agent, &subject, actor, &self.stack.resource, None)
             .await??)
     }
 

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use portcullis_examples::agent::{IssuerClient, McpSession, connect, expense_grant};
+use portcullis_examples::agent::{DpopKey, IssuerClient, McpSession, connect, expense_grant};
 use portcullis_examples::stack::{Stack, StackOptions};
 use rmcp::ServiceError;
 use rmcp::model::CallToolRequestParams;
@@ -305,6 +305,68 @@ async fn main() -> anyhow::Result<()> {
         stack.expenses.cancelled_reports(),
         answer["error"]["message"]
     );
+
+    step(
+        9,
+        "A stolen token is worth nothing without the agent's key: with DPoP the agent binds its tokens to a key of its own.",
+    );
+    let key = DpopKey::generate();
+    let client = key
+        .client_token(&issuer, &agent)
+        .await?
+        .map_err(|e| anyhow::anyhow!("client token: {e:?}"))?;
+    let actor = client["access_token"].as_str().unwrap_or_default();
+    let grant = issuer
+        .grant("alice", &agent.id, &stack.resource, expense_grant())
+        .await?;
+    let subject = issuer.subject_token(&grant).await?;
+    let bound = issuer
+        .exchange(&agent, &subject, actor, &stack.resource, None)
+        .await?
+        .map_err(|e| anyhow::anyhow!("exchange: {e:?}"))?;
+    println!(
+        "   the agent's token is bound to its key: cnf={}",
+        decode(&bound)["cnf"]
+    );
+    let thief = DpopKey::generate();
+    for (who, authorization, proof) in [
+        (
+            "the agent, with a proof by its key",
+            format!("DPoP {bound}"),
+            Some(key.proof(&stack.resource, Some(&bound))),
+        ),
+        (
+            "a thief replaying the token with a key of its own",
+            format!("DPoP {bound}"),
+            Some(thief.proof(&stack.resource, Some(&bound))),
+        ),
+        (
+            "a thief sending it as a bearer token",
+            format!("Bearer {bound}"),
+            None,
+        ),
+        (
+            "the agent again, with a fresh proof",
+            format!("DPoP {bound}"),
+            Some(key.proof(&stack.resource, Some(&bound))),
+        ),
+    ] {
+        let mut request = reqwest::Client::new()
+            .post(&stack.resource)
+            .header("authorization", authorization)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"demo","version":"1"}}}"#);
+        if let Some(proof) = proof {
+            request = request.header("dpop", proof);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let reason = answer["error"]["data"]["reason"].as_str().unwrap_or("");
+        println!("   {who}: {status} {reason}");
+    }
 
     if cli.keep_running {
         println!(
