@@ -258,13 +258,23 @@ pub struct DpopKey {
 }
 
 impl DpopKey {
-    /// A new P-256 key.
+    /// A new P-256 key (ES256, what most DPoP clients use).
     pub fn generate() -> Self {
+        Self::generate_as(portcullis_policy::Algorithm::Es256)
+    }
+
+    /// A new key for `algorithm` (ES256 or EdDSA).
+    pub fn generate_as(algorithm: portcullis_policy::Algorithm) -> Self {
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret).expect("the OS random source is available");
+        let key = match algorithm {
+            portcullis_policy::Algorithm::EdDsa => {
+                portcullis_policy::SigningKey::ed25519_from_seed("agent", &secret)
+            }
+            _ => portcullis_policy::SigningKey::es256_from_secret("agent", &secret),
+        };
         Self {
-            key: portcullis_policy::SigningKey::es256_from_secret("agent", &secret)
-                .expect("32 random bytes are a P-256 secret"),
+            key: key.expect("32 random bytes are a key"),
         }
     }
 

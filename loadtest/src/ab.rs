@@ -91,10 +91,19 @@ pub(crate) struct LoadArgs {
     /// shared one.
     #[arg(long)]
     redis_url: Option<String>,
-    /// Also run `gateway+dpop`: the same gateway, with a token bound to the client's key
-    /// (ES256) and a fresh DPoP proof on every request, interleaved with the others.
-    #[arg(long)]
-    dpop: bool,
+    /// Also run `gateway+dpop`: the same gateway, with a token bound to a client key of
+    /// this algorithm and a fresh DPoP proof on every request, interleaved with the others.
+    #[arg(long, value_enum)]
+    dpop: Option<DpopAlgorithm>,
+}
+
+/// The algorithm of the `gateway+dpop` clients' key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum DpopAlgorithm {
+    /// ECDSA P-256, what most DPoP clients use.
+    Es256,
+    /// Ed25519.
+    Eddsa,
 }
 
 impl LoadArgs {
@@ -132,7 +141,7 @@ impl LoadArgs {
         if self.redis_url.is_some() && targets.contains(&Target::Gateway) {
             targets.push(Target::GatewayRedis);
         }
-        if self.dpop && targets.contains(&Target::Gateway) {
+        if self.dpop.is_some() && targets.contains(&Target::Gateway) {
             targets.push(Target::GatewayDpop);
         }
         targets
@@ -451,7 +460,15 @@ pub(crate) async fn run(
             Target::GatewayRedis => world.gateway_redis_endpoint()?,
             Target::GatewayDpop => world.gateway_endpoint(),
         };
-        let dpop = (target == Target::GatewayDpop).then(|| Arc::new(DpopKey::generate()));
+        let dpop = args
+            .dpop
+            .filter(|_| target == Target::GatewayDpop)
+            .map(|algorithm| {
+                Arc::new(DpopKey::generate_as(match algorithm {
+                    DpopAlgorithm::Es256 => portcullis_policy::Algorithm::Es256,
+                    DpopAlgorithm::Eddsa => portcullis_policy::Algorithm::EdDsa,
+                }))
+            });
         let tokens = match (target.gated(), &dpop) {
             (true, Some(key)) => vec![world.bound_delegation_token(key).await?],
             (true, None) => vec![world.delegation_token().await?],
@@ -606,7 +623,7 @@ mod tests {
             rounds: 2,
             scenario: Scenarios::All,
             redis_url: None,
-            dpop: false,
+            dpop: None,
         };
         args.validate().unwrap();
         args
@@ -664,7 +681,7 @@ mod tests {
         let world = World::start(false).await.unwrap();
         let with_dpop = LoadArgs {
             scenario: Scenarios::Gateway,
-            dpop: true,
+            dpop: Some(DpopAlgorithm::Eddsa),
             ..args(None)
         };
         let report = run(&world, submit(120), &with_dpop).await.unwrap();

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use super::{SharedStore, StoreError};
 
-/// Spent values kept in process before the expired ones are swept.
+/// Spent values kept in process before the expired ones are first swept; after a sweep, the
+/// next waits until the table has doubled, so sweeping costs O(1) per value spent however
+/// many are live.
 const SWEEP_ABOVE: usize = 10_000;
 /// Unexpired values kept in process at most: beyond, nothing more is spent (fail closed), so
 /// a flood of unique values cannot grow memory without bound.
@@ -30,9 +32,45 @@ pub(crate) struct OneTime {
 #[derive(Debug)]
 enum Place {
     /// Spent values and when each may be spent again.
-    InProcess(Mutex<HashMap<String, Instant>>),
+    InProcess(Mutex<InProcess>),
     /// The replicas' store.
     Shared(Arc<SharedStore>),
+}
+
+/// The in-process table and the size at which it is next swept.
+#[derive(Debug)]
+struct InProcess {
+    spent: HashMap<String, Instant>,
+    sweep_at: usize,
+}
+
+impl Default for InProcess {
+    fn default() -> Self {
+        Self {
+            spent: HashMap::new(),
+            sweep_at: SWEEP_ABOVE,
+        }
+    }
+}
+
+impl InProcess {
+    fn spend(&mut self, value: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        if self.spent.len() >= self.sweep_at {
+            self.spent.retain(|_, until| *until > now);
+            if self.spent.len() >= MAX_IN_PROCESS {
+                return Err(StoreError::Full(MAX_IN_PROCESS));
+            }
+            self.sweep_at = (2 * self.spent.len()).clamp(SWEEP_ABOVE, MAX_IN_PROCESS);
+        }
+        match self.spent.get(value) {
+            Some(until) if *until > now => Ok(false),
+            _ => {
+                self.spent.insert(value.to_owned(), now + ttl);
+                Ok(true)
+            }
+        }
+    }
 }
 
 impl OneTime {
@@ -49,23 +87,10 @@ impl OneTime {
     /// every later attempt, on any replica. `ttl` is rounded up to a whole millisecond.
     pub(crate) async fn spend(&self, value: &str, ttl: Duration) -> Result<bool, StoreError> {
         match &self.place {
-            Place::InProcess(spent) => {
-                let now = Instant::now();
-                let mut spent = spent.lock().unwrap_or_else(PoisonError::into_inner);
-                if spent.len() >= SWEEP_ABOVE {
-                    spent.retain(|_, until| *until > now);
-                    if spent.len() >= MAX_IN_PROCESS {
-                        return Err(StoreError::Full(MAX_IN_PROCESS));
-                    }
-                }
-                match spent.get(value) {
-                    Some(until) if *until > now => Ok(false),
-                    _ => {
-                        spent.insert(value.to_owned(), now + ttl);
-                        Ok(true)
-                    }
-                }
-            }
+            Place::InProcess(table) => table
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .spend(value, ttl),
             Place::Shared(store) => {
                 let key = store.key(self.kind, value);
                 let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
@@ -157,5 +182,31 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_flood_of_unique_values_is_bounded_and_refused_beyond_the_bound() {
+        let mut table = InProcess::default();
+        let ttl = Duration::from_secs(60);
+        for i in 0..MAX_IN_PROCESS {
+            assert!(table.spend(&i.to_string(), ttl).unwrap());
+        }
+        assert!(matches!(
+            table.spend("one more", ttl),
+            Err(StoreError::Full(MAX_IN_PROCESS))
+        ));
+        assert_eq!(table.spent.len(), MAX_IN_PROCESS);
+        // Once they expire, spending works again.
+        let mut table = InProcess::default();
+        for i in 0..2 * SWEEP_ABOVE {
+            assert!(table.spend(&i.to_string(), Duration::ZERO).unwrap());
+        }
+        assert!(
+            table.spent.len() <= SWEEP_ABOVE * 2,
+            "{}",
+            table.spent.len()
+        );
+        assert!(table.spend("after", ttl).unwrap());
+        assert!(!table.spend("after", ttl).unwrap());
     }
 }
