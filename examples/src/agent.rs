@@ -280,6 +280,11 @@ impl DpopKey {
 
     /// A fresh proof for `POST url`, carrying the hash of `token` when one goes with it.
     pub fn proof(&self, url: &str, token: Option<&str>) -> String {
+        self.proof_with_nonce(url, token, None)
+    }
+
+    /// As [`proof`](Self::proof), carrying the server's `nonce` (its `DPoP-Nonce`).
+    pub fn proof_with_nonce(&self, url: &str, token: Option<&str>, nonce: Option<&str>) -> String {
         let issued_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -289,7 +294,7 @@ impl DpopKey {
                 method: "POST",
                 url,
                 access_token: token,
-                nonce: None,
+                nonce,
                 jti: &crate::random_secret(),
                 issued_at,
             },

@@ -19,10 +19,16 @@ struct World {
 
 impl World {
     async fn start() -> Self {
+        Self::start_with("").await
+    }
+
+    async fn start_with(gateway_extra_yaml: &str) -> Self {
         let dir = tempfile::TempDir::new().unwrap();
-        let stack = Stack::start(&StackOptions::sqlite(dir.path()))
-            .await
-            .unwrap();
+        let options = StackOptions {
+            gateway_extra_yaml: gateway_extra_yaml.to_owned(),
+            ..StackOptions::sqlite(dir.path())
+        };
+        let stack = Stack::start(&options).await.unwrap();
         let issuer = IssuerClient::new(&stack.issuer_url, &stack.admin_token);
         World {
             stack,
@@ -71,6 +77,16 @@ impl World {
     /// `initialize` at the gateway with `authorization` and `dpop` headers: the status, the
     /// challenge, and the body.
     async fn call(&self, authorization: &str, dpop: Option<&str>) -> (u16, String, Value) {
+        let (status, challenge, _, body) = self.call_for_nonce(authorization, dpop).await;
+        (status, challenge, body)
+    }
+
+    /// As [`call`](Self::call), with the `DPoP-Nonce` the gateway answered.
+    async fn call_for_nonce(
+        &self,
+        authorization: &str,
+        dpop: Option<&str>,
+    ) -> (u16, String, Option<String>, Value) {
         let mut request = reqwest::Client::new()
             .post(&self.stack.resource)
             .header("authorization", authorization)
@@ -82,11 +98,16 @@ impl World {
         }
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
-        let challenge = response
-            .headers()
-            .get("www-authenticate")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        let (challenge, nonce) = (
+            header("www-authenticate").unwrap_or_default(),
+            header("dpop-nonce"),
+        );
         let text = response.text().await.unwrap();
         let body = serde_json::from_str(&text)
             .or_else(|_| {
@@ -97,7 +118,28 @@ impl World {
                 serde_json::from_str(data)
             })
             .unwrap_or(Value::Null);
-        (status, challenge, body)
+        (status, challenge, nonce, body)
+    }
+
+    /// A new agent with a key of its own, and its delegation token for alice's grant, bound
+    /// to that key; asserts the issuer says it is bound.
+    async fn bound_agent(&self) -> (DpopKey, String) {
+        let agent = self
+            .issuer
+            .register_agent("dpop-agent", "DPoP agent")
+            .await
+            .unwrap();
+        let key = DpopKey::generate();
+        let actor = self.bound_client_token(&agent, &key).await;
+        let grant_id = self
+            .issuer
+            .grant("alice", &agent.id, &self.stack.resource, expense_grant())
+            .await
+            .unwrap();
+        let subject = self.issuer.subject_token(&grant_id).await.unwrap();
+        let answer = self.exchange(&agent, &subject, &actor, None).await.unwrap();
+        assert_eq!(answer["token_type"], "DPoP", "{answer}");
+        (key, answer["access_token"].as_str().unwrap().to_owned())
     }
 
     fn upstream_requests(&self) -> usize {
@@ -108,22 +150,7 @@ impl World {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bound_token_works_only_with_its_keys_fresh_proof() {
     let w = World::start().await;
-    let agent = w
-        .issuer
-        .register_agent("dpop-agent", "DPoP agent")
-        .await
-        .unwrap();
-    let key = DpopKey::generate();
-    let actor = w.bound_client_token(&agent, &key).await;
-    let grant_id = w
-        .issuer
-        .grant("alice", &agent.id, &w.stack.resource, expense_grant())
-        .await
-        .unwrap();
-    let subject = w.issuer.subject_token(&grant_id).await.unwrap();
-    let answer = w.exchange(&agent, &subject, &actor, None).await.unwrap();
-    assert_eq!(answer["token_type"], "DPoP", "{answer}");
-    let token = answer["access_token"].as_str().unwrap().to_owned();
+    let (key, token) = w.bound_agent().await;
 
     let resource = w.stack.resource.clone();
     let good = key.proof(&resource, Some(&token));
@@ -309,6 +336,38 @@ async fn the_issuer_announces_dpop_and_refuses_bad_proofs_at_its_token_endpoint(
         .await
         .unwrap();
     assert_eq!(replayed.unwrap_err().error, "invalid_dpop_proof");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nonces_on_a_proof_carries_the_gateways_current_nonce() {
+    let w = World::start_with("dpop_nonces: true\n").await;
+    let (key, token) = w.bound_agent().await;
+    let resource = &w.stack.resource;
+    let authorization = format!("DPoP {token}");
+    let before = w.upstream_requests();
+    for nonce in [None, Some("a-nonce-the-gateway-never-issued")] {
+        let proof = key.proof_with_nonce(resource, Some(&token), nonce);
+        let (status, challenge, issued, body) =
+            w.call_for_nonce(&authorization, Some(&proof)).await;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body["error"]["data"]["reason"], "use_dpop_nonce");
+        assert!(
+            challenge.contains(r#"error="use_dpop_nonce""#),
+            "{challenge}"
+        );
+        assert!(issued.is_some(), "a DPoP-Nonce to retry with");
+    }
+    assert_eq!(
+        w.upstream_requests(),
+        before,
+        "nothing reached the upstream"
+    );
+    let (_, _, issued, _) = w
+        .call_for_nonce(&authorization, Some(&key.proof(resource, Some(&token))))
+        .await;
+    let retry = key.proof_with_nonce(resource, Some(&token), issued.as_deref());
+    let (status, _, body) = w.call(&authorization, Some(&retry)).await;
+    assert_eq!(status, 200, "{body}");
 }
 
 /// oauth4webapi, a third-party OAuth client library (npm), obtains bound tokens with proofs of

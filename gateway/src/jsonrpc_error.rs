@@ -122,6 +122,13 @@ pub enum GatewayError {
         /// The full tool name.
         tool: String,
     },
+    /// The DPoP proof lacks the gateway's current nonce (nonces are on): the agent retries
+    /// with `nonce` (RFC 9449 §9).
+    #[error("the DPoP proof must carry the gateway's current nonce")]
+    UseDpopNonce {
+        /// The nonce to use, sent in `DPoP-Nonce`.
+        nonce: String,
+    },
     /// A DPoP proof's id could not be spent (the shared store is unreachable, or the
     /// in-process store is full): the proof is refused rather than risk a replay.
     #[error("the DPoP proof cannot be checked for replay now")]
@@ -262,6 +269,7 @@ impl GatewayError {
         match self {
             GatewayError::MissingToken
             | GatewayError::InvalidToken(_)
+            | GatewayError::UseDpopNonce { .. }
             | GatewayError::Revoked { .. } => 401,
             GatewayError::RevocationStale
             | GatewayError::RateUnavailable { .. }
@@ -299,7 +307,9 @@ impl GatewayError {
     /// The JSON-RPC error code.
     pub fn code(&self) -> i64 {
         match self {
-            GatewayError::MissingToken | GatewayError::InvalidToken(_) => UNAUTHENTICATED,
+            GatewayError::MissingToken
+            | GatewayError::InvalidToken(_)
+            | GatewayError::UseDpopNonce { .. } => UNAUTHENTICATED,
             GatewayError::Revoked { .. } => REVOKED,
             GatewayError::RevocationStale => STALE,
             GatewayError::RateUnavailable { .. }
@@ -333,6 +343,7 @@ impl GatewayError {
         match self {
             GatewayError::MissingToken => "missing_token",
             GatewayError::InvalidToken(_) => "invalid_token",
+            GatewayError::UseDpopNonce { .. } => "use_dpop_nonce",
             GatewayError::Revoked { .. } => "revoked",
             GatewayError::RevocationStale => "revocation_stale",
             GatewayError::RateUnavailable { .. } => "rate_unavailable",
@@ -414,6 +425,7 @@ impl GatewayError {
             }
             GatewayError::SessionUnavailable => Some(json!({"reason": "session_unavailable"})),
             GatewayError::ProofUnavailable => Some(json!({"reason": "proof_unavailable"})),
+            GatewayError::UseDpopNonce { .. } => Some(json!({"reason": "use_dpop_nonce"})),
             _ => None,
         }
     }
@@ -426,20 +438,24 @@ impl GatewayError {
             GatewayError::MissingToken => None,
             GatewayError::InvalidToken(e) => Some(e.code()),
             GatewayError::Revoked { .. } => Some("revoked"),
+            GatewayError::UseDpopNonce { .. } => Some("use_dpop_nonce"),
             _ => return None,
         };
-        if let GatewayError::InvalidToken(
-            e @ (VerifyError::ProofRequired | VerifyError::NotBound | VerifyError::Proof(_)),
-        ) = self
-        {
+        let dpop_error = match self {
+            GatewayError::UseDpopNonce { .. } => Some("use_dpop_nonce"),
+            GatewayError::InvalidToken(
+                VerifyError::ProofRequired | VerifyError::NotBound | VerifyError::Proof(_),
+            ) => Some("invalid_dpop_proof"),
+            _ => None,
+        };
+        if let (Some(dpop_error), Some(description)) = (dpop_error, error) {
             let algs: Vec<&str> = portcullis_policy::dpop::ALGORITHMS
                 .iter()
                 .map(|a| a.as_str())
                 .collect();
             return Some(format!(
-                r#"DPoP algs="{}", error="invalid_dpop_proof", error_description="{}""#,
+                r#"DPoP algs="{}", error="{dpop_error}", error_description="{description}""#,
                 algs.join(" "),
-                e.code()
             ));
         }
         let mut challenge = r#"Bearer realm="portcullis""#.to_owned();
@@ -452,6 +468,14 @@ impl GatewayError {
             ));
         }
         Some(challenge)
+    }
+
+    /// The `DPoP-Nonce` to send with the refusal, when the agent must use a new nonce.
+    pub fn dpop_nonce(&self) -> Option<&str> {
+        match self {
+            GatewayError::UseDpopNonce { nonce } => Some(nonce),
+            _ => None,
+        }
     }
 
     /// The JSON-RPC error response body.

@@ -20,6 +20,10 @@ use crate::routes::Routes;
 use crate::session::Sessions;
 use crate::shared_state::SharedStore;
 use crate::shared_state::one_time::OneTime;
+use portcullis_policy::dpop::NonceSource;
+
+/// How long one DPoP nonce is handed out; it is accepted for one window more.
+const NONCE_WINDOW_SECONDS: i64 = 60;
 use crate::token_cache::TokenCache;
 use crate::upstream::downstream_token::DownstreamMinter;
 use crate::{StartError, clock};
@@ -46,6 +50,8 @@ pub struct GatewayState {
     pub(crate) token_cache: TokenCache,
     /// DPoP proof ids seen within the proof window: across replicas with a shared store.
     pub(crate) dpop_proofs: OneTime,
+    /// The nonces DPoP proofs must carry, when `dpop_nonces` is on.
+    pub(crate) dpop_nonces: Option<NonceSource>,
     /// Calls per hour, per grant: across replicas with a shared store, else per replica.
     pub(crate) rate_caps: RateCaps,
     /// For requests the gateway makes itself (cancellations, fleet members).
@@ -129,13 +135,17 @@ impl GatewayState {
             .shared_state
             .as_ref()
             .map(|shared| Arc::new(SharedStore::new(shared)));
+        let sessions = Sessions::new(&settings.sessions, store.clone());
         Ok(Arc::new(Self {
             pins,
             decisions,
             decision_writer,
             controls: Controls::new(settings.admin_token.as_ref().map(|t| t.expose())),
             routes: ArcSwap::from_pointee(Routes::new(routes, &settings)),
-            sessions: Sessions::new(&settings.sessions, store.clone()),
+            dpop_nonces: settings
+                .dpop_nonces
+                .then(|| NonceSource::new(sessions.nonce_key(), NONCE_WINDOW_SECONDS)),
+            sessions,
             in_flight: Arc::default(),
             stateless_members: StatelessMembers::default(),
             dpop_proofs: OneTime::new("dpop", store.clone()),

@@ -178,7 +178,7 @@ fn dpop(c: &mut Criterion) {
             method: "POST",
             url: AUDIENCE,
             access_token: Some(token),
-            nonce: None,
+            nonces: None,
             now: NOW,
             max_age: 60,
             leeway: 5,

@@ -152,8 +152,9 @@ pub struct Expectation<'a> {
     /// The access token presented with the proof (at a resource server); `None` at a token
     /// endpoint, where a proof must not carry `ath`.
     pub access_token: Option<&'a str>,
-    /// The nonce the server requires, if it requires one now.
-    pub nonce: Option<&'a str>,
+    /// The nonces the server accepts now (say, the current and the previous one), if it
+    /// requires one; `None`: no nonce is required.
+    pub nonces: Option<&'a [String]>,
     /// Now, Unix seconds.
     pub now: i64,
     /// How old a proof may be, in seconds.
@@ -346,8 +347,11 @@ fn check_claims(claims: &ProofClaims, expected: &Expectation<'_>) -> Result<(), 
         (Some(_), Some(_)) | (None, Some(_)) => return Err(DpopError::WrongTokenHash),
         (None, None) => {}
     }
-    if let Some(nonce) = expected.nonce
-        && claims.nonce.as_deref() != Some(nonce)
+    if let Some(nonces) = expected.nonces
+        && !claims
+            .nonce
+            .as_ref()
+            .is_some_and(|nonce| nonces.contains(nonce))
     {
         return Err(DpopError::WrongNonce);
     }
@@ -389,6 +393,54 @@ pub fn thumbprint(jwk: &Jwk) -> String {
     // serde_json writes object members in key order (no `preserve_order`), compactly.
     let text = serde_json::to_string(&canonical).expect("a JSON object serialises");
     URL_SAFE_NO_PAD.encode(Sha256::digest(text.as_bytes()))
+}
+
+/// Server nonces (RFC 9449 §8, §9) that need no state: the nonce of a time window is a MAC
+/// of the window's number under a key the servers share, so every replica issues and accepts
+/// the same ones. A nonce is accepted in its own window and the next, so a client that just
+/// got one never sees it expire at once.
+#[derive(Clone)]
+pub struct NonceSource {
+    key: [u8; 32],
+    window: i64,
+}
+
+impl std::fmt::Debug for NonceSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NonceSource")
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NonceSource {
+    /// Nonces under `key`, a new one every `window_seconds` (at least 1).
+    pub fn new(key: [u8; 32], window_seconds: i64) -> Self {
+        Self {
+            key,
+            window: window_seconds.max(1),
+        }
+    }
+
+    fn nonce(&self, window: i64) -> String {
+        use hmac::Mac as _;
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&self.key)
+            .expect("HMAC takes a key of any length");
+        mac.update(b"portcullis dpop nonce");
+        mac.update(&window.to_be_bytes());
+        URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..16])
+    }
+
+    /// The nonce to hand out at `now`.
+    pub fn current(&self, now: i64) -> String {
+        self.nonce(now.div_euclid(self.window))
+    }
+
+    /// The nonces a proof may carry at `now`: the current one and the one before.
+    pub fn accepted(&self, now: i64) -> [String; 2] {
+        let window = now.div_euclid(self.window);
+        [self.nonce(window), self.nonce(window - 1)]
+    }
 }
 
 /// What a client needs to make one proof.

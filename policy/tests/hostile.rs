@@ -406,7 +406,7 @@ fn request() -> portcullis_policy::Expectation<'static> {
         method: "POST",
         url: AUDIENCE,
         access_token: None,
-        nonce: None,
+        nonces: None,
         now: NOW,
         max_age: 60,
         leeway: 5,

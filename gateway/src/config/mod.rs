@@ -142,6 +142,8 @@ pub struct Settings {
     pub sessions: SessionSettings,
     /// Bearer tokens are refused at fleets (upstreams carry their own setting).
     pub require_dpop: bool,
+    /// DPoP proofs must carry a nonce the gateway issued.
+    pub dpop_nonces: bool,
     /// The file this was read from, watched for changes by a running gateway.
     pub source: Option<PathBuf>,
 }
@@ -242,6 +244,7 @@ impl Config {
                 shared_state,
                 sessions,
                 require_dpop: raw.require_dpop,
+                dpop_nonces: raw.dpop_nonces,
                 pins_file: raw.pins_file,
                 source: None,
                 admin_token,

@@ -77,6 +77,10 @@ pub(crate) struct RawConfig {
     /// DPoP proof (default false; an upstream may set its own).
     #[serde(default)]
     pub(crate) require_dpop: bool,
+    /// Require DPoP proofs to carry a nonce the gateway issued (RFC 9449 §9), which bounds how
+    /// long a proof made in advance is good for; replicas share them through the session keys.
+    #[serde(default)]
+    pub(crate) dpop_nonces: bool,
     /// How many verified tokens to remember (0 disables the cache).
     #[serde(default = "default_token_cache")]
     pub(crate) token_cache_size: usize,

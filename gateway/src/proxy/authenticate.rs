@@ -54,21 +54,34 @@ pub(super) async fn authenticate(
         Presented::Dpop { token, proof } => {
             let now = clock::now();
             let url = format!("{}{}", state.settings.public_url, req.uri.path());
+            let nonces = state
+                .dpop_nonces
+                .as_ref()
+                .map(|source| source.accepted(now));
             let request = Expectation {
                 method: req.method.as_str(),
                 url: &url,
                 access_token: Some(token),
-                nonce: None,
+                nonces: nonces.as_ref().map(|n| n.as_slice()),
                 now,
                 max_age: PROOF_MAX_AGE,
                 leeway: state.settings.leeway_seconds,
             };
+            // A proof without the current nonce is answered with one to retry with.
+            let refused = |e| match (e, &state.dpop_nonces) {
+                (VerifyError::Proof(DpopError::WrongNonce), Some(source)) => {
+                    GatewayError::UseDpopNonce {
+                        nonce: source.current(now),
+                    }
+                }
+                (e, _) => GatewayError::InvalidToken(e),
+            };
             let verified = verify(state, token, audience, Some((proof, &request)))
                 .await
-                .map_err(GatewayError::InvalidToken)?;
+                .map_err(refused)?;
             let proof = verified
                 .check_proof(token, proof, &request)
-                .map_err(GatewayError::InvalidToken)?;
+                .map_err(refused)?;
             spend(state, &proof).await?;
             Ok(verified)
         }

@@ -39,12 +39,17 @@ pub(super) async fn send_error(
     error: &GatewayError,
     resource_metadata: Option<&str>,
 ) -> Result<()> {
-    let challenge: Vec<_> = error
+    let headers: Vec<_> = error
         .challenge(resource_metadata)
         .map(|c| (header::WWW_AUTHENTICATE, c))
         .into_iter()
+        .chain(
+            error
+                .dpop_nonce()
+                .map(|n| (header::HeaderName::from_static("dpop-nonce"), n.to_owned())),
+        )
         .collect();
-    write_json(session, error.status(), error.body(), &challenge).await
+    write_json(session, error.status(), error.body(), &headers).await
 }
 
 /// The last event of a stream whose authority was revoked: says so, in-band.

@@ -76,6 +76,8 @@ pub(crate) struct Resolved {
 #[derive(Debug)]
 pub(crate) struct Sessions {
     sealer: Sealer,
+    /// Derived from the sealing key, for the DPoP nonces the replicas share.
+    nonce_key: [u8; 32],
     local: LocalSessions,
     shared: Option<SharedSessions>,
     idle: Duration,
@@ -96,12 +98,18 @@ impl Sessions {
             None => vec![SessionKey::generate()],
         };
         Self {
+            nonce_key: keys[0].derive(b"dpop nonces"),
             sealer: Sealer::new(&keys),
             local: LocalSessions::default(),
             shared: store.map(|store| SharedSessions { store }),
             idle: settings.idle_timeout,
             max_lifetime: settings.max_lifetime,
         }
+    }
+
+    /// The key of the DPoP nonces: the same at every replica holding the same session keys.
+    pub(crate) fn nonce_key(&self) -> [u8; 32] {
+        self.nonce_key
     }
 
     fn expires_at(&self, opened_at: i64) -> i64 {

@@ -45,6 +45,18 @@ impl SessionKey {
         Some(Self(bytes.try_into().ok()?))
     }
 
+    /// A key for another purpose than sealing ids (`context` names it), derived from this one,
+    /// so replicas that share session keys share it too.
+    pub(crate) fn derive(&self, context: &[u8]) -> [u8; 32] {
+        use sha2::Digest as _;
+        let mut hash = sha2::Sha256::new();
+        hash.update(b"portcullis session key derivation\0");
+        hash.update(context);
+        hash.update(b"\0");
+        hash.update(self.0);
+        hash.finalize().into()
+    }
+
     /// A new random key, for a gateway that serves alone.
     pub(crate) fn generate() -> Self {
         let mut key = [0; 32];

@@ -49,7 +49,7 @@ pub(crate) async fn proof(
         method: "POST",
         url: &url,
         access_token: None,
-        nonce: None,
+        nonces: None,
         now,
         max_age: MAX_AGE,
         leeway: LEEWAY,

@@ -26,7 +26,7 @@ fn expected<'a>() -> Expectation<'a> {
         method: "POST",
         url: URL,
         access_token: Some(TOKEN),
-        nonce: None,
+        nonces: None,
         now: NOW,
         max_age: 60,
         leeway: 5,
@@ -198,8 +198,9 @@ fn the_token_hash_must_be_the_presented_tokens() {
 
 #[test]
 fn a_required_nonce_must_be_carried() {
+    let accepted = ["n-1".to_owned(), "n-2".to_owned()];
     let wanting = Expectation {
-        nonce: Some("n-1"),
+        nonces: Some(&accepted),
         ..expected()
     };
     let proof = create_proof(&key(), &request());
@@ -212,14 +213,16 @@ fn a_required_nonce_must_be_carried() {
         },
     );
     assert_eq!(verify_proof(&stale, &wanting), Err(DpopError::WrongNonce));
-    let fresh = create_proof(
-        &key(),
-        &ProofRequest {
-            nonce: Some("n-1"),
-            ..request()
-        },
-    );
-    assert!(verify_proof(&fresh, &wanting).is_ok());
+    for nonce in ["n-1", "n-2"] {
+        let fresh = create_proof(
+            &key(),
+            &ProofRequest {
+                nonce: Some(nonce),
+                ..request()
+            },
+        );
+        assert!(verify_proof(&fresh, &wanting).is_ok(), "{nonce}");
+    }
 }
 
 #[test]
@@ -346,4 +349,21 @@ fn malformed_proofs_are_refused_without_panicking() {
         verify_proof(&forge(&key(), &header, &long_jti), &expected()),
         Err(DpopError::BadClaims(_))
     ));
+}
+
+#[test]
+fn nonces_rotate_by_window_and_the_previous_one_is_still_accepted() {
+    let source = NonceSource::new([9; 32], 60);
+    let at = |t| source.current(t);
+    assert_eq!(at(NOW - NOW % 60), at(NOW - NOW % 60 + 59));
+    assert_ne!(at(NOW - NOW % 60), at(NOW - NOW % 60 + 60));
+    let accepted = source.accepted(NOW + 60);
+    assert!(accepted.contains(&at(NOW)) && accepted.contains(&at(NOW + 60)));
+    assert!(!source.accepted(NOW + 120).contains(&at(NOW)));
+    assert_ne!(
+        NonceSource::new([8; 32], 60).current(NOW),
+        at(NOW),
+        "another key, other nonces"
+    );
+    assert!(!format!("{source:?}").contains('9'));
 }
