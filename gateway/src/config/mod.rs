@@ -43,9 +43,8 @@ use crate::secret::{self, Secret, Source};
 use crate::upstream::Upstream;
 
 pub use self::revocation::{Sources, StalenessMode};
-pub use self::sessions::SessionSettings;
+pub use self::sessions::{SessionKey, SessionSettings};
 pub use self::shared_state::{SharedMode, SharedState};
-pub use crate::session::SessionKey;
 
 /// Pingora replays a request body it has buffered for us only up to 64 KiB, so a larger body
 /// could not be judged before it is sent; larger bodies are refused with 413.

@@ -8,13 +8,57 @@
 
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
 use super::raw::RawSessions;
 use super::{ConfigError, invalid};
 use crate::secret::{self, Source};
-use crate::session::SessionKey;
 
 /// At most this many keys may be listed: every id is tried against each.
 const MAX_KEYS: usize = 8;
+
+/// One 32-byte session key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionKey([u8; 32]);
+
+impl std::fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionKey(***)")
+    }
+}
+
+impl SessionKey {
+    /// A key from its base64url text (43 characters, no padding).
+    pub fn from_base64url(text: &str) -> Option<Self> {
+        let bytes = URL_SAFE_NO_PAD.decode(text.trim()).ok()?;
+        Some(Self(bytes.try_into().ok()?))
+    }
+
+    /// The key itself, for the cipher that seals ids.
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// A key for another purpose than sealing ids (`context` names it), derived from this one,
+    /// so replicas that share session keys share it too.
+    pub(crate) fn derive(&self, context: &[u8]) -> [u8; 32] {
+        use sha2::Digest as _;
+        let mut hash = sha2::Sha256::new();
+        hash.update(b"portcullis session key derivation\0");
+        hash.update(context);
+        hash.update(b"\0");
+        hash.update(self.0);
+        hash.finalize().into()
+    }
+
+    /// A new random key, for a gateway that serves alone.
+    pub(crate) fn generate() -> Self {
+        let mut key = [0; 32];
+        getrandom::fill(&mut key).expect("the OS random source is available");
+        Self(key)
+    }
+}
 
 /// The validated section.
 #[derive(Debug, Clone, PartialEq)]
@@ -176,5 +220,14 @@ upstreams: [{name: expenses, url: 'http://127.0.0.1:8001/mcp'}]
             typo.to_string().contains("unknown field `key_file`"),
             "{typo}"
         );
+    }
+
+    #[test]
+    fn keys_read_as_43_base64url_characters_only() {
+        let text = URL_SAFE_NO_PAD.encode([7u8; 32]);
+        assert_eq!(SessionKey::from_base64url(&text), Some(SessionKey([7; 32])));
+        assert_eq!(SessionKey::from_base64url(&text[..40]), None);
+        assert_eq!(SessionKey::from_base64url("not base64!"), None);
+        assert_eq!(format!("{:?}", SessionKey([7; 32])), "SessionKey(***)");
     }
 }

@@ -32,9 +32,8 @@ use portcullis_policy::Claims;
 use self::local::{Known, LocalSessions};
 pub(crate) use self::sealed::MAX_UPSTREAM_ID;
 use self::sealed::Sealer;
-pub use self::sealed::SessionKey;
 use self::shared::SharedSessions;
-use crate::config::{SessionSettings, SharedMode};
+use crate::config::{SessionKey, SessionSettings, SharedMode};
 use crate::shared_state::{SharedStore, StoreError};
 use crate::{clock, metrics};
 

@@ -17,6 +17,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
 use super::Principal;
+use crate::config::SessionKey;
 
 /// Bytes of the nonce at the start of an id.
 const NONCE_LEN: usize = 24;
@@ -27,43 +28,6 @@ pub(crate) const HANDLE_LEN: usize = 32;
 pub(crate) const MAX_UPSTREAM_ID: usize = 512;
 /// Versions the associated data, so a later format can never open as this one.
 const CONTEXT: &[u8] = b"portcullis session v1";
-
-/// One 32-byte session key.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SessionKey([u8; 32]);
-
-impl std::fmt::Debug for SessionKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SessionKey(***)")
-    }
-}
-
-impl SessionKey {
-    /// A key from its base64url text (43 characters, no padding).
-    pub fn from_base64url(text: &str) -> Option<Self> {
-        let bytes = URL_SAFE_NO_PAD.decode(text.trim()).ok()?;
-        Some(Self(bytes.try_into().ok()?))
-    }
-
-    /// A key for another purpose than sealing ids (`context` names it), derived from this one,
-    /// so replicas that share session keys share it too.
-    pub(crate) fn derive(&self, context: &[u8]) -> [u8; 32] {
-        use sha2::Digest as _;
-        let mut hash = sha2::Sha256::new();
-        hash.update(b"portcullis session key derivation\0");
-        hash.update(context);
-        hash.update(b"\0");
-        hash.update(self.0);
-        hash.finalize().into()
-    }
-
-    /// A new random key, for a gateway that serves alone.
-    pub(crate) fn generate() -> Self {
-        let mut key = [0; 32];
-        getrandom::fill(&mut key).expect("the OS random source is available");
-        Self(key)
-    }
-}
 
 /// What an id carries, once opened.
 #[derive(Debug, PartialEq, Eq)]
@@ -97,7 +61,7 @@ impl Sealer {
         Self {
             ciphers: keys
                 .iter()
-                .map(|key| XChaCha20Poly1305::new(&key.0.into()))
+                .map(|key| XChaCha20Poly1305::new(&(*key.bytes()).into()))
                 .collect(),
         }
     }
@@ -254,14 +218,5 @@ mod tests {
         for hostile in ["", "x", "é", &"A".repeat(10_000), &id[..id.len() - 2]] {
             assert_eq!(sealer.open(hostile, "mail", &alice), None);
         }
-    }
-
-    #[test]
-    fn keys_read_as_43_base64url_characters_only() {
-        let text = URL_SAFE_NO_PAD.encode([7u8; 32]);
-        assert_eq!(SessionKey::from_base64url(&text), Some(SessionKey([7; 32])));
-        assert_eq!(SessionKey::from_base64url(&text[..40]), None);
-        assert_eq!(SessionKey::from_base64url("not base64!"), None);
-        assert_eq!(format!("{:?}", SessionKey([7; 32])), "SessionKey(***)");
     }
 }
