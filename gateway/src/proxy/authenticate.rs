@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use http::header;
 use pingora::http::RequestHeader;
-use portcullis_policy::dpop::{DpopError, Expectation};
+use portcullis_policy::dpop::{DpopError, Expectation, Proof};
 use portcullis_policy::{ActorRule, Expected, VerifiedToken, VerifyError};
 
 use crate::clock;
@@ -42,7 +42,7 @@ pub(super) async fn authenticate(
             Err(GatewayError::InvalidToken(VerifyError::ProofRequired))
         }
         Presented::Bearer(token) => {
-            let verified = verify(state, token, audience, None)
+            let (verified, _) = verify(state, token, audience, None)
                 .await
                 .map_err(GatewayError::InvalidToken)?;
             match verified.claims().confirmation {
@@ -76,12 +76,16 @@ pub(super) async fn authenticate(
                 }
                 (e, _) => GatewayError::InvalidToken(e),
             };
-            let verified = verify(state, token, audience, Some((proof, &request)))
+            let (verified, checked) = verify(state, token, audience, Some((proof, &request)))
                 .await
                 .map_err(refused)?;
-            let proof = verified
-                .check_proof(token, proof, &request)
-                .map_err(refused)?;
+            // A token verified just now came with its proof checked; a cached one did not.
+            let proof = match checked {
+                Some(checked) => checked,
+                None => verified
+                    .check_proof(token, proof, &request)
+                    .map_err(refused)?,
+            };
             spend(state, &proof).await?;
             Ok(verified)
         }
@@ -89,10 +93,7 @@ pub(super) async fn authenticate(
 }
 
 /// Spends the proof's `jti` for as long as the proof could be presented.
-async fn spend(
-    state: &GatewayState,
-    proof: &portcullis_policy::dpop::Proof,
-) -> Result<(), GatewayError> {
+async fn spend(state: &GatewayState, proof: &Proof) -> Result<(), GatewayError> {
     let window = PROOF_MAX_AGE + 2 * state.settings.leeway_seconds;
     let ttl = Duration::from_secs(u64::try_from(window).unwrap_or(u64::MAX));
     let value = format!("{}:{}", proof.thumbprint, proof.jti);
@@ -143,18 +144,19 @@ fn presented(req: &RequestHeader) -> Result<Presented<'_>, GatewayError> {
 }
 
 /// The verified token, from the cache or verified now: as a bearer token, or with `proof`
-/// for a bound one (whose proof the caller checks on every request, cached or not).
+/// for a bound one. A token verified now comes with its proof checked; a cached one without,
+/// and the caller checks the proof (every request has its own).
 async fn verify(
     state: &GatewayState,
     token: &str,
     audience: &str,
     proof: Option<(&str, &Expectation<'_>)>,
-) -> Result<Arc<VerifiedToken>, VerifyError> {
+) -> Result<(Arc<VerifiedToken>, Option<Proof>), VerifyError> {
     let now = clock::now();
     let keys = &state.keys;
     let cache = &state.token_cache;
     if let Some(hit) = cache.get(audience, token, keys.version(), now) {
-        return Ok(hit);
+        return Ok((hit, None));
     }
     let expected = Expected {
         audience,
@@ -162,16 +164,16 @@ async fn verify(
         actor: ActorRule::Required,
     };
     let verify = || match proof {
-        None => keys.verifier().verify(token, &expected),
+        None => keys.verifier().verify(token, &expected).map(|v| (v, None)),
         Some((proof, request)) => keys
             .verifier()
             .verify_with_proof(token, &expected, proof, request)
-            .map(|(verified, _)| verified),
+            .map(|(verified, proof)| (verified, Some(proof))),
     };
     // Read the key-set version before the keys: a concurrent refresh can then only make the
     // cache entry look older than it is, never newer.
     let mut version = keys.version();
-    let verified = match verify() {
+    let (verified, checked) = match verify() {
         Err(VerifyError::UnknownKid(_)) if keys.refresh_for_unknown_kid().await => {
             version = keys.version();
             verify()
@@ -180,5 +182,5 @@ async fn verify(
     }?;
     let verified = Arc::new(verified);
     cache.insert(audience, token, verified.clone(), version, now);
-    Ok(verified)
+    Ok((verified, checked))
 }
