@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::jws::{self, Header, KeyFrom, Parts};
 use crate::key::{Algorithm, Jwk, SigningKey, VerifyingKey};
 use crate::strict_json;
 
@@ -174,25 +175,6 @@ pub struct Proof {
     pub issued_at: i64,
 }
 
-#[derive(Deserialize)]
-struct Header {
-    alg: String,
-    #[serde(default)]
-    typ: Option<String>,
-    #[serde(default)]
-    jwk: Option<Value>,
-    #[serde(default)]
-    crit: Option<Value>,
-    #[serde(default)]
-    kid: Option<Value>,
-    #[serde(default)]
-    jku: Option<Value>,
-    #[serde(default)]
-    x5u: Option<Value>,
-    #[serde(default)]
-    x5c: Option<Value>,
-}
-
 /// The public members of a proof's `jwk`; any private member refuses the key.
 #[derive(Deserialize)]
 struct ProofJwk {
@@ -222,9 +204,7 @@ struct ProofClaims {
 }
 
 fn decode_part(part: &str) -> Result<Vec<u8>, DpopError> {
-    URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| DpopError::Malformed)
+    jws::decode(part).ok_or(DpopError::Malformed)
 }
 
 /// Checks `proof` against what the request was; see the module docs for what is checked.
@@ -232,13 +212,8 @@ pub fn verify_proof(proof: &str, expected: &Expectation<'_>) -> Result<Proof, Dp
     if proof.len() > MAX_PROOF_LEN {
         return Err(DpopError::Oversized);
     }
-    let mut parts = proof.split('.');
-    let (Some(header_b64), Some(claims_b64), Some(signature_b64), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(DpopError::Malformed);
-    };
-    let header: Header = strict_json::from_slice_to(&decode_part(header_b64)?)
+    let parts = Parts::split(proof).ok_or(DpopError::Malformed)?;
+    let header: Header = strict_json::from_slice_to(&decode_part(parts.header)?)
         .map_err(|e| DpopError::BadHeader(e.to_string()))?;
     if header.typ.as_deref() != Some(PROOF_TYPE) {
         return Err(DpopError::WrongType(header.typ));
@@ -246,27 +221,18 @@ pub fn verify_proof(proof: &str, expected: &Expectation<'_>) -> Result<Proof, Dp
     let algorithm = Algorithm::from_name(&header.alg)
         .filter(|a| ALGORITHMS.contains(a))
         .ok_or_else(|| DpopError::DisallowedAlgorithm(header.alg.clone()))?;
-    for (present, name) in [
-        (header.crit.is_some(), "crit"),
-        (header.kid.is_some(), "kid"),
-        (header.jku.is_some(), "jku"),
-        (header.x5u.is_some(), "x5u"),
-        (header.x5c.is_some(), "x5c"),
-    ] {
-        if present {
-            return Err(DpopError::UnsupportedHeader(name));
-        }
+    if let Some(name) = header.refused_member(KeyFrom::Jwk) {
+        return Err(DpopError::UnsupportedHeader(name));
     }
     let jwk = header
         .jwk
         .ok_or_else(|| DpopError::BadKey("no jwk in the header".into()))?;
     let (key, thumbprint) = public_key(jwk, algorithm)?;
-    let signing_input_len = header_b64.len() + 1 + claims_b64.len();
-    let signature = decode_part(signature_b64)?;
-    if !key.verify(&proof.as_bytes()[..signing_input_len], &signature) {
+    let signature = decode_part(parts.signature)?;
+    if !key.verify(parts.signing_input(proof), &signature) {
         return Err(DpopError::BadSignature);
     }
-    let claims: ProofClaims = strict_json::from_slice_to(&decode_part(claims_b64)?)
+    let claims: ProofClaims = strict_json::from_slice_to(&decode_part(parts.payload)?)
         .map_err(|e| DpopError::BadClaims(e.to_string()))?;
     check_claims(&claims, expected)?;
     Ok(Proof {

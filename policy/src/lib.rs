@@ -40,6 +40,7 @@ pub mod claims;
 pub mod constraint;
 pub mod decision;
 pub mod dpop;
+mod jws;
 pub mod key;
 pub mod revocation;
 pub mod sign;

@@ -17,12 +17,9 @@
 //! The module is deliberately not built on `jsonwebtoken`'s `decode`: that path cannot refuse
 //! duplicate claim keys or foreign header parameters, and it re-parses the key on every call.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Deserialize;
-
 use crate::claims::{Claims, ClaimsError, RawClaims};
 use crate::dpop::DpopError;
+use crate::jws::{self, Header, KeyFrom, Parts};
 use crate::key::{Algorithm, KeySet, is_valid_kid};
 use crate::sign::TOKEN_TYPE;
 use crate::strict_json::{self, StrictJsonError};
@@ -203,29 +200,8 @@ pub struct Verifier {
     max_len: usize,
 }
 
-#[derive(Deserialize)]
-struct Header {
-    alg: String,
-    #[serde(default)]
-    typ: Option<String>,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    crit: Option<serde_json::Value>,
-    #[serde(default)]
-    jku: Option<serde_json::Value>,
-    #[serde(default)]
-    jwk: Option<serde_json::Value>,
-    #[serde(default)]
-    x5u: Option<serde_json::Value>,
-    #[serde(default)]
-    x5c: Option<serde_json::Value>,
-}
-
 fn decode_part(part: &str) -> Result<Vec<u8>, VerifyError> {
-    URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| VerifyError::Malformed)
+    jws::decode(part).ok_or(VerifyError::Malformed)
 }
 
 impl Verifier {
@@ -400,17 +376,8 @@ impl Verifier {
         {
             return Err(VerifyError::Malformed);
         }
-        let mut parts = token.split('.');
-        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(VerifyError::Malformed);
-        };
-        if header_b64.is_empty() || payload_b64.is_empty() || signature_b64.is_empty() {
-            return Err(VerifyError::Malformed);
-        }
-
-        let header: Header = strict_json::from_slice_to(&decode_part(header_b64)?)
+        let parts = Parts::split(token).ok_or(VerifyError::Malformed)?;
+        let header: Header = strict_json::from_slice_to(&decode_part(parts.header)?)
             .map_err(|e| VerifyError::BadHeader(e.to_string()))?;
         let algorithm = Algorithm::from_name(&header.alg)
             .filter(|a| self.algorithms.contains(a))
@@ -418,16 +385,8 @@ impl Verifier {
         if !typ_ok(header.typ.as_deref()) {
             return Err(VerifyError::WrongType(header.typ));
         }
-        for (present, name) in [
-            (header.crit.is_some(), "crit"),
-            (header.jku.is_some(), "jku"),
-            (header.jwk.is_some(), "jwk"),
-            (header.x5u.is_some(), "x5u"),
-            (header.x5c.is_some(), "x5c"),
-        ] {
-            if present {
-                return Err(VerifyError::UnsupportedHeader(name));
-            }
+        if let Some(name) = header.refused_member(KeyFrom::Kid) {
+            return Err(VerifyError::UnsupportedHeader(name));
         }
         let kid = header.kid.ok_or(VerifyError::MissingKid)?;
         if !is_valid_kid(&kid) {
@@ -445,12 +404,11 @@ impl Verifier {
             });
         }
 
-        let signing_input_len = header_b64.len() + 1 + payload_b64.len();
-        let signature = decode_part(signature_b64)?;
-        if !key.verify(&token.as_bytes()[..signing_input_len], &signature) {
+        let signature = decode_part(parts.signature)?;
+        if !key.verify(parts.signing_input(token), &signature) {
             return Err(VerifyError::BadSignature);
         }
-        decode_part(payload_b64)
+        decode_part(parts.payload)
     }
 
     /// Issuer and times; the order keeps the error for a foreign token about its issuer.
