@@ -370,6 +370,32 @@ async fn with_nonces_on_a_proof_carries_the_gateways_current_nonce() {
     assert_eq!(status, 200, "{body}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn where_dpop_is_required_a_bearer_token_is_refused() {
+    let w = World::start_with("require_dpop: true\n").await;
+    let agent = w
+        .issuer
+        .register_agent("bearer-agent", "Bearer agent")
+        .await
+        .unwrap();
+    let (_, bearer) = w
+        .issuer
+        .delegation(&agent, "alice", &w.stack.resource, expense_grant())
+        .await
+        .unwrap();
+    let before = w.upstream_requests();
+    let (status, challenge, body) = w.call(&format!("Bearer {bearer}"), None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["data"]["reason"], "proof_required");
+    assert!(challenge.starts_with("DPoP "), "{challenge}");
+    assert_eq!(w.upstream_requests(), before, "the upstream saw nothing");
+    // A bound token with its proof still goes through.
+    let (key, token) = w.bound_agent().await;
+    let proof = key.proof(&w.stack.resource, Some(&token));
+    let (status, _, body) = w.call(&format!("DPoP {token}"), Some(&proof)).await;
+    assert_eq!(status, 200, "{body}");
+}
+
 /// oauth4webapi, a third-party OAuth client library (npm), obtains bound tokens with proofs of
 /// its own making and uses one through the gateway (`examples/interop/dpop_client.mjs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -212,6 +212,48 @@ async fn a_strict_replica_refuses_rate_capped_calls_while_redis_is_unreachable()
 }
 
 #[tokio::test]
+async fn a_strict_replica_refuses_session_requests_while_redis_is_unreachable() {
+    let w = without_redis("strict", 5).await;
+    let initialize = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"probe","version":"1"}}}"#;
+    let post = |session: Option<&str>, body: &'static str| {
+        let mut request = reqwest::Client::new()
+            .post(&w.replica.resource)
+            .bearer_auth(&w.token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body);
+        if let Some(session) = session {
+            request = request
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", "2025-06-18");
+        }
+        request.send()
+    };
+    let opened = post(None, initialize).await.unwrap();
+    assert_eq!(opened.status().as_u16(), 200);
+    let session = opened.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let seen = w.stack.expenses.seen_requests().len();
+    let answer = post(
+        Some(&session),
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status().as_u16(), 503);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -31010, "{body}");
+    assert_eq!(body["error"]["data"]["reason"], "session_unavailable");
+    assert_eq!(
+        w.stack.expenses.seen_requests().len(),
+        seen,
+        "nothing went upstream in a session no one could vouch for"
+    );
+}
+
+#[tokio::test]
 async fn a_lenient_replica_counts_alone_while_redis_is_unreachable() {
     let w = without_redis("lenient", 3).await;
     let series = r#"portcullis_gateway_shared_store_fallbacks_total{operation="rate"}"#;
