@@ -10,6 +10,8 @@
 //!   prefix that does not extend the parent's is refused;
 //! - windows are intersected (windows in different time zones cannot be, and are refused);
 //! - the rate is the smaller of the two;
+//! - every approval term of the parent stays; a request that lists approval terms without
+//!   one at least as strict as each of the parent's is refused rather than silently mended;
 //! - `max_depth` decreases by one per re-delegation, and a parent at depth 0 cannot delegate;
 //! - `exp` never outlives the parent's.
 
@@ -46,6 +48,10 @@ pub enum AttenuationError {
     /// A requested window does not overlap the parent's, or uses another time zone.
     #[error("requested windows are not within the parent's: {0}")]
     WindowWidened(&'static str),
+    /// The request names approval terms, and one of the parent's has no counterpart among
+    /// them at least as strict: a child keeps every approval term of its parent.
+    #[error("the approval term on {0} of the parent would be dropped or loosened")]
+    ApprovalDropped(String),
     /// The parent is bound to a key (DPoP) and the child would not be: a bound token only
     /// delegates to bound tokens.
     #[error("the parent token is bound to a key (DPoP) and the child would not be")]
@@ -166,6 +172,23 @@ pub fn narrow(
         }
     }
 
+    if !request.approval.is_empty()
+        && let Some(dropped) = parent.approval.iter().find(|inherited| {
+            !request
+                .approval
+                .iter()
+                .any(|wanted| wanted.at_least_as_strict_as(inherited))
+        })
+    {
+        return Err(AttenuationError::ApprovalDropped(dropped.tool().to_string()));
+    }
+    let mut approval = parent.approval.clone();
+    for wanted in &request.approval {
+        if !approval.contains(wanted) {
+            approval.push(wanted.clone());
+        }
+    }
+
     Ok(Constraints {
         tools: request.tools.clone(),
         deny,
@@ -179,6 +202,7 @@ pub fn narrow(
             }),
             (p, r) => p.or(r),
         },
+        approval,
         max_depth: request.max_depth.min(parent.max_depth),
     })
 }
@@ -549,5 +573,31 @@ mod tests {
         assert_eq!(child.subject, "alice");
         assert_eq!(child.grant_id.as_deref(), Some("g1"));
         assert_eq!(child.client_id, "agent-b");
+    }
+
+    #[test]
+    fn a_child_keeps_the_parents_approval_terms_and_may_not_loosen_them() {
+        let mut with_approval = parent().to_raw();
+        with_approval.approval = vec![
+            serde_json::from_value(json!({"tool": "expenses/submit_expense",
+                                          "when": [{"pointer": "/amount", "min": 200}]}))
+            .unwrap(),
+        ];
+        let parent = Constraints::new(with_approval).unwrap();
+        // Silent about approval: the parent's term is kept.
+        let kept = narrow(&parent, &request(json!({}))).unwrap();
+        assert_eq!(kept.approval(), parent.approval());
+        // Naming a looser term (a higher threshold) in its place is refused.
+        let loosened = request(json!({"approval": [{"tool": "expenses/submit_expense",
+                                                     "when": [{"pointer": "/amount", "min": 900}]}]}));
+        assert_eq!(
+            narrow(&parent, &loosened).unwrap_err(),
+            AttenuationError::ApprovalDropped("expenses/submit_expense".into())
+        );
+        // A stricter one (every amount, four eyes) is taken on top of the parent's.
+        let stricter = request(json!({"approval": [{"tool": "expenses/submit_expense",
+                                                     "four_eyes": ["carol"]}]}));
+        let child = narrow(&parent, &stricter).unwrap();
+        assert_eq!(child.approval().len(), 2);
     }
 }

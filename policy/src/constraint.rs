@@ -26,6 +26,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::approval::ApprovalTerm;
+
 /// The `type` of the RFC 9396 authorization detail this crate understands.
 pub const MCP_TOOLS_TYPE: &str = "mcp_tools";
 
@@ -59,6 +61,9 @@ pub enum ConstraintError {
     /// A window has a bad day, time or time zone, or ends before it starts.
     #[error("invalid window: {0}")]
     InvalidWindow(String),
+    /// An approval term has a bad condition, validity or list of second approvers.
+    #[error("invalid approval term: {0}")]
+    InvalidApproval(String),
     /// More entries than this crate is willing to evaluate per call.
     #[error("too many {0} (at most {MAX_ENTRIES})")]
     TooMany(&'static str),
@@ -255,7 +260,7 @@ fn whole_or_float<S: serde::Serializer>(value: &Option<f64>, s: S) -> Result<S::
 }
 
 impl Limit {
-    fn validate(&self) -> Result<(), ConstraintError> {
+    pub(crate) fn validate(&self) -> Result<(), ConstraintError> {
         let invalid = |reason| ConstraintError::InvalidLimit {
             pointer: self.pointer.clone(),
             reason,
@@ -455,6 +460,9 @@ pub struct RawAuthorizationDetail {
     /// Calls per rolling hour.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<Rate>,
+    /// Calls a person must approve first (see [`approval`](crate::approval)).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approval: Vec<ApprovalTerm>,
     /// How many more re-delegations are allowed; absent = none.
     #[serde(default)]
     pub max_depth: u32,
@@ -472,6 +480,7 @@ pub struct Constraints {
     pub(crate) limits: Vec<Limit>,
     pub(crate) windows: Vec<Window>,
     pub(crate) rate: Option<Rate>,
+    pub(crate) approval: Vec<ApprovalTerm>,
     pub(crate) max_depth: u32,
 }
 
@@ -488,6 +497,7 @@ impl Constraints {
             ("prompt patterns", raw.prompts.len()),
             ("limits", raw.limits.len()),
             ("windows", raw.windows.len()),
+            ("approval terms", raw.approval.len()),
         ] {
             if len > MAX_ENTRIES {
                 return Err(ConstraintError::TooMany(what));
@@ -502,6 +512,7 @@ impl Constraints {
             limits: raw.limits,
             windows: raw.windows,
             rate: raw.rate,
+            approval: raw.approval,
             max_depth: raw.max_depth,
         })
     }
@@ -531,6 +542,7 @@ impl Constraints {
             limits: self.limits.clone(),
             windows: self.windows.clone(),
             rate: self.rate,
+            approval: self.approval.clone(),
             max_depth: self.max_depth,
         }
     }
@@ -568,6 +580,11 @@ impl Constraints {
     /// Calls per rolling hour, if capped.
     pub fn rate(&self) -> Option<Rate> {
         self.rate
+    }
+
+    /// Calls a person must approve first.
+    pub fn approval(&self) -> &[ApprovalTerm] {
+        &self.approval
     }
 
     /// How many more re-delegations are allowed.
@@ -667,6 +684,7 @@ impl Constraints {
         if let Some(rate) = self.rate {
             lines.push(format!("at most {} calls per hour", rate.per_hour));
         }
+        lines.extend(self.approval.iter().map(ApprovalTerm::describe));
         lines.push(match self.max_depth {
             0 => "may not delegate further".to_owned(),
             1 => "may delegate once more".to_owned(),

@@ -12,6 +12,7 @@ use std::fmt;
 
 use serde_json::Value;
 
+use crate::approval::{Requirement, arguments_digest};
 use crate::constraint::{Constraints, Limit, Rate};
 use crate::verify::VerifiedToken;
 
@@ -32,6 +33,8 @@ pub struct Action<'a> {
 pub enum Decision {
     /// The call may proceed.
     Permit(Permit),
+    /// The call may proceed once a person approves this exact call.
+    NeedsApproval(ApprovalNeeded),
     /// The call must not reach the upstream.
     Deny(DenyReason),
 }
@@ -42,6 +45,7 @@ pub struct Permit {
     grant_id: Option<String>,
     token_id: String,
     rate: Option<Rate>,
+    approval: Option<String>,
 }
 
 impl Permit {
@@ -58,6 +62,58 @@ impl Permit {
     /// The token's rate cap, for the enforcer that holds call counts.
     pub fn rate(&self) -> Option<Rate> {
         self.rate
+    }
+
+    /// The approval that let the call through, when it needed one.
+    pub fn approval(&self) -> Option<&str> {
+        self.approval.as_deref()
+    }
+}
+
+/// A call every other rule allows, waiting for a person's approval of exactly this call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalNeeded {
+    permit: Permit,
+    tool: String,
+    digest: String,
+    requirement: Requirement,
+}
+
+impl ApprovalNeeded {
+    /// The full `upstream/tool` name.
+    pub fn tool(&self) -> &str {
+        &self.tool
+    }
+
+    /// The digest of the call's arguments the approval must name
+    /// ([`arguments_digest`](crate::approval::arguments_digest)).
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Who must approve, and for how long an approval is good.
+    pub fn requirement(&self) -> &Requirement {
+        &self.requirement
+    }
+
+    /// The root grant the token descends from.
+    pub fn grant_id(&self) -> Option<&str> {
+        self.permit.grant_id()
+    }
+
+    /// The `jti` of the token that made the call.
+    pub fn token_id(&self) -> &str {
+        self.permit.token_id()
+    }
+
+    /// The permit, for the holder of the approval `approval_id`: whoever calls this has
+    /// confirmed with the approval's keeper (the issuer) that the approval names this grant,
+    /// tool and digest and was spent for this call.
+    pub fn approved(self, approval_id: String) -> Permit {
+        Permit {
+            approval: Some(approval_id),
+            ..self.permit
+        }
     }
 }
 
@@ -264,13 +320,23 @@ pub fn authorize(token: &VerifiedToken, action: &Action<'_>) -> Decision {
     let Some(constraints) = &claims.constraints else {
         return Decision::Deny(DenyReason::NoAuthority);
     };
-    match constraints.evaluate(action) {
-        Ok(()) => Decision::Permit(Permit {
-            grant_id: claims.grant_id.clone(),
-            token_id: claims.token_id.clone(),
-            rate: constraints.rate,
+    if let Err(reason) = constraints.evaluate(action) {
+        return Decision::Deny(reason);
+    }
+    let permit = Permit {
+        grant_id: claims.grant_id.clone(),
+        token_id: claims.token_id.clone(),
+        rate: constraints.rate,
+        approval: None,
+    };
+    match Requirement::of(&constraints.approval, action.tool, action.arguments) {
+        None => Decision::Permit(permit),
+        Some(requirement) => Decision::NeedsApproval(ApprovalNeeded {
+            permit,
+            tool: action.tool.to_owned(),
+            digest: arguments_digest(action.arguments),
+            requirement,
         }),
-        Err(reason) => Decision::Deny(reason),
     }
 }
 
@@ -294,6 +360,7 @@ pub fn authorize_access(token: &VerifiedToken, access: Access<'_>, at: i64) -> D
             grant_id: claims.grant_id.clone(),
             token_id: claims.token_id.clone(),
             rate: constraints.rate,
+            approval: None,
         }),
         Err(reason) => Decision::Deny(reason),
     }
@@ -357,7 +424,7 @@ impl Constraints {
     }
 }
 
-fn check_limit(limit: &Limit, arguments: &Value) -> Result<(), DenyReason> {
+pub(crate) fn check_limit(limit: &Limit, arguments: &Value) -> Result<(), DenyReason> {
     let pointer = || limit.pointer.clone();
     let value = arguments
         .pointer(&limit.pointer)

@@ -8,6 +8,7 @@
 //! - [`claims`] and [`constraint`]: the wire formats and their validated forms;
 //! - [`verify`]: a strict verifier that turns a compact JWS into a [`VerifiedToken`];
 //! - [`decision`]: [`authorize`], which judges a tool call and names the rule that refused it;
+//! - [`approval`]: calls a person must approve first, bound to one call's arguments;
 //! - [`attenuate`](mod@attenuate): deriving a child token that never exceeds its parent;
 //! - [`sign`](mod@sign) and [`key`]: signing keys, verifying keys and JWKs;
 //! - [`revocation`]: what a revocation covers, checking tokens against a set, the signed feed;
@@ -29,12 +30,14 @@
 //! let args = serde_json::json!({"amount": 120, "category": "travel"});
 //! match authorize(&token, &Action { tool: "expenses/submit_expense", arguments: &args, at: now }) {
 //!     Decision::Permit(permit) => println!("allowed by grant {:?}", permit.grant_id()),
+//!     Decision::NeedsApproval(wait) => println!("ask a person to approve {}", wait.tool()),
 //!     Decision::Deny(reason) => println!("denied: {reason}"),
 //! }
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
 
+pub mod approval;
 pub mod attenuate;
 pub mod claims;
 pub mod constraint;
@@ -47,12 +50,14 @@ pub mod sign;
 pub mod strict_json;
 pub mod verify;
 
+pub use approval::{ApprovalTerm, Requirement, arguments_digest};
 pub use attenuate::{AttenuationError, DelegationRequest, attenuate, narrow};
 pub use claims::{Actor, ActorChain, Claims, ClaimsError, RawClaims};
 pub use constraint::{
     ConstraintError, Constraints, Limit, Rate, ResourcePattern, ToolPattern, Window,
 };
-pub use decision::{Access, Action, Decision, DenyReason, Permit, authorize, authorize_access};
+pub use decision::{
+    Access, Action, ApprovalNeeded, Decision, DenyReason, Permit, authorize, authorize_access};
 pub use dpop::{DpopError, Expectation, Proof, ProofRequest, create_proof, verify_proof};
 pub use key::{Algorithm, Jwk, JwkSet, KeyError, KeySet, SigningKey, VerifyingKey};
 pub use revocation::{RevocationEntry, RevocationKind, RevokedSet};

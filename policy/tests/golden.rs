@@ -125,6 +125,7 @@ fn every_golden_vector_verifies_and_decides_as_recorded() {
             );
             let got = match decision {
                 Decision::Permit(_) => "permit",
+                Decision::NeedsApproval(_) => "approval_required",
                 Decision::Deny(reason) => reason.code(),
             };
             assert_eq!(got, call["decision"], "case {name:?}, call {call}");

@@ -3,7 +3,10 @@
 mod common;
 
 use portcullis_policy::constraint::RawAuthorizationDetail;
-use portcullis_policy::{Action, Claims, Constraints, Limit, RawClaims, ToolPattern, narrow, sign};
+use portcullis_policy::{
+    Action, ApprovalTerm, Claims, Constraints, Limit, RawClaims, Requirement, ToolPattern, narrow,
+    sign,
+};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -70,14 +73,36 @@ fn limit() -> impl Strategy<Value = Limit> {
         })
 }
 
+const PEOPLE: [&str; 3] = ["carol", "dave", "erin"];
+
+fn approval_term() -> impl Strategy<Value = ApprovalTerm> {
+    (
+        pattern(),
+        prop::option::of(0u32..1000),
+        prop::sample::subsequence(PEOPLE.to_vec(), 0..3),
+        1u32..1000,
+    )
+        .prop_map(|(tool, above, four_eyes, valid_for)| {
+            let when: Vec<Value> = above
+                .map(|min| json!({"pointer": "/amount", "min": min}))
+                .into_iter()
+                .collect();
+            serde_json::from_value(json!({
+                "tool": tool, "when": when, "four_eyes": four_eyes, "valid_for": valid_for
+            }))
+            .unwrap()
+        })
+}
+
 fn constraints() -> impl Strategy<Value = Constraints> {
     (
         prop::collection::vec(pattern(), 0..4),
         prop::collection::vec(pattern(), 0..2),
         prop::collection::vec(limit(), 0..4),
         0u32..3,
+        prop::collection::vec(approval_term(), 0..3),
     )
-        .prop_map(|(tools, deny, limits, max_depth)| {
+        .prop_map(|(tools, deny, limits, max_depth, approval)| {
             Constraints::new(RawAuthorizationDetail {
                 kind: "mcp_tools".into(),
                 tools,
@@ -87,6 +112,7 @@ fn constraints() -> impl Strategy<Value = Constraints> {
                 limits,
                 windows: Vec::new(),
                 rate: None,
+                approval,
                 max_depth,
             })
             .unwrap()
@@ -134,6 +160,30 @@ proptest! {
                 if allows(&child, tool, args) {
                     prop_assert!(allows(&parent, tool, args),
                         "child allows {tool} {args} but parent does not");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_child_asks_a_person_wherever_its_parent_would_and_no_less_strictly(
+        parent in constraints(),
+        request in constraints(),
+        calls in prop::collection::vec(call(), 16),
+    ) {
+        if let Ok(child) = narrow(&parent, &request) {
+            for (tool, args) in &calls {
+                let Some(theirs) = Requirement::of(parent.approval(), tool, args) else {
+                    continue;
+                };
+                let mine = Requirement::of(child.approval(), tool, args);
+                prop_assert!(mine.is_some(), "the child skips the approval of {tool} {args}");
+                let mine = mine.unwrap();
+                prop_assert!(mine.valid_for <= theirs.valid_for);
+                if let Some(theirs) = &theirs.four_eyes {
+                    let mine = mine.four_eyes.as_ref();
+                    prop_assert!(mine.is_some_and(|m| m.iter().all(|p| theirs.contains(p))),
+                        "the child widens who may give the second approval of {tool}");
                 }
             }
         }
