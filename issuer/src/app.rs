@@ -12,7 +12,10 @@
 //! | `POST /introspect` | RFC 7662: is this token active? (client authentication required) |
 //! | `GET /.well-known/revoked` | the signed revocation feed (JWS) |
 //! | `GET /revocations/stream` | revocations as they commit (SSE, resumable with `Last-Event-ID`) |
-//! | `POST /audit/decisions` | gateways ship their decision events (ingest token) |
+//! | `POST /audit/decisions` | gateways ship their decision events (gateway token) |
+//! | `POST /approvals` | a gateway asks about a call that needs approval: spent, pending or denied (gateway token) |
+//! | `GET`, `POST /approvals/{id}` | the approval page: a signed-in person approves or denies one call |
+//! | `GET`, `POST /sign-in`, `POST /sign-out` | the browser session of the pages people use |
 //! | `GET /healthz`, `GET /readyz` | liveness; readiness (database reachable, signing key loaded) |
 //! | `GET /metrics` | Prometheus metrics |
 //! | `POST /admin/revocations` | revoke a token, grant, agent, user or session (admin token) |
@@ -53,6 +56,10 @@ pub fn app(state: AppState) -> Router {
         .route("/.well-known/revoked", get(revoked_feed))
         .route("/revocations/stream", get(revocation_stream))
         .route("/audit/decisions", post(ingest_decisions))
+        .route("/approvals", post(ask_approval))
+        .route("/approvals/{id}", get(approval_page).post(approval_answer))
+        .route("/sign-in", get(sign_in_form).post(sign_in_session))
+        .route("/sign-out", post(sign_out))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -157,20 +164,75 @@ fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), OAuthError
     require_bearer(expected, headers)
 }
 
+/// Gateways' own endpoints take the gateway token (`--audit-ingest-token-file`).
+fn require_gateway(state: &AppState, headers: &HeaderMap) -> Result<(), OAuthError> {
+    let Some(expected) = &state.config.audit_ingest_token else {
+        return Err(OAuthError::NotFound(
+            "gateway endpoints are disabled (no gateway ingest token configured)".into(),
+        ));
+    };
+    require_bearer(expected, headers)
+}
+
 async fn ingest_decisions(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OAuthError> {
-    let Some(expected) = &state.config.audit_ingest_token else {
-        return Err(OAuthError::NotFound(
-            "decision ingest is disabled (no ingest token configured)".into(),
-        ));
-    };
-    require_bearer(expected, &headers)?;
+    require_gateway(&state, &headers)?;
     let batch = json_body(&body)?;
     let ack = crate::audit_ingest::ingest(&state, batch).await?;
     Ok(Json(ack).into_response())
+}
+
+async fn ask_approval(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    require_gateway(&state, &headers)?;
+    let request = json_body(&body)?;
+    let answer = crate::approvals::ask(&state, request, now()).await?;
+    Ok(no_store(Json(answer).into_response()))
+}
+
+async fn approval_page(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    crate::approvals::show(&state, &headers, &id).await
+}
+
+async fn approval_answer(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    crate::approvals::decide_form(&state, &headers, &id, &body).await
+}
+
+#[derive(Deserialize)]
+struct SignInQuery {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+async fn sign_in_form(axum::extract::Query(query): axum::extract::Query<SignInQuery>) -> Response {
+    crate::sign_in::form(query.next.as_deref().unwrap_or("/"), None, StatusCode::OK)
+}
+
+async fn sign_in_session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    crate::sign_in::sign_in(&state, &headers, &body, now()).await
+}
+
+async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    crate::sign_in::sign_out(&state, &headers).await
 }
 
 /// Checks `Authorization: Bearer` against `expected`, in constant time.

@@ -15,6 +15,7 @@
 //! consent, and one typed error mapped to a page or a redirect).
 
 pub mod app;
+pub mod approvals;
 pub mod audit;
 pub mod audit_ingest;
 mod authorize;
@@ -22,6 +23,7 @@ mod client_assertion;
 pub mod client_auth;
 pub mod client_metadata;
 pub mod clients;
+mod cookie;
 pub mod db;
 pub mod explain;
 pub mod external_idp;
@@ -31,11 +33,13 @@ pub mod introspection;
 pub mod keys;
 pub mod metrics;
 pub mod oauth_error;
+mod page;
 mod registration;
 pub mod revocation;
 pub mod safe_fetch;
 pub mod secret;
 pub mod settings;
+mod sign_in;
 mod spent;
 pub mod token;
 pub mod users;

@@ -11,6 +11,7 @@ struct Metrics {
     registry: Registry,
     token_requests: IntCounterVec,
     revocations: IntCounterVec,
+    approvals: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -31,6 +32,18 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["kind"],
     )
     .expect("valid metric");
+    let approvals = IntCounterVec::new(
+        Opts::new(
+            "portcullis_issuer_approvals_total",
+            "Approval requests and answers, by outcome (requested, first_approval, approved, \
+             denied, spent, expired, void).",
+        ),
+        &["outcome"],
+    )
+    .expect("valid metric");
+    registry
+        .register(Box::new(approvals.clone()))
+        .expect("unique metric");
     registry
         .register(Box::new(token_requests.clone()))
         .expect("unique metric");
@@ -41,6 +54,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         registry,
         token_requests,
         revocations,
+        approvals,
     }
 });
 
@@ -59,6 +73,11 @@ pub fn revocation(kind: RevocationKind) {
         .revocations
         .with_label_values(&[kind.as_str()])
         .inc();
+}
+
+/// Counts a step of an approval.
+pub fn approval(outcome: &'static str) {
+    METRICS.approvals.with_label_values(&[outcome]).inc();
 }
 
 /// The Prometheus text exposition.

@@ -26,6 +26,7 @@ use serde_json::json;
 use sqlx::Row;
 use tokio::sync::broadcast;
 
+use crate::approvals::{self, Voided};
 use crate::db::{Backend, Database};
 use crate::keys::Keyring;
 use crate::{audit, grants, settings};
@@ -142,6 +143,7 @@ pub async fn revoke(
                         .bind(&value)
                         .execute(&mut **tx)
                         .await?;
+                    approvals::void(tx, Voided::Grant(&value), now).await?;
                 }
                 RevocationKind::User => {
                     sqlx::query(
@@ -151,6 +153,7 @@ pub async fn revoke(
                     .bind(&value)
                     .execute(&mut **tx)
                     .await?;
+                    approvals::void(tx, Voided::User(&value), now).await?;
                 }
                 RevocationKind::Agent => {
                     sqlx::query(

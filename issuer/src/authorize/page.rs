@@ -1,12 +1,12 @@
 //! The sign-in, consent and error pages of the authorization-code flow, rendered on the server.
 //!
-//! Plain HTML forms with no script: they work in any browser and are easy to drive from a test
-//! with an HTTP client. Every value is HTML-escaped. Pages are never framed (clickjacking),
-//! never cached, and leak nothing through `Referer`.
+//! In the frame of [`crate::page`]: plain forms, every value escaped, never framed or cached.
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use portcullis_policy::Constraints;
+
+use crate::page::{error_line, escape, page};
 
 /// What the pages show about the request being authorized.
 #[derive(Debug)]
@@ -23,47 +23,6 @@ pub(crate) struct RequestView<'a> {
     pub(crate) redirect_host: String,
     /// The resource the agent will act at.
     pub(crate) resource: &'a str,
-}
-
-pub(crate) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width\"><title>{title} · Portcullis</title>\
-         <style>body{{font-family:system-ui,sans-serif;max-width:40em;margin:2em auto;padding:0 1em}}\
-         .who{{background:#f4f4f4;padding:.6em 1em;border-radius:6px}}.err{{color:#a00}}\
-         li{{margin:.3em 0}}button{{margin-right:1em;padding:.4em 1.2em}}</style></head>\
-         <body><h1>{title}</h1>{body}</body></html>",
-        title = escape(title),
-    );
-    let mut response = (status, Html(html)).into_response();
-    let headers = response.headers_mut();
-    for (name, value) in [
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-        ),
-        (header::CACHE_CONTROL, "no-store"),
-        (header::REFERRER_POLICY, "no-referrer"),
-    ] {
-        headers.insert(name, HeaderValue::from_static(value));
-    }
-    response
 }
 
 fn intro(view: &RequestView<'_>) -> String {
@@ -88,9 +47,7 @@ fn hidden(view: &RequestView<'_>) -> String {
 
 /// Step one: who are you?
 pub(crate) fn sign_in(view: &RequestView<'_>, error: Option<&str>) -> Response {
-    let error = error.map_or_else(String::new, |e| {
-        format!("<p class=\"err\">{}</p>", escape(e))
-    });
+    let error = error_line(error);
     let body = format!(
         "{intro}{error}<form method=\"post\" action=\"/authorize/sign-in\">{hidden}\
          <p><label>Username <input name=\"username\" autocomplete=\"username\" required></label></p>\
@@ -120,9 +77,7 @@ pub(crate) fn consent(
     offered: &Constraints,
     error: Option<&str>,
 ) -> Response {
-    let error = error.map_or_else(String::new, |e| {
-        format!("<p class=\"err\">{}</p>", escape(e))
-    });
+    let error = error_line(error);
     let tools: String = offered
         .tools()
         .iter()

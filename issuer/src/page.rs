@@ -1,0 +1,70 @@
+//! The frame of every page the issuer shows people: one layout and style, HTML escaping, and
+//! the headers that keep a page out of frames, caches and `Referer`s.
+//!
+//! Pages are rendered on the server as plain HTML forms with no script: they work in any
+//! browser, by keyboard, and are easy to drive from a test. Every value that comes from
+//! outside (names, tool names, arguments) goes through [`escape`].
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+
+/// `text` with the characters HTML gives meaning to replaced by entities.
+pub(crate) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One stylesheet for every page: readable on a phone, visible keyboard focus.
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:42em;margin:2em auto;\
+padding:0 1em;line-height:1.45;color:#1b1b1b}\
+h1{font-size:1.5em}h2{font-size:1.1em;margin-top:1.6em}\
+.who{background:#f4f4f4;padding:.6em 1em;border-radius:6px}.err{color:#a00}.ok{color:#060}\
+li{margin:.3em 0}dl{display:grid;grid-template-columns:max-content 1fr;gap:.3em 1em}\
+dt{font-weight:600}dd{margin:0}\
+pre{background:#f6f6f6;border:1px solid #ddd;border-radius:6px;padding:.8em;overflow-x:auto;\
+white-space:pre-wrap;word-break:break-word}\
+button{margin-right:1em;padding:.5em 1.3em;font-size:1em}\
+button:focus,input:focus,a:focus{outline:3px solid #2a6fdb;outline-offset:2px}\
+input{padding:.3em;font-size:1em}";
+
+/// A whole page: `body` is trusted HTML (built from escaped parts); `title` is escaped here.
+pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title} · Portcullis</title><style>{STYLE}</style></head>\
+         <body><main><h1>{title}</h1>{body}</main></body></html>",
+        title = escape(title),
+    );
+    let mut response = (status, Html(html)).into_response();
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// `<p class="err">` with `message` escaped, or nothing.
+pub(crate) fn error_line(message: Option<&str>) -> String {
+    message.map_or_else(String::new, |m| {
+        format!("<p class=\"err\" role=\"alert\">{}</p>", escape(m))
+    })
+}
