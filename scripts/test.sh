@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 . scripts/lib/python.sh
 . scripts/lib/node.sh
 . scripts/lib/fuzz.sh
+. scripts/lib/browser.sh
 ensure_build_deps
+ensure_chromium
 ensure_python_mcp
 ensure_node
 ensure_cargo_fuzz

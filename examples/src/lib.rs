@@ -14,11 +14,13 @@
 //! Nothing here is meant for production: state is in memory and there is no persistence.
 
 pub mod agent;
+pub mod browser;
 pub mod conformance;
 pub mod everything;
 pub mod expenses;
 pub mod interop;
 pub mod loopback_proxy;
+pub mod person;
 pub mod relay;
 pub mod replica;
 pub mod stack;

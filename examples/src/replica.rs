@@ -46,11 +46,23 @@ pub struct Replica {
 
 impl Stack {
     /// Starts another replica of the stack's gateway, configured alike but for its ports and
-    /// with `extra_yaml` appended, and waits until it is ready.
+    /// with `extra_yaml` appended (its top-level keys replacing the stack's), and waits until
+    /// it is ready.
     pub async fn start_replica(&self, extra_yaml: &str) -> anyhow::Result<Replica> {
         let (listen, admin) = (free_port()?, free_port()?);
+        // A top-level key `extra_yaml` sets replaces the stack's line for it (e.g. `audit:`,
+        // since replicas must not share a decision log).
+        let overridden = |line: &str| {
+            line.split_once(':').is_some_and(|(key, _)| {
+                !key.starts_with(' ')
+                    && extra_yaml
+                        .lines()
+                        .any(|extra| extra.starts_with(&format!("{key}:")))
+            })
+        };
         let yaml = std::fs::read_to_string(&self.gateway_config)?
             .lines()
+            .filter(|line| !overridden(line))
             .map(|line| match line {
                 l if l.starts_with("listen:") => format!("listen: {listen}\n"),
                 l if l.starts_with("admin_listen:") => format!("admin_listen: {admin}\n"),

@@ -66,6 +66,9 @@ pub struct Decision {
     pub arguments_digest: Option<String>,
     /// The deciding rule (`permit` or a deny code).
     pub rule: String,
+    /// The approval a person gave for this call, when it needed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
 }
 
 /// A line of the log: a decision in its place in the chain.

@@ -32,6 +32,9 @@ pub(crate) enum Message {
         call: Option<ToolCall>,
         /// For `resources/read` and `prompts/get`: what is read or used.
         access: Option<Access>,
+        /// The client declared URL-mode elicitation: at `initialize` (for the session), or
+        /// in this request's own `_meta` (revision 2026-07-28).
+        url_elicitation: bool,
     },
     /// A notification (no `id`).
     Notification {
@@ -241,6 +244,7 @@ fn parse_value(value: Value) -> Result<Message, GatewayError> {
     };
     let params = object.get("params");
     let access = access(&method, params).map_err(|reason| invalid(&reason))?;
+    let url_elicitation = declares_url_elicitation(&method, params);
     let call = if method == "tools/call" {
         let mut params = match object.remove("params") {
             Some(Value::Object(params)) => params,
@@ -263,7 +267,24 @@ fn parse_value(value: Value) -> Result<Message, GatewayError> {
         method,
         call,
         access,
+        url_elicitation,
     })
+}
+
+/// Whether the client declares `elicitation.url`: in `initialize`'s capabilities, or in the
+/// request's `_meta` (2026-07-28 sends the client's capabilities with every request).
+fn declares_url_elicitation(method: &str, params: Option<&Value>) -> bool {
+    let capabilities = if method == "initialize" {
+        params.and_then(|p| p.get("capabilities"))
+    } else {
+        params
+            .and_then(|p| p.get("_meta"))
+            .and_then(|meta| meta.get("io.modelcontextprotocol/clientCapabilities"))
+    };
+    capabilities
+        .and_then(|c| c.get("elicitation"))
+        .and_then(|e| e.get("url"))
+        .is_some_and(Value::is_object)
 }
 
 #[cfg(test)]
@@ -285,6 +306,7 @@ mod tests {
                     arguments: json!({"amount": 5})
                 }),
                 access: None,
+                url_elicitation: false,
             }
         );
     }

@@ -8,7 +8,7 @@
 //!
 //! | code | meaning | HTTP |
 //! |---|---|---|
-//! | −31001 | denied by policy (`data.reason`, `data.rule`) | 200 |
+//! | −31001 | denied by policy (`data.reason`, `data.rule`; `approval_denied` when a person refused the call, `approval_void` when its grant was revoked) | 200 |
 //! | −31002 | missing or invalid token | 401 |
 //! | −31003 | upstream failed | 502 |
 //! | −31004 | no such upstream | 404 |
@@ -18,6 +18,9 @@
 //! | −31008 | revocation knowledge too old, strict mode | 503 |
 //! | −31009 | `Host` or `Origin` not accepted (DNS rebinding) | 403 |
 //! | −31010 | the shared store could not answer, strict mode: a rate-capped call (`data.reason` `rate_unavailable`) or a session lookup (`session_unavailable`) | 503 |
+//! | −31011 | the call waits for a person's approval (`data.reason` `approval_required`, `data.approval_url`), to a client that did not declare URL elicitation | 200 |
+//! | −31012 | the issuer could not be asked about an approval (`data.reason` `approval_unavailable`) | 503 |
+//! | −32042 | the call waits for a person's approval, as MCP's `URLElicitationRequiredError` (2025-11-25), to a client that declared `elicitation.url` | 200 |
 //! | −32020 | an `Mcp-Method`/`Mcp-Name` header disagrees with the body | 400 |
 //! | −32022 | unsupported `MCP-Protocol-Version` (`data.supported`, `data.requested`) | 400 |
 //! | −32700 | parse error (including duplicate keys) | 400 |
@@ -53,6 +56,14 @@ pub const FORBIDDEN: i64 = -31009;
 /// The shared store could not answer (strict mode): a rate-capped call it could not count, or
 /// a session it could not look up.
 pub const STORE_UNAVAILABLE: i64 = -31010;
+
+/// The call waits for a person's approval (to a client without URL elicitation).
+pub const APPROVAL_REQUIRED: i64 = -31011;
+/// The issuer could not be asked about an approval.
+pub const APPROVAL_UNAVAILABLE: i64 = -31012;
+/// MCP's `URLElicitationRequiredError` (2025-11-25): the client sends its user to a URL, then
+/// retries.
+pub const URL_ELICITATION_REQUIRED: i64 = -32042;
 
 /// A routing header that disagrees with the body (MCP 2026-07-28 `HeaderMismatch`).
 pub const HEADER_MISMATCH: i64 = -32020;
@@ -98,6 +109,35 @@ pub enum GatewayError {
     /// The tool's definition changed since it was pinned and awaits an operator's approval.
     #[error("denied: the definition of {tool} changed and awaits approval")]
     ToolChanged {
+        /// The request id.
+        id: Value,
+        /// The full tool name.
+        tool: String,
+    },
+    /// The call waits for a person to approve it at `url`.
+    #[error("a person must approve this call of {} first: {}", .0.tool, .0.url)]
+    ApprovalRequired(Box<ApprovalWait>),
+    /// A person refused this very call.
+    #[error("denied: a person refused this call of {tool}")]
+    ApprovalDenied {
+        /// The request id.
+        id: Value,
+        /// The full tool name.
+        tool: String,
+        /// The refused approval request.
+        approval: String,
+    },
+    /// The grant behind the call was revoked: no approval can be given.
+    #[error("denied: the grant behind this call of {tool} was revoked")]
+    ApprovalVoid {
+        /// The request id.
+        id: Value,
+        /// The full tool name.
+        tool: String,
+    },
+    /// The issuer could not be asked about the call's approval.
+    #[error("the approval of {tool} cannot be checked now")]
+    ApprovalUnavailable {
         /// The request id.
         id: Value,
         /// The full tool name.
@@ -239,6 +279,23 @@ pub enum GatewayError {
     },
 }
 
+/// A call waiting for a person's approval.
+#[derive(Debug)]
+pub struct ApprovalWait {
+    /// The request id.
+    pub id: Value,
+    /// The full tool name, `upstream/tool`.
+    pub tool: String,
+    /// The approval request.
+    pub approval: String,
+    /// Its page.
+    pub url: String,
+    /// When the request lapses (Unix seconds).
+    pub expires_at: i64,
+    /// Answer as a URL elicitation (the client declared `elicitation.url`).
+    pub elicit: bool,
+}
+
 /// A refused `tools/call`: which request, which tool, which rule.
 #[derive(Debug)]
 pub struct Denial {
@@ -274,13 +331,17 @@ impl GatewayError {
             GatewayError::RevocationStale
             | GatewayError::RateUnavailable { .. }
             | GatewayError::SessionUnavailable
-            | GatewayError::ProofUnavailable => 503,
+            | GatewayError::ProofUnavailable
+            | GatewayError::ApprovalUnavailable { .. } => 503,
             GatewayError::Forbidden(_) => 403,
             GatewayError::UnsupportedProtocolVersion { .. }
             | GatewayError::HeaderMismatch { .. } => 400,
             GatewayError::Denied(_)
             | GatewayError::Frozen { .. }
             | GatewayError::ToolChanged { .. }
+            | GatewayError::ApprovalRequired(_)
+            | GatewayError::ApprovalDenied { .. }
+            | GatewayError::ApprovalVoid { .. }
             | GatewayError::BatchRefused(_)
             | GatewayError::BatchSibling { .. } => 200,
             GatewayError::Parse(_)
@@ -321,8 +382,13 @@ impl GatewayError {
             GatewayError::Denied(_)
             | GatewayError::Frozen { .. }
             | GatewayError::ToolChanged { .. }
+            | GatewayError::ApprovalDenied { .. }
+            | GatewayError::ApprovalVoid { .. }
             | GatewayError::BatchRefused(_)
             | GatewayError::BatchSibling { .. } => POLICY_DENIED,
+            GatewayError::ApprovalRequired(wait) if wait.elicit => URL_ELICITATION_REQUIRED,
+            GatewayError::ApprovalRequired(_) => APPROVAL_REQUIRED,
+            GatewayError::ApprovalUnavailable { .. } => APPROVAL_UNAVAILABLE,
             GatewayError::Parse(_) => -32700,
             GatewayError::InvalidRequest { .. }
             | GatewayError::BatchUnsupported
@@ -355,6 +421,10 @@ impl GatewayError {
             GatewayError::Denied(_) => "denied",
             GatewayError::Frozen { .. } => "frozen",
             GatewayError::ToolChanged { .. } => "tool_changed",
+            GatewayError::ApprovalRequired(_) => "approval_required",
+            GatewayError::ApprovalDenied { .. } => "approval_denied",
+            GatewayError::ApprovalVoid { .. } => "approval_void",
+            GatewayError::ApprovalUnavailable { .. } => "approval_unavailable",
             GatewayError::Parse(_) => "parse_error",
             GatewayError::InvalidRequest { .. } => "invalid_request",
             GatewayError::BatchUnsupported => "batch",
@@ -376,6 +446,10 @@ impl GatewayError {
     fn id(&self) -> Value {
         match self {
             GatewayError::Denied(denial) => denial.id.clone(),
+            GatewayError::ApprovalRequired(wait) => wait.id.clone(),
+            GatewayError::ApprovalDenied { id, .. }
+            | GatewayError::ApprovalVoid { id, .. }
+            | GatewayError::ApprovalUnavailable { id, .. } => id.clone(),
             GatewayError::Revoked { id, .. }
             | GatewayError::Frozen { id, .. }
             | GatewayError::ToolChanged { id, .. }
@@ -424,6 +498,33 @@ impl GatewayError {
                 Some(json!({"reason": "rate_unavailable", "tool": tool}))
             }
             GatewayError::SessionUnavailable => Some(json!({"reason": "session_unavailable"})),
+            GatewayError::ApprovalRequired(wait) => {
+                let mut data = json!({
+                    "reason": "approval_required", "tool": wait.tool,
+                    "approval_id": wait.approval, "approval_url": wait.url,
+                    "expires_at": wait.expires_at,
+                });
+                if wait.elicit {
+                    data["elicitations"] = json!([{
+                        "mode": "url",
+                        "elicitationId": wait.approval,
+                        "url": wait.url,
+                        "message": format!(
+                            "Approve this call of {} before the agent makes it.", wait.tool
+                        ),
+                    }]);
+                }
+                Some(data)
+            }
+            GatewayError::ApprovalDenied { tool, approval, .. } => Some(
+                json!({"reason": "approval_denied", "tool": tool, "approval_id": approval}),
+            ),
+            GatewayError::ApprovalVoid { tool, .. } => {
+                Some(json!({"reason": "approval_void", "tool": tool}))
+            }
+            GatewayError::ApprovalUnavailable { tool, .. } => {
+                Some(json!({"reason": "approval_unavailable", "tool": tool}))
+            }
             GatewayError::ProofUnavailable => Some(json!({"reason": "proof_unavailable"})),
             GatewayError::UseDpopNonce { .. } => Some(json!({"reason": "use_dpop_nonce"})),
             _ => None,

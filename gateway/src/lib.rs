@@ -14,6 +14,7 @@
 //! and benchmarks of other crates (`jsonrpc_error`, `tools_list`).
 
 mod admin;
+mod approvals;
 pub mod clock;
 pub mod config;
 mod controls;

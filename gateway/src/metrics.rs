@@ -27,6 +27,7 @@ struct Metrics {
     reloads: IntCounterVec,
     upstream_refused: IntCounterVec,
     shared_store_fallbacks: IntCounterVec,
+    approvals: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -144,8 +145,19 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["operation"],
     )
     .expect("valid metric");
+    let approvals = IntCounterVec::new(
+        Opts::new(
+            "portcullis_gateway_approvals_total",
+            "Calls that needed a person's approval, by upstream and the issuer's answer \
+             (spent: approved, and spent on this call; pending; denied; void: the grant was \
+             revoked; unavailable: the issuer could not be asked).",
+        ),
+        &["upstream", "outcome"],
+    )
+    .expect("valid metric");
     for collector in [
         Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(approvals.clone()),
         Box::new(upstream_refused.clone()),
         Box::new(shared_store_fallbacks.clone()),
         Box::new(reloads.clone()),
@@ -182,8 +194,17 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         reloads,
         upstream_refused,
         shared_store_fallbacks,
+        approvals,
     }
 });
+
+/// Counts the issuer's answer about a call that needed approval.
+pub(crate) fn approval(upstream: &str, outcome: &'static str) {
+    METRICS
+        .approvals
+        .with_label_values(&[upstream, outcome])
+        .inc();
+}
 
 /// Counts a configuration reload (`applied` or `invalid`).
 pub(crate) fn config_reload(outcome: &'static str) {

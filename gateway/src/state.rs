@@ -7,6 +7,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 
+use crate::approvals::Approvals;
 use crate::config::{Config, Settings};
 use crate::controls::Controls;
 use crate::decision_log::{self, DecisionLog, DecisionWriter};
@@ -54,6 +55,8 @@ pub struct GatewayState {
     pub(crate) dpop_nonces: Option<NonceSource>,
     /// Calls per hour, per grant: across replicas with a shared store, else per replica.
     pub(crate) rate_caps: RateCaps,
+    /// Where calls that need a person's approval are asked about.
+    pub(crate) approvals: Approvals,
     /// For requests the gateway makes itself (cancellations, fleet members).
     pub(crate) http: reqwest::Client,
     /// The downstream token signer.
@@ -150,6 +153,7 @@ impl GatewayState {
             stateless_members: StatelessMembers::default(),
             dpop_proofs: OneTime::new("dpop", store.clone()),
             rate_caps: RateCaps::new(store),
+            approvals: Approvals::new(settings.approvals.clone()),
             token_cache: TokenCache::new(settings.token_cache_size, settings.leeway_seconds),
             keys,
             revocations,

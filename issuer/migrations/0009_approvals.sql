@@ -35,8 +35,6 @@ CREATE TABLE sign_in_sessions (
     -- SHA-256 of the cookie's value: a stolen database holds no usable session.
     id_hash      TEXT PRIMARY KEY,
     username     TEXT NOT NULL,
-    -- The form token of this session (synchronizer token), stored as its hash.
-    csrf_hash    TEXT NOT NULL,
     created_at   BIGINT NOT NULL,
     last_seen_at BIGINT NOT NULL
 );

@@ -54,6 +54,9 @@ pub struct DecisionEvent {
     pub arguments_digest: Option<String>,
     /// The rule that decided (`tool_not_granted`, `limit_exceeded`, … or `allowed`).
     pub rule: String,
+    /// The approval a person gave for this call, when it needed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
     /// The gateway's own chain hash for this event, so both chains can be compared.
     #[serde(default)]
     pub hash: Option<String>,

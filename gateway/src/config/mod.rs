@@ -23,6 +23,7 @@
 //!     downstream_auth: mint       # or: none
 //! ```
 
+mod approvals;
 mod audit;
 mod fleet;
 mod raw;
@@ -42,6 +43,7 @@ use crate::fleet::Fleet;
 use crate::secret::{self, Secret, Source};
 use crate::upstream::Upstream;
 
+pub use self::approvals::ApprovalsConfig;
 pub use self::revocation::{Sources, StalenessMode};
 pub use self::sessions::{SessionKey, SessionSettings};
 pub use self::shared_state::{SharedMode, SharedState};
@@ -133,6 +135,8 @@ pub struct Settings {
     pub revocation_retry_max: Duration,
     /// The decision audit log, if configured.
     pub audit: Option<AuditConfig>,
+    /// Where calls that need a person's approval are asked about, if decisions are shipped.
+    pub approvals: Option<ApprovalsConfig>,
     /// The tool pins file, if pinning is on.
     pub pins_file: Option<PathBuf>,
     /// The Redis the replicas share, if configured; without it, rate caps are per replica.
@@ -228,6 +232,7 @@ impl Config {
             .audit
             .map(|audit| audit::audit(audit, &issuer_url))
             .transpose()?;
+        let approvals = approvals::approvals(audit.as_ref(), &issuer_url);
         let shared_state = raw
             .shared_state
             .map(shared_state::shared_state)
@@ -240,6 +245,7 @@ impl Config {
         Ok(Config {
             settings: Settings {
                 audit,
+                approvals,
                 shared_state,
                 sessions,
                 require_dpop: raw.require_dpop,

@@ -194,6 +194,7 @@ async fn authenticate_request(
                 Ok(Some(resolved)) => Some(McpSession {
                     id: id.to_owned(),
                     upstream_id: resolved.upstream_id,
+                    client: resolved.client,
                 }),
                 Ok(None) => return Err(GatewayError::UnknownSession),
                 Err(SessionError::Unavailable(e)) => {
@@ -236,6 +237,11 @@ async fn admit_upstream(
                 state,
                 upstream: &upstream,
                 token: &token,
+                client: authenticated
+                    .session
+                    .as_ref()
+                    .map(|session| session.client)
+                    .unwrap_or_default(),
             };
             judge.message(message).await?
         }

@@ -17,6 +17,7 @@ use crate::drain::InFlightGuard;
 use crate::fleet::Fleet;
 use crate::jsonrpc::Message;
 use crate::kill::LiveGuard;
+use crate::session::ClientAbilities;
 use crate::sse::SseRewriter;
 use crate::upstream::Upstream;
 
@@ -62,6 +63,8 @@ impl Route {
 pub(super) struct McpSession {
     pub(super) id: String,
     pub(super) upstream_id: String,
+    /// What the agent's client declared when it opened the session.
+    pub(super) client: ClientAbilities,
 }
 
 /// A request admitted to go upstream: authenticated, and judged.

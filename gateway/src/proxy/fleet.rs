@@ -19,7 +19,7 @@ use crate::fleet::members::{self, MemberError, OnBehalf};
 use crate::fleet::{self, Fleet};
 use crate::jsonrpc::{self, Message};
 use crate::jsonrpc_error::{GatewayError, SESSION_PROTOCOL_VERSIONS};
-use crate::session::Principal;
+use crate::session::{ClientAbilities, Principal};
 use crate::state::GatewayState;
 use crate::upstream::client::MCP_SESSION_ID;
 
@@ -63,7 +63,11 @@ pub(super) async fn admit(
     let limit = state.settings.max_body_bytes;
     let (body, message) = read_message(session, limit, unsupported_version).await?;
     let Message::Request {
-        id, method, call, ..
+        id,
+        method,
+        call,
+        url_elicitation,
+        ..
     } = message
     else {
         if let Message::Batch(_) = message {
@@ -90,7 +94,7 @@ pub(super) async fn admit(
         .into());
     }
     if let Some(call) = call {
-        let forward = route_call(&on_behalf, &token, mcp_session, id, call, &body).await?;
+        let forward = route_call(&on_behalf, &token, mcp_session, id, (call, url_elicitation), &body).await?;
         return Ok(Admission::Forward(forward));
     }
     // Read already, strictly; again here, off the calls' path, for what the fleet answers
@@ -105,7 +109,11 @@ pub(super) async fn admit(
             let requested = params["protocolVersion"].as_str();
             let result = fleet::initialize_result(fleet, requested);
             let principal = Principal::of(token.claims());
-            let opened = state.sessions.open(&fleet.name, "", &principal).await;
+            let client = ClientAbilities { url_elicitation };
+            let opened = state
+                .sessions
+                .open(&fleet.name, "", &principal, client)
+                .await;
             headers.push((http::HeaderName::from_static(MCP_SESSION_ID), opened));
             result
         }
@@ -139,6 +147,7 @@ pub(super) async fn admit(
                     state,
                     upstream: member,
                     token: &token,
+                    client: ClientAbilities::default(),
                 };
                 judge.log_changed_tools(std::slice::from_ref(tool));
             }
@@ -167,7 +176,7 @@ async fn route_call(
     token: &Arc<VerifiedToken>,
     mcp_session: Option<McpSession>,
     id: Value,
-    call: jsonrpc::ToolCall,
+    (call, url_elicitation): (jsonrpc::ToolCall, bool),
     body: &[u8],
 ) -> Result<Forward, Refusal> {
     let fleet = on_behalf.fleet;
@@ -187,11 +196,16 @@ async fn route_call(
             arguments: call.arguments,
         }),
         access: None,
+        url_elicitation,
     };
     let judge = Judge {
         state: on_behalf.state,
         upstream: member,
         token,
+        client: mcp_session
+            .as_ref()
+            .map(|session| session.client)
+            .unwrap_or_default(),
     };
     let judged = judge.message(message).await?;
     let body = fleet::call_body(body, &tool).map_err(|e| GatewayError::invalid(id.clone(), &e))?;

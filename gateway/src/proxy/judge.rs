@@ -1,6 +1,6 @@
 //! Judging: every `tools/call`, `resources/read` and `prompts/get` against change freezes,
-//! tool pins, the token's constraints and the grant's hourly rate, each decision counted and
-//! logged in one place.
+//! tool pins, the token's constraints, a person's approval where the grant asks for one, and
+//! the grant's hourly rate, each decision counted and logged in one place.
 //!
 //! What comes out is a [`Judged`]: the request's message together with the `Permit` of every
 //! part that needed one. Only this module makes one, and forwarding takes one (through
@@ -9,11 +9,15 @@
 //! judgement the agent could not see.
 
 use portcullis_policy as policy;
-use portcullis_policy::{Action, Decision, DenyReason, Permit, VerifiedToken, authorize};
+use portcullis_policy::{
+    Action, ApprovalNeeded, Decision, DenyReason, Permit, VerifiedToken, authorize,
+};
 use serde_json::Value;
 
+use crate::approvals::Answer;
 use crate::jsonrpc::{self, Message};
-use crate::jsonrpc_error::GatewayError;
+use crate::jsonrpc_error::{ApprovalWait, GatewayError};
+use crate::session::ClientAbilities;
 use crate::rate_limit::Unavailable;
 use crate::state::GatewayState;
 use crate::upstream::Upstream;
@@ -58,6 +62,7 @@ impl Rule {
     fn of(decision: &Decision) -> Self {
         match decision {
             Decision::Permit(_) => Rule::Permit,
+            Decision::NeedsApproval(_) => Rule::Deny("approval_required"),
             Decision::Deny(reason) => Rule::Deny(reason.code()),
         }
     }
@@ -83,6 +88,8 @@ pub(super) struct Judge<'a> {
     pub(super) state: &'a GatewayState,
     pub(super) upstream: &'a Upstream,
     pub(super) token: &'a VerifiedToken,
+    /// What the agent's client declared when it opened its session.
+    pub(super) client: ClientAbilities,
 }
 
 impl Judge<'_> {
@@ -97,12 +104,14 @@ impl Judge<'_> {
                 method,
                 call,
                 access,
+                url_elicitation,
             } = element
             else {
                 continue;
             };
+            let elicit = self.client.url_elicitation || *url_elicitation;
             let judged = match (call, access) {
-                (Some(call), _) => Some(self.call(id, call).await),
+                (Some(call), _) => Some(self.call(id, call, elicit).await),
                 (None, Some(access)) => Some(self.access(id, method, access)),
                 (None, None) => None,
             };
@@ -130,26 +139,33 @@ impl Judge<'_> {
     }
 
     /// Judges a `tools/call`: tool pins and change freezes first, then the token's
-    /// constraints, then the grant's hourly rate (the one step that may wait, on the shared
-    /// store).
-    async fn call(&self, id: &Value, call: &jsonrpc::ToolCall) -> Result<Permit, GatewayError> {
+    /// constraints, then a person's approval where the grant asks for one (a round trip to the
+    /// issuer), then the grant's hourly rate (on the shared store). `elicit`: a call waiting
+    /// for approval is answered as a URL elicitation.
+    async fn call(
+        &self,
+        id: &Value,
+        call: &jsonrpc::ToolCall,
+        elicit: bool,
+    ) -> Result<Permit, GatewayError> {
         let upstream = self.upstream;
         let tool = format!("{}/{}", upstream.name, call.name);
-        let record = |rule| self.record("tools/call", &call.name, Some(&call.arguments), rule);
+        let record =
+            |rule, approval| self.record("tools/call", &call.name, Some(&call.arguments), rule, approval);
         if self
             .state
             .pins
             .as_ref()
             .is_some_and(|pins| pins.is_changed(&upstream.name, &call.name))
         {
-            record(Rule::Deny("tool_definition_changed"));
+            record(Rule::Deny("tool_definition_changed"), None);
             return Err(GatewayError::ToolChanged {
                 id: id.clone(),
                 tool,
             });
         }
         if let Some(pattern) = self.state.controls.frozen(&tool) {
-            record(Rule::Deny("change_freeze"));
+            record(Rule::Deny("change_freeze"), None);
             return Err(GatewayError::Frozen {
                 id: id.clone(),
                 tool,
@@ -163,10 +179,22 @@ impl Judge<'_> {
             at: now,
         };
         let decision = match authorize(self.token, &action) {
+            Decision::NeedsApproval(needed) => {
+                match self.approval(id, needed, &call.arguments, elicit).await {
+                    Ok(permit) => Decision::Permit(permit),
+                    Err(refusal) => {
+                        record(Rule::Deny(refusal.label()), None);
+                        return Err(refusal);
+                    }
+                }
+            }
+            decision => decision,
+        };
+        let decision = match decision {
             Decision::Permit(permit) => match self.within_rate(permit, now).await {
                 Ok(decision) => decision,
                 Err(unavailable) => {
-                    record(Rule::Deny("rate_unavailable"));
+                    record(Rule::Deny("rate_unavailable"), None);
                     tracing::warn!(upstream = %upstream.name, %tool, "refused: {unavailable}");
                     return Err(GatewayError::RateUnavailable {
                         id: id.clone(),
@@ -174,11 +202,16 @@ impl Judge<'_> {
                     });
                 }
             },
-            deny => deny,
+            other => other,
         };
-        record(Rule::of(&decision));
+        let approval = match &decision {
+            Decision::Permit(permit) => permit.approval(),
+            _ => None,
+        };
+        record(Rule::of(&decision), approval);
         match decision {
             Decision::Permit(permit) => Ok(permit),
+            Decision::NeedsApproval(_) => unreachable!("asked of the issuer above"),
             Decision::Deny(reason) => {
                 let claims = self.token.claims();
                 tracing::info!(
@@ -186,6 +219,59 @@ impl Judge<'_> {
                     client_id = %claims.client_id, reason = reason.code(), "denied: {reason}"
                 );
                 Err(GatewayError::denied(id.clone(), tool, reason))
+            }
+        }
+    }
+
+    /// Asks the issuer about a call that needs a person's approval: its permit when an
+    /// approval of exactly this call was there to spend, else the answer the agent gets.
+    async fn approval(
+        &self,
+        id: &Value,
+        needed: ApprovalNeeded,
+        arguments: &Value,
+        elicit: bool,
+    ) -> Result<Permit, GatewayError> {
+        let upstream = &self.upstream.name;
+        let tool = needed.tool().to_owned();
+        let answer = self
+            .state
+            .approvals
+            .ask(&needed, self.token.claims(), upstream, arguments)
+            .await;
+        let id = id.clone();
+        match answer {
+            Ok(Answer::Approved { id: approval }) => {
+                crate::metrics::approval(upstream, "spent");
+                Ok(needed.approved(approval))
+            }
+            Ok(Answer::Pending {
+                id: approval,
+                url,
+                expires_at,
+            }) => {
+                crate::metrics::approval(upstream, "pending");
+                Err(GatewayError::ApprovalRequired(Box::new(ApprovalWait {
+                    id,
+                    tool,
+                    approval,
+                    url,
+                    expires_at,
+                    elicit,
+                })))
+            }
+            Ok(Answer::Denied { id: approval }) => {
+                crate::metrics::approval(upstream, "denied");
+                Err(GatewayError::ApprovalDenied { id, tool, approval })
+            }
+            Ok(Answer::Void) => {
+                crate::metrics::approval(upstream, "void");
+                Err(GatewayError::ApprovalVoid { id, tool })
+            }
+            Err(e) => {
+                crate::metrics::approval(upstream, "unavailable");
+                tracing::warn!(%upstream, %tool, "refused: {e}");
+                Err(GatewayError::ApprovalUnavailable { id, tool })
             }
         }
     }
@@ -231,22 +317,38 @@ impl Judge<'_> {
             jsonrpc::Access::Prompt(_) => policy::Access::Prompt(&full),
         };
         let decision = policy::authorize_access(self.token, request, clock::now());
-        self.record(method, target, None, Rule::of(&decision));
+        self.record(method, target, None, Rule::of(&decision), None);
         match decision {
             Decision::Permit(permit) => Ok(permit),
+            Decision::NeedsApproval(_) => unreachable!("approval terms name tools only"),
             Decision::Deny(reason) => Err(GatewayError::denied(id.clone(), full, reason)),
         }
     }
 
-    /// Counts a decision and hands it to the audit log.
-    fn record(&self, method: &str, target: &str, arguments: Option<&Value>, rule: Rule) {
+    /// Counts a decision and hands it to the audit log, naming the approval that let a call
+    /// through.
+    fn record(
+        &self,
+        method: &str,
+        target: &str,
+        arguments: Option<&Value>,
+        rule: Rule,
+        approval: Option<&str>,
+    ) {
         metrics::decision(&self.upstream.name, rule.outcome(), rule.code());
-        self.log(method, target, arguments, rule);
+        self.log(method, target, arguments, rule, approval);
     }
 
     /// Hands a decision to the audit log, if one is configured (uncounted: a changed tool
     /// hidden from a list is logged, not counted as a call's decision).
-    pub(super) fn log(&self, method: &str, target: &str, arguments: Option<&Value>, rule: Rule) {
+    pub(super) fn log(
+        &self,
+        method: &str,
+        target: &str,
+        arguments: Option<&Value>,
+        rule: Rule,
+        approval: Option<&str>,
+    ) {
         let Some(log) = &self.state.decisions else {
             return;
         };
@@ -268,6 +370,7 @@ impl Judge<'_> {
             target: target.to_owned(),
             arguments_digest: arguments.map(decision_log::digest),
             rule: rule.code().to_owned(),
+            approval: approval.map(str::to_owned),
         });
     }
 
@@ -279,6 +382,7 @@ impl Judge<'_> {
                 tool,
                 None,
                 Rule::Deny("tool_definition_changed"),
+                None,
             );
         }
     }

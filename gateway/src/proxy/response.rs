@@ -18,7 +18,8 @@ use crate::fleet::members;
 use crate::jsonrpc_error::GatewayError;
 use crate::list_filter::filter_message;
 use crate::metrics;
-use crate::session::{MAX_UPSTREAM_ID, Principal};
+use crate::jsonrpc::Message;
+use crate::session::{ClientAbilities, MAX_UPSTREAM_ID, Principal};
 use crate::sse::SseRewriter;
 use crate::state::GatewayState;
 use crate::upstream::client::MCP_SESSION_ID;
@@ -151,13 +152,23 @@ async fn rewrite_session(
                 ));
             }
             let principal = Principal::of(forward.token.claims());
+            // Sessions open at `initialize`, whose capabilities the id keeps.
+            let client = match forward.judged.message() {
+                Some(Message::Request {
+                    url_elicitation, ..
+                }) => ClientAbilities {
+                    url_elicitation: *url_elicitation,
+                },
+                _ => ClientAbilities::default(),
+            };
             let id = state
                 .sessions
-                .open(upstream, &upstream_id, &principal)
+                .open(upstream, &upstream_id, &principal, client)
                 .await;
             forward.session = Some(McpSession {
                 id: id.clone(),
                 upstream_id,
+                client,
             });
             id
         }
@@ -240,6 +251,7 @@ pub(super) fn filter_body(
         state,
         upstream: &forward.upstream,
         token: &forward.token,
+        client: ClientAbilities::default(),
     };
     judge.log_changed_tools(&changed);
     Ok(())

@@ -56,6 +56,27 @@ impl Principal {
     }
 }
 
+/// What the agent's client declared it can do at `initialize`, sealed into the session id so
+/// every replica knows it (the gateway answers a call that needs a person's approval with a
+/// URL elicitation only to a client that declared `elicitation.url`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ClientAbilities {
+    /// `capabilities.elicitation.url` was declared.
+    pub(crate) url_elicitation: bool,
+}
+
+impl ClientAbilities {
+    fn to_byte(self) -> u8 {
+        u8::from(self.url_elicitation)
+    }
+
+    fn from_byte(byte: u8) -> Self {
+        Self {
+            url_elicitation: byte & 1 != 0,
+        }
+    }
+}
+
 /// Why a session could not be looked up.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SessionError {
@@ -69,6 +90,8 @@ pub(crate) enum SessionError {
 pub(crate) struct Resolved {
     /// The upstream session behind it; empty for a fleet's own session.
     pub(crate) upstream_id: String,
+    /// What the agent's client declared when it opened the session.
+    pub(crate) client: ClientAbilities,
 }
 
 /// The gateway's sessions.
@@ -122,9 +145,10 @@ impl Sessions {
         upstream: &str,
         upstream_id: &str,
         principal: &Principal,
+        client: ClientAbilities,
     ) -> String {
         let now = clock::now();
-        let id = self.sealer.seal(upstream, principal, now, upstream_id);
+        let id = self.sealer.seal(upstream, principal, now, client, upstream_id);
         let handle = handle(&id).expect("a sealed id is longer than its handle");
         self.local.open(handle, self.expires_at(now), now);
         if let Some(shared) = &self.shared
@@ -176,6 +200,7 @@ impl Sessions {
         };
         Ok(live.then_some(Resolved {
             upstream_id: opened.upstream_id,
+            client: opened.client,
         }))
     }
 

@@ -1,6 +1,7 @@
 //! Session ids that carry their own mapping: any replica holding the key can read them.
 //!
-//! An id is `base64url(nonce ‖ XChaCha20-Poly1305(opened_at ‖ upstream session id))`, with the
+//! An id is `base64url(nonce ‖ XChaCha20-Poly1305(opened_at ‖ client ‖ upstream session id))`
+//! (`client`: one byte of what the agent's client declared it can do), with the
 //! upstream's name and the principal (issuer, user, agent) as associated data. So the id says
 //! which upstream session it stands for to whoever holds the key and to no one else, and it
 //! opens only for the principal and upstream it was minted for: presented with another
@@ -16,7 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
-use super::Principal;
+use super::{ClientAbilities, Principal};
 use crate::config::SessionKey;
 
 /// Bytes of the nonce at the start of an id.
@@ -27,7 +28,7 @@ pub(crate) const HANDLE_LEN: usize = 32;
 /// SDKs mint UUIDs or 32 random bytes).
 pub(crate) const MAX_UPSTREAM_ID: usize = 512;
 /// Versions the associated data, so a later format can never open as this one.
-const CONTEXT: &[u8] = b"portcullis session v1";
+const CONTEXT: &[u8] = b"portcullis session v2";
 
 /// What an id carries, once opened.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,6 +37,8 @@ pub(crate) struct Opened<'a> {
     pub(crate) handle: &'a str,
     /// When the session was opened, in Unix seconds.
     pub(crate) opened_at: i64,
+    /// What the agent's client declared at `initialize`.
+    pub(crate) client: ClientAbilities,
     /// The upstream's session id; empty for a fleet's own session.
     pub(crate) upstream_id: String,
 }
@@ -72,12 +75,14 @@ impl Sealer {
         upstream: &str,
         principal: &Principal,
         opened_at: i64,
+        client: ClientAbilities,
         upstream_id: &str,
     ) -> String {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).expect("the OS random source is available");
-        let mut plaintext = Vec::with_capacity(8 + upstream_id.len());
+        let mut plaintext = Vec::with_capacity(9 + upstream_id.len());
         plaintext.extend_from_slice(&opened_at.to_be_bytes());
+        plaintext.push(client.to_byte());
         plaintext.extend_from_slice(upstream_id.as_bytes());
         let aad = associated_data(upstream, principal);
         let sealed = self.ciphers[0]
@@ -103,13 +108,13 @@ impl Sealer {
         principal: &Principal,
     ) -> Option<Opened<'a>> {
         // The longest id a valid session can have: refuse anything longer unread.
-        const MAX_ID: usize = (NONCE_LEN + 8 + MAX_UPSTREAM_ID + 16).div_ceil(3) * 4;
+        const MAX_ID: usize = (NONCE_LEN + 9 + MAX_UPSTREAM_ID + 16).div_ceil(3) * 4;
         if id.len() > MAX_ID || !id.is_char_boundary(HANDLE_LEN) {
             return None;
         }
         let bytes = URL_SAFE_NO_PAD.decode(id).ok()?;
-        // Ciphertext is at least the 8-byte time and the 16-byte tag.
-        if bytes.len() < NONCE_LEN + 8 + 16 {
+        // Ciphertext is at least the 8-byte time, the client byte and the 16-byte tag.
+        if bytes.len() < NONCE_LEN + 9 + 16 {
             return None;
         }
         let (nonce, sealed) = bytes.split_at(NONCE_LEN);
@@ -125,10 +130,12 @@ impl Sealer {
                 )
                 .ok()
         })?;
-        let (time, upstream_id) = plaintext.split_at(8);
+        let (time, rest) = plaintext.split_at(8);
+        let (client, upstream_id) = rest.split_first()?;
         Some(Opened {
             handle: &id[..HANDLE_LEN],
             opened_at: i64::from_be_bytes(time.try_into().expect("split at 8")),
+            client: ClientAbilities::from_byte(*client),
             upstream_id: String::from_utf8(upstream_id.to_vec()).ok()?,
         })
     }
@@ -169,11 +176,15 @@ mod tests {
     fn an_id_opens_only_for_its_upstream_and_principal() {
         let sealer = Sealer::new(&[SessionKey::generate()]);
         let alice = principal("alice", "agent-a");
-        let id = sealer.seal("mail", &alice, 1_700_000_000, "upstream-1");
+        let url = ClientAbilities {
+            url_elicitation: true,
+        };
+        let id = sealer.seal("mail", &alice, 1_700_000_000, url, "upstream-1");
         assert!(!id.contains("upstream-1"));
         let opened = sealer.open(&id, "mail", &alice).expect("opens");
         assert_eq!(opened.upstream_id, "upstream-1");
         assert_eq!(opened.opened_at, 1_700_000_000);
+        assert_eq!(opened.client, url);
         assert_eq!(opened.handle, &id[..HANDLE_LEN]);
         assert_eq!(sealer.open(&id, "expenses", &alice), None);
         assert_eq!(
@@ -195,10 +206,10 @@ mod tests {
     fn rotated_keys_open_old_ids_and_seal_with_the_first() {
         let (old, new) = (SessionKey::generate(), SessionKey::generate());
         let alice = principal("alice", "agent-a");
-        let old_id = Sealer::new(std::slice::from_ref(&old)).seal("mail", &alice, 1, "u");
+        let old_id = Sealer::new(std::slice::from_ref(&old)).seal("mail", &alice, 1, ClientAbilities::default(), "u");
         let rotated = Sealer::new(&[new.clone(), old]);
         assert!(rotated.open(&old_id, "mail", &alice).is_some());
-        let new_id = rotated.seal("mail", &alice, 2, "u");
+        let new_id = rotated.seal("mail", &alice, 2, ClientAbilities::default(), "u");
         assert!(Sealer::new(&[new]).open(&new_id, "mail", &alice).is_some());
         let other = Sealer::new(&[SessionKey::generate()]);
         assert_eq!(other.open(&new_id, "mail", &alice), None);
@@ -208,7 +219,7 @@ mod tests {
     fn a_changed_id_is_unknown() {
         let sealer = Sealer::new(&[SessionKey::generate()]);
         let alice = principal("alice", "agent-a");
-        let id = sealer.seal("mail", &alice, 1, "upstream-1");
+        let id = sealer.seal("mail", &alice, 1, ClientAbilities::default(), "upstream-1");
         for position in [0, HANDLE_LEN, id.len() - 1] {
             let mut bytes = id.clone().into_bytes();
             bytes[position] = if bytes[position] == b'A' { b'B' } else { b'A' };

@@ -1,0 +1,382 @@
+//! Step-up approvals end to end: a grant term sends some calls to a person; the gateway holds
+//! them and points the agent's client at the issuer's approval page; the person approves
+//! exactly that call; the retry runs once. The upstream's own ledger says what ran.
+//!
+//! The acceptance test drives the official Python SDK client and a real Chromium; the others
+//! answer the page over HTTP as a browser would ([`Person`]), and call with rmcp's client,
+//! which declares no URL elicitation (so it gets the gateway's own error with the URL).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::Locator;
+use portcullis_examples::agent::{self, ClientCredentials, IssuerClient, McpSession, expense_grant};
+use portcullis_examples::browser::{self, Browser};
+use portcullis_examples::person::{Person, create_user};
+use portcullis_examples::stack::{Stack, StackOptions};
+use rmcp::model::CallToolRequestParams;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const PASSWORD: &str = "approval-password-123";
+
+/// The demo's grant with one more term: submitting 200 or more needs the user's approval.
+fn grant_with_approval(term: Value) -> Value {
+    let mut grant = expense_grant();
+    grant[0]["approval"] = json!([term]);
+    grant
+}
+
+fn over_200() -> Value {
+    json!({"tool": "expenses/submit_expense", "when": [{"pointer": "/amount", "min": 200}]})
+}
+
+struct Setup {
+    stack: Stack,
+    issuer: IssuerClient,
+    agent: ClientCredentials,
+    grant: String,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+/// A stack that ships decisions (and so asks about approvals), people alice, bob and carol,
+/// and alice's grant to an expense agent with `term`.
+async fn setup(term: Value) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StackOptions {
+        audit_dir: Some(dir.path().join("audit")),
+        gateway_extra_yaml: portcullis_examples::replica::replica_keys_yaml(dir.path()).unwrap(),
+        ..StackOptions::sqlite(dir.path())
+    };
+    let stack = Stack::start(&options).await.unwrap();
+    for person in ["alice", "bob", "carol"] {
+        create_user(dir.path(), person, PASSWORD, &stack.resource)
+            .await
+            .unwrap();
+    }
+    let issuer = IssuerClient::new(&stack.issuer_url, &stack.admin_token);
+    let agent = issuer.register_agent("expense-agent", "Expense agent").await.unwrap();
+    let (grant, token) = issuer
+        .delegation(&agent, "alice", &stack.resource, grant_with_approval(term))
+        .await
+        .unwrap();
+    Setup {
+        stack,
+        issuer,
+        agent,
+        grant,
+        token,
+        _dir: dir,
+    }
+}
+
+/// A tool call's outcome: the text, or the JSON-RPC error's code and data.
+async fn call(session: &McpSession, amount: Value) -> Result<String, (i32, Value)> {
+    call_with(session, json!({"amount": amount, "category": "travel"})).await
+}
+
+async fn call_with(session: &McpSession, arguments: Value) -> Result<String, (i32, Value)> {
+    let params = CallToolRequestParams::new("submit_expense")
+        .with_arguments(arguments.as_object().unwrap().clone());
+    match session.call_tool(params).await {
+        Ok(result) => Ok(format!("{:?}", result.content)),
+        Err(rmcp::ServiceError::McpError(error)) => {
+            Err((error.code.0, error.data.unwrap_or(Value::Null)))
+        }
+        Err(other) => panic!("the call failed outside JSON-RPC: {other}"),
+    }
+}
+
+/// The approval request an error names, from its `approval_url`.
+fn approval_id(data: &Value) -> String {
+    let url = data["approval_url"].as_str().expect("an approval_url");
+    url.rsplit('/').next().unwrap().to_owned()
+}
+
+fn amounts(stack: &Stack) -> Vec<f64> {
+    stack.expenses.expenses().iter().map(|e| e.amount).collect()
+}
+
+#[tokio::test]
+async fn a_held_call_runs_once_after_approval_and_every_other_call_needs_its_own() {
+    let s = setup(over_200()).await;
+    let session = agent::connect(&s.stack.resource, &s.token).await.unwrap();
+
+    assert!(call(&session, json!(150)).await.is_ok(), "under the threshold");
+    let (code, data) = call(&session, json!(300)).await.unwrap_err();
+    assert_eq!((code, data["reason"].as_str()), (-31011, Some("approval_required")));
+    assert!(data.get("elicitations").is_none(), "rmcp's client declared no URL elicitation");
+    assert_eq!(amounts(&s.stack), [150.0], "the held call never reached the upstream");
+
+    // The same call again, before anyone answered: the same request, not a second one.
+    let (_, again) = call(&session, json!(300)).await.unwrap_err();
+    let id = approval_id(&data);
+    assert_eq!(approval_id(&again), id);
+
+    let alice = Person::sign_in(&s.stack.issuer_url, "alice", PASSWORD).await.unwrap();
+    let page = alice.page(&id).await.unwrap();
+    assert!(page.contains("submit_expense") && page.contains("300") && page.contains("expense-agent"));
+    let answered = alice.answer(&id, true).await.unwrap();
+    assert_eq!(answered.status, 200, "{}", answered.page);
+
+    // The same arguments in another order are the same call.
+    let reordered = call_with(&session, json!({"category": "travel", "amount": 300})).await;
+    assert!(reordered.is_ok(), "{reordered:?}");
+    assert_eq!(amounts(&s.stack), [150.0, 300.0]);
+
+    // Spent: the same call again is held again, under a new request.
+    let (code, replay) = call(&session, json!(300)).await.unwrap_err();
+    assert_eq!(code, -31011);
+    assert_ne!(approval_id(&replay), id);
+    // Other arguments need their own approval.
+    let (_, other) = call(&session, json!(301)).await.unwrap_err();
+    assert_ne!(approval_id(&other), approval_id(&replay));
+    assert_eq!(amounts(&s.stack), [150.0, 300.0]);
+
+    let metrics = s.stack.gateway_metrics().await.unwrap();
+    assert!(metrics.contains(r#"portcullis_gateway_approvals_total{outcome="spent",upstream="expenses"} 1"#), "{metrics}");
+}
+
+#[tokio::test]
+async fn two_replicas_retrying_at_once_spend_one_approval_once() {
+    let s = setup(over_200()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let replica = s
+        .stack
+        .start_replica(&format!(
+            "audit: {{dir: '{}', gateway_id: gw-replica, ingest_token_file: '{}'}}\n",
+            dir.path().display(),
+            s._dir.path().join("audit-ingest-token").display()
+        ))
+        .await
+        .unwrap();
+    let here = agent::connect(&s.stack.resource, &s.token).await.unwrap();
+    let there = agent::connect(&replica.resource, &s.token).await.unwrap();
+    let (_, data) = call(&here, json!(300)).await.unwrap_err();
+    let alice = Person::sign_in(&s.stack.issuer_url, "alice", PASSWORD).await.unwrap();
+    alice.answer(&approval_id(&data), true).await.unwrap();
+
+    let (a, b) = tokio::join!(call(&here, json!(300)), call(&there, json!(300)));
+    assert_eq!(
+        [a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(),
+        1,
+        "exactly one replica spends it: {a:?} {b:?}"
+    );
+    assert_eq!(amounts(&s.stack), [300.0]);
+    // And the replica that lost, or either one later, holds the replay.
+    let (code, _) = call(&there, json!(300)).await.unwrap_err();
+    assert_eq!(code, -31011);
+    assert_eq!(amounts(&s.stack), [300.0]);
+}
+
+#[tokio::test]
+async fn four_eyes_need_the_user_and_a_named_second_person_never_the_user_twice() {
+    // alice is named too: as the requester's own user she still counts only once.
+    let term = json!({"tool": "expenses/submit_expense", "four_eyes": ["alice", "carol"]});
+    let s = setup(term).await;
+    let session = agent::connect(&s.stack.resource, &s.token).await.unwrap();
+    let (_, data) = call(&session, json!(20)).await.unwrap_err();
+    let id = approval_id(&data);
+
+    let bob = Person::sign_in(&s.stack.issuer_url, "bob", PASSWORD).await.unwrap();
+    let page = bob.page(&id).await.unwrap();
+    assert!(!page.contains("form_token"), "bob is offered no form");
+    let alice = Person::sign_in(&s.stack.issuer_url, "alice", PASSWORD).await.unwrap();
+    assert_eq!(alice.answer(&id, true).await.unwrap().status, 200);
+    assert!(call(&session, json!(20)).await.is_err(), "one approval of two");
+    let page = alice.page(&id).await.unwrap();
+    assert!(!page.contains("form_token"), "alice cannot give the second approval");
+
+    let carol = Person::sign_in(&s.stack.issuer_url, "carol", PASSWORD).await.unwrap();
+    let answered = carol.answer(&id, true).await.unwrap();
+    assert_eq!(answered.status, 200, "{}", answered.page);
+    assert!(call(&session, json!(20)).await.is_ok());
+    assert_eq!(amounts(&s.stack), [20.0]);
+}
+
+#[tokio::test]
+async fn a_denied_call_is_told_so_on_retry_and_no_new_request_opens() {
+    let s = setup(over_200()).await;
+    let session = agent::connect(&s.stack.resource, &s.token).await.unwrap();
+    let (_, data) = call(&session, json!(250)).await.unwrap_err();
+    let alice = Person::sign_in(&s.stack.issuer_url, "alice", PASSWORD).await.unwrap();
+    assert_eq!(alice.answer(&approval_id(&data), false).await.unwrap().status, 200);
+    let (code, denied) = call(&session, json!(250)).await.unwrap_err();
+    assert_eq!((code, denied["reason"].as_str()), (-31001, Some("approval_denied")));
+    assert_eq!(denied["approval_id"].as_str(), Some(approval_id(&data).as_str()));
+    assert!(amounts(&s.stack).is_empty());
+}
+
+#[tokio::test]
+async fn revoking_the_grant_voids_what_is_open_and_unspent() {
+    let s = setup(over_200()).await;
+    let session = agent::connect(&s.stack.resource, &s.token).await.unwrap();
+    let (_, approved) = call(&session, json!(400)).await.unwrap_err();
+    let (_, open) = call(&session, json!(450)).await.unwrap_err();
+    let alice = Person::sign_in(&s.stack.issuer_url, "alice", PASSWORD).await.unwrap();
+    alice.answer(&approval_id(&approved), true).await.unwrap();
+
+    s.issuer.revoke("grant", &s.grant).await.unwrap();
+    assert!(alice.page(&approval_id(&approved)).await.unwrap().contains("void"));
+    let late = alice.page(&approval_id(&open)).await.unwrap();
+    assert!(late.contains("void") && !late.contains("form_token"), "nothing left to answer");
+    assert!(amounts(&s.stack).is_empty());
+}
+
+#[tokio::test]
+async fn an_approval_lapses_after_its_term() {
+    let term = json!({"tool": "expenses/submit_expense", "valid_for": 1});
+    let s = setup(term).await;
+    let session = agent::connect(&s.stack.resource, &s.token).await.unwrap();
+    let (_, data) = call(&session, json!(10)).await.unwrap_err();
+    let alice = Person::sign_in(&s.stack.issuer_url, "alice", PASSWORD).await.unwrap();
+    alice.answer(&approval_id(&data), true).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (code, again) = call(&session, json!(10)).await.unwrap_err();
+    assert_eq!(code, -31011, "expired: a new request");
+    assert_ne!(approval_id(&again), approval_id(&data));
+    assert!(alice.page(&approval_id(&data)).await.unwrap().contains("expired"));
+    assert!(amounts(&s.stack).is_empty());
+}
+
+#[tokio::test]
+async fn a_sub_agent_keeps_its_parents_approval_terms() {
+    let s = setup(over_200()).await;
+    let helper = s.issuer.register_agent("helper", "Helper").await.unwrap();
+    let actor = s.issuer.client_token(&helper).await.unwrap();
+    // Naming looser terms is refused.
+    let mut loosened = grant_with_approval(json!({"tool": "expenses/submit_expense",
+        "when": [{"pointer": "/amount", "min": 450}]}));
+    loosened[0]["max_depth"] = json!(0);
+    let refused = s
+        .issuer
+        .exchange(&s.agent, &s.token, &actor, &s.stack.resource, Some(&loosened))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(refused.error, "invalid_scope", "{refused}");
+    // Saying nothing of approval keeps the parent's term: the sub-agent's 300 is held too.
+    let mut silent = expense_grant();
+    silent[0]["max_depth"] = json!(0);
+    let child = s
+        .issuer
+        .exchange(&s.agent, &s.token, &actor, &s.stack.resource, Some(&silent))
+        .await
+        .unwrap()
+        .unwrap();
+    let session = agent::connect(&s.stack.resource, &child).await.unwrap();
+    let (code, _) = call(&session, json!(300)).await.unwrap_err();
+    assert_eq!(code, -31011);
+    assert!(amounts(&s.stack).is_empty());
+}
+
+fn python() -> Option<PathBuf> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools/py-mcp/bin/python");
+    path.exists().then_some(path)
+}
+
+/// The official Python SDK client, taking one call per line.
+struct PythonClient {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl PythonClient {
+    async fn start(python: &PathBuf, url: &str, token: &str) -> Self {
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/python_approval_client.py");
+        let mut child = tokio::process::Command::new(python)
+            .arg(script)
+            .env("MCP_URL", url)
+            .env("MCP_TOKEN", token)
+            .env("MCP_URL_ELICITATION", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut client = Self {
+            child,
+            stdin,
+            lines,
+        };
+        assert_eq!(client.next().await["outcome"], "ready");
+        client
+    }
+
+    async fn next(&mut self) -> Value {
+        let line = tokio::time::timeout(Duration::from_secs(60), self.lines.next_line())
+            .await
+            .expect("the Python client answered within a minute")
+            .unwrap()
+            .expect("the Python client is still running");
+        serde_json::from_str(&line).unwrap()
+    }
+
+    async fn submit(&mut self, amount: u32) -> Value {
+        let line = json!({"tool": "submit_expense",
+                          "arguments": {"amount": amount, "category": "travel"}});
+        self.stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        self.next().await
+    }
+}
+
+/// Where the test run leaves its screenshots of the pages (`docs/screenshots/`).
+fn screenshot_path(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[tokio::test]
+async fn the_python_sdk_is_sent_to_a_person_who_approves_in_chromium_and_the_call_runs_once() {
+    let required = std::env::var_os("PORTCULLIS_REQUIRE_INTEROP").is_some();
+    let (Some(python), Some((chromium, driver))) = (python(), browser::installed()) else {
+        assert!(!required, "the Python SDK (.tools/py-mcp) or Chromium is missing: run ./scripts/test.sh");
+        eprintln!("skipping: the Python SDK or Chromium is not installed");
+        return;
+    };
+    let s = setup(over_200()).await;
+    let mut client = PythonClient::start(&python, &s.stack.resource, &s.token).await;
+
+    assert_eq!(client.submit(150).await["outcome"], "ok");
+    let held = client.submit(300).await;
+    assert_eq!(held["code"], -32042, "a URL elicitation: {held}");
+    let url = held["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&format!("{}/approvals/", s.stack.issuer_url)));
+    assert_eq!(amounts(&s.stack), [150.0]);
+
+    let browser = Browser::start(&chromium, &driver).await.unwrap();
+    let page = &browser.client;
+    page.goto(&url).await.unwrap();
+    // Not signed in: the sign-in page, which comes back here.
+    let username = page.wait().for_element(Locator::Css("input[name=username]")).await.unwrap();
+    std::fs::write(screenshot_path("sign-in.png"), page.screenshot().await.unwrap()).unwrap();
+    username.send_keys("alice").await.unwrap();
+    page.find(Locator::Css("input[name=password]")).await.unwrap().send_keys(PASSWORD).await.unwrap();
+    page.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
+    let arguments = page.wait().for_element(Locator::Id("arguments")).await.unwrap();
+    let shown: Value = serde_json::from_str(&arguments.text().await.unwrap()).unwrap();
+    assert_eq!(shown, json!({"amount": 300, "category": "travel"}), "the exact call");
+    std::fs::write(screenshot_path("approval.png"), page.screenshot().await.unwrap()).unwrap();
+    page.find(Locator::Css("button[value=approve]")).await.unwrap().click().await.unwrap();
+    let done = page.wait().for_element(Locator::Css("p.ok")).await.unwrap();
+    assert!(done.text().await.unwrap().starts_with("Approved"));
+    std::fs::write(screenshot_path("approval-approved.png"), page.screenshot().await.unwrap()).unwrap();
+
+    assert_eq!(client.submit(300).await["outcome"], "ok");
+    assert_eq!(amounts(&s.stack), [150.0, 300.0], "exactly one expense of 300");
+    let replay = client.submit(300).await;
+    assert_eq!(replay["code"], -32042, "spent: {replay}");
+    assert_ne!(replay["url"], url);
+    let other = client.submit(301).await;
+    assert_eq!(other["code"], -32042);
+    assert_eq!(amounts(&s.stack), [150.0, 300.0]);
+    drop(client.stdin);
+    let _ = client.child.wait().await;
+}
