@@ -4,9 +4,12 @@ answers each with one JSON line on stdout: {"outcome": "ok", "text": ...} or
 {"outcome": "error", "code": ..., "reason": ..., "url": ...}. The Rust test in between approves
 calls in a browser, so the client waits for its next line rather than following a script.
 
-With MCP_URL_ELICITATION=1 the client declares elicitation (form and URL) at initialize, so a
-call that needs a person's approval comes back as URLElicitationRequiredError (-32042); the URL
-is read from its elicitations, as a client that sends its user there would.
+With MCP_URL_ELICITATION=1 the client declares elicitation (form and URL). In a session
+(MCP_MODE=legacy) a call that needs a person's approval then comes back as
+URLElicitationRequiredError (-32042), whose URL is reported. In 2026-07-28 it comes back as an
+InputRequiredResult, which the SDK hands to the elicitation callback: the callback reports
+{"outcome": "elicitation", "url": ...}, waits for a line on stdin (the person has answered),
+accepts, and the SDK retries the call by itself.
 
 Environment: MCP_URL, MCP_TOKEN, MCP_MODE (default legacy), MCP_URL_ELICITATION.
 """
@@ -28,10 +31,13 @@ ELICIT = os.environ.get("MCP_URL_ELICITATION") == "1"
 
 
 async def elicit(context, params):
-    # Only URL elicitations arrive by error here; a request on the stream would be declined.
     from mcp.types import ElicitResult
 
-    return ElicitResult(action="decline")
+    if getattr(params, "mode", None) != "url":
+        return ElicitResult(action="decline")
+    answer({"outcome": "elicitation", "url": params.url, "id": params.elicitation_id})
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    return ElicitResult(action="accept")
 
 
 def answer(line: dict) -> None:

@@ -102,6 +102,8 @@ pub struct SeenRequest {
     pub http_method: String,
     /// The JSON-RPC method of a POSTed message, when it has one.
     pub rpc_method: Option<String>,
+    /// The names of that message's `params`, sorted.
+    pub params: Vec<String>,
     /// The bearer token presented, verified or not.
     pub bearer: Option<String>,
     /// `sub` of the verified token.
@@ -259,26 +261,38 @@ struct Gate {
     state: ExpensesState,
 }
 
-/// The JSON-RPC method of the request's body; the body is buffered and put back.
-async fn rpc_method(request: Request) -> Result<(Request, Option<String>), Response> {
+/// The JSON-RPC method of the request's body and the names of its params; the body is
+/// buffered and put back.
+async fn rpc_method(
+    request: Request,
+) -> Result<(Request, Option<String>, Vec<String>), Response> {
     if request.method() != axum::http::Method::POST {
-        return Ok((request, None));
+        return Ok((request, None, Vec::new()));
     }
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, 1024 * 1024)
         .await
         .map_err(|_| StatusCode::PAYLOAD_TOO_LARGE.into_response())?;
-    let method = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .and_then(|v| v.get("method")?.as_str().map(str::to_owned));
+    let message = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default();
+    let method = message
+        .get("method")
+        .and_then(|m| m.as_str())
+        .map(str::to_owned);
+    let mut params: Vec<String> = message
+        .get("params")
+        .and_then(|p| p.as_object())
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    params.sort();
     Ok((
         Request::from_parts(parts, axum::body::Body::from(bytes)),
         method,
+        params,
     ))
 }
 
 async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Response {
-    let (mut request, rpc) = match rpc_method(request).await {
+    let (mut request, rpc, params) = match rpc_method(request).await {
         Ok(read) => read,
         Err(response) => return response,
     };
@@ -286,6 +300,7 @@ async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Respons
     let seen = Seen {
         http_method: request.method().to_string(),
         rpc_method: rpc,
+        params,
         bearer,
     };
     let bearer = seen.bearer.clone();
@@ -347,6 +362,7 @@ fn unauthorized() -> Response {
 struct Seen {
     http_method: String,
     rpc_method: Option<String>,
+    params: Vec<String>,
     bearer: Option<String>,
 }
 
@@ -355,6 +371,7 @@ impl SeenRequest {
         Self {
             http_method: seen.http_method,
             rpc_method: seen.rpc_method,
+            params: seen.params,
             bearer: seen.bearer,
             subject: None,
             actors: Vec::new(),
@@ -369,6 +386,7 @@ impl SeenRequest {
         Self {
             http_method: seen.http_method,
             rpc_method: seen.rpc_method,
+            params: seen.params,
             bearer: seen.bearer,
             subject: Some(claims.subject.clone()),
             actors: actor_subjects(token),

@@ -285,7 +285,7 @@ struct PythonClient {
 }
 
 impl PythonClient {
-    async fn start(python: &PathBuf, url: &str, token: &str) -> Self {
+    async fn start(python: &PathBuf, url: &str, token: &str, mode: &str) -> Self {
         let script =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/python_approval_client.py");
         let mut child = tokio::process::Command::new(python)
@@ -293,6 +293,7 @@ impl PythonClient {
             .env("MCP_URL", url)
             .env("MCP_TOKEN", token)
             .env("MCP_URL_ELICITATION", "1")
+            .env("MCP_MODE", mode)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -321,8 +322,12 @@ impl PythonClient {
     async fn submit(&mut self, amount: u32) -> Value {
         let line = json!({"tool": "submit_expense",
                           "arguments": {"amount": amount, "category": "travel"}});
-        self.stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        self.send(&line.to_string()).await;
         self.next().await
+    }
+
+    async fn send(&mut self, line: &str) {
+        self.stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
     }
 }
 
@@ -342,7 +347,7 @@ async fn the_python_sdk_is_sent_to_a_person_who_approves_in_chromium_and_the_cal
         return;
     };
     let s = setup(over_200()).await;
-    let mut client = PythonClient::start(&python, &s.stack.resource, &s.token).await;
+    let mut client = PythonClient::start(&python, &s.stack.resource, &s.token, "legacy").await;
 
     assert_eq!(client.submit(150).await["outcome"], "ok");
     let held = client.submit(300).await;
@@ -377,6 +382,42 @@ async fn the_python_sdk_is_sent_to_a_person_who_approves_in_chromium_and_the_cal
     let other = client.submit(301).await;
     assert_eq!(other["code"], -32042);
     assert_eq!(amounts(&s.stack), [150.0, 300.0]);
+    drop(client.stdin);
+    let _ = client.child.wait().await;
+}
+
+#[tokio::test]
+async fn in_2026_07_28_the_sdk_asks_its_user_in_the_middle_of_the_call_and_retries_by_itself() {
+    let Some(python) = python() else {
+        assert!(
+            std::env::var_os("PORTCULLIS_REQUIRE_INTEROP").is_none(),
+            "the Python SDK is not installed in .tools/py-mcp (run ./scripts/test.sh)"
+        );
+        eprintln!("skipping: the Python SDK is not installed");
+        return;
+    };
+    let s = setup(over_200()).await;
+    let mut client = PythonClient::start(&python, &s.stack.resource, &s.token, "2026-07-28").await;
+    assert_eq!(client.submit(120).await["outcome"], "ok");
+    // One call: the input request comes first, the result after the person's answer.
+    let asked = client.submit(300).await;
+    assert_eq!(asked["outcome"], "elicitation", "{asked}");
+    let url = asked["url"].as_str().unwrap();
+    let id = url.rsplit('/').next().unwrap();
+    assert_eq!(asked["id"], id);
+    assert_eq!(amounts(&s.stack), [120.0]);
+    let alice = Person::sign_in(&s.stack.issuer_url, "alice", PASSWORD).await.unwrap();
+    assert_eq!(alice.answer(id, true).await.unwrap().status, 200);
+    client.send("answered").await;
+    let done = client.next().await;
+    assert_eq!(done["outcome"], "ok", "the SDK's retry ran: {done}");
+    assert_eq!(amounts(&s.stack), [120.0, 300.0]);
+    let last_call = s.stack.expenses.seen_requests().into_iter().rev()
+        .find(|r| r.rpc_method.as_deref() == Some("tools/call")).unwrap();
+    assert!(
+        !last_call.params.iter().any(|p| p == "requestState" || p == "inputResponses"),
+        "the gateway's own state never reaches the upstream: {:?}", last_call.params
+    );
     drop(client.stdin);
     let _ = client.child.wait().await;
 }

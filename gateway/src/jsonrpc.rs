@@ -16,6 +16,7 @@
 //! carries an [`Access`] the grant is checked against.
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::jsonrpc_error::GatewayError;
 
@@ -63,6 +64,52 @@ pub(crate) struct ToolCall {
     pub name: String,
     /// Its arguments (`Null` when absent).
     pub arguments: Value,
+    /// A retry (2026-07-28) carrying the `requestState` the gateway itself issued when it
+    /// held the call for approval: the gateway's to take out before the upstream sees it.
+    pub gateway_state: bool,
+}
+
+/// How the `requestState` of an `InputRequiredResult` the gateway issues starts. It names
+/// the approval request and nothing else the gateway relies on (the issuer is asked again
+/// on the retry), so it needs no seal: a forged one is only taken out.
+pub(crate) const GATEWAY_STATE_PREFIX: &str = "portcullis-approval:";
+/// The key of the gateway's input request (the approval's URL elicitation).
+pub(crate) const APPROVAL_INPUT_KEY: &str = "portcullis_approval";
+
+/// The body of a `tools/call` with `params.name` set to `tool` (a fleet's call, for its
+/// member) and, with `strip_gateway_state`, the gateway's own `requestState` and input
+/// response taken out; every other byte of the params (arguments, numbers as written) kept.
+pub(crate) fn rewrite_call(
+    body: &[u8],
+    tool: Option<&str>,
+    strip_gateway_state: bool,
+) -> Result<Vec<u8>, String> {
+    type Object = std::collections::BTreeMap<String, Box<RawValue>>;
+    let mut message: Object = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let params = message.get("params").ok_or("tools/call needs params")?;
+    let mut params: Object = serde_json::from_str(params.get()).map_err(|e| e.to_string())?;
+    if let Some(tool) = tool {
+        params.insert("name".to_owned(), serde_json::value::to_raw_value(&tool).expect("a string serialises"));
+    }
+    if strip_gateway_state {
+        params.remove("requestState");
+        if let Some(responses) = params.remove("inputResponses") {
+            let mut responses: Object =
+                serde_json::from_str(responses.get()).map_err(|e| e.to_string())?;
+            responses.remove(APPROVAL_INPUT_KEY);
+            if !responses.is_empty() {
+                params.insert(
+                    "inputResponses".to_owned(),
+                    serde_json::value::to_raw_value(&responses).expect("raw values serialise"),
+                );
+            }
+        }
+    }
+    message.insert(
+        "params".to_owned(),
+        serde_json::value::to_raw_value(&params).expect("raw values serialise"),
+    );
+    Ok(serde_json::to_vec(&message).expect("raw values serialise"))
 }
 
 impl Message {
@@ -258,7 +305,15 @@ fn parse_value(value: Value) -> Result<Message, GatewayError> {
         if !(arguments.is_object() || arguments.is_null()) {
             return Err(invalid("params.arguments must be an object"));
         }
-        Some(ToolCall { name, arguments })
+        let gateway_state = params
+            .get("requestState")
+            .and_then(Value::as_str)
+            .is_some_and(|state| state.starts_with(GATEWAY_STATE_PREFIX));
+        Some(ToolCall {
+            name,
+            arguments,
+            gateway_state,
+        })
     } else {
         None
     };
@@ -303,12 +358,39 @@ mod tests {
                 method: "tools/call".into(),
                 call: Some(ToolCall {
                     name: "submit_expense".into(),
-                    arguments: json!({"amount": 5})
+                    arguments: json!({"amount": 5}),
+                    gateway_state: false,
                 }),
                 access: None,
                 url_elicitation: false,
             }
         );
+    }
+
+    #[test]
+    fn a_fleet_call_gets_the_members_tool_name_and_keeps_its_arguments_exactly() {
+        let body = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"mail__send","arguments":{"amount":1.10,"to":"x"},"_meta":{"progressToken":3}}}"#;
+        let out = rewrite_call(body, Some("send"), false).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["params"]["name"], "send");
+        assert_eq!(value["params"]["_meta"]["progressToken"], 3);
+        assert_eq!(value["id"], 7);
+        assert!(text.contains(r#""amount":1.10"#), "{text}");
+    }
+
+    #[test]
+    fn a_retry_loses_the_gateways_own_state_and_keeps_everything_else() {
+        let body = br#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"pay","arguments":{"amount":3.10},"requestState":"portcullis-approval:abc","inputResponses":{"portcullis_approval":{"action":"accept"},"theirs":{"action":"accept"}}}}"#;
+        let text = String::from_utf8(rewrite_call(body, None, true).unwrap()).unwrap();
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert!(value["params"].get("requestState").is_none());
+        assert_eq!(value["params"]["inputResponses"], json!({"theirs": {"action": "accept"}}));
+        assert!(text.contains(r#""amount":3.10"#), "{text}");
+        let Message::Request { call: Some(call), .. } = parse(body).unwrap() else {
+            panic!("a call")
+        };
+        assert!(call.gateway_state);
     }
 
     #[test]

@@ -292,8 +292,33 @@ pub struct ApprovalWait {
     pub url: String,
     /// When the request lapses (Unix seconds).
     pub expires_at: i64,
-    /// Answer as a URL elicitation (the client declared `elicitation.url`).
-    pub elicit: bool,
+    /// How the agent's client is told.
+    pub answer: ApprovalAnswer,
+}
+
+/// How a call waiting for approval is answered, by what the client declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalAnswer {
+    /// The gateway's own error, −31011, with `data.approval_url`.
+    Plain,
+    /// `URLElicitationRequiredError` (−32042): a session client that declared
+    /// `elicitation.url` at `initialize` (2025-11-25).
+    UrlElicitation,
+    /// An `InputRequiredResult` asking for a URL elicitation, with a `requestState` the
+    /// retry echoes (2026-07-28, multi round-trip requests): a result, not an error.
+    InputRequired,
+}
+
+impl ApprovalWait {
+    /// The URL elicitation that sends the user to the approval page.
+    fn elicitation(&self) -> Value {
+        json!({
+            "mode": "url",
+            "elicitationId": self.approval,
+            "url": self.url,
+            "message": format!("Approve this call of {} before the agent makes it.", self.tool),
+        })
+    }
 }
 
 /// A refused `tools/call`: which request, which tool, which rule.
@@ -386,7 +411,11 @@ impl GatewayError {
             | GatewayError::ApprovalVoid { .. }
             | GatewayError::BatchRefused(_)
             | GatewayError::BatchSibling { .. } => POLICY_DENIED,
-            GatewayError::ApprovalRequired(wait) if wait.elicit => URL_ELICITATION_REQUIRED,
+            GatewayError::ApprovalRequired(wait)
+                if wait.answer == ApprovalAnswer::UrlElicitation =>
+            {
+                URL_ELICITATION_REQUIRED
+            }
             GatewayError::ApprovalRequired(_) => APPROVAL_REQUIRED,
             GatewayError::ApprovalUnavailable { .. } => APPROVAL_UNAVAILABLE,
             GatewayError::Parse(_) => -32700,
@@ -504,15 +533,8 @@ impl GatewayError {
                     "approval_id": wait.approval, "approval_url": wait.url,
                     "expires_at": wait.expires_at,
                 });
-                if wait.elicit {
-                    data["elicitations"] = json!([{
-                        "mode": "url",
-                        "elicitationId": wait.approval,
-                        "url": wait.url,
-                        "message": format!(
-                            "Approve this call of {} before the agent makes it.", wait.tool
-                        ),
-                    }]);
+                if wait.answer == ApprovalAnswer::UrlElicitation {
+                    data["elicitations"] = json!([wait.elicitation()]);
                 }
                 Some(data)
             }
@@ -579,9 +601,27 @@ impl GatewayError {
         }
     }
 
-    /// The JSON-RPC error response body.
+    /// The JSON-RPC error response body; for a call waiting for approval in 2026-07-28, the
+    /// `InputRequiredResult` that asks the client to send its user to the approval page.
     pub fn body(&self) -> Vec<u8> {
         let written = match self {
+            GatewayError::ApprovalRequired(wait) if wait.answer == ApprovalAnswer::InputRequired => {
+                serde_json::to_vec(&json!({
+                    "jsonrpc": "2.0",
+                    "id": wait.id,
+                    "result": {
+                        "resultType": "input_required",
+                        "inputRequests": {
+                            crate::jsonrpc::APPROVAL_INPUT_KEY: {
+                                "method": "elicitation/create",
+                                "params": wait.elicitation(),
+                            }
+                        },
+                        "requestState":
+                            format!("{}{}", crate::jsonrpc::GATEWAY_STATE_PREFIX, wait.approval),
+                    }
+                }))
+            }
             GatewayError::BatchRefused(errors) => {
                 let responses: Vec<ErrorResponse> = errors.iter().map(Self::response).collect();
                 serde_json::to_vec(&responses)

@@ -187,24 +187,6 @@ pub(crate) fn merged_result(
     result
 }
 
-/// The agent's `tools/call` body with the member's own tool name in place of the namespaced
-/// one; every other value is kept byte for byte.
-pub(crate) fn call_body(body: &[u8], tool: &str) -> Result<Vec<u8>, String> {
-    type Object = std::collections::BTreeMap<String, Box<RawValue>>;
-    let mut message: Object = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    let params = message.get("params").ok_or("tools/call needs params")?;
-    let mut params: Object = serde_json::from_str(params.get()).map_err(|e| e.to_string())?;
-    params.insert(
-        "name".to_owned(),
-        serde_json::value::to_raw_value(tool).expect("a string serialises"),
-    );
-    message.insert(
-        "params".to_owned(),
-        serde_json::value::to_raw_value(&params).expect("raw values serialise"),
-    );
-    Ok(serde_json::to_vec(&message).expect("raw values serialise"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,18 +272,6 @@ mod tests {
         let value: Value = serde_json::from_str(renamed.get()).unwrap();
         assert_eq!(value["name"], "mail__send");
         assert!(renamed.get().contains(r#""maximum":1.50e2"#), "{renamed}");
-    }
-
-    #[test]
-    fn a_call_body_gets_the_members_tool_name_and_keeps_its_arguments_exactly() {
-        let body = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"mail__send","arguments":{"amount":1.10,"to":"x"},"_meta":{"progressToken":3}}}"#;
-        let out = call_body(body, "send").unwrap();
-        let text = String::from_utf8(out).unwrap();
-        let value: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(value["params"]["name"], "send");
-        assert_eq!(value["params"]["_meta"]["progressToken"], 3);
-        assert_eq!(value["id"], 7);
-        assert!(text.contains(r#""amount":1.10"#), "{text}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use super::judge::{Judge, Judged};
 use super::request::{header_str, read_message, revision};
 use super::respond::write_json;
 use crate::clock;
-use crate::jsonrpc::Message;
+use crate::jsonrpc::{self, Message};
 use crate::jsonrpc_error::{GatewayError, SUPPORTED_PROTOCOL_VERSIONS};
 use crate::routes::Routes;
 use crate::session::{Principal, SessionError};
@@ -221,12 +221,13 @@ async fn admit_upstream(
     authenticated: Authenticated,
 ) -> Result<Admission, Refusal> {
     let token = authenticated.token;
+    let mut rewritten = None;
     let judged = match Judged::bodiless(&session.req_header().method) {
         Some(judged) => judged,
         None => {
             let limit = state.settings.max_body_bytes;
             let unsupported = authenticated.unsupported_version;
-            let (_, message) = read_message(session, limit, unsupported).await?;
+            let (body, message) = read_message(session, limit, unsupported).await?;
             // 2025-03-26 is the only revision with batches.
             if let Message::Batch(_) = &message
                 && revision(session.req_header()) != "2025-03-26"
@@ -243,7 +244,20 @@ async fn admit_upstream(
                     .map(|session| session.client)
                     .unwrap_or_default(),
             };
-            judge.message(message).await?
+            let judged = judge.message(message).await?;
+            // A retry after approval loses the gateway's own `requestState` on its way.
+            if let Some(Message::Request {
+                id,
+                call: Some(call),
+                ..
+            }) = judged.message()
+                && call.gateway_state
+            {
+                let stripped = jsonrpc::rewrite_call(&body, None, true)
+                    .map_err(|e| GatewayError::invalid(id.clone(), &e))?;
+                rewritten = Some(bytes::Bytes::from(stripped));
+            }
+            judged
         }
     };
     Ok(Admission::Forward(Forward {
@@ -252,5 +266,6 @@ async fn admit_upstream(
         judged,
         session: authenticated.session,
         fleet_call: None,
+        body: rewritten,
     }))
 }

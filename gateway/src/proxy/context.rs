@@ -80,6 +80,9 @@ pub(super) struct Forward {
     pub(super) session: Option<McpSession>,
     /// Set when the request is a fleet's `tools/call` (the only fleet request forwarded).
     pub(super) fleet_call: Option<FleetCall>,
+    /// A body to send in place of the agent's: a fleet's call named for its member, or a
+    /// retry after approval without the gateway's own `requestState`.
+    pub(super) body: Option<bytes::Bytes>,
 }
 
 impl Forward {
@@ -100,8 +103,6 @@ impl Forward {
 /// A fleet's `tools/call`, rewritten for its member.
 #[derive(Debug)]
 pub(super) struct FleetCall {
-    /// The body with the member's own tool name.
-    pub(super) body: bytes::Bytes,
     /// The member's own tool name (for `Mcp-Name`).
     pub(super) tool: String,
 }

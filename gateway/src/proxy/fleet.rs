@@ -188,12 +188,14 @@ async fn route_call(
         .into());
     };
     let tool = tool.to_owned();
+    let gateway_state = call.gateway_state;
     let message = Message::Request {
         id: id.clone(),
         method: "tools/call".to_owned(),
         call: Some(jsonrpc::ToolCall {
             name: tool.clone(),
             arguments: call.arguments,
+            gateway_state,
         }),
         access: None,
         url_elicitation,
@@ -208,7 +210,8 @@ async fn route_call(
             .unwrap_or_default(),
     };
     let judged = judge.message(message).await?;
-    let body = fleet::call_body(body, &tool).map_err(|e| GatewayError::invalid(id.clone(), &e))?;
+    let body = jsonrpc::rewrite_call(body, Some(&tool), gateway_state)
+        .map_err(|e| GatewayError::invalid(id.clone(), &e))?;
     let member_session = on_behalf.member_session(member).await.map_err(|e| {
         tracing::warn!(fleet = %fleet.name, member = %member.name, "opening a member session: {e}");
         match e {
@@ -227,9 +230,7 @@ async fn route_call(
             upstream_id: member_session,
             ..session
         }),
-        fleet_call: Some(FleetCall {
-            body: Bytes::from(body),
-            tool,
-        }),
+        fleet_call: Some(FleetCall { tool }),
+        body: Some(Bytes::from(body)),
     })
 }

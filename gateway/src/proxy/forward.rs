@@ -53,13 +53,15 @@ pub(super) fn rewrite_request(
             request.remove_header(MCP_SESSION_ID);
         }
     }
-    if let Some(call) = &forward.fleet_call {
+    if let Some(body) = &forward.body {
         // The body is replaced in `request_body_filter`.
         request.remove_header(&header::TRANSFER_ENCODING);
-        request.insert_header(header::CONTENT_LENGTH, call.body.len().to_string())?;
-        if request.headers.contains_key(MCP_NAME) {
-            request.insert_header(MCP_NAME, call.tool.as_str())?;
-        }
+        request.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
+    }
+    if let Some(call) = &forward.fleet_call
+        && request.headers.contains_key(MCP_NAME)
+    {
+        request.insert_header(MCP_NAME, call.tool.as_str())?;
     }
     for name in [
         header::AUTHORIZATION,

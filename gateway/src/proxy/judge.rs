@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::approvals::Answer;
 use crate::jsonrpc::{self, Message};
-use crate::jsonrpc_error::{ApprovalWait, GatewayError};
+use crate::jsonrpc_error::{ApprovalAnswer, ApprovalWait, GatewayError};
 use crate::session::ClientAbilities;
 use crate::rate_limit::Unavailable;
 use crate::state::GatewayState;
@@ -109,9 +109,17 @@ impl Judge<'_> {
             else {
                 continue;
             };
-            let elicit = self.client.url_elicitation || *url_elicitation;
+            // Capabilities in the request's own `_meta` are 2026-07-28's, where a client is
+            // asked for input in a result; a session's are from its `initialize`.
+            let answer = if *url_elicitation {
+                ApprovalAnswer::InputRequired
+            } else if self.client.url_elicitation {
+                ApprovalAnswer::UrlElicitation
+            } else {
+                ApprovalAnswer::Plain
+            };
             let judged = match (call, access) {
-                (Some(call), _) => Some(self.call(id, call, elicit).await),
+                (Some(call), _) => Some(self.call(id, call, answer).await),
                 (None, Some(access)) => Some(self.access(id, method, access)),
                 (None, None) => None,
             };
@@ -140,13 +148,13 @@ impl Judge<'_> {
 
     /// Judges a `tools/call`: tool pins and change freezes first, then the token's
     /// constraints, then a person's approval where the grant asks for one (a round trip to the
-    /// issuer), then the grant's hourly rate (on the shared store). `elicit`: a call waiting
-    /// for approval is answered as a URL elicitation.
+    /// issuer), then the grant's hourly rate (on the shared store). `answer`: how a call
+    /// waiting for approval is answered.
     async fn call(
         &self,
         id: &Value,
         call: &jsonrpc::ToolCall,
-        elicit: bool,
+        answer: ApprovalAnswer,
     ) -> Result<Permit, GatewayError> {
         let upstream = self.upstream;
         let tool = format!("{}/{}", upstream.name, call.name);
@@ -180,7 +188,7 @@ impl Judge<'_> {
         };
         let decision = match authorize(self.token, &action) {
             Decision::NeedsApproval(needed) => {
-                match self.approval(id, needed, &call.arguments, elicit).await {
+                match self.approval(id, needed, &call.arguments, answer).await {
                     Ok(permit) => Decision::Permit(permit),
                     Err(refusal) => {
                         record(Rule::Deny(refusal.label()), None);
@@ -230,7 +238,7 @@ impl Judge<'_> {
         id: &Value,
         needed: ApprovalNeeded,
         arguments: &Value,
-        elicit: bool,
+        how: ApprovalAnswer,
     ) -> Result<Permit, GatewayError> {
         let upstream = &self.upstream.name;
         let tool = needed.tool().to_owned();
@@ -257,7 +265,7 @@ impl Judge<'_> {
                     approval,
                     url,
                     expires_at,
-                    elicit,
+                    answer: how,
                 })))
             }
             Ok(Answer::Denied { id: approval }) => {

@@ -106,9 +106,10 @@ impl ProxyHttp for Gateway {
         forward::rewrite_request(&self.state, ctx.forward()?, request)
     }
 
-    /// A fleet's `tools/call` goes to its member under the member's own tool name. The whole
-    /// body was read (and judged) in `request_filter`, so each time Pingora sends it, on a
-    /// retry too, it arrives here in one piece and is swapped whole.
+    /// A body rewritten at admission (a fleet's call for its member, a retry without the
+    /// gateway's own `requestState`) replaces the agent's. The whole body was read (and
+    /// judged) in `request_filter`, so each time Pingora sends it, on a retry too, it arrives
+    /// here in one piece and is swapped whole.
     async fn request_body_filter(
         &self,
         _session: &mut Session,
@@ -116,10 +117,10 @@ impl ProxyHttp for Gateway {
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(call) = &ctx.forward()?.fleet_call
+        if let Some(rewritten) = &ctx.forward()?.body
             && body.is_some()
         {
-            *body = Some(call.body.clone());
+            *body = Some(rewritten.clone());
         }
         Ok(())
     }
