@@ -9,6 +9,11 @@ through the gateway. It prints one JSON line of what it saw, which the Rust test
 Environment: MCP_URL (the gateway's endpoint), MCP_USERNAME, MCP_PASSWORD, MCP_MODE
 (legacy, auto or 2026-07-28), and what to call: MCP_ALLOWED_TOOL with MCP_ALLOWED_ARGS (JSON),
 MCP_HIDDEN_TOOL (defaults: the expenses server's list_expenses and delete_all_expenses).
+
+Incremental consent: with MCP_FIRST_TICK (comma-separated tool patterns) the person ticks only
+those at the first consent; MCP_STEP_UP_TOOL (with MCP_STEP_UP_ARGS) is then called last, which
+a gateway with incremental_consent answers 403 insufficient_scope: the SDK sends the person back
+through consent for the scope it names and retries. Every authorization's `scope` is reported.
 """
 import asyncio
 import json
@@ -30,7 +35,10 @@ PASSWORD = os.environ["MCP_PASSWORD"]
 MODE = os.environ.get("MCP_MODE", "legacy")
 ALLOWED_TOOL = os.environ.get("MCP_ALLOWED_TOOL", "list_expenses")
 ALLOWED_ARGS = json.loads(os.environ.get("MCP_ALLOWED_ARGS", "{}"))
-HIDDEN_TOOL = os.environ.get("MCP_HIDDEN_TOOL", "delete_all_expenses")
+HIDDEN_TOOL = os.environ.get("MCP_HIDDEN_TOOL", "delete_all_expenses")  # "" = none
+FIRST_TICK = [t for t in os.environ.get("MCP_FIRST_TICK", "").split(",") if t]
+STEP_UP_TOOL = os.environ.get("MCP_STEP_UP_TOOL")
+STEP_UP_ARGS = json.loads(os.environ.get("MCP_STEP_UP_ARGS", "{}"))
 
 
 class MemoryStorage(TokenStorage):
@@ -58,8 +66,9 @@ def field(page: str, name: str) -> str:
     return match.group(1)
 
 
-async def approve(browser: httpx2.AsyncClient, authorization_url: str) -> str:
-    """Signs in and approves every tool on offer; returns the redirect back to the client."""
+async def approve(browser: httpx2.AsyncClient, authorization_url: str, only: list[str]) -> str:
+    """Signs in and approves every tool on offer (or only those in `only`); returns the
+    redirect back to the client."""
     page = await browser.get(authorization_url)
     page.raise_for_status()
     request, csrf = field(page.text, "request"), field(page.text, "csrf")
@@ -70,6 +79,8 @@ async def approve(browser: httpx2.AsyncClient, authorization_url: str) -> str:
     )
     consent.raise_for_status()
     tools = re.findall(r'name="tool" value="([^"]*)"', consent.text)
+    if only:
+        tools = [tool for tool in tools if tool in only]
     # Repeated `tool` fields: encoded by hand (httpx2 takes a list of pairs as a sync stream).
     form = [("request", request), ("csrf", csrf), ("decision", "approve")]
     form += [("tool", tool) for tool in tools]
@@ -84,7 +95,7 @@ async def approve(browser: httpx2.AsyncClient, authorization_url: str) -> str:
 
 
 async def main() -> None:
-    seen: dict = {"authorization_urls": 0}
+    seen: dict = {"authorization_urls": 0, "scopes": []}
     redirected: dict[str, str] = {}
     async with httpx2.AsyncClient() as browser:
 
@@ -93,7 +104,9 @@ async def main() -> None:
             query = parse_qs(urlparse(authorization_url).query)
             seen["pkce_method"] = query.get("code_challenge_method", [None])[0]
             seen["resource"] = query.get("resource", [None])[0]
-            redirected["location"] = await approve(browser, authorization_url)
+            seen["scopes"].append(query.get("scope", [None])[0])
+            only = FIRST_TICK if seen["authorization_urls"] == 1 else []
+            redirected["location"] = await approve(browser, authorization_url, only)
 
         async def callback_handler() -> AuthorizationCodeResult:
             query = parse_qs(urlparse(redirected["location"]).query)
@@ -122,11 +135,17 @@ async def main() -> None:
                 seen["tools"] = sorted(tool.name for tool in tools.tools)
                 result = await client.call_tool(ALLOWED_TOOL, ALLOWED_ARGS)
                 seen["call_is_error"] = bool(result.is_error)
-                try:
-                    denied = await client.call_tool(HIDDEN_TOOL, {})
-                    seen["hidden_call"] = f"answered, is_error={denied.is_error}"
-                except Exception as error:  # the gateway's JSON-RPC error −31001
-                    seen["hidden_call"] = f"refused: {error}"
+                if HIDDEN_TOOL:
+                    try:
+                        denied = await client.call_tool(HIDDEN_TOOL, {})
+                        seen["hidden_call"] = f"answered, is_error={denied.is_error}"
+                    except Exception as error:  # the gateway's JSON-RPC error −31001
+                        seen["hidden_call"] = f"refused: {error}"
+                if STEP_UP_TOOL:
+                    stepped = await client.call_tool(STEP_UP_TOOL, STEP_UP_ARGS)
+                    seen["step_up_call_is_error"] = bool(stepped.is_error)
+                    again = await client.call_tool(ALLOWED_TOOL, ALLOWED_ARGS)
+                    seen["allowed_after_step_up_is_error"] = bool(again.is_error)
     print(json.dumps(seen))
 
 

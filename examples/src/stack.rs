@@ -37,6 +37,9 @@ pub struct StackOptions {
     /// More upstreams for the gateway besides `expenses`, as YAML flow mappings
     /// (`{name: x, url: '…'}`).
     pub extra_upstreams: Vec<String>,
+    /// More settings of the `expenses` upstream, as YAML flow-mapping entries
+    /// (`incremental_consent: true`).
+    pub expenses_settings: Vec<String>,
 }
 
 impl StackOptions {
@@ -58,6 +61,7 @@ impl StackOptions {
             audit_dir: None,
             gateway_binary: None,
             extra_upstreams: Vec::new(),
+            expenses_settings: Vec::new(),
         }
     }
 }
@@ -249,7 +253,12 @@ impl Stack {
             "listen: {gateway_addr}\nadmin_listen: {gateway_admin}\npublic_url: {gateway_url}\n\
              threads: 2\ngrace_period_seconds: 0\n\
              issuer: {{url: '{reach}', issuer: '{issuer_url}'}}\n\
-             upstreams:\n  - {{name: expenses, url: '{upstream_url}'}}\n{}{audit_yaml}{}",
+             upstreams:\n  - {{name: expenses, url: '{upstream_url}'{}}}\n{}{audit_yaml}{}",
+            options
+                .expenses_settings
+                .iter()
+                .map(|s| format!(", {s}"))
+                .collect::<String>(),
             options
                 .extra_upstreams
                 .iter()

@@ -175,3 +175,57 @@ async fn the_python_sdk_signs_in_and_reaches_server_everything_through_the_gatew
     stack.stop();
     everything.stop().await;
 }
+
+/// MCP 2025-11-25 incremental consent: alice first gives the SDK's client `list_expenses`
+/// only; its call of `submit_expense` meets `403 insufficient_scope` naming both tools; the
+/// SDK sends alice back through consent for exactly that scope and retries, and the call runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_asks_for_more_consent_when_the_gateway_names_the_missing_scope() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::TempDir::new().unwrap();
+    let options = StackOptions {
+        expenses_settings: vec!["incremental_consent: true".into()],
+        ..StackOptions::sqlite(dir.path())
+    };
+    let stack = Stack::start(&options).await.unwrap();
+    create_alice(
+        dir.path(),
+        &stack.resource,
+        json!(["expenses/list_expenses", "expenses/submit_expense"]),
+    )
+    .await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/python_oauth_client.py");
+    let output = tokio::process::Command::new(&python)
+        .arg(script)
+        .env("MCP_URL", &stack.resource)
+        .env("MCP_USERNAME", "alice")
+        .env("MCP_PASSWORD", PASSWORD)
+        .env("MCP_MODE", "legacy")
+        .env("MCP_ALLOWED_TOOL", "list_expenses")
+        .env("MCP_HIDDEN_TOOL", "")
+        .env("MCP_FIRST_TICK", "expenses/list_expenses")
+        .env("MCP_STEP_UP_TOOL", "submit_expense")
+        .env("MCP_STEP_UP_ARGS", r#"{"amount": 12, "category": "meal"}"#)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), output)
+        .await
+        .expect("the Python client finished within two minutes")
+        .expect("the Python client ran");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the Python client failed:\n{stderr}");
+    let seen: Value =
+        serde_json::from_str(String::from_utf8_lossy(&output.stdout).lines().last().unwrap())
+            .unwrap();
+    assert_eq!(seen["tools"], json!(["list_expenses"]), "first: what alice ticked");
+    assert_eq!(seen["authorization_urls"], 2, "one more consent: {seen}");
+    let asked = seen["scopes"][1].as_str().unwrap_or_default();
+    for scope in ["mcp:tools:expenses/list_expenses", "mcp:tools:expenses/submit_expense"] {
+        assert!(asked.split(' ').any(|s| s == scope), "{asked}");
+    }
+    assert_eq!(seen["step_up_call_is_error"], false, "{seen}");
+    assert_eq!(seen["allowed_after_step_up_is_error"], false, "nothing else narrowed");
+    let expenses = stack.expenses.expenses();
+    assert_eq!(expenses.len(), 1);
+    assert_eq!((expenses[0].amount, expenses[0].user.as_str()), (12.0, "alice"));
+}

@@ -17,6 +17,7 @@
 //! | −31007 | the token, grant, agent, user or session was revoked (`data.revocation`) | 401, or a final SSE event |
 //! | −31008 | revocation knowledge too old, strict mode | 503 |
 //! | −31009 | `Host` or `Origin` not accepted (DNS rebinding) | 403 |
+//! | −31013 | a tool outside the grant, where the upstream asks for more consent (`incremental_consent`): `WWW-Authenticate: Bearer error="insufficient_scope", scope="mcp:tools:…"` | 403 |
 //! | −31010 | the shared store could not answer, strict mode: a rate-capped call (`data.reason` `rate_unavailable`) or a session lookup (`session_unavailable`) | 503 |
 //! | −31011 | the call waits for a person's approval (`data.reason` `approval_required`, `data.approval_url`), to a client that did not declare URL elicitation | 200 |
 //! | −31012 | the issuer could not be asked about an approval (`data.reason` `approval_unavailable`) | 503 |
@@ -61,6 +62,8 @@ pub const STORE_UNAVAILABLE: i64 = -31010;
 pub const APPROVAL_REQUIRED: i64 = -31011;
 /// The issuer could not be asked about an approval.
 pub const APPROVAL_UNAVAILABLE: i64 = -31012;
+/// A tool outside the token's grant, at an upstream that asks for more consent.
+pub const INSUFFICIENT_SCOPE: i64 = -31013;
 /// MCP's `URLElicitationRequiredError` (2025-11-25): the client sends its user to a URL, then
 /// retries.
 pub const URL_ELICITATION_REQUIRED: i64 = -32042;
@@ -134,6 +137,17 @@ pub enum GatewayError {
         id: Value,
         /// The full tool name.
         tool: String,
+    },
+    /// A tool outside the token's grant, at an upstream with `incremental_consent`: the
+    /// client asks its person for `scope` (the token's tools and this one) and retries.
+    #[error("tool {tool} is not granted: ask for scope {scope}")]
+    InsufficientScope {
+        /// The request id.
+        id: Value,
+        /// The full tool name.
+        tool: String,
+        /// The scope to ask for, `mcp:tools:` patterns.
+        scope: String,
     },
     /// The issuer could not be asked about the call's approval.
     #[error("the approval of {tool} cannot be checked now")]
@@ -358,7 +372,7 @@ impl GatewayError {
             | GatewayError::SessionUnavailable
             | GatewayError::ProofUnavailable
             | GatewayError::ApprovalUnavailable { .. } => 503,
-            GatewayError::Forbidden(_) => 403,
+            GatewayError::Forbidden(_) | GatewayError::InsufficientScope { .. } => 403,
             GatewayError::UnsupportedProtocolVersion { .. }
             | GatewayError::HeaderMismatch { .. } => 400,
             GatewayError::Denied(_)
@@ -402,6 +416,7 @@ impl GatewayError {
             | GatewayError::SessionUnavailable
             | GatewayError::ProofUnavailable => STORE_UNAVAILABLE,
             GatewayError::Forbidden(_) => FORBIDDEN,
+            GatewayError::InsufficientScope { .. } => INSUFFICIENT_SCOPE,
             GatewayError::UnsupportedProtocolVersion { .. } => UNSUPPORTED_VERSION,
             GatewayError::HeaderMismatch { .. } => HEADER_MISMATCH,
             GatewayError::Denied(_)
@@ -445,6 +460,7 @@ impl GatewayError {
             GatewayError::SessionUnavailable => "session_unavailable",
             GatewayError::ProofUnavailable => "proof_unavailable",
             GatewayError::Forbidden(_) => "forbidden",
+            GatewayError::InsufficientScope { .. } => "insufficient_scope",
             GatewayError::UnsupportedProtocolVersion { .. } => "protocol_version",
             GatewayError::HeaderMismatch { .. } => "header_mismatch",
             GatewayError::Denied(_) => "denied",
@@ -478,7 +494,8 @@ impl GatewayError {
             GatewayError::ApprovalRequired(wait) => wait.id.clone(),
             GatewayError::ApprovalDenied { id, .. }
             | GatewayError::ApprovalVoid { id, .. }
-            | GatewayError::ApprovalUnavailable { id, .. } => id.clone(),
+            | GatewayError::ApprovalUnavailable { id, .. }
+            | GatewayError::InsufficientScope { id, .. } => id.clone(),
             GatewayError::Revoked { id, .. }
             | GatewayError::Frozen { id, .. }
             | GatewayError::ToolChanged { id, .. }
@@ -544,6 +561,9 @@ impl GatewayError {
             GatewayError::ApprovalVoid { tool, .. } => {
                 Some(json!({"reason": "approval_void", "tool": tool}))
             }
+            GatewayError::InsufficientScope { tool, scope, .. } => {
+                Some(json!({"reason": "insufficient_scope", "tool": tool, "scope": scope}))
+            }
             GatewayError::ApprovalUnavailable { tool, .. } => {
                 Some(json!({"reason": "approval_unavailable", "tool": tool}))
             }
@@ -555,8 +575,19 @@ impl GatewayError {
 
     /// The `WWW-Authenticate` challenge, for 401s (RFC 6750 §3), pointing MCP clients at the
     /// protected resource's metadata (RFC 9728 §5.1). A refusal about proof of possession is
-    /// a `DPoP` challenge naming the algorithms proofs may use (RFC 9449 §7.1).
+    /// a `DPoP` challenge naming the algorithms proofs may use (RFC 9449 §7.1); a tool outside
+    /// the grant where more consent may be asked for, a 403 `insufficient_scope` naming the
+    /// scope to ask for (RFC 6750 §3.1, MCP 2025-11-25 scope step-up).
     pub fn challenge(&self, resource_metadata: Option<&str>) -> Option<String> {
+        if let GatewayError::InsufficientScope { scope, .. } = self {
+            let mut challenge = format!(
+                r#"Bearer error="insufficient_scope", scope="{scope}", error_description="the tool is not granted""#
+            );
+            if let Some(url) = resource_metadata {
+                challenge.push_str(&format!(r#", resource_metadata="{url}""#));
+            }
+            return Some(challenge);
+        }
         let error = match self {
             GatewayError::MissingToken => None,
             GatewayError::InvalidToken(e) => Some(e.code()),

@@ -262,6 +262,11 @@ pub(crate) struct RawUpstream {
     /// (default: the top-level `require_dpop`).
     #[serde(default)]
     pub(crate) require_dpop: Option<bool>,
+    /// Answer a call of a tool the token was not granted with `403 insufficient_scope` naming
+    /// the token's tools and that one, so a stock MCP client sends its person back through
+    /// consent (MCP 2025-11-25 incremental consent). Off by default.
+    #[serde(default)]
+    pub(crate) incremental_consent: bool,
 }
 
 /// `downstream_auth` as written: `mint`, `none`, or

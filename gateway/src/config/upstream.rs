@@ -82,6 +82,7 @@ pub(super) fn upstreams(
             connect_timeout: Duration::from_secs(up.connect_timeout_seconds),
             idle_timeout: Duration::from_secs(up.idle_timeout_seconds),
             require_dpop: up.require_dpop.unwrap_or(require_dpop),
+            incremental_consent: up.incremental_consent,
         }));
     }
     Ok(upstreams)

@@ -226,6 +226,15 @@ impl Judge<'_> {
                     upstream = %upstream.name, %tool, sub = %claims.subject,
                     client_id = %claims.client_id, reason = reason.code(), "denied: {reason}"
                 );
+                if upstream.incremental_consent
+                    && let DenyReason::ToolNotGranted { .. } = reason
+                {
+                    return Err(GatewayError::InsufficientScope {
+                        id: id.clone(),
+                        scope: self.scope_with(&tool),
+                        tool,
+                    });
+                }
                 Err(GatewayError::denied(id.clone(), tool, reason))
             }
         }
@@ -282,6 +291,15 @@ impl Judge<'_> {
                 Err(GatewayError::ApprovalUnavailable { id, tool })
             }
         }
+    }
+
+    /// The scope to ask the person for: the token's tools and `tool`, so the new grant
+    /// narrows nothing the old one gave.
+    fn scope_with(&self, tool: &str) -> String {
+        let granted = self.token.claims().constraints.iter().flat_map(|c| c.tools());
+        let mut scope: Vec<String> = granted.map(|p| format!("mcp:tools:{p}")).collect();
+        scope.push(format!("mcp:tools:{tool}"));
+        scope.join(" ")
     }
 
     /// Spends one call of the grant's hourly rate, if the token caps it; fails only when a

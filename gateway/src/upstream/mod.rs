@@ -41,6 +41,8 @@ pub struct Upstream {
     pub idle_timeout: Duration,
     /// Bearer tokens are refused: only DPoP-bound tokens with a proof.
     pub require_dpop: bool,
+    /// A call of a tool outside the token's grant is answered `403 insufficient_scope`.
+    pub incremental_consent: bool,
 }
 
 /// How the gateway authenticates to an upstream. The agent's own token is never forwarded.
