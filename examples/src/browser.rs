@@ -30,7 +30,10 @@ pub struct Browser {
 
 impl Browser {
     /// Starts ChromeDriver on a free loopback port and opens a session in a new profile.
-    pub async fn start(chromium: &std::path::Path, driver: &std::path::Path) -> anyhow::Result<Self> {
+    pub async fn start(
+        chromium: &std::path::Path,
+        driver: &std::path::Path,
+    ) -> anyhow::Result<Self> {
         let port = crate::stack::free_port()?.port();
         let child = tokio::process::Command::new(driver)
             .arg(format!("--port={port}"))

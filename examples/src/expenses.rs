@@ -263,9 +263,7 @@ struct Gate {
 
 /// The JSON-RPC method of the request's body and the names of its params; the body is
 /// buffered and put back.
-async fn rpc_method(
-    request: Request,
-) -> Result<(Request, Option<String>, Vec<String>), Response> {
+async fn rpc_method(request: Request) -> Result<(Request, Option<String>, Vec<String>), Response> {
     if request.method() != axum::http::Method::POST {
         return Ok((request, None, Vec::new()));
     }

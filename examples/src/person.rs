@@ -12,7 +12,8 @@ use reqwest::header;
 use serde_json::json;
 
 /// Creates `username` with `password` in the user store of the issuer whose data directory is
-/// `data_dir` (SQLite), allowed every tool at `resource`.
+/// `data_dir` (SQLite), allowed every tool at `resource`; a user of that name already there is
+/// left as it is.
 pub async fn create_user(
     data_dir: &std::path::Path,
     username: &str,
@@ -27,7 +28,7 @@ pub async fn create_user(
     .await?;
     let allowance =
         Constraints::from_authorization_details(&[json!({"type": "mcp_tools", "tools": ["*"]})])?;
-    users::create(
+    match users::create(
         &db,
         username,
         password,
@@ -35,8 +36,11 @@ pub async fn create_user(
         allowance,
         portcullis_issuer::now(),
     )
-    .await?;
-    Ok(())
+    .await
+    {
+        Ok(_) | Err(users::UserError::Exists(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A signed-in person.
@@ -64,7 +68,11 @@ impl Person {
             .build()?;
         let response = http
             .post(format!("{issuer}/sign-in"))
-            .form(&[("username", username), ("password", password), ("next", "/")])
+            .form(&[
+                ("username", username),
+                ("password", password),
+                ("next", "/"),
+            ])
             .send()
             .await?;
         if response.status() != reqwest::StatusCode::SEE_OTHER {

@@ -11,7 +11,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use fantoccini::Locator;
-use portcullis_examples::agent::{self, ClientCredentials, IssuerClient, McpSession, expense_grant};
+use portcullis_examples::agent::{
+    self, ClientCredentials, IssuerClient, McpSession, expense_grant,
+};
 use portcullis_examples::browser::{self, Browser};
 use portcullis_examples::person::{Person, create_user};
 use portcullis_examples::stack::{Stack, StackOptions};
@@ -57,7 +59,10 @@ async fn setup(term: Value) -> Setup {
             .unwrap();
     }
     let issuer = IssuerClient::new(&stack.issuer_url, &stack.admin_token);
-    let agent = issuer.register_agent("expense-agent", "Expense agent").await.unwrap();
+    let agent = issuer
+        .register_agent("expense-agent", "Expense agent")
+        .await
+        .unwrap();
     let (grant, token) = issuer
         .delegation(&agent, "alice", &stack.resource, grant_with_approval(term))
         .await
@@ -104,20 +109,37 @@ async fn a_held_call_runs_once_after_approval_and_every_other_call_needs_its_own
     let s = setup(over_200()).await;
     let session = agent::connect(&s.stack.resource, &s.token).await.unwrap();
 
-    assert!(call(&session, json!(150)).await.is_ok(), "under the threshold");
+    assert!(
+        call(&session, json!(150)).await.is_ok(),
+        "under the threshold"
+    );
     let (code, data) = call(&session, json!(300)).await.unwrap_err();
-    assert_eq!((code, data["reason"].as_str()), (-31011, Some("approval_required")));
-    assert!(data.get("elicitations").is_none(), "rmcp's client declared no URL elicitation");
-    assert_eq!(amounts(&s.stack), [150.0], "the held call never reached the upstream");
+    assert_eq!(
+        (code, data["reason"].as_str()),
+        (-31011, Some("approval_required"))
+    );
+    assert!(
+        data.get("elicitations").is_none(),
+        "rmcp's client declared no URL elicitation"
+    );
+    assert_eq!(
+        amounts(&s.stack),
+        [150.0],
+        "the held call never reached the upstream"
+    );
 
     // The same call again, before anyone answered: the same request, not a second one.
     let (_, again) = call(&session, json!(300)).await.unwrap_err();
     let id = approval_id(&data);
     assert_eq!(approval_id(&again), id);
 
-    let alice = Person::sign_in(&s.stack.issuer_url, "alice", PASSWORD).await.unwrap();
+    let alice = Person::sign_in(&s.stack.issuer_url, "alice", PASSWORD)
+        .await
+        .unwrap();
     let page = alice.page(&id).await.unwrap();
-    assert!(page.contains("submit_expense") && page.contains("300") && page.contains("expense-agent"));
+    assert!(
+        page.contains("submit_expense") && page.contains("300") && page.contains("expense-agent")
+    );
     let answered = alice.answer(&id, true).await.unwrap();
     assert_eq!(answered.status, 200, "{}", answered.page);
 
@@ -136,7 +158,12 @@ async fn a_held_call_runs_once_after_approval_and_every_other_call_needs_its_own
     assert_eq!(amounts(&s.stack), [150.0, 300.0]);
 
     let metrics = s.stack.gateway_metrics().await.unwrap();
-    assert!(metrics.contains(r#"portcullis_gateway_approvals_total{outcome="spent",upstream="expenses"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(
+            r#"portcullis_gateway_approvals_total{outcome="spent",upstream="expenses"} 1"#
+        ),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -155,7 +182,9 @@ async fn two_replicas_retrying_at_once_spend_one_approval_once() {
     let here = agent::connect(&s.stack.resource, &s.token).await.unwrap();
     let there = agent::connect(&replica.resource, &s.token).await.unwrap();
     let (_, data) = call(&here, json!(300)).await.unwrap_err();
-    let alice = Person::sign_in(&s.stack.issuer_url, "alice", PASSWORD).await.unwrap();
+    let alice = Person::sign_in(&s.stack.issuer_url, "alice", PASSWORD)
+        .await
+        .unwrap();
     alice.answer(&approval_id(&data), true).await.unwrap();
 
     let (a, b) = tokio::join!(call(&here, json!(300)), call(&there, json!(300)));
@@ -180,16 +209,28 @@ async fn four_eyes_need_the_user_and_a_named_second_person_never_the_user_twice(
     let (_, data) = call(&session, json!(20)).await.unwrap_err();
     let id = approval_id(&data);
 
-    let bob = Person::sign_in(&s.stack.issuer_url, "bob", PASSWORD).await.unwrap();
+    let bob = Person::sign_in(&s.stack.issuer_url, "bob", PASSWORD)
+        .await
+        .unwrap();
     let page = bob.page(&id).await.unwrap();
     assert!(!page.contains("form_token"), "bob is offered no form");
-    let alice = Person::sign_in(&s.stack.issuer_url, "alice", PASSWORD).await.unwrap();
+    let alice = Person::sign_in(&s.stack.issuer_url, "alice", PASSWORD)
+        .await
+        .unwrap();
     assert_eq!(alice.answer(&id, true).await.unwrap().status, 200);
-    assert!(call(&session, json!(20)).await.is_err(), "one approval of two");
+    assert!(
+        call(&session, json!(20)).await.is_err(),
+        "one approval of two"
+    );
     let page = alice.page(&id).await.unwrap();
-    assert!(!page.contains("form_token"), "alice cannot give the second approval");
+    assert!(
+        !page.contains("form_token"),
+        "alice cannot give the second approval"
+    );
 
-    let carol = Person::sign_in(&s.stack.issuer_url, "carol", PASSWORD).await.unwrap();
+    let carol = Person::sign_in(&s.stack.issuer_url, "carol", PASSWORD)
+        .await
+        .unwrap();
     let answered = carol.answer(&id, true).await.unwrap();
     assert_eq!(answered.status, 200, "{}", answered.page);
     assert!(call(&session, json!(20)).await.is_ok());
@@ -201,11 +242,26 @@ async fn a_denied_call_is_told_so_on_retry_and_no_new_request_opens() {
     let s = setup(over_200()).await;
     let session = agent::connect(&s.stack.resource, &s.token).await.unwrap();
     let (_, data) = call(&session, json!(250)).await.unwrap_err();
-    let alice = Person::sign_in(&s.stack.issuer_url, "alice", PASSWORD).await.unwrap();
-    assert_eq!(alice.answer(&approval_id(&data), false).await.unwrap().status, 200);
+    let alice = Person::sign_in(&s.stack.issuer_url, "alice", PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(
+        alice
+            .answer(&approval_id(&data), false)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
     let (code, denied) = call(&session, json!(250)).await.unwrap_err();
-    assert_eq!((code, denied["reason"].as_str()), (-31001, Some("approval_denied")));
-    assert_eq!(denied["approval_id"].as_str(), Some(approval_id(&data).as_str()));
+    assert_eq!(
+        (code, denied["reason"].as_str()),
+        (-31001, Some("approval_denied"))
+    );
+    assert_eq!(
+        denied["approval_id"].as_str(),
+        Some(approval_id(&data).as_str())
+    );
     assert!(amounts(&s.stack).is_empty());
 }
 
@@ -215,13 +271,24 @@ async fn revoking_the_grant_voids_what_is_open_and_unspent() {
     let session = agent::connect(&s.stack.resource, &s.token).await.unwrap();
     let (_, approved) = call(&session, json!(400)).await.unwrap_err();
     let (_, open) = call(&session, json!(450)).await.unwrap_err();
-    let alice = Person::sign_in(&s.stack.issuer_url, "alice", PASSWORD).await.unwrap();
+    let alice = Person::sign_in(&s.stack.issuer_url, "alice", PASSWORD)
+        .await
+        .unwrap();
     alice.answer(&approval_id(&approved), true).await.unwrap();
 
     s.issuer.revoke("grant", &s.grant).await.unwrap();
-    assert!(alice.page(&approval_id(&approved)).await.unwrap().contains("void"));
+    assert!(
+        alice
+            .page(&approval_id(&approved))
+            .await
+            .unwrap()
+            .contains("void")
+    );
     let late = alice.page(&approval_id(&open)).await.unwrap();
-    assert!(late.contains("void") && !late.contains("form_token"), "nothing left to answer");
+    assert!(
+        late.contains("void") && !late.contains("form_token"),
+        "nothing left to answer"
+    );
     assert!(amounts(&s.stack).is_empty());
 }
 
@@ -231,13 +298,21 @@ async fn an_approval_lapses_after_its_term() {
     let s = setup(term).await;
     let session = agent::connect(&s.stack.resource, &s.token).await.unwrap();
     let (_, data) = call(&session, json!(10)).await.unwrap_err();
-    let alice = Person::sign_in(&s.stack.issuer_url, "alice", PASSWORD).await.unwrap();
+    let alice = Person::sign_in(&s.stack.issuer_url, "alice", PASSWORD)
+        .await
+        .unwrap();
     alice.answer(&approval_id(&data), true).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let (code, again) = call(&session, json!(10)).await.unwrap_err();
     assert_eq!(code, -31011, "expired: a new request");
     assert_ne!(approval_id(&again), approval_id(&data));
-    assert!(alice.page(&approval_id(&data)).await.unwrap().contains("expired"));
+    assert!(
+        alice
+            .page(&approval_id(&data))
+            .await
+            .unwrap()
+            .contains("expired")
+    );
     assert!(amounts(&s.stack).is_empty());
 }
 
@@ -252,7 +327,13 @@ async fn a_sub_agent_keeps_its_parents_approval_terms() {
     loosened[0]["max_depth"] = json!(0);
     let refused = s
         .issuer
-        .exchange(&s.agent, &s.token, &actor, &s.stack.resource, Some(&loosened))
+        .exchange(
+            &s.agent,
+            &s.token,
+            &actor,
+            &s.stack.resource,
+            Some(&loosened),
+        )
         .await
         .unwrap()
         .unwrap_err();
@@ -327,7 +408,10 @@ impl PythonClient {
     }
 
     async fn send(&mut self, line: &str) {
-        self.stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        self.stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
     }
 }
 
@@ -342,7 +426,10 @@ fn screenshot_path(name: &str) -> PathBuf {
 async fn the_python_sdk_is_sent_to_a_person_who_approves_in_chromium_and_the_call_runs_once() {
     let required = std::env::var_os("PORTCULLIS_REQUIRE_INTEROP").is_some();
     let (Some(python), Some((chromium, driver))) = (python(), browser::installed()) else {
-        assert!(!required, "the Python SDK (.tools/py-mcp) or Chromium is missing: run ./scripts/test.sh");
+        assert!(
+            !required,
+            "the Python SDK (.tools/py-mcp) or Chromium is missing: run ./scripts/test.sh"
+        );
         eprintln!("skipping: the Python SDK or Chromium is not installed");
         return;
     };
@@ -360,22 +447,65 @@ async fn the_python_sdk_is_sent_to_a_person_who_approves_in_chromium_and_the_cal
     let page = &browser.client;
     page.goto(&url).await.unwrap();
     // Not signed in: the sign-in page, which comes back here.
-    let username = page.wait().for_element(Locator::Css("input[name=username]")).await.unwrap();
-    std::fs::write(screenshot_path("sign-in.png"), page.screenshot().await.unwrap()).unwrap();
+    let username = page
+        .wait()
+        .for_element(Locator::Css("input[name=username]"))
+        .await
+        .unwrap();
+    std::fs::write(
+        screenshot_path("sign-in.png"),
+        page.screenshot().await.unwrap(),
+    )
+    .unwrap();
     username.send_keys("alice").await.unwrap();
-    page.find(Locator::Css("input[name=password]")).await.unwrap().send_keys(PASSWORD).await.unwrap();
-    page.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
-    let arguments = page.wait().for_element(Locator::Id("arguments")).await.unwrap();
+    page.find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap()
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    page.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let arguments = page
+        .wait()
+        .for_element(Locator::Id("arguments"))
+        .await
+        .unwrap();
     let shown: Value = serde_json::from_str(&arguments.text().await.unwrap()).unwrap();
-    assert_eq!(shown, json!({"amount": 300, "category": "travel"}), "the exact call");
-    std::fs::write(screenshot_path("approval.png"), page.screenshot().await.unwrap()).unwrap();
-    page.find(Locator::Css("button[value=approve]")).await.unwrap().click().await.unwrap();
+    assert_eq!(
+        shown,
+        json!({"amount": 300, "category": "travel"}),
+        "the exact call"
+    );
+    std::fs::write(
+        screenshot_path("approval.png"),
+        page.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    page.find(Locator::Css("button[value=approve]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     let done = page.wait().for_element(Locator::Css("p.ok")).await.unwrap();
     assert!(done.text().await.unwrap().starts_with("Approved"));
-    std::fs::write(screenshot_path("approval-approved.png"), page.screenshot().await.unwrap()).unwrap();
+    std::fs::write(
+        screenshot_path("approval-approved.png"),
+        page.screenshot().await.unwrap(),
+    )
+    .unwrap();
 
     assert_eq!(client.submit(300).await["outcome"], "ok");
-    assert_eq!(amounts(&s.stack), [150.0, 300.0], "exactly one expense of 300");
+    assert_eq!(
+        amounts(&s.stack),
+        [150.0, 300.0],
+        "exactly one expense of 300"
+    );
     let replay = client.submit(300).await;
     assert_eq!(replay["code"], -32042, "spent: {replay}");
     assert_ne!(replay["url"], url);
@@ -406,17 +536,29 @@ async fn in_2026_07_28_the_sdk_asks_its_user_in_the_middle_of_the_call_and_retri
     let id = url.rsplit('/').next().unwrap();
     assert_eq!(asked["id"], id);
     assert_eq!(amounts(&s.stack), [120.0]);
-    let alice = Person::sign_in(&s.stack.issuer_url, "alice", PASSWORD).await.unwrap();
+    let alice = Person::sign_in(&s.stack.issuer_url, "alice", PASSWORD)
+        .await
+        .unwrap();
     assert_eq!(alice.answer(id, true).await.unwrap().status, 200);
     client.send("answered").await;
     let done = client.next().await;
     assert_eq!(done["outcome"], "ok", "the SDK's retry ran: {done}");
     assert_eq!(amounts(&s.stack), [120.0, 300.0]);
-    let last_call = s.stack.expenses.seen_requests().into_iter().rev()
-        .find(|r| r.rpc_method.as_deref() == Some("tools/call")).unwrap();
+    let last_call = s
+        .stack
+        .expenses
+        .seen_requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.rpc_method.as_deref() == Some("tools/call"))
+        .unwrap();
     assert!(
-        !last_call.params.iter().any(|p| p == "requestState" || p == "inputResponses"),
-        "the gateway's own state never reaches the upstream: {:?}", last_call.params
+        !last_call
+            .params
+            .iter()
+            .any(|p| p == "requestState" || p == "inputResponses"),
+        "the gateway's own state never reaches the upstream: {:?}",
+        last_call.params
     );
     drop(client.stdin);
     let _ = client.child.wait().await;

@@ -213,19 +213,39 @@ async fn the_python_sdk_asks_for_more_consent_when_the_gateway_names_the_missing
         .expect("the Python client finished within two minutes")
         .expect("the Python client ran");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the Python client failed:\n{stderr}");
-    let seen: Value =
-        serde_json::from_str(String::from_utf8_lossy(&output.stdout).lines().last().unwrap())
-            .unwrap();
-    assert_eq!(seen["tools"], json!(["list_expenses"]), "first: what alice ticked");
+    assert!(
+        output.status.success(),
+        "the Python client failed:\n{stderr}"
+    );
+    let seen: Value = serde_json::from_str(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        seen["tools"],
+        json!(["list_expenses"]),
+        "first: what alice ticked"
+    );
     assert_eq!(seen["authorization_urls"], 2, "one more consent: {seen}");
     let asked = seen["scopes"][1].as_str().unwrap_or_default();
-    for scope in ["mcp:tools:expenses/list_expenses", "mcp:tools:expenses/submit_expense"] {
+    for scope in [
+        "mcp:tools:expenses/list_expenses",
+        "mcp:tools:expenses/submit_expense",
+    ] {
         assert!(asked.split(' ').any(|s| s == scope), "{asked}");
     }
     assert_eq!(seen["step_up_call_is_error"], false, "{seen}");
-    assert_eq!(seen["allowed_after_step_up_is_error"], false, "nothing else narrowed");
+    assert_eq!(
+        seen["allowed_after_step_up_is_error"], false,
+        "nothing else narrowed"
+    );
     let expenses = stack.expenses.expenses();
     assert_eq!(expenses.len(), 1);
-    assert_eq!((expenses[0].amount, expenses[0].user.as_str()), (12.0, "alice"));
+    assert_eq!(
+        (expenses[0].amount, expenses[0].user.as_str()),
+        (12.0, "alice")
+    );
 }

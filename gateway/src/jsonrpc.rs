@@ -89,7 +89,10 @@ pub(crate) fn rewrite_call(
     let params = message.get("params").ok_or("tools/call needs params")?;
     let mut params: Object = serde_json::from_str(params.get()).map_err(|e| e.to_string())?;
     if let Some(tool) = tool {
-        params.insert("name".to_owned(), serde_json::value::to_raw_value(&tool).expect("a string serialises"));
+        params.insert(
+            "name".to_owned(),
+            serde_json::value::to_raw_value(&tool).expect("a string serialises"),
+        );
     }
     if strip_gateway_state {
         params.remove("requestState");
@@ -385,9 +388,15 @@ mod tests {
         let text = String::from_utf8(rewrite_call(body, None, true).unwrap()).unwrap();
         let value: Value = serde_json::from_str(&text).unwrap();
         assert!(value["params"].get("requestState").is_none());
-        assert_eq!(value["params"]["inputResponses"], json!({"theirs": {"action": "accept"}}));
+        assert_eq!(
+            value["params"]["inputResponses"],
+            json!({"theirs": {"action": "accept"}})
+        );
         assert!(text.contains(r#""amount":3.10"#), "{text}");
-        let Message::Request { call: Some(call), .. } = parse(body).unwrap() else {
+        let Message::Request {
+            call: Some(call), ..
+        } = parse(body).unwrap()
+        else {
             panic!("a call")
         };
         assert!(call.gateway_state);

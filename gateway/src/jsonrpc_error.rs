@@ -555,9 +555,9 @@ impl GatewayError {
                 }
                 Some(data)
             }
-            GatewayError::ApprovalDenied { tool, approval, .. } => Some(
-                json!({"reason": "approval_denied", "tool": tool, "approval_id": approval}),
-            ),
+            GatewayError::ApprovalDenied { tool, approval, .. } => {
+                Some(json!({"reason": "approval_denied", "tool": tool, "approval_id": approval}))
+            }
             GatewayError::ApprovalVoid { tool, .. } => {
                 Some(json!({"reason": "approval_void", "tool": tool}))
             }
@@ -636,7 +636,9 @@ impl GatewayError {
     /// `InputRequiredResult` that asks the client to send its user to the approval page.
     pub fn body(&self) -> Vec<u8> {
         let written = match self {
-            GatewayError::ApprovalRequired(wait) if wait.answer == ApprovalAnswer::InputRequired => {
+            GatewayError::ApprovalRequired(wait)
+                if wait.answer == ApprovalAnswer::InputRequired =>
+            {
                 serde_json::to_vec(&json!({
                     "jsonrpc": "2.0",
                     "id": wait.id,

@@ -29,7 +29,11 @@ pub(crate) fn set(issuer: &str, base: &'static str, value: &str, max_age: i64) -
 }
 
 /// The value of the cookie `base` in the request, if sent.
-pub(crate) fn read<'a>(headers: &'a HeaderMap, issuer: &str, base: &'static str) -> Option<&'a str> {
+pub(crate) fn read<'a>(
+    headers: &'a HeaderMap,
+    issuer: &str,
+    base: &'static str,
+) -> Option<&'a str> {
     let name = name(issuer, base);
     headers
         .get_all(header::COOKIE)

@@ -98,9 +98,18 @@ pub(crate) fn form(next: &str, error: Option<&str>, status: StatusCode) -> Respo
 }
 
 /// `POST /sign-in`: a new session and a redirect to `next`, or the form again.
-pub(crate) async fn sign_in(state: &AppState, headers: &HeaderMap, body: &[u8], now: i64) -> Response {
+pub(crate) async fn sign_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+) -> Response {
     let Ok(params) = Params::parse(headers, body) else {
-        return form("/", Some("Send the form as it is."), StatusCode::BAD_REQUEST);
+        return form(
+            "/",
+            Some("Send the form as it is."),
+            StatusCode::BAD_REQUEST,
+        );
     };
     let next = params.get("next").unwrap_or("/");
     let (Some(username), Some(password)) = (params.get("username"), params.get("password")) else {
@@ -110,11 +119,19 @@ pub(crate) async fn sign_in(state: &AppState, headers: &HeaderMap, body: &[u8], 
         Ok(user) => user,
         Err(e) => {
             tracing::error!("sign-in: {e}");
-            return form(next, Some("Sign-in is unavailable; try again."), StatusCode::SERVICE_UNAVAILABLE);
+            return form(
+                next,
+                Some("Sign-in is unavailable; try again."),
+                StatusCode::SERVICE_UNAVAILABLE,
+            );
         }
     };
     let Some(user) = user else {
-        return form(next, Some("Wrong username or password."), StatusCode::UNAUTHORIZED);
+        return form(
+            next,
+            Some("Wrong username or password."),
+            StatusCode::UNAUTHORIZED,
+        );
     };
     let session = random_token(32);
     let stored = sqlx::query(
@@ -128,10 +145,14 @@ pub(crate) async fn sign_in(state: &AppState, headers: &HeaderMap, body: &[u8], 
     .await;
     if let Err(e) = stored {
         tracing::error!("sign-in: {e}");
-        return form(next, Some("Sign-in is unavailable; try again."), StatusCode::SERVICE_UNAVAILABLE);
+        return form(
+            next,
+            Some("Sign-in is unavailable; try again."),
+            StatusCode::SERVICE_UNAVAILABLE,
+        );
     }
-    let location = HeaderValue::from_str(local_path(next))
-        .unwrap_or_else(|_| HeaderValue::from_static("/"));
+    let location =
+        HeaderValue::from_str(local_path(next)).unwrap_or_else(|_| HeaderValue::from_static("/"));
     let mut response = StatusCode::SEE_OTHER.into_response();
     let headers = response.headers_mut();
     headers.insert(header::LOCATION, location);
@@ -177,7 +198,12 @@ mod tests {
     #[test]
     fn after_sign_in_only_paths_of_this_issuer_are_followed() {
         assert_eq!(local_path("/approvals/abc"), "/approvals/abc");
-        for away in ["https://evil.example/", "//evil.example/x", "/\\evil.example", "approvals"] {
+        for away in [
+            "https://evil.example/",
+            "//evil.example/x",
+            "/\\evil.example",
+            "approvals",
+        ] {
             assert_eq!(local_path(away), "/", "{away}");
         }
     }
@@ -186,7 +212,10 @@ mod tests {
     fn a_form_token_is_tied_to_its_session() {
         assert_eq!(form_token("a"), form_token("a"));
         assert_ne!(form_token("a"), form_token("b"));
-        let signed_in = SignedIn { username: "alice".into(), form_token: form_token("a") };
+        let signed_in = SignedIn {
+            username: "alice".into(),
+            form_token: form_token("a"),
+        };
         assert!(signed_in.sent_form(&form_token("a")));
         assert!(!signed_in.sent_form(&form_token("b")));
     }

@@ -14,6 +14,7 @@
 //! watchdog ends the whole run. Nothing is sent anywhere but 127.0.0.1.
 
 mod ab;
+mod approval;
 mod exchange;
 mod kill_switch;
 mod mcp;
@@ -80,6 +81,9 @@ enum Command {
     /// Holds N sessions through a gateway in a process of its own for minutes, with calls and
     /// tools/list going on, and samples the gateway's memory and descriptors.
     Soak(crate::soak::SoakArgs),
+    /// Step-up approvals: a plain call, a call held for approval, and its retry once a person
+    /// approved it (the approval spent at the issuer), round after round on one session.
+    Approval(crate::approval::ApprovalArgs),
     /// RFC 8693 token exchanges per second at our issuer (SQLite, and PostgreSQL with
     /// --postgres-url) and at an authgent-server peer (--authgent-url), interleaved.
     Exchange(crate::exchange::ExchangeArgs),
@@ -141,6 +145,7 @@ impl Command {
             Command::Memory(args) => args.validate(),
             Command::Soak(args) => args.validate(),
             Command::Exchange(args) => args.validate(),
+            Command::Approval(args) => args.validate(),
         }
     }
 
@@ -154,6 +159,7 @@ impl Command {
                 Command::Memory(args) => args.time_bound(),
                 Command::Soak(args) => args.time_bound(),
                 Command::Exchange(args) => args.time_bound(),
+                Command::Approval(args) => args.time_bound(),
             }
     }
 
@@ -171,6 +177,7 @@ impl Command {
             Command::Soak(args) => args.sessions / 2,
             // Each agent holds a pooled connection or two per target.
             Command::Exchange(args) => args.clients(),
+            Command::Approval(_) => 1,
         }
     }
 }
@@ -244,6 +251,10 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             let world = World::start_with(false, Some(args.gateway_binary.clone()), None).await?;
             let report = soak::run(std::sync::Arc::new(world), args).await?;
             emit(json, "soak", &report.render(), &report)
+        }
+        Command::Approval(args) => {
+            let report = approval::run(args).await?;
+            emit(json, "approval", &report.render(), &report)
         }
         Command::Exchange(args) => {
             let report = exchange::run(args).await?;

@@ -213,7 +213,10 @@ fn implies(narrow: &Limit, wide: &Limit) -> bool {
                 .as_ref()
                 .is_some_and(|n| n.iter().all(|v| w.contains(v)))
         })
-        && wide.eq.as_ref().is_none_or(|w| narrow.eq.as_ref() == Some(w))
+        && wide
+            .eq
+            .as_ref()
+            .is_none_or(|w| narrow.eq.as_ref() == Some(w))
         && wide.prefix.as_ref().is_none_or(|w| {
             narrow
                 .prefix
@@ -246,7 +249,10 @@ pub struct Requirement {
 impl Requirement {
     /// The requirement of every term in `terms` that applies to the call, if any does.
     pub fn of(terms: &[ApprovalTerm], tool: &str, arguments: &Value) -> Option<Self> {
-        let mut applying = terms.iter().filter(|t| t.applies(tool, arguments)).peekable();
+        let mut applying = terms
+            .iter()
+            .filter(|t| t.applies(tool, arguments))
+            .peekable();
         applying.peek()?;
         let mut requirement = Requirement {
             four_eyes: None,
@@ -346,7 +352,8 @@ mod tests {
 
     #[test]
     fn the_digest_ignores_key_order_and_whitespace_but_not_values() {
-        let a: Value = serde_json::from_str(r#"{"amount": 300, "note": {"b": 1, "a": 2}}"#).unwrap();
+        let a: Value =
+            serde_json::from_str(r#"{"amount": 300, "note": {"b": 1, "a": 2}}"#).unwrap();
         let b: Value = serde_json::from_str(r#"{"note":{"a":2,"b":1},"amount":300}"#).unwrap();
         let c: Value = serde_json::from_str(r#"{"note":{"a":2,"b":1},"amount":301}"#).unwrap();
         assert_eq!(arguments_digest(&a), arguments_digest(&b));

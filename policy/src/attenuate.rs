@@ -180,7 +180,9 @@ pub fn narrow(
                 .any(|wanted| wanted.at_least_as_strict_as(inherited))
         })
     {
-        return Err(AttenuationError::ApprovalDropped(dropped.tool().to_string()));
+        return Err(AttenuationError::ApprovalDropped(
+            dropped.tool().to_string(),
+        ));
     }
     let mut approval = parent.approval.clone();
     for wanted in &request.approval {

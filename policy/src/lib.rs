@@ -57,7 +57,8 @@ pub use constraint::{
     ConstraintError, Constraints, Limit, Rate, ResourcePattern, ToolPattern, Window,
 };
 pub use decision::{
-    Access, Action, ApprovalNeeded, Decision, DenyReason, Permit, authorize, authorize_access};
+    Access, Action, ApprovalNeeded, Decision, DenyReason, Permit, authorize, authorize_access,
+};
 pub use dpop::{DpopError, Expectation, Proof, ProofRequest, create_proof, verify_proof};
 pub use key::{Algorithm, Jwk, JwkSet, KeyError, KeySet, SigningKey, VerifyingKey};
 pub use revocation::{RevocationEntry, RevocationKind, RevokedSet};

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use portcullis_examples::agent::{DpopKey, IssuerClient, McpSession, connect, expense_grant};
+use portcullis_examples::person::{Person, create_user};
 use portcullis_examples::stack::{Stack, StackOptions};
 use rmcp::ServiceError;
 use rmcp::model::CallToolRequestParams;
@@ -51,7 +52,12 @@ fn decode(token: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-async fn try_call(session: &McpSession, tool: &str, arguments: Value) -> anyhow::Result<()> {
+/// Makes a call and says what came of it; the error's `data` when it was refused.
+async fn try_call(
+    session: &McpSession,
+    tool: &str,
+    arguments: Value,
+) -> anyhow::Result<Option<Value>> {
     print!("   {tool} {arguments} -> ");
     let params = CallToolRequestParams::new(tool.to_owned())
         .with_arguments(arguments.as_object().cloned().unwrap_or_default());
@@ -63,6 +69,7 @@ async fn try_call(session: &McpSession, tool: &str, arguments: Value) -> anyhow:
                 .and_then(|c| c.as_text())
                 .map_or_else(String::new, |t| t.text.clone());
             println!("ALLOWED: {text}");
+            Ok(None)
         }
         Err(ServiceError::McpError(error)) => {
             let reason = error
@@ -71,10 +78,55 @@ async fn try_call(session: &McpSession, tool: &str, arguments: Value) -> anyhow:
                 .and_then(|d| d.get("reason"))
                 .and_then(Value::as_str)
                 .unwrap_or("?");
-            println!("DENIED by the gateway [{reason}]: {}", error.message);
+            let verdict = if reason == "approval_required" {
+                "HELD for a person's approval"
+            } else {
+                "DENIED by the gateway"
+            };
+            println!("{verdict} [{reason}]: {}", error.message);
+            Ok(error.data)
         }
-        Err(other) => return Err(other).context("calling through the gateway"),
+        Err(other) => Err(other).context("calling through the gateway"),
     }
+}
+
+/// Step 10: a call held for alice's approval, approved on the issuer's page, run once.
+async fn approvals(
+    stack: &Stack,
+    data_dir: &std::path::Path,
+    issuer: &IssuerClient,
+    agent: &portcullis_examples::agent::ClientCredentials,
+) -> anyhow::Result<()> {
+    const PASSWORD: &str = "demo-password-alice";
+    create_user(data_dir, "alice", PASSWORD, &stack.resource).await?;
+    let mut grant = expense_grant();
+    grant[0]["approval"] =
+        json!([{"tool": "expenses/submit_expense", "when": [{"pointer": "/amount", "min": 200}]}]);
+    let (_, token) = issuer
+        .delegation(agent, "alice", &stack.resource, grant)
+        .await?;
+    let session = connect(&stack.resource, &token).await?;
+    let large = json!({"amount": 300, "category": "travel"});
+    try_call(
+        &session,
+        "submit_expense",
+        json!({"amount": 150, "category": "travel"}),
+    )
+    .await?;
+    let held = try_call(&session, "submit_expense", large.clone()).await?;
+    let url = held
+        .as_ref()
+        .and_then(|data| data["approval_url"].as_str())
+        .context("the 300 was not held for approval")?;
+    let id = url.rsplit('/').next().unwrap_or_default();
+    let alice = Person::sign_in(&stack.issuer_url, "alice", PASSWORD).await?;
+    alice.answer(id, true).await?;
+    println!("   alice signs in at {url}, reads the exact call, and approves it");
+    try_call(&session, "submit_expense", large.clone()).await?;
+    println!(
+        "   the approval was spent on that one call; the same call again waits for a new one:"
+    );
+    try_call(&session, "submit_expense", large).await?;
     Ok(())
 }
 
@@ -85,6 +137,9 @@ async fn main() -> anyhow::Result<()> {
 
     let stack = Stack::start(&StackOptions {
         database_url: cli.database_url.clone(),
+        // The gateway ships its decisions to the issuer, with the token it also asks about
+        // approvals with (step 10).
+        audit_dir: Some(cli.data_dir.join("gateway-audit")),
         ..StackOptions::sqlite(&cli.data_dir)
     })
     .await?;
@@ -366,6 +421,16 @@ async fn main() -> anyhow::Result<()> {
         let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let reason = answer["error"]["data"]["reason"].as_str().unwrap_or("");
         println!("   {who}: {status} {reason}");
+    }
+
+    step(
+        10,
+        "Some calls wait for a person: alice's grant now asks for her approval of any expense of 200 or more.",
+    );
+    if cli.database_url.is_some() {
+        println!("   (skipped: the demo creates alice's sign-in in its SQLite store)");
+    } else {
+        approvals(&stack, &cli.data_dir, &issuer, &agent).await?;
     }
 
     if cli.keep_running {

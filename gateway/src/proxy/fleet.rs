@@ -94,7 +94,15 @@ pub(super) async fn admit(
         .into());
     }
     if let Some(call) = call {
-        let forward = route_call(&on_behalf, &token, mcp_session, id, (call, url_elicitation), &body).await?;
+        let forward = route_call(
+            &on_behalf,
+            &token,
+            mcp_session,
+            id,
+            (call, url_elicitation),
+            &body,
+        )
+        .await?;
         return Ok(Admission::Forward(forward));
     }
     // Read already, strictly; again here, off the calls' path, for what the fleet answers

@@ -17,8 +17,8 @@ use serde_json::Value;
 use crate::approvals::Answer;
 use crate::jsonrpc::{self, Message};
 use crate::jsonrpc_error::{ApprovalAnswer, ApprovalWait, GatewayError};
-use crate::session::ClientAbilities;
 use crate::rate_limit::Unavailable;
+use crate::session::ClientAbilities;
 use crate::state::GatewayState;
 use crate::upstream::Upstream;
 use crate::{clock, decision_log, metrics};
@@ -158,8 +158,15 @@ impl Judge<'_> {
     ) -> Result<Permit, GatewayError> {
         let upstream = self.upstream;
         let tool = format!("{}/{}", upstream.name, call.name);
-        let record =
-            |rule, approval| self.record("tools/call", &call.name, Some(&call.arguments), rule, approval);
+        let record = |rule, approval| {
+            self.record(
+                "tools/call",
+                &call.name,
+                Some(&call.arguments),
+                rule,
+                approval,
+            )
+        };
         if self
             .state
             .pins
@@ -296,7 +303,12 @@ impl Judge<'_> {
     /// The scope to ask the person for: the token's tools and `tool`, so the new grant
     /// narrows nothing the old one gave.
     fn scope_with(&self, tool: &str) -> String {
-        let granted = self.token.claims().constraints.iter().flat_map(|c| c.tools());
+        let granted = self
+            .token
+            .claims()
+            .constraints
+            .iter()
+            .flat_map(|c| c.tools());
         let mut scope: Vec<String> = granted.map(|p| format!("mcp:tools:{p}")).collect();
         scope.push(format!("mcp:tools:{tool}"));
         scope.join(" ")

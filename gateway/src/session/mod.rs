@@ -148,7 +148,9 @@ impl Sessions {
         client: ClientAbilities,
     ) -> String {
         let now = clock::now();
-        let id = self.sealer.seal(upstream, principal, now, client, upstream_id);
+        let id = self
+            .sealer
+            .seal(upstream, principal, now, client, upstream_id);
         let handle = handle(&id).expect("a sealed id is longer than its handle");
         self.local.open(handle, self.expires_at(now), now);
         if let Some(shared) = &self.shared

@@ -206,7 +206,13 @@ mod tests {
     fn rotated_keys_open_old_ids_and_seal_with_the_first() {
         let (old, new) = (SessionKey::generate(), SessionKey::generate());
         let alice = principal("alice", "agent-a");
-        let old_id = Sealer::new(std::slice::from_ref(&old)).seal("mail", &alice, 1, ClientAbilities::default(), "u");
+        let old_id = Sealer::new(std::slice::from_ref(&old)).seal(
+            "mail",
+            &alice,
+            1,
+            ClientAbilities::default(),
+            "u",
+        );
         let rotated = Sealer::new(&[new.clone(), old]);
         assert!(rotated.open(&old_id, "mail", &alice).is_some());
         let new_id = rotated.seal("mail", &alice, 2, ClientAbilities::default(), "u");

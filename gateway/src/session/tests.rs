@@ -55,7 +55,9 @@ async fn upstream_id(
 async fn a_session_resolves_only_for_the_principal_and_upstream_that_opened_it() {
     let sessions = Sessions::new(&settings(&[SessionKey::generate()]), None);
     let alice = principal("alice", "agent-a");
-    let id = sessions.open("a", "upstream-1", &alice, ClientAbilities::default()).await;
+    let id = sessions
+        .open("a", "upstream-1", &alice, ClientAbilities::default())
+        .await;
     assert!(!id.contains("upstream-1"), "the upstream id is never shown");
     assert_eq!(
         upstream_id(&sessions, &id, "a", &alice).await.as_deref(),
@@ -81,7 +83,9 @@ async fn any_replica_with_the_key_serves_a_session_and_no_other_does() {
     let key = SessionKey::generate();
     let (a, b, _) = replicas(&key, false).await;
     let alice = principal("alice", "agent-a");
-    let id = a.open("mail", "u-1", &alice, ClientAbilities::default()).await;
+    let id = a
+        .open("mail", "u-1", &alice, ClientAbilities::default())
+        .await;
     assert_eq!(
         upstream_id(&b, &id, "mail", &alice).await.as_deref(),
         Some("u-1")
@@ -94,7 +98,9 @@ async fn any_replica_with_the_key_serves_a_session_and_no_other_does() {
 async fn without_a_store_a_session_ended_here_is_unknown_here() {
     let (a, b, _) = replicas(&SessionKey::generate(), false).await;
     let alice = principal("alice", "agent-a");
-    let id = a.open("mail", "u", &alice, ClientAbilities::default()).await;
+    let id = a
+        .open("mail", "u", &alice, ClientAbilities::default())
+        .await;
     a.end(&id).await;
     assert_eq!(upstream_id(&a, &id, "mail", &alice).await, None);
     // The documented limit: another replica learns it from the upstream's 404.
@@ -105,7 +111,9 @@ async fn without_a_store_a_session_ended_here_is_unknown_here() {
 async fn with_a_store_a_session_ended_at_one_replica_is_unknown_at_all() {
     let (a, b, store) = replicas(&SessionKey::generate(), true).await;
     let alice = principal("alice", "agent-a");
-    let id = a.open("mail", "u", &alice, ClientAbilities::default()).await;
+    let id = a
+        .open("mail", "u", &alice, ClientAbilities::default())
+        .await;
     assert!(upstream_id(&b, &id, "mail", &alice).await.is_some());
     b.end(&id).await;
     assert_eq!(upstream_id(&a, &id, "mail", &alice).await, None);
@@ -123,7 +131,9 @@ async fn with_a_store_idle_expiry_counts_uses_at_every_replica() {
     let a = Sessions::new(&settings, Some(store.clone()));
     let b = Sessions::new(&settings, Some(store.clone()));
     let alice = principal("alice", "agent-a");
-    let id = a.open("mail", "u", &alice, ClientAbilities::default()).await;
+    let id = a
+        .open("mail", "u", &alice, ClientAbilities::default())
+        .await;
     // Used at b every second: a, which has not seen it for longer than the idle time, still
     // serves it.
     for _ in 0..3 {
@@ -146,7 +156,9 @@ async fn an_aged_out_id_is_unknown() {
     };
     let sessions = Sessions::new(&settings, None);
     let alice = principal("alice", "agent-a");
-    let id = sessions.open("mail", "u", &alice, ClientAbilities::default()).await;
+    let id = sessions
+        .open("mail", "u", &alice, ClientAbilities::default())
+        .await;
     assert_eq!(upstream_id(&sessions, &id, "mail", &alice).await, None);
 }
 
@@ -158,7 +170,9 @@ async fn an_unreachable_store_refuses_in_strict_mode_and_serves_in_lenient_mode(
         &settings(std::slice::from_ref(&key)),
         Some(Arc::new(unreachable(SharedMode::Strict))),
     );
-    let id = strict.open("mail", "u", &alice, ClientAbilities::default()).await;
+    let id = strict
+        .open("mail", "u", &alice, ClientAbilities::default())
+        .await;
     assert!(matches!(
         strict.resolve(&id, "mail", &alice).await,
         Err(SessionError::Unavailable(_))
@@ -181,7 +195,9 @@ async fn an_unreachable_store_refuses_in_strict_mode_and_serves_in_lenient_mode(
 async fn a_fleet_session_keeps_the_first_member_session_bound_at_any_replica() {
     let (a, b, store) = replicas(&SessionKey::generate(), true).await;
     let alice = principal("alice", "agent-a");
-    let id = a.open("office", "", &alice, ClientAbilities::default()).await;
+    let id = a
+        .open("office", "", &alice, ClientAbilities::default())
+        .await;
     assert!(upstream_id(&b, &id, "office", &alice).await.is_some());
     assert_eq!(a.member(&id, "mail").await.unwrap(), None);
     assert_eq!(
@@ -203,7 +219,9 @@ async fn a_fleet_session_keeps_the_first_member_session_bound_at_any_replica() {
 async fn a_fleet_session_without_a_store_keeps_its_members_here() {
     let sessions = Sessions::new(&settings(&[SessionKey::generate()]), None);
     let alice = principal("alice", "agent-a");
-    let id = sessions.open("office", "", &alice, ClientAbilities::default()).await;
+    let id = sessions
+        .open("office", "", &alice, ClientAbilities::default())
+        .await;
     assert_eq!(
         sessions
             .bind_member(&id, "mail", "m-1".into())

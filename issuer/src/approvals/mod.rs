@@ -223,14 +223,20 @@ pub async fn get(state: &AppState, id: &str) -> Result<Option<Approval>, sqlx::E
 }
 
 /// Answers a gateway about one call: spends an approval of it, or says where it waits.
-pub async fn ask(state: &AppState, request: CallRequest, now: i64) -> Result<Answer, ApprovalError> {
+pub async fn ask(
+    state: &AppState,
+    request: CallRequest,
+    now: i64,
+) -> Result<Answer, ApprovalError> {
     let arguments = match &request.arguments {
         Value::Null => json!({}),
         Value::Object(_) => request.arguments.clone(),
         _ => return Err(ApprovalError::Invalid("arguments must be a JSON object")),
     };
     if arguments.to_string().len() > MAX_ARGUMENTS {
-        return Err(ApprovalError::Invalid("arguments are too large to show a person"));
+        return Err(ApprovalError::Invalid(
+            "arguments are too large to show a person",
+        ));
     }
     if request.tool.split_once('/').map(|(up, _)| up) != Some(request.upstream.as_str()) {
         return Err(ApprovalError::Invalid("tool must be named upstream/tool"));
@@ -316,7 +322,10 @@ pub async fn ask(state: &AppState, request: CallRequest, now: i64) -> Result<Ans
                     }
                 }
                 if let Some(approval) = waiting {
-                    return Ok((pending(&issuer, &approval.id, approval.expires_at), outcomes));
+                    return Ok((
+                        pending(&issuer, &approval.id, approval.expires_at),
+                        outcomes,
+                    ));
                 }
                 if let Some(approval) = denied {
                     return Ok((Answer::Denied { id: approval.id }, outcomes));
@@ -432,13 +441,11 @@ pub async fn decide(
                     return Ok(Err(ApprovalError::Closed(approval.status)));
                 }
                 let Some(role) = approval.role_of(who) else {
-                    return Ok(Err(ApprovalError::NotYours(
-                        if who == approval.subject {
-                            "you have approved this call already; it waits for the second approval"
-                        } else {
-                            "this call is not yours to approve"
-                        },
-                    )));
+                    return Ok(Err(ApprovalError::NotYours(if who == approval.subject {
+                        "you have approved this call already; it waits for the second approval"
+                    } else {
+                        "this call is not yours to approve"
+                    })));
                 };
                 let mut data = approval.audit_data();
                 data["by"] = json!(who);
@@ -480,9 +487,20 @@ pub async fn decide(
                 .bind(id)
                 .execute(&mut **tx)
                 .await?;
-                let kind = if complete { "approval.approved" } else { "approval.first_approval" };
+                let kind = if complete {
+                    "approval.approved"
+                } else {
+                    "approval.first_approval"
+                };
                 audit::append(tx, kind, data, now).await?;
-                Ok(Ok((approval, if complete { "approved" } else { "first_approval" })))
+                Ok(Ok((
+                    approval,
+                    if complete {
+                        "approved"
+                    } else {
+                        "first_approval"
+                    },
+                )))
             })
         })
         .await??;
@@ -520,10 +538,7 @@ pub(crate) async fn void(
             json!({"sub": user}),
         ),
     };
-    let done = sqlx::query(query)
-    .bind(value)
-    .execute(&mut **tx)
-    .await?;
+    let done = sqlx::query(query).bind(value).execute(&mut **tx).await?;
     if done.rows_affected() > 0 {
         let mut data = data;
         data["count"] = json!(done.rows_affected());

@@ -24,11 +24,7 @@ fn unavailable(e: sqlx::Error) -> Response {
 }
 
 /// The person behind the request, or the sign-in page that comes back here.
-async fn signed_in(
-    state: &AppState,
-    headers: &HeaderMap,
-    id: &str,
-) -> Result<SignedIn, Response> {
+async fn signed_in(state: &AppState, headers: &HeaderMap, id: &str) -> Result<SignedIn, Response> {
     match sign_in::current(state, headers, now()).await {
         Ok(Some(person)) => Ok(person),
         Ok(None) => Err(Redirect::to(&format!(
@@ -97,8 +93,7 @@ pub(crate) async fn decide_form(
         Err(ApprovalError::Db(e)) => unavailable(e),
         Err(refused) => match get(state, id).await {
             Ok(Some(approval)) => {
-                let mut response =
-                    render(&approval, &person, None, Some(&refused.to_string()));
+                let mut response = render(&approval, &person, None, Some(&refused.to_string()));
                 *response.status_mut() = StatusCode::CONFLICT;
                 response
             }
@@ -155,7 +150,10 @@ fn render(
         .collect();
     let status = match approval.status.as_str() {
         "pending" if given.is_empty() => "waiting for approval".to_owned(),
-        "pending" => format!("approved by {}; waiting for the second approval", given.join(", ")),
+        "pending" => format!(
+            "approved by {}; waiting for the second approval",
+            given.join(", ")
+        ),
         "approved" => format!("approved by {}; not yet used", given.join(", ")),
         "spent" => "approved and used: the call ran".to_owned(),
         "denied" => "denied".to_owned(),
