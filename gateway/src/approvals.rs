@@ -10,41 +10,14 @@
 
 use std::time::Duration;
 
+use portcullis_policy::approval::{Answer, CallToApprove};
 use portcullis_policy::{ApprovalNeeded, Claims};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::config::ApprovalsConfig;
 
 /// How long the issuer has to answer before the call is refused as unavailable.
 const TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The issuer's answer about one call.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub(crate) enum Answer {
-    /// Approved and now spent on this call.
-    Approved {
-        /// The approval, named in the decision log.
-        id: String,
-    },
-    /// Waiting for a person at `url`.
-    Pending {
-        /// The request.
-        id: String,
-        /// The approval page.
-        url: String,
-        /// When the request lapses.
-        expires_at: i64,
-    },
-    /// The person refused this call.
-    Denied {
-        /// The request.
-        id: String,
-    },
-    /// The grant was revoked.
-    Void,
-}
 
 /// Why the issuer could not be asked.
 #[derive(Debug, thiserror::Error)]
@@ -87,23 +60,22 @@ impl Approvals {
     ) -> Result<Answer, ApprovalError> {
         let config = self.config.as_ref().ok_or(ApprovalError::NotConfigured)?;
         let grant_id = needed.grant_id().ok_or(ApprovalError::NoGrant)?;
-        let act: Vec<&str> = claims
-            .actors
-            .iter()
-            .flat_map(|chain| chain.actors())
-            .map(|actor| actor.sub.as_str())
-            .collect();
-        let body = json!({
-            "grant_id": grant_id,
-            "token_id": needed.token_id(),
-            "sub": claims.subject,
-            "act": act,
-            "upstream": upstream,
-            "tool": needed.tool(),
-            "arguments": arguments,
-            "requirement": needed.requirement(),
-            "gateway": config.gateway_id,
-        });
+        let body = CallToApprove {
+            grant_id: grant_id.to_owned(),
+            token_id: needed.token_id().to_owned(),
+            sub: claims.subject.clone(),
+            act: claims
+                .actors
+                .iter()
+                .flat_map(|chain| chain.actors())
+                .map(|actor| actor.sub.clone())
+                .collect(),
+            upstream: upstream.to_owned(),
+            tool: needed.tool().to_owned(),
+            arguments: arguments.clone(),
+            requirement: needed.requirement().clone(),
+            gateway: config.gateway_id.clone(),
+        };
         let unreachable = |e: reqwest::Error| ApprovalError::Unreachable(e.to_string());
         let response = self
             .http

@@ -18,7 +18,7 @@
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::jsonrpc_error::GatewayError;
+use crate::jsonrpc_error::{APPROVAL_INPUT_KEY, GATEWAY_STATE_PREFIX, GatewayError};
 
 /// A client-to-server message, as far as the gateway needs to understand it.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,13 +68,6 @@ pub(crate) struct ToolCall {
     /// held the call for approval: the gateway's to take out before the upstream sees it.
     pub gateway_state: bool,
 }
-
-/// How the `requestState` of an `InputRequiredResult` the gateway issues starts. It names
-/// the approval request and nothing else the gateway relies on (the issuer is asked again
-/// on the retry), so it needs no seal: a forged one is only taken out.
-pub(crate) const GATEWAY_STATE_PREFIX: &str = "portcullis-approval:";
-/// The key of the gateway's input request (the approval's URL elicitation).
-pub(crate) const APPROVAL_INPUT_KEY: &str = "portcullis_approval";
 
 /// The body of a `tools/call` with `params.name` set to `tool` (a fleet's call, for its
 /// member) and, with `strip_gateway_state`, the gateway's own `requestState` and input

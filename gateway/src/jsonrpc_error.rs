@@ -58,6 +58,13 @@ pub const FORBIDDEN: i64 = -31009;
 /// a session it could not look up.
 pub const STORE_UNAVAILABLE: i64 = -31010;
 
+/// How the `requestState` of an `InputRequiredResult` the gateway issues starts. It names
+/// the approval request and nothing else the gateway relies on (the issuer is asked again
+/// on the retry), so it needs no seal: a forged one is only taken out.
+pub const GATEWAY_STATE_PREFIX: &str = "portcullis-approval:";
+/// The key of the gateway's input request (the approval's URL elicitation).
+pub const APPROVAL_INPUT_KEY: &str = "portcullis_approval";
+
 /// The call waits for a person's approval (to a client without URL elicitation).
 pub const APPROVAL_REQUIRED: i64 = -31011;
 /// The issuer could not be asked about an approval.
@@ -645,13 +652,13 @@ impl GatewayError {
                     "result": {
                         "resultType": "input_required",
                         "inputRequests": {
-                            crate::jsonrpc::APPROVAL_INPUT_KEY: {
+                            APPROVAL_INPUT_KEY: {
                                 "method": "elicitation/create",
                                 "params": wait.elicitation(),
                             }
                         },
                         "requestState":
-                            format!("{}{}", crate::jsonrpc::GATEWAY_STATE_PREFIX, wait.approval),
+                            format!("{}{}", GATEWAY_STATE_PREFIX, wait.approval),
                     }
                 }))
             }

@@ -233,6 +233,58 @@ fn plain_duration(seconds: u32) -> String {
     }
 }
 
+/// What a gateway asks the keeper of approvals (the issuer's `POST /approvals`) about one
+/// call that needs a person's approval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallToApprove {
+    /// The grant (`gid`).
+    pub grant_id: String,
+    /// The token that made the call (`jti`).
+    pub token_id: String,
+    /// The user (`sub`).
+    pub sub: String,
+    /// The agents, outermost first.
+    pub act: Vec<String>,
+    /// The upstream's name.
+    pub upstream: String,
+    /// The full `upstream/tool` name.
+    pub tool: String,
+    /// The call's arguments, as sent.
+    pub arguments: Value,
+    /// What the token's approval terms require.
+    pub requirement: Requirement,
+    /// The asking gateway (its audit id), recorded when it spends an approval.
+    pub gateway: String,
+}
+
+/// The answer about a [`CallToApprove`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Answer {
+    /// Approved, and now spent on this call: forward it.
+    Approved {
+        /// The approval's id, for the decision log.
+        id: String,
+    },
+    /// Waiting for a person at `url`.
+    Pending {
+        /// The request's id.
+        id: String,
+        /// The approval page.
+        url: String,
+        /// When the request lapses (Unix seconds).
+        expires_at: i64,
+    },
+    /// A person refused this call.
+    Denied {
+        /// The request's id.
+        id: String,
+    },
+    /// The grant is revoked: no approval can be given for it.
+    Void,
+}
+
 /// What a call needs before it may run: the combination of every term that applies to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Requirement {

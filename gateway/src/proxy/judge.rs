@@ -9,12 +9,12 @@
 //! judgement the agent could not see.
 
 use portcullis_policy as policy;
+use portcullis_policy::approval::Answer;
 use portcullis_policy::{
     Action, ApprovalNeeded, Decision, DenyReason, Permit, VerifiedToken, authorize,
 };
 use serde_json::Value;
 
-use crate::approvals::Answer;
 use crate::jsonrpc::{self, Message};
 use crate::jsonrpc_error::{ApprovalAnswer, ApprovalWait, GatewayError};
 use crate::rate_limit::Unavailable;

@@ -19,8 +19,8 @@
 
 mod page;
 
-use portcullis_policy::{Requirement, arguments_digest};
-use serde::{Deserialize, Serialize};
+use portcullis_policy::approval::{Answer, CallToApprove};
+use portcullis_policy::arguments_digest;
 use serde_json::{Value, json};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -34,57 +34,6 @@ use crate::{AppState, audit, metrics};
 pub const PENDING_TTL: i64 = 15 * 60;
 /// The largest arguments object kept for the page.
 const MAX_ARGUMENTS: usize = 256 * 1024;
-
-/// What a gateway asks about one call.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CallRequest {
-    /// The grant (`gid`).
-    pub grant_id: String,
-    /// The token that made the call (`jti`).
-    pub token_id: String,
-    /// The user (`sub`).
-    pub sub: String,
-    /// The agents, outermost first.
-    pub act: Vec<String>,
-    /// The upstream's name.
-    pub upstream: String,
-    /// The full `upstream/tool` name.
-    pub tool: String,
-    /// The call's arguments, as sent.
-    pub arguments: Value,
-    /// What the token's approval terms require.
-    pub requirement: Requirement,
-    /// The asking gateway (its audit id), recorded when it spends an approval.
-    pub gateway: String,
-}
-
-/// The answer to [`ask`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum Answer {
-    /// Approved, and now spent on this call: forward it.
-    Approved {
-        /// The approval's id, for the decision log.
-        id: String,
-    },
-    /// Waiting for a person at `url`.
-    Pending {
-        /// The request's id.
-        id: String,
-        /// The approval page.
-        url: String,
-        /// When the request lapses (Unix seconds).
-        expires_at: i64,
-    },
-    /// A person refused this call.
-    Denied {
-        /// The request's id.
-        id: String,
-    },
-    /// The grant is revoked: no approval can be given for it.
-    Void,
-}
 
 /// Why a gateway's question or a person's answer was not taken.
 #[derive(Debug, thiserror::Error)]
@@ -225,7 +174,7 @@ pub async fn get(state: &AppState, id: &str) -> Result<Option<Approval>, sqlx::E
 /// Answers a gateway about one call: spends an approval of it, or says where it waits.
 pub async fn ask(
     state: &AppState,
-    request: CallRequest,
+    request: CallToApprove,
     now: i64,
 ) -> Result<Answer, ApprovalError> {
     let arguments = match &request.arguments {
