@@ -6,7 +6,9 @@
 mod common;
 
 use common::*;
-use portcullis_policy::{Action, Claims, Decision, KeySet, RawClaims, Verifier, authorize, sign};
+use portcullis_policy::{
+    Action, Claims, Decision, KeySet, RawClaims, Verifier, arguments_digest, authorize, sign,
+};
 use serde_json::{Value, json};
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/golden.json");
@@ -48,6 +50,10 @@ fn cases() -> Vec<Value> {
     sub_agent["act"] = json!({"sub": "receipts-agent", "act": {"sub": "expense-agent"}});
     sub_agent["authorization_details"][0]["limits"][0]["max"] = json!(100);
     sub_agent["authorization_details"][0]["max_depth"] = json!(0);
+    let mut with_approval = claims();
+    with_approval["authorization_details"][0]["approval"] = json!([
+        {"tool": "expenses/submit_expense", "when": [{"pointer": "/amount", "min": 200}]}
+    ]);
     vec![
         json!({"name": "valid EdDSA delegation token", "token": signed(claims(), false),
                "verify": "ok", "calls": expense_calls()}),
@@ -57,6 +63,14 @@ fn cases() -> Vec<Value> {
         "verify": "ok", "calls": [
             {"tool": "expenses/submit_expense", "arguments": {"amount": 90, "category": "meal"}, "at": NOW, "decision": "permit"},
             {"tool": "expenses/submit_expense", "arguments": {"amount": 300, "category": "meal"}, "at": NOW, "decision": "limit_max"}
+        ]}),
+        json!({"name": "an approval term: 200 or more waits for the user; the digest is SHA-256 of the RFC 8785 canonical arguments, base64url",
+               "token": signed(with_approval, false), "verify": "ok", "calls": [
+            {"tool": "expenses/submit_expense", "arguments": {"amount": 150, "category": "travel"}, "at": NOW, "decision": "permit"},
+            {"tool": "expenses/submit_expense", "arguments": {"category": "travel", "amount": 300}, "at": NOW,
+             "decision": "approval_required", "digest": arguments_digest(&json!({"amount": 300, "category": "travel"}))},
+            {"tool": "expenses/submit_expense", "arguments": {"amount": 300.5, "category": "travel", "note": "é\u{2028}"}, "at": NOW,
+             "decision": "approval_required", "digest": arguments_digest(&json!({"amount": 300.5, "category": "travel", "note": "é\u{2028}"}))}
         ]}),
         json!({"name": "alg none", "token": token_with_header(|h| h["alg"] = json!("none")), "verify": "disallowed_algorithm"}),
         json!({"name": "typ JWT", "token": token_with_header(|h| h["typ"] = json!("JWT")), "verify": "wrong_type"}),
@@ -123,9 +137,16 @@ fn every_golden_vector_verifies_and_decides_as_recorded() {
                     at: call["at"].as_i64().unwrap(),
                 },
             );
-            let got = match decision {
+            let got = match &decision {
                 Decision::Permit(_) => "permit",
-                Decision::NeedsApproval(_) => "approval_required",
+                Decision::NeedsApproval(needed) => {
+                    assert_eq!(
+                        needed.digest(),
+                        call["digest"],
+                        "case {name:?}, call {call}"
+                    );
+                    "approval_required"
+                }
                 Decision::Deny(reason) => reason.code(),
             };
             assert_eq!(got, call["decision"], "case {name:?}, call {call}");
