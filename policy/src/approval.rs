@@ -355,6 +355,18 @@ mod tests {
     }
 
     #[test]
+    fn a_term_reads_in_plain_words() {
+        let t = term(json!({"tool": "expenses/submit_expense",
+                            "when": [{"pointer": "/amount", "min": 200}],
+                            "four_eyes": ["carol", "dave"], "valid_for": 600}));
+        assert_eq!(
+            t.describe(),
+            "needs the user's approval for each call of expenses/submit_expense when /amount ≥ 200, \
+             and a second approval from one of carol, dave (an approval is good for 10 min)"
+        );
+    }
+
+    #[test]
     fn bad_terms_are_refused() {
         for bad in [
             json!({"tool": "a/b", "valid_for": 0}),
