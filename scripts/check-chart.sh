@@ -81,9 +81,9 @@ step "helm lint --strict with the chart's defaults (lint reports the values they
 # --- renders ---------------------------------------------------------------------------------
 # name | release | namespace | mode | values file | kinds the render must hold
 RENDERS="
-shared-proxy|portcullis|portcullis|sharedProxy|$CHART/ci/shared-proxy-values.yaml|ConfigMap,Deployment,Job,NetworkPolicy,PodDisruptionBudget,Service,ServiceAccount
-shared-proxy-full|portcullis|portcullis|sharedProxy|$CHART/ci/shared-proxy-full-values.yaml|ConfigMap,Deployment,HorizontalPodAutoscaler,Job,NetworkPolicy,PodDisruptionBudget,Secret,Service,ServiceAccount,ServiceMonitor
-issuer-only|portcullis|portcullis|sharedProxy|$CHART/ci/issuer-only-values.yaml|Deployment,Job,NetworkPolicy,PodDisruptionBudget,Service,ServiceAccount
+shared-proxy|portcullis|portcullis|sharedProxy|$CHART/ci/shared-proxy-values.yaml|ConfigMap,CronJob,Deployment,Job,NetworkPolicy,PodDisruptionBudget,Service,ServiceAccount
+shared-proxy-full|portcullis|portcullis|sharedProxy|$CHART/ci/shared-proxy-full-values.yaml|ConfigMap,CronJob,Deployment,HorizontalPodAutoscaler,Job,NetworkPolicy,PodDisruptionBudget,Secret,Service,ServiceAccount,ServiceMonitor
+issuer-only|portcullis|portcullis|sharedProxy|$CHART/ci/issuer-only-values.yaml|CronJob,Deployment,Job,NetworkPolicy,PodDisruptionBudget,Service,ServiceAccount
 sidecar|expenses|mcp|sidecar|examples/k8s-sidecar/values.yaml|ConfigMap,Deployment,NetworkPolicy,PodDisruptionBudget,Service,ServiceAccount
 "
 while IFS='|' read -r name release namespace mode values kinds; do

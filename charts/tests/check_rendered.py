@@ -27,6 +27,8 @@ def check(ok, message):
 def pod_spec(obj):
     if obj["kind"] in ("Deployment", "Job"):
         return obj["spec"]["template"]["spec"]
+    if obj["kind"] == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     return None
 
 
@@ -92,6 +94,15 @@ def main():
         hooks = job["metadata"].get("annotations", {}).get("helm.sh/hook", "")
         check(set(hooks.split(",")) == {"pre-install", "pre-upgrade"}, "the migration Job is not a pre-install/pre-upgrade hook")
         check(job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"], "the migration Job does not run migrate")
+
+    for cron in by_component.get(("CronJob", "issuer-maintenance"), []):
+        (prune,) = pod_spec(cron)["containers"]
+        check(prune["args"][:2] == ["maintenance", "prune"], "the maintenance CronJob does not prune")
+        env = {e["name"] for e in prune.get("env", [])}
+        for var in ("PORTCULLIS_DATABASE_URL", "PORTCULLIS_KEY_ENCRYPTION_SECRET_FILE"):
+            check(var in env, f"the maintenance CronJob lacks {var}")
+        mounts = [m["mountPath"] for m in prune.get("volumeMounts", [])]
+        check("/etc/portcullis/secrets" in mounts, "the maintenance CronJob does not mount the key-encryption secret")
 
     check(args.mode != "sidecar" or ("Deployment", "gateway") in by_component, "sidecar mode without a gateway")
 

@@ -133,15 +133,14 @@ async fn every_decision_reaches_the_issuers_chain_once_even_across_an_outage() {
         .collect();
     assert_eq!(seqs, [1, 2, 3, 4], "each decision once, in order");
     assert_eq!(decisions[2]["rule"], "tool_not_granted");
-    let db = portcullis_issuer::open_database(&StorageOptions {
+    let storage = StorageOptions {
         data_dir: dir.path().to_owned(),
         database_url: None,
         key_encryption_secret: None,
-    })
-    .await
-    .unwrap();
+    };
+    let db = portcullis_issuer::open_database(&storage).await.unwrap();
     assert_eq!(
-        portcullis_issuer::audit::verify(&db)
+        portcullis_issuer::audit::verify(&db, &storage.key_encryption().unwrap())
             .await
             .unwrap()
             .first_break,

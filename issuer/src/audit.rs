@@ -12,9 +12,11 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::{Any, Row, Transaction};
+use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db::Database;
+use crate::keys::KeyEncryption;
 
 /// The `prev_hash` of the first event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -176,11 +178,20 @@ pub enum ChainBreak {
         /// The row.
         seq: i64,
     },
+    /// The anchor of a pruned chain is not the issuer's own: its MAC does not hold under the
+    /// key-encryption secret.
+    #[error("the anchor at event {seq} was not written by this issuer (its MAC does not match)")]
+    ForgedAnchor {
+        /// Where it says the chain starts.
+        seq: i64,
+    },
 }
 
 /// The result of checking the whole chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verification {
+    /// The first event of the chain: 1, or after pruning the anchored one.
+    pub starts_at: i64,
     /// Events checked.
     pub events: i64,
     /// The hash of the last event (the chain's head), to record elsewhere.
@@ -189,14 +200,65 @@ pub struct Verification {
     pub first_break: Option<ChainBreak>,
 }
 
-/// Walks the chain from the first event and reports the first break.
-pub async fn verify(db: &Database) -> Result<Verification, sqlx::Error> {
+/// What the anchor's MAC covers.
+fn anchor_message(seq: i64, prev_hash: &str, pruned_at: i64) -> Vec<u8> {
+    format!("portcullis audit anchor v1\n{seq}\n{prev_hash}\n{pruned_at}").into_bytes()
+}
+
+/// Records, in `tx`, that the chain now starts at event `seq`, which chains from `prev_hash`.
+pub(crate) async fn anchor(
+    tx: &mut Transaction<'static, Any>,
+    sealing: &KeyEncryption,
+    seq: i64,
+    prev_hash: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let mac = sealing.anchor_mac(&anchor_message(seq, prev_hash, now));
+    sqlx::query("DELETE FROM audit_anchor")
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO audit_anchor (id, seq, prev_hash, pruned_at, mac) VALUES (1, $1, $2, $3, $4)",
+    )
+    .bind(seq)
+    .bind(prev_hash)
+    .bind(now)
+    .bind(mac)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Walks the chain from its first event (the anchored one, once pruned, whose MAC is checked
+/// with `sealing`) and reports the first break.
+pub async fn verify(db: &Database, sealing: &KeyEncryption) -> Result<Verification, sqlx::Error> {
+    let anchor = sqlx::query("SELECT seq, prev_hash, pruned_at, mac FROM audit_anchor")
+        .fetch_optional(db.pool())
+        .await?;
+    let (mut expected_seq, mut prev) = match anchor {
+        None => (1, GENESIS.to_owned()),
+        Some(row) => {
+            let seq: i64 = row.try_get("seq")?;
+            let prev_hash: String = row.try_get("prev_hash")?;
+            let expected =
+                sealing.anchor_mac(&anchor_message(seq, &prev_hash, row.try_get("pruned_at")?));
+            let mac: String = row.try_get("mac")?;
+            if !bool::from(expected.as_bytes().ct_eq(mac.as_bytes())) {
+                return Ok(Verification {
+                    starts_at: seq,
+                    events: 0,
+                    head: prev_hash,
+                    first_break: Some(ChainBreak::ForgedAnchor { seq }),
+                });
+            }
+            (seq, prev_hash)
+        }
+    };
+    let starts_at = expected_seq;
     let rows =
         sqlx::query("SELECT seq, at, kind, data, prev_hash, hash FROM audit_events ORDER BY seq")
             .fetch_all(db.pool())
             .await?;
-    let mut expected_seq = 1;
-    let mut prev = GENESIS.to_owned();
     let mut events = 0;
     for row in rows {
         let seq: i64 = row.try_get("seq")?;
@@ -221,6 +283,7 @@ pub async fn verify(db: &Database) -> Result<Verification, sqlx::Error> {
         };
         if let Some(first_break) = verdict {
             return Ok(Verification {
+                starts_at,
                 events,
                 head: prev,
                 first_break: Some(first_break),
@@ -231,6 +294,7 @@ pub async fn verify(db: &Database) -> Result<Verification, sqlx::Error> {
         prev = hash;
     }
     Ok(Verification {
+        starts_at,
         events,
         head: prev,
         first_break: None,

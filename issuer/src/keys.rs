@@ -16,6 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
 use portcullis_policy::{
     Algorithm, JwkSet, KeySet, SigningKey, VerifiedToken, Verifier, VerifyError,
 };
@@ -67,6 +68,8 @@ pub enum KeyStoreError {
 #[derive(Clone)]
 pub struct KeyEncryption {
     cipher: XChaCha20Poly1305,
+    /// Authenticates the audit log's anchor once old events are pruned.
+    anchor_key: [u8; 32],
 }
 
 impl std::fmt::Debug for KeyEncryption {
@@ -81,12 +84,15 @@ impl KeyEncryption {
         if secret.trim().len() < 32 {
             return Err(KeyStoreError::WeakSecret);
         }
-        let mut key = [0u8; 32];
-        Hkdf::<Sha256>::new(Some(b"portcullis-issuer/kek/v1"), secret.trim().as_bytes())
-            .expand(b"signing-key-sealing", &mut key)
+        let hkdf = Hkdf::<Sha256>::new(Some(b"portcullis-issuer/kek/v1"), secret.trim().as_bytes());
+        let (mut key, mut anchor_key) = ([0u8; 32], [0u8; 32]);
+        hkdf.expand(b"signing-key-sealing", &mut key)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        hkdf.expand(b"audit-anchor", &mut anchor_key)
             .expect("32 bytes is a valid HKDF-SHA256 output length");
         Ok(Self {
             cipher: XChaCha20Poly1305::new(&key.into()),
+            anchor_key,
         })
     }
 
@@ -107,6 +113,19 @@ impl KeyEncryption {
             Err(e) => return Err(io(e)),
         };
         Self::from_secret(&secret)
+    }
+
+    /// HMAC-SHA256 of `message` under a key only holders of the key-encryption secret have,
+    /// hex: what makes the audit log's anchor the issuer's own.
+    pub(crate) fn anchor_mac(&self, message: &[u8]) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.anchor_key)
+            .expect("HMAC takes a key of any length");
+        mac.update(message);
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     fn seal(&self, kid: &str, secret: &[u8; 32]) -> String {

@@ -31,6 +31,7 @@ pub mod grants;
 pub mod grants_file;
 pub mod introspection;
 pub mod keys;
+pub mod maintenance;
 pub mod metrics;
 pub mod oauth_error;
 mod page;
@@ -51,7 +52,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use app::app;
 use db::Database;
-use keys::{KeyEncryption, Keyring};
+use keys::Keyring;
 pub use settings::{IssuerConfig, Settings, StorageOptions};
 
 /// Everything a request handler needs.
@@ -118,18 +119,15 @@ impl Issuer {
         settings::record_token_lifetime(&db, config.max_token_lifetime(), now())
             .await
             .map_err(db::DbError::Sqlx)?;
-        let sealing = match &storage.key_encryption_secret {
-            Some(secret) => KeyEncryption::from_secret(secret)?,
-            None => {
-                tracing::warn!(
-                    "NO KEY-ENCRYPTION SECRET CONFIGURED: signing keys are sealed with a development \
-                     secret stored in {}; anyone who can read that directory can forge tokens. Set \
-                     PORTCULLIS_KEY_ENCRYPTION_SECRET in production.",
-                    storage.data_dir.display()
-                );
-                KeyEncryption::development(&storage.data_dir)?
-            }
-        };
+        if storage.key_encryption_secret.is_none() {
+            tracing::warn!(
+                "NO KEY-ENCRYPTION SECRET CONFIGURED: signing keys are sealed with a development \
+                 secret stored in {}; anyone who can read that directory can forge tokens. Set \
+                 PORTCULLIS_KEY_ENCRYPTION_SECRET in production.",
+                storage.data_dir.display()
+            );
+        }
+        let sealing = storage.key_encryption()?;
         let keyring = keys::load_or_create(&db, &sealing, &config.issuer, now()).await?;
         let hub = revocation::RevocationHub::start(db.clone(), storage.database_url.clone())
             .await

@@ -183,6 +183,17 @@ pub struct StorageOptions {
     pub key_encryption_secret: Option<String>,
 }
 
+impl StorageOptions {
+    /// The key-encryption key: from the configured secret, else the development secret in
+    /// the data directory (made on first use).
+    pub fn key_encryption(&self) -> Result<crate::keys::KeyEncryption, crate::keys::KeyStoreError> {
+        match &self.key_encryption_secret {
+            Some(secret) => crate::keys::KeyEncryption::from_secret(secret),
+            None => crate::keys::KeyEncryption::development(&self.data_dir),
+        }
+    }
+}
+
 /// Records that an issuer signs tokens living up to `lifetime` seconds.
 pub async fn record_token_lifetime(
     db: &Database,

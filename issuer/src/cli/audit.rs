@@ -15,10 +15,15 @@ impl AuditCommand {
         match self {
             AuditCommand::Verify => {
                 let db = settings.open_database().await?;
-                let report = portcullis_issuer::audit::verify(&db).await?;
+                let sealing = settings.storage()?.key_encryption()?;
+                let report = portcullis_issuer::audit::verify(&db, &sealing).await?;
                 match &report.first_break {
                     None => {
-                        println!("ok: {} events, head {}", report.events, report.head);
+                        let from = match report.starts_at {
+                            1 => String::new(),
+                            seq => format!(" from the anchored event {seq} (older ones pruned)"),
+                        };
+                        println!("ok: {} events{from}, head {}", report.events, report.head);
                         Ok(())
                     }
                     Some(problem) => {

@@ -34,10 +34,7 @@ impl KeysCommand {
             KeysCommand::Rotate => {
                 let options = settings.storage()?;
                 let issuer = settings.open().await?;
-                let sealing = match &options.key_encryption_secret {
-                    Some(secret) => keys::KeyEncryption::from_secret(secret)?,
-                    None => keys::KeyEncryption::development(&options.data_dir)?,
-                };
+                let sealing = options.key_encryption()?;
                 let kid = keys::rotate(&issuer.state().db, &sealing, now()).await?;
                 println!("{kid}");
                 Ok(())

@@ -21,6 +21,7 @@ mod clients;
 mod grants;
 mod io;
 mod keys;
+mod maintenance;
 mod serve;
 mod tokens;
 mod users;
@@ -67,6 +68,9 @@ enum Command {
     /// Work with the hash-chained audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Keep the database to what is in force (retention).
+    #[command(subcommand)]
+    Maintenance(maintenance::MaintenanceCommand),
 }
 
 impl Cli {
@@ -88,6 +92,7 @@ impl Cli {
             Command::Revoke(revoke) => revoke.run(settings).await,
             Command::Show(show) => show.run(settings).await,
             Command::Audit(command) => command.run(settings).await,
+            Command::Maintenance(command) => command.run(settings).await,
         }
     }
 }

@@ -185,9 +185,12 @@ async fn a_request_is_answered_on_the_page_and_spent_by_one_of_two_gateways_aski
             ["approval.requested", "approval.approved", "approval.spent"],
             "[{name}]"
         );
-        let verified = portcullis_issuer::audit::verify(&a.issuer.state().db)
-            .await
-            .unwrap();
+        let verified = portcullis_issuer::audit::verify(
+            &a.issuer.state().db,
+            &backend.storage.key_encryption().unwrap(),
+        )
+        .await
+        .unwrap();
         assert!(verified.first_break.is_none(), "[{name}] the chain holds");
     }
 }

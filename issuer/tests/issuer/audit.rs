@@ -21,7 +21,9 @@ async fn execute(db: &portcullis_issuer::db::Database, sql: &'static str) {
 async fn every_change_is_in_an_unbroken_chain() {
     for b in backends().await {
         let db = populated(&b).await;
-        let report = verify(&db).await.unwrap();
+        let report = verify(&db, &b.storage.key_encryption().unwrap())
+            .await
+            .unwrap();
         assert_eq!(report.events, 6, "[{}]", b.name);
         assert_eq!(report.first_break, None);
         let kinds: Vec<String> = sqlx::query_scalar("SELECT kind FROM audit_events ORDER BY seq")
@@ -48,7 +50,10 @@ async fn a_modified_event_is_found() {
         let db = populated(&b).await;
         execute(&db, r#"UPDATE audit_events SET data = '{"client_id":"someone-else","name":"x"}' WHERE seq = 1"#).await;
         assert_eq!(
-            verify(&db).await.unwrap().first_break,
+            verify(&db, &b.storage.key_encryption().unwrap())
+                .await
+                .unwrap()
+                .first_break,
             Some(ChainBreak::Modified { seq: 1 }),
             "[{}]",
             b.name
@@ -62,7 +67,10 @@ async fn a_deleted_event_is_found() {
         let db = populated(&b).await;
         execute(&db, "DELETE FROM audit_events WHERE seq = 2").await;
         assert_eq!(
-            verify(&db).await.unwrap().first_break,
+            verify(&db, &b.storage.key_encryption().unwrap())
+                .await
+                .unwrap()
+                .first_break,
             Some(ChainBreak::Deleted {
                 expected: 2,
                 found: 3
@@ -81,7 +89,10 @@ async fn reordered_events_are_found() {
         execute(&db, "UPDATE audit_events SET seq = 2 WHERE seq = 3").await;
         execute(&db, "UPDATE audit_events SET seq = 3 WHERE seq = 100").await;
         assert_eq!(
-            verify(&db).await.unwrap().first_break,
+            verify(&db, &b.storage.key_encryption().unwrap())
+                .await
+                .unwrap()
+                .first_break,
             Some(ChainBreak::Reordered { seq: 2 }),
             "[{}]",
             b.name
@@ -96,7 +107,10 @@ async fn a_rewritten_chain_tail_is_found_by_its_link_to_the_untouched_part() {
         // Recomputing one row's hash after editing it does not help: the next row's prev_hash
         // still names the original.
         execute(&db, "UPDATE audit_events SET hash = 'f00d' WHERE seq = 2").await;
-        let found = verify(&db).await.unwrap().first_break;
+        let found = verify(&db, &b.storage.key_encryption().unwrap())
+            .await
+            .unwrap()
+            .first_break;
         assert!(
             matches!(found, Some(ChainBreak::Modified { seq: 2 })),
             "[{}] {found:?}",
@@ -165,7 +179,9 @@ async fn gateway_decisions_join_the_chain_exactly_once() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
         let db = issuer.state().db.clone();
-        let report = verify(&db).await.unwrap();
+        let report = verify(&db, &b.storage.key_encryption().unwrap())
+            .await
+            .unwrap();
         assert_eq!(report.first_break, None);
         let decisions: Vec<String> = sqlx::query_scalar(
             "SELECT data FROM audit_events WHERE kind = 'gateway.decision' ORDER BY seq",

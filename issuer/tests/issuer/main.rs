@@ -10,6 +10,7 @@ mod crash;
 mod external_idp;
 mod grants_file;
 mod keys;
+mod maintenance;
 mod registered_grants;
 mod revocation;
 mod support;
