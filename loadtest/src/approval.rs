@@ -148,6 +148,8 @@ pub(crate) async fn run(args: &ApprovalArgs) -> anyhow::Result<ApprovalReport> {
         outcome.map_err(|e| anyhow::anyhow!("the approved retry failed: {e}"))?;
         approved.record(took);
     }
+    // The session ends (its DELETE answered) before the stack stops.
+    session.cancel().await?;
     stack.stop();
     Ok(ApprovalReport {
         rounds: args.rounds,
