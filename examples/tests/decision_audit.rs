@@ -140,7 +140,7 @@ async fn every_decision_reaches_the_issuers_chain_once_even_across_an_outage() {
     };
     let db = portcullis_issuer::open_database(&storage).await.unwrap();
     assert_eq!(
-        portcullis_issuer::audit::verify(&db, &storage.key_encryption().unwrap())
+        portcullis_issuer::audit::verify(&db, &storage.key_encryption().unwrap().anchor_key())
             .await
             .unwrap()
             .first_break,

@@ -8,6 +8,7 @@
 //! process on the database (sequence numbers are taken under the primary key, see the
 //! migration), so it stays continuous across restarts and replicas.
 
+use hmac::{Hmac, Mac};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -16,7 +17,6 @@ use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db::Database;
-use crate::keys::KeyEncryption;
 
 /// The `prev_hash` of the first event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -200,6 +200,36 @@ pub struct Verification {
     pub first_break: Option<ChainBreak>,
 }
 
+/// The key that authenticates the anchor of a pruned chain, derived from the key-encryption
+/// secret (`KeyEncryption::anchor_key`): whoever can
+/// write the database but lacks the secret cannot move the start of the chain.
+#[derive(Clone)]
+pub struct AnchorKey([u8; 32]);
+
+impl std::fmt::Debug for AnchorKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AnchorKey(..)")
+    }
+}
+
+impl AnchorKey {
+    pub(crate) fn new(key: [u8; 32]) -> Self {
+        Self(key)
+    }
+
+    /// HMAC-SHA256 of `message`, hex.
+    fn mac(&self, message: &[u8]) -> String {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes a key of any length");
+        mac.update(message);
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
 /// What the anchor's MAC covers.
 fn anchor_message(seq: i64, prev_hash: &str, pruned_at: i64) -> Vec<u8> {
     format!("portcullis audit anchor v1\n{seq}\n{prev_hash}\n{pruned_at}").into_bytes()
@@ -208,12 +238,12 @@ fn anchor_message(seq: i64, prev_hash: &str, pruned_at: i64) -> Vec<u8> {
 /// Records, in `tx`, that the chain now starts at event `seq`, which chains from `prev_hash`.
 pub(crate) async fn anchor(
     tx: &mut Transaction<'static, Any>,
-    sealing: &KeyEncryption,
+    key: &AnchorKey,
     seq: i64,
     prev_hash: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    let mac = sealing.anchor_mac(&anchor_message(seq, prev_hash, now));
+    let mac = key.mac(&anchor_message(seq, prev_hash, now));
     sqlx::query("DELETE FROM audit_anchor")
         .execute(&mut **tx)
         .await?;
@@ -230,8 +260,8 @@ pub(crate) async fn anchor(
 }
 
 /// Walks the chain from its first event (the anchored one, once pruned, whose MAC is checked
-/// with `sealing`) and reports the first break.
-pub async fn verify(db: &Database, sealing: &KeyEncryption) -> Result<Verification, sqlx::Error> {
+/// with `key`) and reports the first break.
+pub async fn verify(db: &Database, key: &AnchorKey) -> Result<Verification, sqlx::Error> {
     let anchor = sqlx::query("SELECT seq, prev_hash, pruned_at, mac FROM audit_anchor")
         .fetch_optional(db.pool())
         .await?;
@@ -240,8 +270,7 @@ pub async fn verify(db: &Database, sealing: &KeyEncryption) -> Result<Verificati
         Some(row) => {
             let seq: i64 = row.try_get("seq")?;
             let prev_hash: String = row.try_get("prev_hash")?;
-            let expected =
-                sealing.anchor_mac(&anchor_message(seq, &prev_hash, row.try_get("pruned_at")?));
+            let expected = key.mac(&anchor_message(seq, &prev_hash, row.try_get("pruned_at")?));
             let mac: String = row.try_get("mac")?;
             if !bool::from(expected.as_bytes().ct_eq(mac.as_bytes())) {
                 return Ok(Verification {

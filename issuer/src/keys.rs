@@ -16,13 +16,13 @@ use base64::engine::general_purpose::STANDARD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hkdf::Hkdf;
-use hmac::{Hmac, Mac};
 use portcullis_policy::{
     Algorithm, JwkSet, KeySet, SigningKey, VerifiedToken, Verifier, VerifyError,
 };
 use sha2::Sha256;
 use sqlx::Row;
 
+use crate::audit::AnchorKey;
 use crate::db::Database;
 use crate::secret::{random_seed, random_token};
 
@@ -115,17 +115,9 @@ impl KeyEncryption {
         Self::from_secret(&secret)
     }
 
-    /// HMAC-SHA256 of `message` under a key only holders of the key-encryption secret have,
-    /// hex: what makes the audit log's anchor the issuer's own.
-    pub(crate) fn anchor_mac(&self, message: &[u8]) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.anchor_key)
-            .expect("HMAC takes a key of any length");
-        mac.update(message);
-        mac.finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+    /// The key that authenticates the audit log's anchor once old events are pruned.
+    pub fn anchor_key(&self) -> AnchorKey {
+        AnchorKey::new(self.anchor_key)
     }
 
     fn seal(&self, kid: &str, secret: &[u8; 32]) -> String {

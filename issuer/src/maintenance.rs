@@ -20,9 +20,8 @@ use serde::Serialize;
 use serde_json::json;
 use sqlx::Row;
 
-use crate::audit;
+use crate::audit::{self, AnchorKey};
 use crate::db::Database;
-use crate::keys::KeyEncryption;
 use crate::sign_in::{ABSOLUTE_TIMEOUT, IDLE_TIMEOUT};
 
 /// How long answered approval requests stay, for the people and operators who look back.
@@ -103,7 +102,7 @@ pub struct PruneReport {
 /// Prunes `db` as `options` say.
 pub async fn prune(
     db: &Database,
-    sealing: &KeyEncryption,
+    anchor_key: &AnchorKey,
     options: PruneOptions,
     now: i64,
 ) -> Result<PruneReport, sqlx::Error> {
@@ -134,7 +133,7 @@ pub async fn prune(
     }
     db.write(|tx| {
         // Each attempt owns its copy: the future may only borrow the transaction.
-        let sealing = sealing.clone();
+        let anchor_key = anchor_key.clone();
         Box::pin(async move {
             let mut removed = Vec::new();
             for rule in RULES {
@@ -159,7 +158,7 @@ pub async fn prune(
                         .await?;
                     if done.rows_affected() > 0 {
                         let prev_hash: String = row.try_get("prev_hash")?;
-                        audit::anchor(tx, &sealing, seq, &prev_hash, now).await?;
+                        audit::anchor(tx, &anchor_key, seq, &prev_hash, now).await?;
                         audit_starts_at = Some(seq);
                     }
                     removed.push(("audit events", done.rows_affected()));

@@ -15,8 +15,8 @@ impl AuditCommand {
         match self {
             AuditCommand::Verify => {
                 let db = settings.open_database().await?;
-                let sealing = settings.storage()?.key_encryption()?;
-                let report = portcullis_issuer::audit::verify(&db, &sealing).await?;
+                let anchor_key = settings.storage()?.key_encryption()?.anchor_key();
+                let report = portcullis_issuer::audit::verify(&db, &anchor_key).await?;
                 match &report.first_break {
                     None => {
                         let from = match report.starts_at {

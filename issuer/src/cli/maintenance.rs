@@ -31,13 +31,13 @@ impl MaintenanceCommand {
             } => {
                 let db = settings.open_database().await?;
                 db.migrate().await?;
-                let sealing = settings.storage()?.key_encryption()?;
+                let anchor_key = settings.storage()?.key_encryption()?.anchor_key();
                 let now = now();
                 let options = PruneOptions {
                     dry_run,
                     audit_before: audit_older_than_days.map(|days| now - i64::from(days) * 86_400),
                 };
-                let report = maintenance::prune(&db, &sealing, options, now).await?;
+                let report = maintenance::prune(&db, &anchor_key, options, now).await?;
                 let verb = if report.dry_run {
                     "would remove"
                 } else {

@@ -187,7 +187,7 @@ async fn a_request_is_answered_on_the_page_and_spent_by_one_of_two_gateways_aski
         );
         let verified = portcullis_issuer::audit::verify(
             &a.issuer.state().db,
-            &backend.storage.key_encryption().unwrap(),
+            &backend.storage.key_encryption().unwrap().anchor_key(),
         )
         .await
         .unwrap();

@@ -21,7 +21,7 @@ async fn execute(db: &portcullis_issuer::db::Database, sql: &'static str) {
 async fn every_change_is_in_an_unbroken_chain() {
     for b in backends().await {
         let db = populated(&b).await;
-        let report = verify(&db, &b.storage.key_encryption().unwrap())
+        let report = verify(&db, &b.storage.key_encryption().unwrap().anchor_key())
             .await
             .unwrap();
         assert_eq!(report.events, 6, "[{}]", b.name);
@@ -50,7 +50,7 @@ async fn a_modified_event_is_found() {
         let db = populated(&b).await;
         execute(&db, r#"UPDATE audit_events SET data = '{"client_id":"someone-else","name":"x"}' WHERE seq = 1"#).await;
         assert_eq!(
-            verify(&db, &b.storage.key_encryption().unwrap())
+            verify(&db, &b.storage.key_encryption().unwrap().anchor_key())
                 .await
                 .unwrap()
                 .first_break,
@@ -67,7 +67,7 @@ async fn a_deleted_event_is_found() {
         let db = populated(&b).await;
         execute(&db, "DELETE FROM audit_events WHERE seq = 2").await;
         assert_eq!(
-            verify(&db, &b.storage.key_encryption().unwrap())
+            verify(&db, &b.storage.key_encryption().unwrap().anchor_key())
                 .await
                 .unwrap()
                 .first_break,
@@ -89,7 +89,7 @@ async fn reordered_events_are_found() {
         execute(&db, "UPDATE audit_events SET seq = 2 WHERE seq = 3").await;
         execute(&db, "UPDATE audit_events SET seq = 3 WHERE seq = 100").await;
         assert_eq!(
-            verify(&db, &b.storage.key_encryption().unwrap())
+            verify(&db, &b.storage.key_encryption().unwrap().anchor_key())
                 .await
                 .unwrap()
                 .first_break,
@@ -107,7 +107,7 @@ async fn a_rewritten_chain_tail_is_found_by_its_link_to_the_untouched_part() {
         // Recomputing one row's hash after editing it does not help: the next row's prev_hash
         // still names the original.
         execute(&db, "UPDATE audit_events SET hash = 'f00d' WHERE seq = 2").await;
-        let found = verify(&db, &b.storage.key_encryption().unwrap())
+        let found = verify(&db, &b.storage.key_encryption().unwrap().anchor_key())
             .await
             .unwrap()
             .first_break;
@@ -179,7 +179,7 @@ async fn gateway_decisions_join_the_chain_exactly_once() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
         let db = issuer.state().db.clone();
-        let report = verify(&db, &b.storage.key_encryption().unwrap())
+        let report = verify(&db, &b.storage.key_encryption().unwrap().anchor_key())
             .await
             .unwrap();
         assert_eq!(report.first_break, None);

@@ -179,10 +179,13 @@ async fn an_issuer_killed_under_load_keeps_every_revocation_it_acknowledged() {
         drop(issuer);
         let db = portcullis_issuer::open_database(&b.storage).await.unwrap();
         assert_eq!(
-            portcullis_issuer::audit::verify(&db, &b.storage.key_encryption().unwrap())
-                .await
-                .unwrap()
-                .first_break,
+            portcullis_issuer::audit::verify(
+                &db,
+                &b.storage.key_encryption().unwrap().anchor_key()
+            )
+            .await
+            .unwrap()
+            .first_break,
             None,
             "[{}]",
             b.name
