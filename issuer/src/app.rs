@@ -92,8 +92,20 @@ async fn authorize(State(state): State<AppState>, uri: axum::http::Uri) -> Respo
         .unwrap_or_else(|e| e.into_response(&state.config.issuer))
 }
 
-async fn sign_in(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    crate::authorize::sign_in(&state, &headers, &body)
+/// The TCP peer's address, when served with connection info (not in-process tests).
+fn peer(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip())
+}
+
+async fn sign_in(
+    State(state): State<AppState>,
+    extensions: axum::http::Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    crate::authorize::sign_in(&state, peer(&extensions), &headers, &body)
         .await
         .unwrap_or_else(|e| e.into_response(&state.config.issuer))
 }
@@ -225,10 +237,11 @@ async fn sign_in_form(axum::extract::Query(query): axum::extract::Query<SignInQu
 
 async fn sign_in_session(
     State(state): State<AppState>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    crate::sign_in::sign_in(&state, &headers, &body, now()).await
+    crate::sign_in::sign_in(&state, peer(&extensions), &headers, &body, now()).await
 }
 
 async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {

@@ -42,6 +42,7 @@ pub mod secret;
 pub mod settings;
 mod sign_in;
 mod spent;
+pub mod throttle;
 pub mod token;
 pub mod users;
 
@@ -175,7 +176,9 @@ pub async fn serve(
             tracing::warn!("cannot set TCP_NODELAY: {e}");
         }
     });
-    axum::serve(listener, app(state))
+    // The peer's address, for throttling sign-in per address.
+    let app = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -10,6 +10,7 @@
 //! | mints counted for a grant's hourly rate | older than an hour |
 //! | revocations | past the expiry of every token they cover; the newest is always kept, because gateways resume the stream after its number |
 //! | sign-in sessions | idle or past their absolute lifetime |
+//! | failed sign-in counts | once their window has passed |
 //! | approval requests | answered, spent, expired or voided, and older than [`APPROVAL_RETENTION`] |
 //! | audit events (with `--audit-older-than-days`) | older than the bound; the newest is always kept, and the first kept one is anchored ([`crate::audit::verify`] starts there) |
 //!
@@ -69,6 +70,11 @@ const RULES: &[Rule] = &[
         "last_seen_at <= $1 - 1800 OR created_at <= $1 - 43200"
     ),
     rule!(
+        "sign-in failure counts",
+        "sign_in_failures",
+        "window_start <= $1 - 900"
+    ),
+    rule!(
         "approval requests",
         "approvals",
         "status NOT IN ('pending', 'approved') AND created_at < $1 - 2592000"
@@ -78,6 +84,7 @@ const RULES: &[Rule] = &[
 // The rules spell the timeouts out (static SQL); these keep them in step.
 const _: () = assert!(IDLE_TIMEOUT == 1800 && ABSOLUTE_TIMEOUT == 43_200);
 const _: () = assert!(APPROVAL_RETENTION == 2_592_000);
+const _: () = assert!(crate::throttle::WINDOW == 900);
 
 /// What to prune.
 #[derive(Debug, Clone, Copy, Default)]

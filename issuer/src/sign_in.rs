@@ -9,14 +9,18 @@
 //! under its own label): a page of another site can neither read the cookie nor compute the
 //! token, and the cookie is `SameSite=Lax` besides.
 
+use std::net::IpAddr;
+
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde_json::json;
 use sqlx::Row;
 use subtle::ConstantTimeEq;
 
 use crate::client_auth::Params;
 use crate::page::{error_line, escape, page};
 use crate::secret::{hash_secret, random_token};
+use crate::throttle::{self, Attempt};
 use crate::{AppState, cookie, users};
 
 /// A session ends this long after its last request.
@@ -97,9 +101,11 @@ pub(crate) fn form(next: &str, error: Option<&str>, status: StatusCode) -> Respo
     page(status, "Sign in", &body)
 }
 
-/// `POST /sign-in`: a new session and a redirect to `next`, or the form again.
+/// `POST /sign-in`: a new session and a redirect to `next`, or the form again; throttled per
+/// user and per address ([`crate::throttle`]), and audited.
 pub(crate) async fn sign_in(
     state: &AppState,
+    address: Option<IpAddr>,
     headers: &HeaderMap,
     body: &[u8],
     now: i64,
@@ -115,26 +121,71 @@ pub(crate) async fn sign_in(
     let (Some(username), Some(password)) = (params.get("username"), params.get("password")) else {
         return form(next, Some("Fill in both fields."), StatusCode::BAD_REQUEST);
     };
-    let user = match users::authenticate(&state.db, username, password).await {
-        Ok(user) => user,
-        Err(e) => {
-            tracing::error!("sign-in: {e}");
-            return form(
-                next,
-                Some("Sign-in is unavailable; try again."),
-                StatusCode::SERVICE_UNAVAILABLE,
-            );
-        }
-    };
-    let Some(user) = user else {
-        return form(
+    let attempt = Attempt::new(username, address);
+    match check_password(state, &attempt, username, password, now).await {
+        Ok(Checked::Throttled(wait)) => form(
+            next,
+            Some(&throttle::refusal(wait)),
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
+        Ok(Checked::Wrong) => form(
             next,
             Some("Wrong username or password."),
             StatusCode::UNAUTHORIZED,
-        );
+        ),
+        Ok(Checked::Session(session)) => {
+            let location = HeaderValue::from_str(local_path(next))
+                .unwrap_or_else(|_| HeaderValue::from_static("/"));
+            let mut response = StatusCode::SEE_OTHER.into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::LOCATION, location);
+            headers.insert(
+                header::SET_COOKIE,
+                cookie::set(&state.config.issuer, COOKIE, &session, ABSOLUTE_TIMEOUT),
+            );
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(e) => {
+            tracing::error!("sign-in: {e}");
+            form(
+                next,
+                Some("Sign-in is unavailable; try again."),
+                StatusCode::SERVICE_UNAVAILABLE,
+            )
+        }
+    }
+}
+
+/// How a sign-in went.
+enum Checked {
+    /// Refused without looking at the password, for this many more seconds.
+    Throttled(i64),
+    /// Unknown user or wrong password (counted).
+    Wrong,
+    /// Signed in: the new session's cookie value.
+    Session(String),
+}
+
+async fn check_password(
+    state: &AppState,
+    attempt: &Attempt,
+    username: &str,
+    password: &str,
+    now: i64,
+) -> Result<Checked, Box<dyn std::error::Error + Send + Sync>> {
+    if let Some(wait) = attempt.refused_for(&state.db, now).await? {
+        return Ok(Checked::Throttled(wait));
+    }
+    let Some(user) = users::authenticate(&state.db, username, password).await? else {
+        attempt.failed(&state.db, now).await?;
+        let data = json!({"username": username, "via": "pages"});
+        state.audit.record("user.sign_in_failed", data, now).await?;
+        return Ok(Checked::Wrong);
     };
+    attempt.succeeded(&state.db).await?;
     let session = random_token(32);
-    let stored = sqlx::query(
+    sqlx::query(
         "INSERT INTO sign_in_sessions (id_hash, username, created_at, last_seen_at)
          VALUES ($1, $2, $3, $3)",
     )
@@ -142,26 +193,10 @@ pub(crate) async fn sign_in(
     .bind(&user.username)
     .bind(now)
     .execute(state.db.pool())
-    .await;
-    if let Err(e) = stored {
-        tracing::error!("sign-in: {e}");
-        return form(
-            next,
-            Some("Sign-in is unavailable; try again."),
-            StatusCode::SERVICE_UNAVAILABLE,
-        );
-    }
-    let location =
-        HeaderValue::from_str(local_path(next)).unwrap_or_else(|_| HeaderValue::from_static("/"));
-    let mut response = StatusCode::SEE_OTHER.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::LOCATION, location);
-    headers.insert(
-        header::SET_COOKIE,
-        cookie::set(&state.config.issuer, COOKIE, &session, ABSOLUTE_TIMEOUT),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    .await?;
+    let data = json!({"username": user.username, "via": "pages"});
+    state.audit.record("user.signed_in", data, now).await?;
+    Ok(Checked::Session(session))
 }
 
 /// `POST /sign-out`: the session ends here and in the database.

@@ -37,6 +37,7 @@ use pending::{Pending, REQUEST_TTL};
 use crate::clients::Client;
 use crate::grants::{self, GrantRequest};
 use crate::secret::{hash_secret, random_token};
+use crate::throttle::{self, Attempt};
 use crate::{AppState, now, users};
 
 /// Handles `GET /authorize`.
@@ -80,6 +81,7 @@ fn view<'a>(
 /// Handles `POST /authorize/sign-in`.
 pub(crate) async fn sign_in(
     state: &AppState,
+    address: Option<std::net::IpAddr>,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, AuthorizeError> {
@@ -94,7 +96,14 @@ pub(crate) async fn sign_in(
         ));
     };
     let now = now();
+    let attempt = Attempt::new(username, address);
+    if let Some(wait) = attempt.refused_for(&state.db, now).await? {
+        let mut page = page::sign_in(&view, Some(&throttle::refusal(wait)));
+        *page.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
+        return Ok(page);
+    }
     let Some(user) = users::authenticate(&state.db, username, password).await? else {
+        attempt.failed(&state.db, now).await?;
         state
             .audit
             .record(
@@ -105,6 +114,7 @@ pub(crate) async fn sign_in(
             .await?;
         return Ok(page::sign_in(&view, Some("wrong username or password")));
     };
+    attempt.succeeded(&state.db).await?;
     state
         .audit
         .record(

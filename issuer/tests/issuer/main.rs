@@ -14,4 +14,5 @@ mod maintenance;
 mod registered_grants;
 mod revocation;
 mod support;
+mod throttle;
 mod token_exchange;
