@@ -59,6 +59,7 @@ fuzz_target!(|data: &[u8]| {
                 .expect("has constraints");
             let got = match authorize(&TOKEN, &action) {
                 Decision::Permit(_) => Ok(()),
+                Decision::NeedsApproval(_) => unreachable!("the token has no approval terms"),
                 Decision::Deny(reason) => Err(reason.code()),
             };
             assert_eq!(got, model(constraints, &action), "{action:?}");
