@@ -24,9 +24,14 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 const PASSWORD: &str = "approval-password-123";
 
 /// The demo's grant with one more term: submitting 200 or more needs the user's approval.
+/// The agent may also run a slow report, a call that streams.
 fn grant_with_approval(term: Value) -> Value {
     let mut grant = expense_grant();
     grant[0]["approval"] = json!([term]);
+    grant[0]["tools"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("expenses/slow_report"));
     grant
 }
 
@@ -514,6 +519,60 @@ async fn the_python_sdk_is_sent_to_a_person_who_approves_in_chromium_and_the_cal
     assert_eq!(amounts(&s.stack), [150.0, 300.0]);
     drop(client.stdin);
     let _ = client.child.wait().await;
+
+    // On her account page alice revokes the grant while a call of it streams through the
+    // gateway: the stream ends with the revocation, and the next call is refused.
+    let streaming = agent::connect(&s.stack.resource, &s.token).await.unwrap();
+    let peer = streaming.peer().clone();
+    let report = tokio::spawn(async move {
+        let arguments = json!({"seconds": 20});
+        peer.call_tool(
+            CallToolRequestParams::new("slow_report")
+                .with_arguments(arguments.as_object().unwrap().clone()),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!report.is_finished(), "the report streams");
+    page.goto(&format!("{}/account", s.stack.issuer_url))
+        .await
+        .unwrap();
+    let card = page
+        .wait()
+        .for_element(Locator::Id(&format!("grant-{}", s.grant)))
+        .await
+        .unwrap();
+    assert!(card.text().await.unwrap().contains("expense-agent"));
+    std::fs::write(
+        screenshot_path("account.png"),
+        page.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    card.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let notice = page.wait().for_element(Locator::Css("p.ok")).await.unwrap();
+    assert!(notice.text().await.unwrap().contains("is revoked"));
+    std::fs::write(
+        screenshot_path("account-revoked.png"),
+        page.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), report)
+        .await
+        .expect("the stream ends when the grant is revoked")
+        .unwrap();
+    match ended {
+        Err(rmcp::ServiceError::McpError(error)) => assert_eq!(error.code.0, -31007, "{error:?}"),
+        other => panic!("expected the revocation to end the stream, got {other:?}"),
+    }
+    assert!(
+        agent::connect(&s.stack.resource, &s.token).await.is_err(),
+        "refused from now on"
+    );
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@
 //! | `POST /approvals` | a gateway asks about a call that needs approval: spent, pending or denied (gateway token) |
 //! | `GET`, `POST /approvals/{id}` | the approval page: a signed-in person approves or denies one call |
 //! | `GET`, `POST /sign-in`, `POST /sign-out` | the browser session of the pages people use |
+//! | `GET /account`, `POST /account/grants/{id}/revoke` | a person's grants and waiting approvals; revoking one of their grants |
 //! | `GET /healthz`, `GET /readyz` | liveness; readiness (database reachable, signing key loaded) |
 //! | `GET /metrics` | Prometheus metrics |
 //! | `POST /admin/revocations` | revoke a token, grant, agent, user or session (admin token) |
@@ -60,6 +61,8 @@ pub fn app(state: AppState) -> Router {
         .route("/approvals/{id}", get(approval_page).post(approval_answer))
         .route("/sign-in", get(sign_in_form).post(sign_in_session))
         .route("/sign-out", post(sign_out))
+        .route("/account", get(account))
+        .route("/account/grants/{id}/revoke", post(account_revoke))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -242,6 +245,29 @@ async fn sign_in_session(
     body: Bytes,
 ) -> Response {
     crate::sign_in::sign_in(&state, peer(&extensions), &headers, &body, now()).await
+}
+
+#[derive(Deserialize)]
+struct AccountQuery {
+    #[serde(default)]
+    revoked: Option<String>,
+}
+
+async fn account(
+    State(state): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<AccountQuery>,
+    headers: HeaderMap,
+) -> Response {
+    crate::account::show(&state, &headers, query.revoked.as_deref()).await
+}
+
+async fn account_revoke(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    crate::account::revoke_grant(&state, &headers, &id, &body).await
 }
 
 async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {

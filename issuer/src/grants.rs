@@ -186,6 +186,21 @@ pub async fn find_active(
     Ok(None)
 }
 
+/// The grants `subject` gave, newest first.
+pub async fn of_subject(db: &Database, subject: &str) -> Result<Vec<Grant>, sqlx::Error> {
+    sqlx::query(
+        "SELECT id, subject, client_id, resources, authorization_details, created_at, expires_at,
+                revoked_at, name
+         FROM grants WHERE subject = $1 ORDER BY created_at DESC, id",
+    )
+    .bind(subject)
+    .fetch_all(db.pool())
+    .await?
+    .iter()
+    .map(grant_from_row)
+    .collect()
+}
+
 /// Every grant, newest first.
 pub async fn list(db: &Database) -> Result<Vec<Grant>, sqlx::Error> {
     sqlx::query(

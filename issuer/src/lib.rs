@@ -14,6 +14,7 @@
 //! type over one minting core) and `authorize` (request validation, pending requests, CSRF,
 //! consent, and one typed error mapped to a page or a redirect).
 
+mod account;
 pub mod app;
 pub mod approvals;
 pub mod audit;

@@ -171,6 +171,38 @@ pub async fn get(state: &AppState, id: &str) -> Result<Option<Approval>, sqlx::E
         .transpose()
 }
 
+/// The requests waiting for `who` to answer (as the user, or as a named second approver),
+/// newest first.
+pub async fn waiting_for(
+    state: &AppState,
+    who: &str,
+    now: i64,
+) -> Result<Vec<Approval>, sqlx::Error> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM approvals WHERE status = 'pending' AND expires_at > $1
+          AND (subject = $2 OR four_eyes LIKE $3) ORDER BY created_at DESC"
+    ))
+    .bind(now)
+    .bind(who)
+    .bind(format!(
+        "%{}%",
+        serde_json::to_string(who).expect("a string serialises")
+    ))
+    .fetch_all(state.db.pool())
+    .await?;
+    let mut waiting = Vec::new();
+    for row in &rows {
+        let approval = Approval::from_row(row)?;
+        // The LIKE only narrows; whether this person may still answer is decided exactly.
+        if approval.role_of(who).is_some() {
+            waiting.push(approval);
+        }
+    }
+    Ok(waiting)
+}
+
 /// Answers a gateway about one call: spends an approval of it, or says where it waits.
 pub async fn ask(
     state: &AppState,

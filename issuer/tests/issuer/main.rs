@@ -1,6 +1,7 @@
 //! The issuer driven in-process through its router, on SQLite always and on PostgreSQL when
 //! `PORTCULLIS_TEST_POSTGRES_URL` is set (each test in a schema of its own).
 
+mod account;
 mod approvals;
 mod audit;
 mod authorization_code;

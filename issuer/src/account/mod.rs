@@ -1,0 +1,123 @@
+//! The self-service page of a signed-in person, `/account`: the grants they gave (the agent,
+//! where, and the terms in plain words), the approvals waiting for them, and a button that
+//! revokes a grant, which ends its live work at every gateway (the revocation is pushed to
+//! them as an operator's is).
+//!
+//! The page shares the sign-in session of the approval page ([`crate::sign_in`]); its forms
+//! carry that session's form token. A person can see and revoke only their own grants.
+
+mod page;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use portcullis_policy::revocation::RevocationKind;
+
+use crate::approvals::{self, Approval};
+use crate::client_auth::Params;
+use crate::grants::{self, Grant};
+use crate::page::page;
+use crate::revocation::{self, RevokeRequest};
+use crate::sign_in::{self, SignedIn};
+use crate::{AppState, clients, now};
+
+/// A grant as the page shows it: with its agent's display name.
+pub(crate) struct Shown {
+    pub(crate) grant: Grant,
+    pub(crate) agent: String,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    tracing::error!("account page: {e}");
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again shortly",
+        "<p class=\"err\">The issuer cannot reach its database.</p>",
+    )
+}
+
+async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<SignedIn, Response> {
+    match sign_in::current(state, headers, now()).await {
+        Ok(Some(person)) => Ok(person),
+        Ok(None) => Err(Redirect::to("/sign-in?next=/account").into_response()),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
+async fn gather(
+    state: &AppState,
+    person: &SignedIn,
+) -> Result<(Vec<Shown>, Vec<Approval>), sqlx::Error> {
+    let mut shown = Vec::new();
+    for grant in grants::of_subject(&state.db, &person.username).await? {
+        let agent = clients::get(&state.db, &grant.client_id)
+            .await?
+            .map_or_else(|| grant.client_id.clone(), |client| client.name);
+        shown.push(Shown { grant, agent });
+    }
+    let waiting = approvals::waiting_for(state, &person.username, now()).await?;
+    Ok((shown, waiting))
+}
+
+/// `GET /account` (`?revoked=ID` after a revocation, to say so).
+pub(crate) async fn show(state: &AppState, headers: &HeaderMap, revoked: Option<&str>) -> Response {
+    let person = match signed_in(state, headers).await {
+        Ok(person) => person,
+        Err(response) => return response,
+    };
+    match gather(state, &person).await {
+        Ok((shown, waiting)) => page::render(&person, &shown, &waiting, revoked, now()),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `POST /account/grants/{id}/revoke`: the person revokes one of their own grants.
+pub(crate) async fn revoke_grant(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    body: &[u8],
+) -> Response {
+    let person = match signed_in(state, headers).await {
+        Ok(person) => person,
+        Err(response) => return response,
+    };
+    let token = Params::parse(headers, body).ok();
+    let sent = token
+        .as_ref()
+        .and_then(|p| p.get("form_token"))
+        .is_some_and(|t| person.sent_form(t));
+    if !sent {
+        return page(
+            StatusCode::FORBIDDEN,
+            "This form has expired",
+            "<p class=\"err\">Open your account page again and revoke from there.</p>",
+        );
+    }
+    let grant = match grants::get(&state.db, id).await {
+        Ok(grant) => grant,
+        Err(e) => return unavailable(e),
+    };
+    // Another person's grant is answered as a missing one: ids are not to be probed.
+    let Some(grant) = grant.filter(|g| g.subject == person.username) else {
+        return page(
+            StatusCode::NOT_FOUND,
+            "No such grant",
+            "<p class=\"err\">You have no grant with this id.</p>",
+        );
+    };
+    let request = RevokeRequest {
+        kind: RevocationKind::Grant,
+        value: grant.id.clone(),
+        reason: format!("revoked by {} on the account page", person.username),
+        token_expires_at: None,
+    };
+    let max_lifetime = state.config.max_token_lifetime();
+    match revocation::revoke(&state.db, &state.hub, request, max_lifetime, now()).await {
+        Ok(_) => Redirect::to(&format!(
+            "/account?revoked={}",
+            form_urlencoded::byte_serialize(grant.id.as_bytes()).collect::<String>()
+        ))
+        .into_response(),
+        Err(e) => unavailable(e),
+    }
+}

@@ -1,0 +1,128 @@
+//! The account page: a person's grants and the approvals waiting for them.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+
+use super::Shown;
+use crate::approvals::Approval;
+use crate::page::{escape, page};
+use crate::sign_in::{self, SignedIn};
+
+/// Unix seconds as `2026-12-07 14:05 UTC`.
+fn when(at: i64) -> String {
+    jiff::Timestamp::from_second(at)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|_| at.to_string())
+}
+
+fn grant_card(shown: &Shown, person: &SignedIn, now: i64) -> String {
+    let grant = &shown.grant;
+    let terms: String = grant
+        .authorization_details
+        .describe()
+        .iter()
+        .map(|line| format!("<li>{}</li>", escape(line)))
+        .collect();
+    let resources: Vec<String> = grant
+        .resources
+        .iter()
+        .map(|r| format!("<code>{}</code>", escape(r)))
+        .collect();
+    let action = if grant.is_active(now) {
+        format!(
+            "<form method=\"post\" action=\"/account/grants/{id}/revoke\">\
+             <input type=\"hidden\" name=\"form_token\" value=\"{token}\">\
+             <button type=\"submit\">Revoke</button> <small>ends its live calls at every \
+             gateway now</small></form>",
+            id = escape(&grant.id),
+            token = escape(&person.form_token),
+        )
+    } else if let Some(at) = grant.revoked_at {
+        format!("<p><b>Revoked</b> {}</p>", when(at))
+    } else {
+        format!("<p><b>Expired</b> {}</p>", when(grant.expires_at))
+    };
+    format!(
+        "<section class=\"grant\" id=\"grant-{id}\"><h2>{agent} <small><code>{client}</code></small></h2>\
+         <dl><dt>At</dt><dd>{resources}</dd><dt>Given</dt><dd>{created}</dd>\
+         <dt>Until</dt><dd>{expires}</dd><dt>Grant</dt><dd><code>{id}</code></dd></dl>\
+         <ul>{terms}</ul>{action}</section>",
+        id = escape(&grant.id),
+        agent = escape(&shown.agent),
+        client = escape(&grant.client_id),
+        resources = resources.join(", "),
+        created = when(grant.created_at),
+        expires = when(grant.expires_at),
+    )
+}
+
+pub(super) fn render(
+    person: &SignedIn,
+    shown: &[Shown],
+    waiting: &[Approval],
+    revoked: Option<&str>,
+    now: i64,
+) -> Response {
+    let notice = revoked.map_or_else(String::new, |id| {
+        format!(
+            "<p class=\"ok\" role=\"status\">Grant <code>{}</code> is revoked: the gateways \
+             end its live calls and refuse the next ones.</p>",
+            escape(id)
+        )
+    });
+    let waiting_list = if waiting.is_empty() {
+        String::new()
+    } else {
+        let items: String = waiting
+            .iter()
+            .map(|a| {
+                let mut arguments = a.arguments.to_string();
+                if arguments.len() > 80 {
+                    let cut = (0..=77)
+                        .rev()
+                        .find(|i| arguments.is_char_boundary(*i))
+                        .unwrap_or(0);
+                    arguments.truncate(cut);
+                    arguments.push('…');
+                }
+                format!(
+                    "<li><a href=\"/approvals/{id}\">{tool}</a> <code>{arguments}</code> \
+                     for {agents}, until {until}</li>",
+                    id = escape(&a.id),
+                    tool = escape(&a.tool),
+                    arguments = escape(&arguments),
+                    agents = escape(&a.actors.join(" → ")),
+                    until = when(a.expires_at),
+                )
+            })
+            .collect();
+        format!("<h2>Waiting for your approval</h2><ul id=\"waiting\">{items}</ul>")
+    };
+    let (active, past): (Vec<&Shown>, Vec<&Shown>) =
+        shown.iter().partition(|s| s.grant.is_active(now));
+    let cards =
+        |list: &[&Shown]| -> String { list.iter().map(|s| grant_card(s, person, now)).collect() };
+    let active_html = if active.is_empty() {
+        "<p>You have given no agent a grant that is in force.</p>".to_owned()
+    } else {
+        cards(&active)
+    };
+    let past_html = if past.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<details><summary>Past grants ({})</summary>{}</details>",
+            past.len(),
+            cards(&past)
+        )
+    };
+    let body = format!(
+        "{notice}{waiting_list}<h2>What your agents may do</h2>{active_html}{past_html}{sign_out}",
+        sign_out = sign_in::sign_out_button(&person.username),
+    );
+    let mut response = page(StatusCode::OK, "Your delegations", &body);
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Cookie"));
+    response
+}
