@@ -5,32 +5,17 @@
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use portcullis_issuer::app;
 use portcullis_issuer::db::Database;
-use portcullis_issuer::{app, users};
-use portcullis_policy::Constraints;
 use serde_json::json;
 
-use crate::browser::{Browser, PASSWORD};
+use crate::browser::{Browser, PASSWORD, issuer_with_people};
 use crate::support::*;
 
 const GATEWAY: &str = "gateway-token-for-tests-only";
 
 async fn issuer(backend: &Backend) -> (Router, Database, String, String) {
-    let issuer = open_issuer_with(backend, |c| c.audit_ingest_token = Some(GATEWAY.into())).await;
-    let allowance =
-        Constraints::from_authorization_details(grant_details().as_array().unwrap()).unwrap();
-    for person in ["alice", "bob"] {
-        users::create(
-            &issuer.state().db,
-            person,
-            PASSWORD,
-            vec![RESOURCE.into()],
-            allowance.clone(),
-            portcullis_issuer::now(),
-        )
-        .await
-        .unwrap();
-    }
+    let issuer = issuer_with_people(backend, |c| c.audit_ingest_token = Some(GATEWAY.into())).await;
     let app = app(issuer.state().clone());
     let alices = world_in(app.clone()).await.grant_id;
     let (status, bobs) = admin(

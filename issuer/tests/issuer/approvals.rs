@@ -5,11 +5,10 @@
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use portcullis_issuer::{Issuer, app, users};
-use portcullis_policy::Constraints;
+use portcullis_issuer::{Issuer, app};
 use serde_json::{Value, json};
 
-use crate::browser::{Browser, PASSWORD};
+use crate::browser::{Browser, PASSWORD, issuer_with_people};
 use crate::support::*;
 
 const GATEWAY: &str = "gateway-token-for-tests-only";
@@ -21,21 +20,7 @@ struct Approvals {
 }
 
 async fn approvals(backend: &Backend) -> Approvals {
-    let issuer = open_issuer_with(backend, |c| c.audit_ingest_token = Some(GATEWAY.into())).await;
-    let allowance =
-        Constraints::from_authorization_details(grant_details().as_array().unwrap()).unwrap();
-    for person in ["alice", "bob"] {
-        users::create(
-            &issuer.state().db,
-            person,
-            PASSWORD,
-            vec![RESOURCE.into()],
-            allowance.clone(),
-            portcullis_issuer::now(),
-        )
-        .await
-        .unwrap();
-    }
+    let issuer = issuer_with_people(backend, |c| c.audit_ingest_token = Some(GATEWAY.into())).await;
     let app = app(issuer.state().clone());
     let world = world_in(app.clone()).await;
     Approvals {

@@ -55,6 +55,30 @@ pub(crate) async fn issuer_with(
     app(issuer.state().clone())
 }
 
+/// An issuer configured by `tweak`, with alice and bob in its user store (both allowed the
+/// test grant's tools at the test resource), for the tests of the pages people use.
+pub(crate) async fn issuer_with_people(
+    backend: &Backend,
+    tweak: impl FnOnce(&mut IssuerConfig),
+) -> Issuer {
+    let issuer = open_issuer_with(backend, tweak).await;
+    let allowance =
+        Constraints::from_authorization_details(grant_details().as_array().unwrap()).unwrap();
+    for person in ["alice", "bob"] {
+        users::create(
+            &issuer.state().db,
+            person,
+            PASSWORD,
+            vec![RESOURCE.into()],
+            allowance.clone(),
+            portcullis_issuer::now(),
+        )
+        .await
+        .unwrap();
+    }
+    issuer
+}
+
 /// A browser: keeps the issuer's cookie, never follows redirects.
 pub(crate) struct Browser {
     app: Router,

@@ -8,29 +8,14 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode, header};
+use portcullis_issuer::app;
 use portcullis_issuer::throttle::{ADDRESS_LIMIT, USER_LIMIT};
-use portcullis_issuer::{app, users};
-use portcullis_policy::Constraints;
 
-use crate::browser::{Browser, PASSWORD, authorize_url, register_public};
+use crate::browser::{Browser, PASSWORD, authorize_url, issuer_with_people, register_public};
 use crate::support::*;
 
 async fn issuer(backend: &Backend) -> Router {
-    let issuer = open_issuer(backend).await;
-    let allowance =
-        Constraints::from_authorization_details(grant_details().as_array().unwrap()).unwrap();
-    for person in ["alice", "bob"] {
-        users::create(
-            &issuer.state().db,
-            person,
-            PASSWORD,
-            vec![RESOURCE.into()],
-            allowance.clone(),
-            portcullis_issuer::now(),
-        )
-        .await
-        .unwrap();
-    }
+    let issuer = issuer_with_people(backend, |_| {}).await;
     app(issuer.state().clone())
 }
 
