@@ -18,6 +18,47 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::db::Database;
 
+/// The agent chains tokens of `grant_id` were exchanged for (outermost agent first), each
+/// with when it last was, most recent first: who acts under the grant, and through whom.
+pub async fn delegations_of(
+    db: &Database,
+    grant_id: &str,
+) -> Result<Vec<(Vec<String>, i64)>, sqlx::Error> {
+    // A prefilter on the canonical JSON; each row is then read and matched exactly.
+    let pattern = format!(
+        "%{}%",
+        json!({"grant_id": grant_id})
+            .to_string()
+            .trim_matches(['{', '}'])
+    );
+    let rows = sqlx::query(
+        "SELECT at, data FROM audit_events WHERE kind = 'token.exchanged' AND data LIKE $1
+         ORDER BY seq DESC LIMIT 1000",
+    )
+    .bind(pattern)
+    .fetch_all(db.pool())
+    .await?;
+    let mut chains: Vec<(Vec<String>, i64)> = Vec::new();
+    for row in rows {
+        let Ok(data) = serde_json::from_str::<Value>(row.try_get("data")?) else {
+            continue;
+        };
+        if data["grant_id"] != grant_id {
+            continue;
+        }
+        let chain: Vec<String> = data["act"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect();
+        if !chains.iter().any(|(known, _)| *known == chain) {
+            chains.push((chain, row.try_get("at")?));
+        }
+    }
+    Ok(chains)
+}
+
 /// The `prev_hash` of the first event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 

@@ -18,12 +18,14 @@ use crate::grants::{self, Grant};
 use crate::page::page;
 use crate::revocation::{self, RevokeRequest};
 use crate::sign_in::{self, SignedIn};
-use crate::{AppState, clients, now};
+use crate::{AppState, audit, clients, now};
 
-/// A grant as the page shows it: with its agent's display name.
+/// A grant as the page shows it: with its agent's display name, and the agent chains that
+/// acted under it (outermost first) with when each last did.
 pub(crate) struct Shown {
     pub(crate) grant: Grant,
     pub(crate) agent: String,
+    pub(crate) delegations: Vec<(Vec<String>, i64)>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Response {
@@ -52,7 +54,12 @@ async fn gather(
         let agent = clients::get(&state.db, &grant.client_id)
             .await?
             .map_or_else(|| grant.client_id.clone(), |client| client.name);
-        shown.push(Shown { grant, agent });
+        let delegations = audit::delegations_of(&state.db, &grant.id).await?;
+        shown.push(Shown {
+            grant,
+            agent,
+            delegations,
+        });
     }
     let waiting = approvals::waiting_for(state, &person.username, now()).await?;
     Ok((shown, waiting))

@@ -42,11 +42,38 @@ fn grant_card(shown: &Shown, person: &SignedIn, now: i64) -> String {
     } else {
         format!("<p><b>Expired</b> {}</p>", when(grant.expires_at))
     };
+    let last_used = shown
+        .delegations
+        .iter()
+        .map(|(_, at)| *at)
+        .max()
+        .map_or_else(|| "never".to_owned(), when);
+    let chains: String = shown
+        .delegations
+        .iter()
+        .map(|(chain, at)| {
+            let agents: Vec<String> = chain
+                .iter()
+                .map(|a| format!("<code>{}</code>", escape(a)))
+                .collect();
+            format!(
+                "<li>{} <small>last {}</small></li>",
+                agents.join(" → "),
+                when(*at)
+            )
+        })
+        .collect();
+    let tree = if chains.is_empty() {
+        String::new()
+    } else {
+        format!("<h3>Acting under it</h3><ul class=\"chains\">{chains}</ul>")
+    };
     format!(
         "<section class=\"grant\" id=\"grant-{id}\"><h2>{agent} <small><code>{client}</code></small></h2>\
          <dl><dt>At</dt><dd>{resources}</dd><dt>Given</dt><dd>{created}</dd>\
-         <dt>Until</dt><dd>{expires}</dd><dt>Grant</dt><dd><code>{id}</code></dd></dl>\
-         <ul>{terms}</ul>{action}</section>",
+         <dt>Until</dt><dd>{expires}</dd><dt>Last used</dt><dd>{last_used}</dd>\
+         <dt>Grant</dt><dd><code>{id}</code></dd></dl>\
+         <ul>{terms}</ul>{tree}{action}</section>",
         id = escape(&grant.id),
         agent = escape(&shown.agent),
         client = escape(&grant.client_id),

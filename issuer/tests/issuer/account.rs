@@ -17,7 +17,10 @@ const GATEWAY: &str = "gateway-token-for-tests-only";
 async fn issuer(backend: &Backend) -> (Router, Database, String, String) {
     let issuer = issuer_with_people(backend, |c| c.audit_ingest_token = Some(GATEWAY.into())).await;
     let app = app(issuer.state().clone());
-    let alices = world_in(app.clone()).await.grant_id;
+    let world = world_in(app.clone()).await;
+    // The agent has acted under alice's grant once.
+    delegation(&world).await;
+    let alices = world.grant_id;
     let (status, bobs) = admin(
         &app,
         "/admin/grants",
@@ -74,6 +77,14 @@ async fn a_person_sees_their_grants_and_waiting_approvals_and_revokes_one_in_one
         assert!(
             page.body
                 .contains("may call expenses/submit_expense with /amount ≤ 500")
+        );
+        assert!(
+            page.body.contains("Acting under it"),
+            "[{name}] the agents that used it"
+        );
+        assert!(
+            !page.body.contains("<dd>never</dd>"),
+            "[{name}] last used: the exchange"
         );
         assert!(
             page.body
