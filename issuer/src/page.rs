@@ -62,6 +62,13 @@ pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     response
 }
 
+/// Unix seconds as `2026-12-07 14:05 UTC`.
+pub(crate) fn when(at: i64) -> String {
+    jiff::Timestamp::from_second(at)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|_| at.to_string())
+}
+
 /// `<p class="err">` with `message` escaped, or nothing.
 pub(crate) fn error_line(message: Option<&str>) -> String {
     message.map_or_else(String::new, |m| {

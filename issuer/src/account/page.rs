@@ -5,15 +5,8 @@ use axum::response::Response;
 
 use super::Shown;
 use crate::approvals::Approval;
-use crate::page::{escape, page};
+use crate::page::{escape, page, when};
 use crate::sign_in::{self, SignedIn};
-
-/// Unix seconds as `2026-12-07 14:05 UTC`.
-fn when(at: i64) -> String {
-    jiff::Timestamp::from_second(at)
-        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_else(|_| at.to_string())
-}
 
 fn grant_card(shown: &Shown, person: &SignedIn, now: i64) -> String {
     let grant = &shown.grant;

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::{Approval, ApprovalError, Verdict, decide, get};
 use crate::client_auth::Params;
-use crate::page::{error_line, escape, page};
+use crate::page::{error_line, escape, page, when};
 use crate::sign_in::{self, SignedIn};
 use crate::{AppState, now};
 
@@ -148,13 +148,17 @@ fn render(
         .flatten()
         .map(|p| format!("<code>{}</code>", escape(p)))
         .collect();
+    let until = when(approval.expires_at);
     let status = match approval.status.as_str() {
-        "pending" if given.is_empty() => "waiting for approval".to_owned(),
+        "pending" if given.is_empty() => format!("waiting for approval until {until}"),
         "pending" => format!(
-            "approved by {}; waiting for the second approval",
+            "approved by {}; waiting for the second approval until {until}",
             given.join(", ")
         ),
-        "approved" => format!("approved by {}; not yet used", given.join(", ")),
+        "approved" => format!(
+            "approved by {}; good for one call until {until}",
+            given.join(", ")
+        ),
         "spent" => "approved and used: the call ran".to_owned(),
         "denied" => "denied".to_owned(),
         "expired" => "expired without being used".to_owned(),
@@ -182,7 +186,8 @@ fn render(
          <dl><dt>Agents</dt><dd>{chain}</dd><dt>Service</dt><dd><code>{upstream}</code></dd>\
          <dt>Tool</dt><dd><code>{tool}</code></dd><dt>Who approves</dt><dd>{who}</dd>\
          <dt>Status</dt><dd id=\"status\">{status}</dd></dl>\
-         <h2>Arguments</h2><pre id=\"arguments\">{arguments}</pre>{form}{sign_out}",
+         <h2>Arguments</h2><pre id=\"arguments\">{arguments}</pre>{form}\
+         <p><a href=\"/account\">Your delegations</a></p>{sign_out}",
         error = error_line(error),
         user = escape(&approval.subject),
         upstream = escape(&approval.upstream),
