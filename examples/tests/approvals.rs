@@ -420,6 +420,40 @@ impl PythonClient {
     }
 }
 
+/// A `slow_report` call streaming through the gateway under `token`, once it streams.
+async fn stream_report(
+    resource: &str,
+    token: &str,
+) -> tokio::task::JoinHandle<Result<rmcp::model::CallToolResult, rmcp::ServiceError>> {
+    let session = agent::connect(resource, token).await.unwrap();
+    let report = tokio::spawn(async move {
+        let arguments = json!({"seconds": 20});
+        session
+            .call_tool(
+                CallToolRequestParams::new("slow_report")
+                    .with_arguments(arguments.as_object().unwrap().clone()),
+            )
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!report.is_finished(), "the report streams");
+    report
+}
+
+/// The streaming call ends, within seconds, with the revocation's −31007.
+async fn assert_revoked(
+    report: tokio::task::JoinHandle<Result<rmcp::model::CallToolResult, rmcp::ServiceError>>,
+) {
+    let ended = tokio::time::timeout(Duration::from_secs(5), report)
+        .await
+        .expect("the stream ends when its authority is revoked")
+        .unwrap();
+    match ended {
+        Err(rmcp::ServiceError::McpError(error)) => assert_eq!(error.code.0, -31007, "{error:?}"),
+        other => panic!("expected the revocation to end the stream, got {other:?}"),
+    }
+}
+
 /// Where the test run leaves its screenshots of the pages (`docs/screenshots/`).
 fn screenshot_path(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
@@ -520,20 +554,32 @@ async fn the_python_sdk_is_sent_to_a_person_who_approves_in_chromium_and_the_cal
     drop(client.stdin);
     let _ = client.child.wait().await;
 
-    // On her account page alice revokes the grant while a call of it streams through the
-    // gateway: the stream ends with the revocation, and the next call is refused.
-    let streaming = agent::connect(&s.stack.resource, &s.token).await.unwrap();
-    let peer = streaming.peer().clone();
-    let report = tokio::spawn(async move {
-        let arguments = json!({"seconds": 20});
-        peer.call_tool(
-            CallToolRequestParams::new("slow_report")
-                .with_arguments(arguments.as_object().unwrap().clone()),
+    // A sub-agent the expense agent delegated to (silent on approval: it keeps the term).
+    let helper = s
+        .issuer
+        .register_agent("receipts-agent", "Receipts agent")
+        .await
+        .unwrap();
+    let helper_actor = s.issuer.client_token(&helper).await.unwrap();
+    let mut narrowed = expense_grant();
+    narrowed[0]["tools"] = json!(["expenses/slow_report", "expenses/list_expenses"]);
+    narrowed[0]["max_depth"] = json!(0);
+    let sub_token = s
+        .issuer
+        .exchange(
+            &s.agent,
+            &s.token,
+            &helper_actor,
+            &s.stack.resource,
+            Some(&narrowed),
         )
         .await
-    });
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(!report.is_finished(), "the report streams");
+        .unwrap()
+        .unwrap();
+
+    // On her account page alice revokes the sub-agent's branch while its call streams through
+    // the gateway: that stream ends, the sub-agent is refused, the expense agent still works.
+    let sub_report = stream_report(&s.stack.resource, &sub_token).await;
     page.goto(&format!("{}/account", s.stack.issuer_url))
         .await
         .unwrap();
@@ -542,13 +588,53 @@ async fn the_python_sdk_is_sent_to_a_person_who_approves_in_chromium_and_the_cal
         .for_element(Locator::Id(&format!("grant-{}", s.grant)))
         .await
         .unwrap();
-    assert!(card.text().await.unwrap().contains("expense-agent"));
+    assert!(
+        card.text()
+            .await
+            .unwrap()
+            .contains("expense-agent → receipts-agent")
+    );
     std::fs::write(
         screenshot_path("account.png"),
         page.screenshot().await.unwrap(),
     )
     .unwrap();
-    card.find(Locator::Css("button[type=submit]"))
+    let branch = "form[action$=\"/branches/receipts-agent/revoke\"] button";
+    card.find(Locator::Css(branch))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    page.wait().for_element(Locator::Css("p.ok")).await.unwrap();
+    assert_revoked(sub_report).await;
+    assert!(
+        agent::connect(&s.stack.resource, &sub_token).await.is_err(),
+        "the sub-agent is refused"
+    );
+    let parent = agent::connect(&s.stack.resource, &s.token).await.unwrap();
+    let listed = parent
+        .call_tool(CallToolRequestParams::new("list_expenses"))
+        .await;
+    assert!(listed.is_ok(), "the expense agent still works: {listed:?}");
+
+    // Then the whole grant, while a call of the expense agent streams.
+    let report = stream_report(&s.stack.resource, &s.token).await;
+    page.goto(&format!("{}/account", s.stack.issuer_url))
+        .await
+        .unwrap();
+    let card = page
+        .wait()
+        .for_element(Locator::Id(&format!("grant-{}", s.grant)))
+        .await
+        .unwrap();
+    let chains = card.find(Locator::Css("ul.chains")).await.unwrap();
+    let chains = chains.text().await.unwrap();
+    assert!(
+        chains.contains("revoked"),
+        "the branch shows revoked: {chains}"
+    );
+    card.find(Locator::Css("form.revoke-grant button"))
         .await
         .unwrap()
         .click()
@@ -561,14 +647,7 @@ async fn the_python_sdk_is_sent_to_a_person_who_approves_in_chromium_and_the_cal
         page.screenshot().await.unwrap(),
     )
     .unwrap();
-    let ended = tokio::time::timeout(Duration::from_secs(5), report)
-        .await
-        .expect("the stream ends when the grant is revoked")
-        .unwrap();
-    match ended {
-        Err(rmcp::ServiceError::McpError(error)) => assert_eq!(error.code.0, -31007, "{error:?}"),
-        other => panic!("expected the revocation to end the stream, got {other:?}"),
-    }
+    assert_revoked(report).await;
     assert!(
         agent::connect(&s.stack.resource, &s.token).await.is_err(),
         "refused from now on"

@@ -50,7 +50,7 @@ pub struct Decision {
     pub decision: String,
     /// The user.
     pub sub: String,
-    /// The agents acting, outermost first.
+    /// The agents acting, current actor first (as in `act`).
     pub act: Vec<String>,
     /// The grant.
     pub gid: Option<String>,

@@ -16,7 +16,7 @@
 //! | `POST /approvals` | a gateway asks about a call that needs approval: spent, pending or denied (gateway token) |
 //! | `GET`, `POST /approvals/{id}` | the approval page: a signed-in person approves or denies one call |
 //! | `GET`, `POST /sign-in`, `POST /sign-out` | the browser session of the pages people use |
-//! | `GET /account`, `POST /account/grants/{id}/revoke` | a person's grants and waiting approvals; revoking one of their grants |
+//! | `GET /account`, `POST /account/grants/{id}/revoke`, `POST /account/grants/{id}/branches/{agent}/revoke` | a person's grants and waiting approvals; revoking one of their grants, or one sub-agent's branch of it |
 //! | `GET /healthz`, `GET /readyz` | liveness; readiness (database reachable, signing key loaded) |
 //! | `GET /metrics` | Prometheus metrics |
 //! | `POST /admin/revocations` | revoke a token, grant, agent, user or session (admin token) |
@@ -63,6 +63,10 @@ pub fn app(state: AppState) -> Router {
         .route("/sign-out", post(sign_out))
         .route("/account", get(account))
         .route("/account/grants/{id}/revoke", post(account_revoke))
+        .route(
+            "/account/grants/{id}/branches/{agent}/revoke",
+            post(account_revoke_branch),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -267,7 +271,17 @@ async fn account_revoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    crate::account::revoke_grant(&state, &headers, &id, &body).await
+    crate::account::revoke(&state, &headers, &id, crate::account::Revoked::Grant, &body).await
+}
+
+async fn account_revoke_branch(
+    State(state): State<AppState>,
+    Path((id, agent)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let what = crate::account::Revoked::Branch(&agent);
+    crate::account::revoke(&state, &headers, &id, what, &body).await
 }
 
 async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -515,7 +529,9 @@ async fn create_revocation(
         RevokeError::UnknownGrant(_) | RevokeError::UnknownClient(_) => {
             OAuthError::NotFound(e.to_string())
         }
-        RevokeError::InvalidValue => OAuthError::InvalidRequest(e.to_string()),
+        RevokeError::InvalidValue | RevokeError::InvalidBranch => {
+            OAuthError::InvalidRequest(e.to_string())
+        }
         RevokeError::Db(e) => e.into(),
     })?;
     Ok((StatusCode::CREATED, Json(entry)).into_response())

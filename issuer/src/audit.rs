@@ -18,8 +18,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::db::Database;
 
-/// The agent chains tokens of `grant_id` were exchanged for (outermost agent first), each
-/// with when it last was, most recent first: who acts under the grant, and through whom.
+/// The agent chains tokens of `grant_id` were exchanged for, each from the grant's own agent
+/// to the one that acted (the reverse of `act`'s order), with when it last was, most recent
+/// first: who acts under the grant, and through whom.
 pub async fn delegations_of(
     db: &Database,
     grant_id: &str,
@@ -50,6 +51,7 @@ pub async fn delegations_of(
             .as_array()
             .into_iter()
             .flatten()
+            .rev()
             .filter_map(|a| a.as_str().map(str::to_owned))
             .collect();
         if !chains.iter().any(|(known, _)| *known == chain) {

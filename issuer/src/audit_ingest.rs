@@ -33,7 +33,7 @@ pub struct DecisionEvent {
     /// The user (`sub`).
     #[serde(default)]
     pub sub: Option<String>,
-    /// The agents acting, outermost first.
+    /// The agents acting, current actor first (as in `act`).
     #[serde(default)]
     pub act: Vec<String>,
     /// The grant (`gid`).

@@ -90,6 +90,11 @@ pub enum RevokeError {
     /// Empty or oversized value.
     #[error("the value to revoke must be 1 to 512 characters")]
     InvalidValue,
+    /// A branch not named `GRANT_ID/AGENT`, or naming the grant's own agent.
+    #[error(
+        "a branch is GRANT_ID/AGENT, with a sub-agent (the grant's own agent is the whole grant: revoke the grant)"
+    )]
+    InvalidBranch,
     /// The database failed.
     #[error(transparent)]
     Db(#[from] sqlx::Error),
@@ -127,6 +132,18 @@ pub async fn revoke(
         }
         RevocationKind::User => (covers_issued, Some(now)),
         RevocationKind::Session => (now + SESSION_REVOCATION_TTL, None),
+        RevocationKind::Branch => {
+            // `gid/agent`: grant ids hold no '/'.
+            let (gid, agent) = value.split_once('/').ok_or(RevokeError::InvalidBranch)?;
+            let grant = grants::get(db, gid)
+                .await?
+                .ok_or_else(|| RevokeError::UnknownGrant(gid.to_owned()))?;
+            if agent.is_empty() || agent == grant.client_id {
+                return Err(RevokeError::InvalidBranch);
+            }
+            // Every token of the branch, issued before or after: the grant's own lifetime.
+            (grant.expires_at.min(covers_issued).max(now + 1), None)
+        }
     };
     let kind = request.kind;
     let target = target_hash(kind, &value);
@@ -164,7 +181,7 @@ pub async fn revoke(
                     .execute(&mut **tx)
                     .await?;
                 }
-                RevocationKind::Token | RevocationKind::Session => {}
+                RevocationKind::Token | RevocationKind::Session | RevocationKind::Branch => {}
             }
             let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM revocations")
                 .fetch_one(&mut **tx)
@@ -216,6 +233,20 @@ pub async fn revoke(
     crate::metrics::revocation(kind);
     hub.poke().await;
     Ok(entry)
+}
+
+/// The agents whose branch of grant `gid` is revoked.
+pub async fn revoked_branches(db: &Database, gid: &str) -> Result<Vec<String>, sqlx::Error> {
+    let prefix = format!("{gid}/");
+    let values: Vec<String> =
+        sqlx::query_scalar("SELECT value FROM revocations WHERE kind = 'branch' AND value LIKE $1")
+            .bind(format!("{prefix}%"))
+            .fetch_all(db.pool())
+            .await?;
+    Ok(values
+        .into_iter()
+        .filter_map(|v| v.strip_prefix(&prefix).map(str::to_owned))
+        .collect())
 }
 
 fn entry_from_row(row: &sqlx::any::AnyRow) -> Result<RevocationEntry, sqlx::Error> {

@@ -244,7 +244,7 @@ pub struct CallToApprove {
     pub token_id: String,
     /// The user (`sub`).
     pub sub: String,
-    /// The agents, outermost first.
+    /// The agents, current actor first (as in `act`).
     pub act: Vec<String>,
     /// The upstream's name.
     pub upstream: String,

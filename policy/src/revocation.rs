@@ -1,7 +1,9 @@
 //! Revocations: what they cover, how a token is checked against them, and the signed feed.
 //!
-//! A revocation names one of five things: a token (`jti`), a grant (`gid`, which every token
-//! delegated from it carries, so the whole chain falls), an agent (anywhere in a token's `act`
+//! A revocation names one of six things: a token (`jti`), a grant (`gid`, which every token
+//! delegated from it carries, so the whole chain falls), one agent's branch of a grant
+//! (`gid/agent`: every token of that grant the agent appears in, so the agent and what it
+//! delegated fall while the rest of the grant stands), an agent (anywhere in a token's `act`
 //! chain), a user (`sub`), or an MCP session at a gateway. Agent and user revocations cover the
 //! tokens issued up to the moment of revocation (`iat` ≤ `issued_before`); the issuer also stops
 //! issuing new ones.
@@ -42,6 +44,9 @@ pub enum RevocationKind {
     User,
     /// An MCP session at a gateway, by its session id.
     Session,
+    /// One agent's branch of a grant, by `gid/agent`: every token of the grant the agent
+    /// appears in (it, and whatever it delegated onward).
+    Branch,
 }
 
 impl RevocationKind {
@@ -53,6 +58,7 @@ impl RevocationKind {
             RevocationKind::Agent => "agent",
             RevocationKind::User => "user",
             RevocationKind::Session => "session",
+            RevocationKind::Branch => "branch",
         }
     }
 
@@ -64,10 +70,16 @@ impl RevocationKind {
             Self::Agent,
             Self::User,
             Self::Session,
+            Self::Branch,
         ]
         .into_iter()
         .find(|k| k.as_str() == name)
     }
+}
+
+/// The value naming `agent`'s branch of grant `gid`.
+pub fn branch(gid: &str, agent: &str) -> String {
+    format!("{gid}/{agent}")
 }
 
 /// The hash that identifies a revoked value in entries and feeds.
@@ -164,6 +176,13 @@ impl RevokedSet {
                 std::iter::once(claims.client_id.as_str())
                     .chain(actors.map(|a| a.sub.as_str()))
                     .find_map(|agent| lookup(RevocationKind::Agent, agent).filter(issued_before))
+            })
+            .or_else(|| {
+                let gid = claims.grant_id.as_deref()?;
+                let actors = claims.actors.iter().flat_map(|chain| chain.actors());
+                std::iter::once(claims.client_id.as_str())
+                    .chain(actors.map(|a| a.sub.as_str()))
+                    .find_map(|agent| lookup(RevocationKind::Branch, &branch(gid, agent)))
             })
     }
 
@@ -287,6 +306,30 @@ mod tests {
             issued_before,
             expires_at: 5_000,
         }
+    }
+
+    #[test]
+    fn a_branch_covers_its_agent_and_what_it_delegated_and_nothing_else_of_the_grant() {
+        let mut set = RevokedSet::new();
+        set.insert(entry(
+            1,
+            RevocationKind::Branch,
+            &branch("g1", "agent-b"),
+            None,
+        ));
+        // agent-a → agent-b: in the branch.
+        assert!(set.covering(&claims()).is_some());
+        // agent-a alone (the parent): not in it.
+        let mut parent = claims();
+        parent.client_id = "agent-a".into();
+        parent.actors = Some(ActorChain::new(Actor {
+            sub: "agent-a".into(),
+        }));
+        assert!(set.covering(&parent).is_none());
+        // agent-b under another grant: not in it.
+        let mut elsewhere = claims();
+        elsewhere.grant_id = Some("g2".into());
+        assert!(set.covering(&elsewhere).is_none());
     }
 
     #[test]

@@ -16,16 +16,19 @@ use crate::approvals::{self, Approval};
 use crate::client_auth::Params;
 use crate::grants::{self, Grant};
 use crate::page::page;
-use crate::revocation::{self, RevokeRequest};
+use crate::revocation::{self, RevokeError, RevokeRequest};
 use crate::sign_in::{self, SignedIn};
 use crate::{AppState, audit, clients, now};
 
 /// A grant as the page shows it: with its agent's display name, and the agent chains that
-/// acted under it (outermost first) with when each last did.
+/// acted under it (each from the grant's own agent to the one that acted) with when each
+/// last did.
 pub(crate) struct Shown {
     pub(crate) grant: Grant,
     pub(crate) agent: String,
     pub(crate) delegations: Vec<(Vec<String>, i64)>,
+    /// Sub-agents whose branch of it is revoked.
+    pub(crate) revoked_branches: Vec<String>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Response {
@@ -55,10 +58,12 @@ async fn gather(
             .await?
             .map_or_else(|| grant.client_id.clone(), |client| client.name);
         let delegations = audit::delegations_of(&state.db, &grant.id).await?;
+        let revoked_branches = revocation::revoked_branches(&state.db, &grant.id).await?;
         shown.push(Shown {
             grant,
             agent,
             delegations,
+            revoked_branches,
         });
     }
     let waiting = approvals::waiting_for(state, &person.username, now()).await?;
@@ -77,19 +82,29 @@ pub(crate) async fn show(state: &AppState, headers: &HeaderMap, revoked: Option<
     }
 }
 
-/// `POST /account/grants/{id}/revoke`: the person revokes one of their own grants.
-pub(crate) async fn revoke_grant(
+/// What a person revokes on the page.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Revoked<'a> {
+    /// A whole grant: `POST /account/grants/{id}/revoke`.
+    Grant,
+    /// One sub-agent's branch of it: `POST /account/grants/{id}/branches/{agent}/revoke`.
+    Branch(&'a str),
+}
+
+/// The person revokes one of their own grants, or one sub-agent's branch of it.
+pub(crate) async fn revoke(
     state: &AppState,
     headers: &HeaderMap,
     id: &str,
+    what: Revoked<'_>,
     body: &[u8],
 ) -> Response {
     let person = match signed_in(state, headers).await {
         Ok(person) => person,
         Err(response) => return response,
     };
-    let token = Params::parse(headers, body).ok();
-    let sent = token
+    let params = Params::parse(headers, body).ok();
+    let sent = params
         .as_ref()
         .and_then(|p| p.get("form_token"))
         .is_some_and(|t| person.sent_form(t));
@@ -112,9 +127,17 @@ pub(crate) async fn revoke_grant(
             "<p class=\"err\">You have no grant with this id.</p>",
         );
     };
+    let (kind, value, what_went) = match what {
+        Revoked::Grant => (RevocationKind::Grant, grant.id.clone(), grant.id.clone()),
+        Revoked::Branch(agent) => (
+            RevocationKind::Branch,
+            portcullis_policy::revocation::branch(&grant.id, agent),
+            format!("{agent} under {}", grant.id),
+        ),
+    };
     let request = RevokeRequest {
-        kind: RevocationKind::Grant,
-        value: grant.id.clone(),
+        kind,
+        value,
         reason: format!("revoked by {} on the account page", person.username),
         token_expires_at: None,
     };
@@ -122,9 +145,14 @@ pub(crate) async fn revoke_grant(
     match revocation::revoke(&state.db, &state.hub, request, max_lifetime, now()).await {
         Ok(_) => Redirect::to(&format!(
             "/account?revoked={}",
-            form_urlencoded::byte_serialize(grant.id.as_bytes()).collect::<String>()
+            form_urlencoded::byte_serialize(what_went.as_bytes()).collect::<String>()
         ))
         .into_response(),
+        Err(RevokeError::InvalidBranch) => page(
+            StatusCode::BAD_REQUEST,
+            "Not a sub-agent",
+            "<p class=\"err\">That agent is the grant's own: revoke the grant instead.</p>",
+        ),
         Err(e) => unavailable(e),
     }
 }

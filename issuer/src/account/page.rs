@@ -21,9 +21,10 @@ fn grant_card(shown: &Shown, person: &SignedIn, now: i64) -> String {
         .iter()
         .map(|r| format!("<code>{}</code>", escape(r)))
         .collect();
-    let action = if grant.is_active(now) {
+    let active = grant.is_active(now);
+    let action = if active {
         format!(
-            "<form method=\"post\" action=\"/account/grants/{id}/revoke\">\
+            "<form class=\"revoke-grant\" method=\"post\" action=\"/account/grants/{id}/revoke\">\
              <input type=\"hidden\" name=\"form_token\" value=\"{token}\">\
              <button type=\"submit\">Revoke</button> <small>ends its live calls at every \
              gateway now</small></form>",
@@ -49,8 +50,24 @@ fn grant_card(shown: &Shown, person: &SignedIn, now: i64) -> String {
                 .iter()
                 .map(|a| format!("<code>{}</code>", escape(a)))
                 .collect();
+            // The last agent of a delegated chain is a sub-agent: its branch can go alone.
+            let button = match chain.last() {
+                Some(sub) if shown.revoked_branches.contains(sub) => " <b>revoked</b>".to_owned(),
+                Some(sub) if active && chain.len() > 1 => format!(
+                    "<form method=\"post\" action=\"/account/grants/{id}/branches/{agent}/revoke\">\
+                     <input type=\"hidden\" name=\"form_token\" value=\"{token}\">\
+                     <button type=\"submit\">Revoke {name}</button></form>",
+                    id = escape(&grant.id),
+                    agent = escape(
+                        &form_urlencoded::byte_serialize(sub.as_bytes()).collect::<String>()
+                    ),
+                    token = escape(&person.form_token),
+                    name = escape(sub),
+                ),
+                _ => String::new(),
+            };
             format!(
-                "<li>{} <small>last {}</small></li>",
+                "<li>{} <small>last {}</small>{button}</li>",
                 agents.join(" → "),
                 when(*at)
             )
@@ -111,7 +128,14 @@ pub(super) fn render(
                     id = escape(&a.id),
                     tool = escape(&a.tool),
                     arguments = escape(&arguments),
-                    agents = escape(&a.actors.join(" → ")),
+                    agents = escape(
+                        &a.actors
+                            .iter()
+                            .rev()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(" → ")
+                    ),
                     until = when(a.expires_at),
                 )
             })

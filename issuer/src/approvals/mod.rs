@@ -77,7 +77,7 @@ pub struct Approval {
     pub grant_id: String,
     /// The user.
     pub subject: String,
-    /// The agents, outermost first.
+    /// The agents, current actor first (as in `act`).
     pub actors: Vec<String>,
     /// The upstream.
     pub upstream: String,

@@ -123,6 +123,8 @@ fn render(
     let chain = approval
         .actors
         .iter()
+        // `act` lists the current actor first; read from the grant's own agent onward.
+        .rev()
         .map(|agent| format!("<code>{}</code>", escape(agent)))
         .collect::<Vec<_>>()
         .join(" → ");

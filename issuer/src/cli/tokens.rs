@@ -77,6 +77,10 @@ struct RevokeTarget {
     /// An MCP session id at the gateways.
     #[arg(long)]
     session: Option<String>,
+    /// One agent's branch of a grant, as GRANT_ID/AGENT: every token of the grant that agent
+    /// appears in (it, and what it delegated onward); the rest of the grant stands.
+    #[arg(long, value_name = "GRANT_ID/AGENT")]
+    branch: Option<String>,
 }
 
 impl Revoke {
@@ -103,6 +107,9 @@ impl Revoke {
             RevokeTarget {
                 session: Some(v), ..
             } => by(RevocationKind::Session, v),
+            RevokeTarget {
+                branch: Some(v), ..
+            } => by(RevocationKind::Branch, v),
             RevokeTarget { .. } => bail!("name what to revoke"),
         };
         let entry = revocation::revoke(&state.db, &state.hub, request, lifetime, now).await?;
