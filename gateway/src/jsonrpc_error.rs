@@ -14,7 +14,7 @@
 //! | −31004 | no such upstream | 404 |
 //! | −31005 | body too large | 413 |
 //! | −31006 | gateway failure | 500 |
-//! | −31007 | the token, grant, agent, user or session was revoked (`data.revocation`) | 401, or a final SSE event |
+//! | −31007 | the token, grant, branch, agent, user or session was revoked (`data.revocation`) | 401, or a final SSE event |
 //! | −31008 | revocation knowledge too old, strict mode | 503 |
 //! | −31009 | `Host` or `Origin` not accepted (DNS rebinding) | 403 |
 //! | −31013 | a tool outside the grant, where the upstream asks for more consent (`incremental_consent`): `WWW-Authenticate: Bearer error="insufficient_scope", scope="mcp:tools:…"` | 403 |
