@@ -224,3 +224,24 @@ async fn two_issuers_on_one_postgres_both_stream_a_revocation_made_on_either() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_branch_names_a_sub_agent_of_an_existing_grant() {
+    for b in backends().await {
+        let name = b.name;
+        let w = world(&b).await;
+        let own = format!("{}/expense-agent", w.grant_id);
+        for (value, status) in [
+            (own.as_str(), StatusCode::BAD_REQUEST),
+            ("no-slash-here", StatusCode::BAD_REQUEST),
+            ("gr_missing/helper", StatusCode::NOT_FOUND),
+        ] {
+            let (got, body) = revoke(&w.app, "branch", value).await;
+            assert_eq!(got, status, "[{name}] {value}: {body}");
+        }
+        let branch = format!("{}/helper", w.grant_id);
+        let (status, entry) = revoke(&w.app, "branch", &branch).await;
+        assert_eq!(status, StatusCode::CREATED, "[{name}] {entry}");
+        assert_eq!(entry["kind"], "branch");
+    }
+}
