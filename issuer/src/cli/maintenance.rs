@@ -7,8 +7,8 @@ use portcullis_issuer::{Settings, now};
 #[derive(Debug, Subcommand)]
 pub(super) enum MaintenanceCommand {
     /// Remove what has expired: pending authorization requests, codes, refresh tokens, spent
-    /// one-time ids, revocations past the tokens they cover, ended sign-in sessions, answered
-    /// approval requests older than 30 days; with --audit-older-than-days, audit events older
+    /// one-time ids, revocations past the tokens they cover, ended sign-in sessions and failure
+    /// counts, answered approval requests older than 30 days; with --audit-older-than-days, audit events older
     /// than that too (the first kept event is anchored, and `audit verify` starts there).
     /// Safe to run while issuers serve (a CronJob in the Helm chart).
     Prune {

@@ -60,8 +60,8 @@ enum Command {
     /// Inspect, rotate and prune signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
-    /// Revoke a token, a grant (and every token delegated from it), an agent, a user, or an MCP
-    /// session. Committed before this command returns; running issuers push it to gateways.
+    /// Revoke a token, a grant (and every token delegated from it), one sub-agent's branch of a
+    /// grant, an agent, a user, or an MCP session. Committed before this command returns; running issuers push it to gateways.
     Revoke(tokens::Revoke),
     /// Decode a token and explain its authority in plain words (verified against this issuer's keys).
     Show(tokens::Show),
