@@ -13,7 +13,7 @@ use std::fmt;
 use serde_json::Value;
 
 use crate::approval::{Requirement, arguments_digest};
-use crate::constraint::{Constraints, Limit, Rate};
+use crate::constraint::{ApprovalTerm, Constraints, Limit, MAX_VALID_FOR, Rate};
 use crate::verify::VerifiedToken;
 
 /// A tool call to judge.
@@ -485,6 +485,50 @@ pub(crate) fn check_limit(limit: &Limit, arguments: &Value) -> Result<(), DenyRe
         }
     }
     Ok(())
+}
+
+impl ApprovalTerm {
+    /// Whether a call of `tool` with `arguments` (an object) needs this term's approval.
+    pub fn applies(&self, tool: &str, arguments: &Value) -> bool {
+        self.tool.matches(tool)
+            && self
+                .when
+                .iter()
+                .all(|condition| match check_limit(condition, arguments) {
+                    Ok(()) => true,
+                    // Unreadable: ask a person rather than guess.
+                    Err(
+                        DenyReason::ArgumentMissing { .. } | DenyReason::ArgumentWrongType { .. },
+                    ) => true,
+                    Err(_) => false,
+                })
+    }
+}
+
+impl Requirement {
+    /// The requirement of every term in `terms` that applies to the call, if any does.
+    pub fn of(terms: &[ApprovalTerm], tool: &str, arguments: &Value) -> Option<Self> {
+        let mut applying = terms
+            .iter()
+            .filter(|t| t.applies(tool, arguments))
+            .peekable();
+        applying.peek()?;
+        let mut requirement = Requirement {
+            four_eyes: None,
+            valid_for: MAX_VALID_FOR,
+        };
+        for term in applying {
+            requirement.valid_for = requirement.valid_for.min(term.valid_for);
+            if term.four_eyes.is_empty() {
+                continue;
+            }
+            match &mut requirement.four_eyes {
+                Some(people) => people.retain(|p| term.four_eyes.contains(p)),
+                None => requirement.four_eyes = Some(term.four_eyes.clone()),
+            }
+        }
+        Some(requirement)
+    }
 }
 
 /// JSON equality where `500` and `500.0` are the same number, as they are to a JSON reader.

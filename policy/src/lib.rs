@@ -50,11 +50,11 @@ pub mod sign;
 pub mod strict_json;
 pub mod verify;
 
-pub use approval::{ApprovalTerm, Requirement, arguments_digest};
+pub use approval::{Requirement, arguments_digest};
 pub use attenuate::{AttenuationError, DelegationRequest, attenuate, narrow};
 pub use claims::{Actor, ActorChain, Claims, ClaimsError, RawClaims};
 pub use constraint::{
-    ConstraintError, Constraints, Limit, Rate, ResourcePattern, ToolPattern, Window,
+    ApprovalTerm, ConstraintError, Constraints, Limit, Rate, ResourcePattern, ToolPattern, Window,
 };
 pub use decision::{
     Access, Action, ApprovalNeeded, Decision, DenyReason, Permit, authorize, authorize_access,

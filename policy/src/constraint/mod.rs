@@ -26,7 +26,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::approval::ApprovalTerm;
+mod approval;
+
+pub use self::approval::{ApprovalTerm, DEFAULT_VALID_FOR, MAX_VALID_FOR};
 
 /// The `type` of the RFC 9396 authorization detail this crate understands.
 pub const MCP_TOOLS_TYPE: &str = "mcp_tools";
@@ -460,7 +462,7 @@ pub struct RawAuthorizationDetail {
     /// Calls per rolling hour.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<Rate>,
-    /// Calls a person must approve first (see [`approval`](crate::approval)).
+    /// Calls a person must approve first ([`ApprovalTerm`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approval: Vec<ApprovalTerm>,
     /// How many more re-delegations are allowed; absent = none.
