@@ -420,6 +420,17 @@ impl PythonClient {
     }
 }
 
+/// The card of the setup's grant on the account page, freshly loaded.
+async fn grant_card(page: &fantoccini::Client, s: &Setup) -> fantoccini::elements::Element {
+    page.goto(&format!("{}/account", s.stack.issuer_url))
+        .await
+        .unwrap();
+    page.wait()
+        .for_element(Locator::Id(&format!("grant-{}", s.grant)))
+        .await
+        .unwrap()
+}
+
 /// A `slow_report` call streaming through the gateway under `token`, once it streams.
 async fn stream_report(
     resource: &str,
@@ -580,14 +591,7 @@ async fn the_python_sdk_is_sent_to_a_person_who_approves_in_chromium_and_the_cal
     // On her account page alice revokes the sub-agent's branch while its call streams through
     // the gateway: that stream ends, the sub-agent is refused, the expense agent still works.
     let sub_report = stream_report(&s.stack.resource, &sub_token).await;
-    page.goto(&format!("{}/account", s.stack.issuer_url))
-        .await
-        .unwrap();
-    let card = page
-        .wait()
-        .for_element(Locator::Id(&format!("grant-{}", s.grant)))
-        .await
-        .unwrap();
+    let card = grant_card(page, &s).await;
     assert!(
         card.text()
             .await
@@ -620,14 +624,7 @@ async fn the_python_sdk_is_sent_to_a_person_who_approves_in_chromium_and_the_cal
 
     // Then the whole grant, while a call of the expense agent streams.
     let report = stream_report(&s.stack.resource, &s.token).await;
-    page.goto(&format!("{}/account", s.stack.issuer_url))
-        .await
-        .unwrap();
-    let card = page
-        .wait()
-        .for_element(Locator::Id(&format!("grant-{}", s.grant)))
-        .await
-        .unwrap();
+    let card = grant_card(page, &s).await;
     let chains = card.find(Locator::Css("ul.chains")).await.unwrap();
     let chains = chains.text().await.unwrap();
     assert!(
