@@ -41,6 +41,7 @@ if [ -z "${PORTCULLIS_TEST_REDIS_URL:-}" ] && ! timeout 2 bash -c 'exec 3<>/dev/
 fi
 ./scripts/check-chart.sh
 ./scripts/conformance-issuer.sh
+./scripts/schemathesis.sh
 cargo test --workspace --all-targets "$@"
 cargo test --workspace --doc
 # A short pass of every fuzz target (docs/FUZZING.md) from its committed seeds: any crash or

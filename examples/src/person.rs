@@ -20,20 +20,18 @@ pub async fn create_user(
     password: &str,
     resource: &str,
 ) -> anyhow::Result<()> {
-    let db = portcullis_issuer::open_database(&StorageOptions {
-        data_dir: data_dir.to_owned(),
-        database_url: None,
-        key_encryption_secret: None,
-    })
-    .await?;
+    let db = user_store(data_dir).await?;
     let allowance =
         Constraints::from_authorization_details(&[json!({"type": "mcp_tools", "tools": ["*"]})])?;
     match users::create(
         &db,
-        username,
-        password,
-        vec![resource.to_owned()],
-        allowance,
+        users::NewUser {
+            username,
+            password,
+            resources: vec![resource.to_owned()],
+            allowance,
+            operator: false,
+        },
         portcullis_issuer::now(),
     )
     .await
@@ -41,6 +39,22 @@ pub async fn create_user(
         Ok(_) | Err(users::UserError::Exists(_)) => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Makes `username` an operator: they may open the console (`/console`).
+pub async fn make_operator(data_dir: &std::path::Path, username: &str) -> anyhow::Result<()> {
+    let db = user_store(data_dir).await?;
+    users::set_operator(&db, username, true, portcullis_issuer::now()).await?;
+    Ok(())
+}
+
+async fn user_store(data_dir: &std::path::Path) -> anyhow::Result<portcullis_issuer::db::Database> {
+    Ok(portcullis_issuer::open_database(&StorageOptions {
+        data_dir: data_dir.to_owned(),
+        database_url: None,
+        key_encryption_secret: None,
+    })
+    .await?)
 }
 
 /// A signed-in person.

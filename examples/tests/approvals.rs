@@ -15,7 +15,7 @@ use portcullis_examples::agent::{
     self, ClientCredentials, IssuerClient, McpSession, expense_grant,
 };
 use portcullis_examples::browser::{self, Browser};
-use portcullis_examples::person::{Person, create_user};
+use portcullis_examples::person::{Person, create_user, make_operator};
 use portcullis_examples::stack::{Stack, StackOptions};
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
@@ -465,6 +465,53 @@ async fn assert_revoked(
     }
 }
 
+/// Signs in as `who` on the sign-in page the browser is at (or is being sent to).
+async fn sign_in(page: &fantoccini::Client, who: &str) {
+    page.wait()
+        .for_element(Locator::Css("input[name=username]"))
+        .await
+        .unwrap()
+        .send_keys(who)
+        .await
+        .unwrap();
+    page.find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap()
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    page.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// The text of the first line of the console's live table of class `outcome` that contains
+/// every one of `needles`, once the stream has added it (within 5 seconds).
+async fn console_line(console: &fantoccini::Client, outcome: &str, needles: &[&str]) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let rows = console
+            .find_all(Locator::Css(&format!("#stream tr.{outcome}")))
+            .await
+            .unwrap();
+        for row in rows {
+            let text = row.text().await.unwrap_or_default();
+            if needles.iter().all(|n| text.contains(n)) {
+                return text;
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            let table = console.find(Locator::Id("stream")).await.unwrap();
+            let shown = table.text().await.unwrap_or_default();
+            panic!("the console shows no {outcome} line with {needles:?}:\n{shown}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Where the test run leaves its screenshots of the pages (`docs/screenshots/`).
 fn screenshot_path(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
@@ -497,8 +544,7 @@ async fn the_python_sdk_is_sent_to_a_person_who_approves_in_chromium_and_the_cal
     let page = &browser.client;
     page.goto(&url).await.unwrap();
     // Not signed in: the sign-in page, which comes back here.
-    let username = page
-        .wait()
+    page.wait()
         .for_element(Locator::Css("input[name=username]"))
         .await
         .unwrap();
@@ -507,19 +553,7 @@ async fn the_python_sdk_is_sent_to_a_person_who_approves_in_chromium_and_the_cal
         page.screenshot().await.unwrap(),
     )
     .unwrap();
-    username.send_keys("alice").await.unwrap();
-    page.find(Locator::Css("input[name=password]"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    page.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    sign_in(page, "alice").await;
     let arguments = page
         .wait()
         .for_element(Locator::Id("arguments"))
@@ -588,6 +622,29 @@ async fn the_python_sdk_is_sent_to_a_person_who_approves_in_chromium_and_the_cal
         .unwrap()
         .unwrap();
 
+    // Carol, an operator, watches the console in a browser of her own.
+    make_operator(s._dir.path(), "carol").await.unwrap();
+    let operator = Browser::start(&chromium, &driver).await.unwrap();
+    let console = &operator.client;
+    console
+        .goto(&format!("{}/console", s.stack.issuer_url))
+        .await
+        .unwrap();
+    sign_in(console, "carol").await;
+    let live = console
+        .wait()
+        .for_element(Locator::Id("live"))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while live.text().await.unwrap() != "live" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the console goes live"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // On her account page alice revokes the sub-agent's branch while its call streams through
     // the gateway: that stream ends, the sub-agent is refused, the expense agent still works.
     let sub_report = stream_report(&s.stack.resource, &sub_token).await;
@@ -621,6 +678,111 @@ async fn the_python_sdk_is_sent_to_a_person_who_approves_in_chromium_and_the_cal
         .call_tool(CallToolRequestParams::new("list_expenses"))
         .await;
     assert!(listed.is_ok(), "the expense agent still works: {listed:?}");
+
+    // The console showed both live: the revocation, and the sub-agent refused for it.
+    let branch_value = format!("branch {}/receipts-agent", s.grant);
+    console_line(
+        console,
+        "revoked",
+        &[&branch_value, "by alice on the account page"],
+    )
+    .await;
+    console_line(
+        console,
+        "deny",
+        &["alice", "expense-agent → receipts-agent", "revoked"],
+    )
+    .await;
+
+    // Carol freezes the expense list from the console: the next call of it is refused.
+    console
+        .find(Locator::Css("#freeze input[name=pattern]"))
+        .await
+        .unwrap()
+        .send_keys("expenses/list_expenses")
+        .await
+        .unwrap();
+    console
+        .find(Locator::Css("#freeze input[name=reason]"))
+        .await
+        .unwrap()
+        .send_keys("month-end close")
+        .await
+        .unwrap();
+    console
+        .find(Locator::Css("#freeze button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let done = console
+        .wait()
+        .for_element(Locator::Css("p.ok"))
+        .await
+        .unwrap();
+    assert!(
+        done.text()
+            .await
+            .unwrap()
+            .contains("Froze expenses/list_expenses")
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let refusal = loop {
+        match parent
+            .call_tool(CallToolRequestParams::new("list_expenses"))
+            .await
+        {
+            Err(rmcp::ServiceError::McpError(error)) => break error,
+            Ok(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => panic!("the frozen tool was not refused: {other:?}"),
+        }
+    };
+    assert_eq!(refusal.code.0, -31001, "{refusal:?}");
+    assert_eq!(refusal.data.unwrap()["reason"], "change_freeze");
+    console_line(console, "deny", &["list_expenses", "change_freeze"]).await;
+    std::fs::write(
+        screenshot_path("console.png"),
+        console.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    let decisions = console.find(Locator::Id("decisions")).await.unwrap();
+    console
+        .execute(
+            "arguments[0].scrollIntoView()",
+            vec![serde_json::to_value(&decisions).unwrap()],
+        )
+        .await
+        .unwrap();
+    std::fs::write(
+        screenshot_path("console-decisions.png"),
+        console.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    // The admin API's interactive docs, served by the issuer itself.
+    console
+        .goto(&format!("{}/docs/", s.stack.issuer_url))
+        .await
+        .unwrap();
+    let title = console
+        .wait()
+        .for_element(Locator::Css(".swagger-ui .info .title"))
+        .await
+        .unwrap();
+    assert!(
+        title
+            .text()
+            .await
+            .unwrap()
+            .contains("Portcullis issuer admin API")
+    );
+    std::fs::write(
+        screenshot_path("admin-api-docs.png"),
+        console.screenshot().await.unwrap(),
+    )
+    .unwrap();
 
     // Then the whole grant, while a call of the expense agent streams.
     let report = stream_report(&s.stack.resource, &s.token).await;

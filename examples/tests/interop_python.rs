@@ -47,10 +47,13 @@ async fn create_alice(dir: &std::path::Path, resource: &str, tools: Value) {
             .unwrap();
     users::create(
         &db,
-        "alice",
-        PASSWORD,
-        vec![resource.to_owned()],
-        allowance,
+        users::NewUser {
+            username: "alice",
+            password: PASSWORD,
+            resources: vec![resource.to_owned()],
+            allowance,
+            operator: false,
+        },
         portcullis_issuer::now(),
     )
     .await

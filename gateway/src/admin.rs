@@ -11,9 +11,9 @@ use pingora::protocols::http::ServerSession;
 
 use portcullis_policy::RevocationKind;
 
-use crate::controls::FreezePattern;
 use crate::state::GatewayState;
 use crate::{clock, kill};
+use portcullis_policy::freeze::FreezePattern;
 
 /// Serves the admin endpoints.
 #[derive(Debug)]

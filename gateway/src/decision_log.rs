@@ -71,6 +71,38 @@ pub struct Decision {
     pub approval: Option<String>,
 }
 
+impl Decision {
+    /// A decision about a request under `claims` at `upstream`, with no arguments and no
+    /// approval named.
+    pub(crate) fn under(
+        claims: &portcullis_policy::Claims,
+        upstream: &str,
+        method: &str,
+        target: &str,
+        (decision, rule): (&str, &str),
+    ) -> Self {
+        Decision {
+            at: crate::clock::now(),
+            decision: decision.to_owned(),
+            sub: claims.subject.clone(),
+            act: claims
+                .actors
+                .iter()
+                .flat_map(|chain| chain.actors())
+                .map(|a| a.sub.clone())
+                .collect(),
+            gid: claims.grant_id.clone(),
+            jti: claims.token_id.clone(),
+            upstream: upstream.to_owned(),
+            method: method.to_owned(),
+            target: target.to_owned(),
+            arguments_digest: None,
+            rule: rule.to_owned(),
+            approval: None,
+        }
+    }
+}
+
 /// A line of the log: a decision in its place in the chain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {

@@ -139,6 +139,7 @@ pub fn run(state: Arc<GatewayState>, shutdown: Box<dyn ShutdownSignalWatch>) {
             sources: settings.revocation_sources.clone(),
             retry_max: settings.revocation_retry_max,
             canceller: state.canceller.clone(),
+            controls: state.controls.clone(),
         },
     );
 

@@ -157,6 +157,8 @@ impl SseRewriter {
 pub(crate) struct SseEvent {
     /// The `id:` field.
     pub id: Option<String>,
+    /// The `event:` field (the type; `message` when absent, as for a browser).
+    pub event: Option<String>,
     /// The `data:` lines, joined by `\n`; `None` for a comment-only event (a keep-alive).
     pub data: Option<String>,
 }
@@ -175,13 +177,16 @@ impl SseReader {
         let mut events = Vec::new();
         while let Some(range) = self.framer.next_event() {
             let event = &self.framer.carry[range];
-            let id = lines(event).find_map(|line| {
-                let value = line.strip_prefix(b"id:")?;
-                let value = value.strip_prefix(b" ").unwrap_or(value);
-                Some(String::from_utf8_lossy(value).into_owned())
-            });
+            let field = |name: &[u8]| {
+                lines(event).find_map(|line| {
+                    let value = line.strip_prefix(name)?.strip_prefix(b":")?;
+                    let value = value.strip_prefix(b" ").unwrap_or(value);
+                    Some(String::from_utf8_lossy(value).into_owned())
+                })
+            };
             events.push(SseEvent {
-                id,
+                id: field(b"id"),
+                event: field(b"event"),
                 data: data_of(event).map(std::borrow::Cow::into_owned),
             });
         }
@@ -333,10 +338,12 @@ mod tests {
             [
                 SseEvent {
                     id: Some("4".into()),
+                    event: Some("revocation".into()),
                     data: Some("{\"seq\":4}".into())
                 },
                 SseEvent {
                     id: None,
+                    event: None,
                     data: None
                 },
             ]

@@ -17,12 +17,12 @@
 //! | `GET`, `POST /approvals/{id}` | the approval page: a signed-in person approves or denies one call |
 //! | `GET`, `POST /sign-in`, `POST /sign-out` | the browser session of the pages people use |
 //! | `GET /account`, `POST /account/grants/{id}/revoke`, `POST /account/grants/{id}/branches/{agent}/revoke` | a person's grants and waiting approvals; revoking one of their grants, or one sub-agent's branch of it |
+//! | `GET /console`, `GET /console/events`, `POST /console/revoke`, `POST /console/freezes`, `POST /console/freezes/lift` | the operator console: the live decision stream (SSE), the authority graph, revocations and freezes (operators signed in) |
+//! | `GET /console.js` | the console's script |
 //! | `GET /healthz`, `GET /readyz` | liveness; readiness (database reachable, signing key loaded) |
 //! | `GET /metrics` | Prometheus metrics |
-//! | `POST /admin/revocations` | revoke a token, grant, agent, user or session (admin token) |
-//! | `POST /admin/clients` | register an agent (admin token) |
-//! | `POST /admin/grants` | create a grant (admin token) |
-//! | `POST /admin/grants/{id}/subject-token` | the user's token for a grant (admin token) |
+//! | `/admin/…` | the admin API (admin token): people, agents, grants, revocations, keys, freezes, audit ([`crate::admin`]) |
+//! | `GET /openapi.json`, `GET /docs` | the admin API's OpenAPI 3.1 document and its interactive docs |
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -32,12 +32,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 
-use crate::clients::{self, ClientError};
-use crate::grants::{self, GrantError, GrantRequest};
 use crate::oauth_error::OAuthError;
-use crate::revocation::{RevokeError, RevokeRequest};
+use crate::request::{json_body, require_bearer};
 use crate::token::{self, GrantType};
 use crate::{AppState, now};
 use crate::{introspection, metrics as issuer_metrics, revocation};
@@ -67,13 +64,16 @@ pub fn app(state: AppState) -> Router {
             "/account/grants/{id}/branches/{agent}/revoke",
             post(account_revoke_branch),
         )
+        .route("/console", get(console))
+        .route("/console/events", get(console_events))
+        .route("/console/revoke", post(console_revoke))
+        .route("/console/freezes", post(console_freeze))
+        .route("/console/freezes/lift", post(console_lift))
+        .route("/console.js", get(console_script))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/admin/revocations", post(create_revocation))
-        .route("/admin/clients", post(create_client))
-        .route("/admin/grants", post(create_grant))
-        .route("/admin/grants/{id}/subject-token", post(subject_token))
+        .merge(crate::admin::router())
         .with_state(state)
 }
 
@@ -172,15 +172,6 @@ async fn metadata(State(state): State<AppState>) -> Json<Value> {
         document["registration_endpoint"] = json!(format!("{issuer}/register"));
     }
     Json(document)
-}
-
-fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), OAuthError> {
-    let Some(expected) = &state.config.admin_token else {
-        return Err(OAuthError::NotFound(
-            "the admin API is disabled (no admin token configured)".into(),
-        ));
-    };
-    require_bearer(expected, headers)
 }
 
 /// Gateways' own endpoints take the gateway token (`--audit-ingest-token-file`).
@@ -284,121 +275,80 @@ async fn account_revoke_branch(
     crate::account::revoke(&state, &headers, &id, what, &body).await
 }
 
+#[derive(Deserialize)]
+struct ConsoleQuery {
+    #[serde(flatten)]
+    filter: crate::console::Filter,
+    #[serde(default)]
+    done: Option<String>,
+    #[serde(default)]
+    after: Option<String>,
+}
+
+/// The console's query; one it cannot read shows everything rather than an error.
+fn console_query(uri: &axum::http::Uri) -> ConsoleQuery {
+    axum::extract::Query::try_from_uri(uri).map_or(
+        ConsoleQuery {
+            filter: crate::console::Filter::default(),
+            done: None,
+            after: None,
+        },
+        |q| q.0,
+    )
+}
+
+async fn console(
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let query = console_query(&uri);
+    crate::console::show(&state, &headers, &query.filter, query.done.as_deref()).await
+}
+
+async fn console_events(
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let query = console_query(&uri);
+    let after = query.after.and_then(|a| a.parse().ok()).unwrap_or(0);
+    crate::console::events(&state, &headers, query.filter, after).await
+}
+
+async fn console_revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    crate::console::act(&state, &headers, crate::console::Action::Revoke, &body).await
+}
+
+async fn console_freeze(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    crate::console::act(&state, &headers, crate::console::Action::Freeze, &body).await
+}
+
+async fn console_lift(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    crate::console::act(&state, &headers, crate::console::Action::Lift, &body).await
+}
+
+async fn console_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        crate::page::CONSOLE_SCRIPT,
+    )
+        .into_response()
+}
+
 async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
     crate::sign_in::sign_out(&state, &headers).await
-}
-
-/// Checks `Authorization: Bearer` against `expected`, in constant time.
-fn require_bearer(expected: &str, headers: &HeaderMap) -> Result<(), OAuthError> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(OAuthError::Unauthorized("bearer token required"))?;
-    let equal: bool = crate::secret::hash_secret(presented)
-        .as_bytes()
-        .ct_eq(crate::secret::hash_secret(expected).as_bytes())
-        .into();
-    if equal {
-        Ok(())
-    } else {
-        Err(OAuthError::Unauthorized("wrong bearer token"))
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewClientRequest {
-    #[serde(default)]
-    client_id: Option<String>,
-    name: String,
-    #[serde(default)]
-    redirect_uris: Vec<String>,
-}
-
-fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, OAuthError> {
-    portcullis_policy::strict_json::from_slice_to(body)
-        .map_err(|e| OAuthError::InvalidRequest(format!("body: {e}")))
-}
-
-async fn create_client(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, OAuthError> {
-    require_admin(&state, &headers)?;
-    let request: NewClientRequest = json_body(&body)?;
-    if let Some(bad) = request
-        .redirect_uris
-        .iter()
-        .find(|u| !crate::client_metadata::valid_redirect_uri(u))
-    {
-        return Err(OAuthError::InvalidRequest(format!(
-            "redirect URI {bad}: use https, or http to a loopback host"
-        )));
-    }
-    let created = clients::register(
-        &state.db,
-        request.client_id.as_deref(),
-        &request.name,
-        request.redirect_uris,
-        now(),
-    )
-    .await
-    .map_err(|e| match e {
-        ClientError::InvalidId | ClientError::Exists(_) => {
-            OAuthError::InvalidRequest(e.to_string())
-        }
-        ClientError::Db(e) => e.into(),
-    })?;
-    Ok(no_store(
-        (StatusCode::CREATED, Json(created)).into_response(),
-    ))
-}
-
-async fn create_grant(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, OAuthError> {
-    require_admin(&state, &headers)?;
-    let request: GrantRequest = json_body(&body)?;
-    let grant = grants::create(&state.db, request, now())
-        .await
-        .map_err(|e| match e {
-            GrantError::UnknownClient(_) | GrantError::Invalid(_) => {
-                OAuthError::InvalidRequest(e.to_string())
-            }
-            GrantError::Db(e) => e.into(),
-        })?;
-    Ok((StatusCode::CREATED, Json(grant)).into_response())
-}
-
-async fn subject_token(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, OAuthError> {
-    require_admin(&state, &headers)?;
-    let grant = grants::get(&state.db, &id)
-        .await?
-        .ok_or_else(|| OAuthError::NotFound(format!("no grant {id}")))?;
-    let now = now();
-    if !grant.is_active(now) {
-        return Err(OAuthError::InvalidGrant(
-            "the grant is revoked or expired".into(),
-        ));
-    }
-    let ttl = state.config.subject_token_ttl;
-    let token = grants::mint_subject_token(&state, &grant, now).await?;
-    Ok(no_store(
-        Json(json!({
-            "subject_token": token,
-            "subject_token_type": token::ACCESS_TOKEN_TYPE,
-            "expires_in": (now + ttl).min(grant.expires_at) - now,
-        }))
-        .into_response(),
-    ))
 }
 
 async fn revoke(
@@ -489,50 +439,4 @@ async fn metrics() -> Response {
         issuer_metrics::render(),
     )
         .into_response()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewRevocation {
-    kind: String,
-    value: String,
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-async fn create_revocation(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, OAuthError> {
-    require_admin(&state, &headers)?;
-    let request: NewRevocation = json_body(&body)?;
-    let kind = portcullis_policy::RevocationKind::from_name(&request.kind).ok_or_else(|| {
-        OAuthError::InvalidRequest("kind must be token, grant, agent, user or session".into())
-    })?;
-    let entry = revocation::revoke(
-        &state.db,
-        &state.hub,
-        RevokeRequest {
-            kind,
-            value: request.value,
-            reason: request
-                .reason
-                .unwrap_or_else(|| "revoked by an operator".into()),
-            token_expires_at: None,
-        },
-        state.config.max_token_lifetime(),
-        now(),
-    )
-    .await
-    .map_err(|e| match e {
-        RevokeError::UnknownGrant(_) | RevokeError::UnknownClient(_) => {
-            OAuthError::NotFound(e.to_string())
-        }
-        RevokeError::InvalidValue | RevokeError::InvalidBranch => {
-            OAuthError::InvalidRequest(e.to_string())
-        }
-        RevokeError::Db(e) => e.into(),
-    })?;
-    Ok((StatusCode::CREATED, Json(entry)).into_response())
 }

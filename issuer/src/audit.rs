@@ -47,18 +47,142 @@ pub async fn delegations_of(
         if data["grant_id"] != grant_id {
             continue;
         }
-        let chain: Vec<String> = data["act"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .rev()
-            .filter_map(|a| a.as_str().map(str::to_owned))
-            .collect();
+        let chain = chain_of(&data["act"]);
         if !chains.iter().any(|(known, _)| *known == chain) {
             chains.push((chain, row.try_get("at")?));
         }
     }
     Ok(chains)
+}
+
+/// An event's `act` (current actor first, as in the token) as a chain from the grant's own
+/// agent to the one that acted.
+pub(crate) fn chain_of(act: &Value) -> Vec<String> {
+    act.as_array()
+        .into_iter()
+        .flatten()
+        .rev()
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// One event of the chain, as stored.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Event {
+    /// Position in the chain.
+    pub seq: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// What happened: `grant.created`, `token.exchanged`, `revocation`, `gateway.decision`, …
+    pub kind: String,
+    /// The event's details.
+    pub data: Value,
+    /// Its chain hash.
+    pub hash: String,
+}
+
+/// Which events to find: all given filters must hold.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// This kind exactly.
+    pub kind: Option<String>,
+    /// About this user (`sub`, `subject`, `user` or `username`).
+    pub user: Option<String>,
+    /// About this agent (in `act`, or `client_id`).
+    pub agent: Option<String>,
+    /// About this grant (`gid`, `grant_id` or `grant`).
+    pub grant: Option<String>,
+    /// At or after, Unix seconds.
+    pub since: Option<i64>,
+    /// Before, Unix seconds.
+    pub until: Option<i64>,
+}
+
+impl EventFilter {
+    fn matches(&self, kind: &str, at: i64, data: &Value) -> bool {
+        let is = |field: &str, wanted: &str| data[field].as_str() == Some(wanted);
+        // A revocation names what it revokes by kind and value.
+        let revokes = |what: &str, wanted: &str| {
+            kind == "revocation"
+                && is("kind", what)
+                && (is("value", wanted)
+                    || (what == "branch"
+                        && data["value"]
+                            .as_str()
+                            .is_some_and(|v| v.split_once('/').is_some_and(|(g, _)| g == wanted))))
+        };
+        self.kind.as_deref().is_none_or(|k| k == kind)
+            && self.since.is_none_or(|t| at >= t)
+            && self.until.is_none_or(|t| at < t)
+            && self.user.as_deref().is_none_or(|u| {
+                ["sub", "subject", "user", "username"]
+                    .iter()
+                    .any(|f| is(f, u))
+                    || revokes("user", u)
+            })
+            && self.agent.as_deref().is_none_or(|a| {
+                is("client_id", a)
+                    || revokes("agent", a)
+                    || data["act"]
+                        .as_array()
+                        .is_some_and(|act| act.iter().any(|x| x.as_str() == Some(a)))
+            })
+            && self.grant.as_deref().is_none_or(|g| {
+                ["gid", "grant_id", "grant"].iter().any(|f| is(f, g))
+                    || revokes("grant", g)
+                    || revokes("branch", g)
+            })
+    }
+}
+
+/// Most rows one query reads looking for matches; the caller pages on from where it stopped.
+const SCAN_LIMIT: i64 = 20_000;
+
+/// Up to `limit` events matching `filter`, newest first, before sequence number `before`; and
+/// where to continue (`None` at the chain's start). One call reads at most [`SCAN_LIMIT`] rows,
+/// so a rare match may need several pages, some of them empty.
+pub async fn query(
+    db: &Database,
+    filter: &EventFilter,
+    before: Option<i64>,
+    limit: usize,
+) -> Result<(Vec<Event>, Option<i64>), sqlx::Error> {
+    let mut before = before.unwrap_or(i64::MAX);
+    let mut found = Vec::new();
+    let mut scanned = 0;
+    while scanned < SCAN_LIMIT {
+        let rows = sqlx::query(
+            "SELECT seq, at, kind, data, hash FROM audit_events
+             WHERE seq < $1 AND ($2 = '' OR kind = $2) ORDER BY seq DESC LIMIT 1000",
+        )
+        .bind(before)
+        .bind(filter.kind.clone().unwrap_or_default())
+        .fetch_all(db.pool())
+        .await?;
+        if rows.is_empty() {
+            return Ok((found, None));
+        }
+        for row in rows {
+            scanned += 1;
+            let seq: i64 = row.try_get("seq")?;
+            before = seq;
+            let (at, kind): (i64, String) = (row.try_get("at")?, row.try_get("kind")?);
+            let data = serde_json::from_str(row.try_get("data")?).unwrap_or(Value::Null);
+            if filter.matches(&kind, at, &data) {
+                found.push(Event {
+                    seq,
+                    at,
+                    kind,
+                    data,
+                    hash: row.try_get("hash")?,
+                });
+                if found.len() == limit {
+                    return Ok((found, Some(seq)));
+                }
+            }
+        }
+    }
+    Ok((found, Some(before)))
 }
 
 /// The `prev_hash` of the first event.

@@ -157,5 +157,8 @@ pub async fn ingest(state: &AppState, batch: Batch) -> Result<Ack, OAuthError> {
             })
         })
         .await?;
+    if ack.appended > 0 {
+        state.console.poke();
+    }
     Ok(ack)
 }

@@ -83,7 +83,7 @@ impl Origin {
 }
 
 /// A registered client, without its secret.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Client {
     /// The OAuth `client_id`.
     pub client_id: String,
@@ -93,22 +93,26 @@ pub struct Client {
     pub created_at: i64,
     /// Where authorization responses may be sent; empty for clients that never redirect.
     pub redirect_uris: Vec<String>,
-    /// How it authenticates.
+    /// How it authenticates: `client_secret_basic`, `none` or `private_key_jwt`.
+    #[schema(value_type = String)]
     pub auth_method: AuthMethod,
     /// Its public keys, for `private_key_jwt`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub jwks: Option<JwkSet>,
-    /// Where its registration came from.
+    /// Where its registration came from: `operator`, `dynamic` or `metadata`.
+    #[schema(value_type = String)]
     pub origin: Origin,
     /// When its metadata document was last fetched (metadata clients).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fetched_at: Option<i64>,
     /// The grant types it may use at the token endpoint.
+    #[schema(value_type = Vec<String>)]
     pub grant_types: GrantTypes,
 }
 
 /// A newly registered client and the only copy of its secret.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NewClient {
     /// The client.
     #[serde(flatten)]

@@ -15,7 +15,7 @@ use crate::db::Database;
 use crate::secret::random_token;
 
 /// A grant as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Grant {
     /// The grant id (`gid`).
     pub id: String,
@@ -28,6 +28,7 @@ pub struct Grant {
     /// Resource identifiers (RFC 8707) tokens from this grant may be used at.
     pub resources: Vec<String>,
     /// What it allows.
+    #[schema(value_type = Vec<Object>)]
     pub authorization_details: Constraints,
     /// Unix seconds.
     pub created_at: i64,
@@ -45,7 +46,7 @@ impl Grant {
 }
 
 /// What an operator asks for when creating a grant.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantRequest {
     /// The operator's name for it (grants files); unique among grants in force.
@@ -58,6 +59,7 @@ pub struct GrantRequest {
     /// Resource identifiers.
     pub resources: Vec<String>,
     /// Constraints, as RFC 9396 `authorization_details`.
+    #[schema(value_type = Vec<Object>)]
     pub authorization_details: Constraints,
     /// Lifetime in seconds.
     pub expires_in: i64,
@@ -194,6 +196,74 @@ pub async fn of_subject(db: &Database, subject: &str) -> Result<Vec<Grant>, sqlx
          FROM grants WHERE subject = $1 ORDER BY created_at DESC, id",
     )
     .bind(subject)
+    .fetch_all(db.pool())
+    .await?
+    .iter()
+    .map(grant_from_row)
+    .collect()
+}
+
+/// A grant's state as of now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantStatus {
+    /// Neither revoked nor expired.
+    Active,
+    /// Revoked.
+    Revoked,
+    /// Past its expiry, not revoked.
+    Expired,
+}
+
+impl GrantStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// Which grants to list: all filters must hold.
+#[derive(Debug, Clone, Default)]
+pub struct GrantFilter {
+    /// Given by this user.
+    pub user: Option<String>,
+    /// Given to this agent.
+    pub agent: Option<String>,
+    /// In this state.
+    pub status: Option<GrantStatus>,
+}
+
+/// Up to `limit` grants matching `filter`, newest first, after `before` (the
+/// `(created_at, id)` of the last grant of the previous page).
+pub async fn page(
+    db: &Database,
+    filter: &GrantFilter,
+    before: Option<(i64, String)>,
+    limit: i64,
+    now: i64,
+) -> Result<Vec<Grant>, sqlx::Error> {
+    let (before_at, before_id) = before.unwrap_or((i64::MAX, String::new()));
+    sqlx::query(
+        "SELECT id, subject, client_id, resources, authorization_details, created_at, expires_at,
+                revoked_at, name
+         FROM grants
+         WHERE ($1 = '' OR subject = $1) AND ($2 = '' OR client_id = $2)
+           AND ($3 = '' OR ($3 = 'active' AND revoked_at IS NULL AND expires_at > $4)
+                OR ($3 = 'revoked' AND revoked_at IS NOT NULL)
+                OR ($3 = 'expired' AND revoked_at IS NULL AND expires_at <= $4))
+           AND (created_at < $5 OR (created_at = $5 AND ($6 = '' OR id < $6)))
+         ORDER BY created_at DESC, id DESC LIMIT $7",
+    )
+    .bind(filter.user.clone().unwrap_or_default())
+    .bind(filter.agent.clone().unwrap_or_default())
+    .bind(filter.status.map_or("", GrantStatus::as_str))
+    .bind(now)
+    .bind(before_at)
+    .bind(before_id)
+    .bind(limit)
     .fetch_all(db.pool())
     .await?
     .iter()

@@ -422,7 +422,7 @@ pub async fn prune(
 }
 
 /// One stored key, for `keys list`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct KeyInfo {
     /// Key id.
     pub kid: String,

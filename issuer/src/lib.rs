@@ -15,6 +15,7 @@
 //! consent, and one typed error mapped to a page or a redirect).
 
 mod account;
+pub mod admin;
 pub mod app;
 pub mod approvals;
 pub mod audit;
@@ -24,10 +25,12 @@ mod client_assertion;
 pub mod client_auth;
 pub mod client_metadata;
 pub mod clients;
+pub mod console;
 mod cookie;
 pub mod db;
 pub mod explain;
 pub mod external_idp;
+pub mod freezes;
 pub mod grants;
 pub mod grants_file;
 pub mod introspection;
@@ -37,6 +40,7 @@ pub mod metrics;
 pub mod oauth_error;
 mod page;
 mod registration;
+mod request;
 pub mod revocation;
 pub mod safe_fetch;
 pub mod secret;
@@ -72,6 +76,10 @@ pub struct AppState {
     pub audit: audit::AuditLog,
     /// Trusted external identity providers.
     pub idps: Arc<external_idp::Idps>,
+    /// The console's live lines.
+    pub console: Arc<console::DecisionFeed>,
+    /// Seals new signing keys (rotation through the admin API) and keys the audit anchor.
+    pub sealing: keys::KeyEncryption,
 }
 
 impl AppState {
@@ -136,8 +144,10 @@ impl Issuer {
             .map_err(|e| Error::Db(db::DbError::Sqlx(e)))?;
         Ok(Self {
             state: AppState {
-                keyring: keys::watch(db.clone(), sealing, config.issuer.clone(), keyring),
+                keyring: keys::watch(db.clone(), sealing.clone(), config.issuer.clone(), keyring),
+                sealing,
                 audit: audit::AuditLog::start(db.clone()),
+                console: console::DecisionFeed::start(db.clone()),
                 idps,
                 db,
                 config: Arc::new(config),

@@ -9,7 +9,9 @@
 //!
 //! Gateways follow `GET /revocations/stream` (SSE, one event per entry, `id` = sequence number,
 //! resumable with `Last-Event-ID`) and can fall back to the signed feed at
-//! `GET /.well-known/revoked`.
+//! `GET /.well-known/revoked`. The stream also carries the change freezes in force
+//! ([`crate::freezes`]), whole, as a `freezes` event without an id: first on connecting, and
+//! again whenever the hub sees the set change.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -18,18 +20,19 @@ use std::time::Duration;
 
 use axum::response::sse::Event;
 use futures_util::Stream;
+use portcullis_policy::freeze::FreezePattern;
 use portcullis_policy::revocation::{
     RevocationEntry, RevocationFeed, RevocationKind, RevokedSet, sign_feed, target_hash,
 };
 use portcullis_policy::{Claims, VerifyError};
 use serde_json::json;
 use sqlx::Row;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::approvals::{self, Voided};
 use crate::db::{Backend, Database};
 use crate::keys::Keyring;
-use crate::{audit, grants, settings};
+use crate::{audit, freezes, grants, settings};
 
 const NOTIFY_CHANNEL: &str = "portcullis_revocations";
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -283,6 +286,55 @@ pub async fn since(
     .collect()
 }
 
+/// A revocation as an operator reads it: the entry gateways get, with what was named and why.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Revocation {
+    /// Position in the revocation log.
+    pub seq: i64,
+    /// `token`, `grant`, `agent`, `user`, `session` or `branch`.
+    #[schema(value_type = String)]
+    pub kind: RevocationKind,
+    /// The jti, grant id, client id, user, session id or `GRANT/AGENT` revoked.
+    pub value: String,
+    /// Why.
+    pub reason: String,
+    /// Unix seconds.
+    pub revoked_at: i64,
+    /// Agent and user revocations cover tokens issued at or before this time.
+    pub issued_before: Option<i64>,
+    /// When no token it covers can still be valid.
+    pub expires_at: i64,
+}
+
+/// Up to `limit` revocations after `after`, oldest first, expired ones included until pruned.
+pub async fn list(db: &Database, after: i64, limit: i64) -> Result<Vec<Revocation>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT seq, kind, value, reason, revoked_at, issued_before, expires_at FROM revocations
+         WHERE seq > $1 ORDER BY seq LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    let mut list = Vec::with_capacity(rows.len());
+    for row in rows {
+        let kind: String = row.try_get("kind")?;
+        list.push(Revocation {
+            seq: row.try_get("seq")?,
+            kind: RevocationKind::from_name(&kind).ok_or_else(|| sqlx::Error::ColumnDecode {
+                index: "kind".into(),
+                source: format!("unknown revocation kind {kind:?}").into(),
+            })?,
+            value: row.try_get("value")?,
+            reason: row.try_get("reason")?,
+            revoked_at: row.try_get("revoked_at")?,
+            issued_before: row.try_get("issued_before")?,
+            expires_at: row.try_get("expires_at")?,
+        });
+    }
+    Ok(list)
+}
+
 /// The entry revoking a token with these claims, if any.
 pub async fn covering(
     db: &Database,
@@ -359,6 +411,7 @@ pub struct RevocationHub {
     db: Database,
     sender: broadcast::Sender<RevocationEntry>,
     published: tokio::sync::Mutex<i64>,
+    freezes: watch::Sender<Arc<Vec<FreezePattern>>>,
 }
 
 impl RevocationHub {
@@ -372,10 +425,12 @@ impl RevocationHub {
             .fetch_one(db.pool())
             .await?;
         let (sender, _) = broadcast::channel(1024);
+        let freezes = freezes::list(&db).await?;
         let hub = Arc::new(Self {
             db: db.clone(),
             sender,
             published: tokio::sync::Mutex::new(head),
+            freezes: watch::Sender::new(Arc::new(freezes.into_iter().map(|f| f.pattern).collect())),
         });
         let weak = Arc::downgrade(&hub);
         tokio::spawn(async move {
@@ -397,8 +452,27 @@ impl RevocationHub {
         self.sender.subscribe()
     }
 
-    /// Publishes every committed entry after the last one published.
+    /// The freezes in force, as last read, and each change from now on.
+    pub fn freezes(&self) -> watch::Receiver<Arc<Vec<FreezePattern>>> {
+        self.freezes.subscribe()
+    }
+
+    /// Publishes every committed entry after the last one published, and the freezes in
+    /// force if they changed.
     pub async fn poke(&self) {
+        match freezes::list(&self.db).await {
+            Ok(now) => {
+                let now: Vec<FreezePattern> = now.into_iter().map(|f| f.pattern).collect();
+                self.freezes.send_if_modified(|known| {
+                    let changed = **known != now;
+                    if changed {
+                        *known = Arc::new(now);
+                    }
+                    changed
+                });
+            }
+            Err(e) => tracing::warn!("reading the freezes failed: {e}"),
+        }
         let mut published = self.published.lock().await;
         let rows = sqlx::query(
             "SELECT seq, kind, target, revoked_at, issued_before, expires_at FROM revocations
@@ -460,6 +534,9 @@ async fn listen(url: String, hub: std::sync::Weak<RevocationHub>) {
 struct StreamState {
     db: Database,
     receiver: broadcast::Receiver<RevocationEntry>,
+    freezes: watch::Receiver<Arc<Vec<FreezePattern>>>,
+    /// Whether the freezes in force have been sent (first of all, then on each change).
+    freezes_sent: bool,
     backlog: VecDeque<RevocationEntry>,
     last_sent: i64,
 }
@@ -475,10 +552,13 @@ pub async fn stream(
     // Subscribe before reading the backlog, so nothing committed in between is missed; an entry
     // seen in both is sent once, by sequence number.
     let receiver = hub.subscribe();
+    let freezes = hub.freezes();
     let backlog = since(&db, after, now).await?.into();
     let state = StreamState {
         db,
         receiver,
+        freezes,
+        freezes_sent: false,
         backlog,
         last_sent: after,
     };
@@ -486,11 +566,20 @@ pub async fn stream(
         state,
         |mut state| async move {
             loop {
+                if !state.freezes_sent {
+                    state.freezes_sent = true;
+                    let set = state.freezes.borrow_and_update().clone();
+                    return Some((Ok(freezes_event(&set)), state));
+                }
                 let entry = match state.backlog.pop_front() {
                     Some(entry) => entry,
-                    None => match state.receiver.recv().await {
-                        Ok(entry) => entry,
-                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                    None => match next_live(&mut state).await {
+                        Live::Freezes => {
+                            state.freezes_sent = false;
+                            continue;
+                        }
+                        Live::Entry(Ok(entry)) => entry,
+                        Live::Entry(Err(broadcast::error::RecvError::Lagged(_))) => {
                             // Too slow for the live channel: catch up from the database.
                             match since(&state.db, state.last_sent, crate::now()).await {
                                 Ok(missed) => state.backlog = missed.into(),
@@ -501,7 +590,7 @@ pub async fn stream(
                             }
                             continue;
                         }
-                        Err(broadcast::error::RecvError::Closed) => return None,
+                        Live::Entry(Err(broadcast::error::RecvError::Closed)) => return None,
                     },
                 };
                 if entry.seq <= state.last_sent {
@@ -517,4 +606,26 @@ pub async fn stream(
             }
         },
     ))
+}
+
+/// What a live stream waits for next.
+enum Live {
+    Entry(Result<RevocationEntry, broadcast::error::RecvError>),
+    /// The freezes in force changed.
+    Freezes,
+}
+
+async fn next_live(state: &mut StreamState) -> Live {
+    tokio::select! {
+        entry = state.receiver.recv() => Live::Entry(entry),
+        // A closed hub ends the stream through the revocation channel, so this waits on.
+        Ok(()) = state.freezes.changed() => Live::Freezes,
+    }
+}
+
+fn freezes_event(set: &[FreezePattern]) -> Event {
+    Event::default()
+        .event("freezes")
+        .json_data(json!({ "freezes": set }))
+        .unwrap_or_else(|_| Event::default().comment("unserialisable freezes"))
 }

@@ -15,19 +15,22 @@ use sqlx::Row;
 use crate::db::Database;
 
 /// A person who can sign in at the issuer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct User {
     /// The sign-in name, also the `sub` of tokens made on their behalf.
     pub username: String,
     /// Resources they may delegate access to.
     pub resources: Vec<String>,
     /// The most they may delegate there.
+    #[schema(value_type = Vec<Object>)]
     pub authorization_details: Constraints,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds, when disabled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disabled_at: Option<i64>,
+    /// Whether they may open the operator console.
+    pub operator: bool,
 }
 
 /// Why a user could not be created.
@@ -45,6 +48,9 @@ pub enum UserError {
     /// The name is taken.
     #[error("user {0:?} already exists")]
     Exists(String),
+    /// No user has this name.
+    #[error("no user {0:?}")]
+    Unknown(String),
     /// The database failed.
     #[error(transparent)]
     Db(#[from] sqlx::Error),
@@ -86,15 +92,30 @@ fn password_matches(password: &str, stored: &str) -> bool {
     })
 }
 
+/// Who to create: [`create`]'s input.
+#[derive(Debug, Clone)]
+pub struct NewUser<'a> {
+    /// The sign-in name.
+    pub username: &'a str,
+    /// At least [`MIN_PASSWORD_LEN`] characters.
+    pub password: &'a str,
+    /// Resources they may delegate access to.
+    pub resources: Vec<String>,
+    /// The most they may delegate there.
+    pub allowance: Constraints,
+    /// Whether they may open the operator console.
+    pub operator: bool,
+}
+
 /// Creates a user, audited.
-pub async fn create(
-    db: &Database,
-    username: &str,
-    password: &str,
-    resources: Vec<String>,
-    allowance: Constraints,
-    now: i64,
-) -> Result<User, UserError> {
+pub async fn create(db: &Database, new: NewUser<'_>, now: i64) -> Result<User, UserError> {
+    let NewUser {
+        username,
+        password,
+        resources,
+        allowance,
+        operator,
+    } = new;
     if !valid_name(username) {
         return Err(UserError::InvalidName);
     }
@@ -110,6 +131,7 @@ pub async fn create(
         authorization_details: allowance,
         created_at: now,
         disabled_at: None,
+        operator,
     };
     let hash = hash_password(password);
     let row = user.clone();
@@ -119,8 +141,8 @@ pub async fn create(
             Box::pin(async move {
                 let inserted = sqlx::query(
                     "INSERT INTO users (username, password_hash, resources, authorization_details,
-                                        created_at)
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (username) DO NOTHING",
+                                        created_at, operator)
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (username) DO NOTHING",
                 )
                 .bind(&user.username)
                 .bind(hash)
@@ -130,6 +152,7 @@ pub async fn create(
                         .expect("constraints serialise"),
                 )
                 .bind(now)
+                .bind(i64::from(user.operator))
                 .execute(&mut **tx)
                 .await?
                 .rows_affected();
@@ -138,7 +161,8 @@ pub async fn create(
                         tx,
                         "user.created",
                         serde_json::json!({"username": user.username, "resources": user.resources,
-                                           "authorization_details": user.authorization_details}),
+                                           "authorization_details": user.authorization_details,
+                                           "operator": user.operator}),
                         now,
                     )
                     .await?;
@@ -161,7 +185,8 @@ pub async fn authenticate(
     password: &str,
 ) -> Result<Option<User>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT username, password_hash, resources, authorization_details, created_at, disabled_at
+        "SELECT username, password_hash, resources, authorization_details, created_at, disabled_at,
+                operator
          FROM users WHERE username = $1 AND disabled_at IS NULL",
     )
     .bind(username)
@@ -185,7 +210,7 @@ pub async fn authenticate(
 /// The user with this name, enabled or not.
 pub async fn get(db: &Database, username: &str) -> Result<Option<User>, sqlx::Error> {
     sqlx::query(
-        "SELECT username, resources, authorization_details, created_at, disabled_at
+        "SELECT username, resources, authorization_details, created_at, disabled_at, operator
          FROM users WHERE username = $1",
     )
     .bind(username)
@@ -198,7 +223,7 @@ pub async fn get(db: &Database, username: &str) -> Result<Option<User>, sqlx::Er
 /// Every user.
 pub async fn list(db: &Database) -> Result<Vec<User>, sqlx::Error> {
     sqlx::query(
-        "SELECT username, resources, authorization_details, created_at, disabled_at
+        "SELECT username, resources, authorization_details, created_at, disabled_at, operator
          FROM users ORDER BY username",
     )
     .fetch_all(db.pool())
@@ -221,5 +246,46 @@ fn user_from_row(row: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
             .map_err(|e| decode("authorization_details", e))?,
         created_at: row.try_get("created_at")?,
         disabled_at: row.try_get("disabled_at")?,
+        operator: row.try_get::<i64, _>("operator")? != 0,
     })
+}
+
+/// Makes a person an operator, or no longer one; audited. Sessions already open follow at
+/// their next request (the console checks the role on every one).
+pub async fn set_operator(
+    db: &Database,
+    username: &str,
+    operator: bool,
+    now: i64,
+) -> Result<User, UserError> {
+    let name = username.to_owned();
+    let changed = db
+        .write(|tx| {
+            let name = name.clone();
+            Box::pin(async move {
+                let changed = sqlx::query("UPDATE users SET operator = $1 WHERE username = $2")
+                    .bind(i64::from(operator))
+                    .bind(&name)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected();
+                if changed == 1 {
+                    crate::audit::append(
+                        tx,
+                        "user.operator",
+                        serde_json::json!({"username": name, "operator": operator}),
+                        now,
+                    )
+                    .await?;
+                }
+                Ok(changed)
+            })
+        })
+        .await?;
+    if changed == 0 {
+        return Err(UserError::Unknown(username.to_owned()));
+    }
+    get(db, username)
+        .await?
+        .ok_or_else(|| UserError::Unknown(username.to_owned()))
 }

@@ -43,6 +43,7 @@ pub mod claims;
 pub mod constraint;
 pub mod decision;
 pub mod dpop;
+pub mod freeze;
 mod jws;
 pub mod key;
 pub mod revocation;

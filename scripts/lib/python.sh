@@ -13,3 +13,18 @@ ensure_python_mcp() {
     "$venv/bin/pip" install -q "mcp==$PYTHON_MCP_VERSION"
   fi
 }
+
+SCHEMATHESIS_VERSION=4.32.5
+
+# schemathesis, which checks the issuer's admin API against its own OpenAPI document
+# (scripts/schemathesis.sh).
+ensure_schemathesis() {
+  local venv=.tools/schemathesis
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+  fi
+  if ! "$venv/bin/python" -c "import importlib.metadata as m; assert m.version('schemathesis') == '$SCHEMATHESIS_VERSION'" 2>/dev/null; then
+    echo "installing schemathesis $SCHEMATHESIS_VERSION into $venv" >&2
+    "$venv/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION"
+  fi
+}

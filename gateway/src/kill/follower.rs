@@ -9,11 +9,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use portcullis_policy::freeze::FreezePattern;
 use portcullis_policy::revocation::{MAX_FEED_LEN, RevocationEntry, verify_feed};
 
 use super::{Canceller, LiveWork, Revocations};
 use crate::clock;
 use crate::config::Sources;
+use crate::controls::Controls;
 use crate::issuer_keys::IssuerKeys;
 use crate::sse::SseReader;
 
@@ -27,6 +29,8 @@ pub(crate) struct RevocationFollower {
     /// The longest wait between reconnection attempts.
     pub(crate) retry_max: Duration,
     pub(crate) canceller: Canceller,
+    /// Where the issuer's change freezes (its `freezes` events) take effect.
+    pub(crate) controls: Arc<Controls>,
 }
 
 /// Up to half again as long, so a fleet of gateways does not reconnect in lockstep.
@@ -45,9 +49,13 @@ impl RevocationFollower {
         let mut backoff = Duration::from_millis(100);
         loop {
             let started = std::time::Instant::now();
-            let result = follow_stream(revocations, sources, clock::now, |killed| {
-                self.canceller.cancel(killed)
-            })
+            let result = follow_stream(
+                revocations,
+                sources,
+                clock::now,
+                |killed| self.canceller.cancel(killed),
+                |freezes| self.controls.set_fleet_freezes(freezes),
+            )
             .await;
             match result {
                 Ok(()) => tracing::warn!("the revocation stream ended; reconnecting"),
@@ -139,13 +147,21 @@ pub(crate) async fn poll_feed(
     Ok(killed)
 }
 
+/// The issuer's `freezes` event: every freeze in force, sent first on each connection and
+/// again whenever the set changes.
+#[derive(serde::Deserialize)]
+struct Freezes {
+    freezes: Vec<FreezePattern>,
+}
+
 /// Follows the push stream until it ends or fails, applying each entry as it arrives.
-/// `on_killed` gets the work each revocation ended.
+/// `on_killed` gets the work each revocation ended; `on_freezes` the issuer's freezes.
 async fn follow_stream(
     revocations: &Revocations,
     sources: &Sources,
     now: impl Fn() -> i64,
     mut on_killed: impl FnMut(Vec<Arc<LiveWork>>),
+    mut on_freezes: impl FnMut(Vec<FreezePattern>),
 ) -> Result<(), FollowError> {
     let mut request = client(None)
         .get(&sources.stream_url)
@@ -177,6 +193,17 @@ async fn follow_stream(
         let mut entries = Vec::new();
         for event in events {
             let Some(data) = event.data else { continue };
+            if event.event.as_deref() == Some("freezes") {
+                match serde_json::from_str::<Freezes>(&data) {
+                    Ok(set) => {
+                        tracing::info!("the issuer's freezes: {:?}", set.freezes);
+                        on_freezes(set.freezes);
+                    }
+                    // Keep the last set rather than lift freezes on a garbled event.
+                    Err(e) => tracing::warn!("ignoring an unreadable freezes event: {e}"),
+                }
+                continue;
+            }
             match serde_json::from_str::<RevocationEntry>(&data) {
                 Ok(entry) => entries.push(entry),
                 Err(e) => tracing::warn!("ignoring an unreadable revocation event: {e}"),

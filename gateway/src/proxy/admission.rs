@@ -22,6 +22,7 @@ use super::judge::{Judge, Judged};
 use super::request::{header_str, read_message, revision};
 use super::respond::write_json;
 use crate::clock;
+use crate::decision_log::Decision;
 use crate::jsonrpc::{self, Message};
 use crate::jsonrpc_error::{GatewayError, SUPPORTED_PROTOCOL_VERSIONS};
 use crate::routes::Routes;
@@ -182,6 +183,18 @@ async fn authenticate_request(
     }
     let session_id = header_str(req, MCP_SESSION_ID);
     if let Some(entry) = revocations.covering(&token, session_id) {
+        // Shipped like any decision, so the console shows the refusal of revoked authority.
+        if let Some(log) = &state.decisions {
+            let method = req.method.as_str();
+            let refused = ("deny", "revoked");
+            log.record(Decision::under(
+                token.claims(),
+                route.name(),
+                method,
+                "",
+                refused,
+            ));
+        }
         return Err(GatewayError::Revoked {
             id: Value::Null,
             seq: entry.seq,

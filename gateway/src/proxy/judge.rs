@@ -390,25 +390,16 @@ impl Judge<'_> {
         let Some(log) = &self.state.decisions else {
             return;
         };
-        let claims = self.token.claims();
         log.record(decision_log::Decision {
-            at: clock::now(),
-            decision: rule.outcome().to_owned(),
-            sub: claims.subject.clone(),
-            act: claims
-                .actors
-                .iter()
-                .flat_map(|chain| chain.actors())
-                .map(|a| a.sub.clone())
-                .collect(),
-            gid: claims.grant_id.clone(),
-            jti: claims.token_id.clone(),
-            upstream: self.upstream.name.clone(),
-            method: method.to_owned(),
-            target: target.to_owned(),
             arguments_digest: arguments.map(decision_log::digest),
-            rule: rule.code().to_owned(),
             approval: approval.map(str::to_owned),
+            ..decision_log::Decision::under(
+                self.token.claims(),
+                &self.upstream.name,
+                method,
+                target,
+                (rule.outcome(), rule.code()),
+            )
         });
     }
 

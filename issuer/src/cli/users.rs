@@ -25,9 +25,20 @@ pub(super) enum UsersCommand {
         /// or @FILE. A consent can only narrow it.
         #[arg(long)]
         allow: String,
+        /// Also an operator: may open the console (/console) and act there.
+        #[arg(long)]
+        operator: bool,
     },
     /// List people.
     List,
+    /// Make a person an operator (the console), or with --off no longer one.
+    Operator {
+        /// Their sign-in name.
+        username: String,
+        /// Take the role away instead.
+        #[arg(long)]
+        off: bool,
+    },
 }
 
 impl UsersCommand {
@@ -38,6 +49,7 @@ impl UsersCommand {
                 password_file,
                 resources,
                 allow,
+                operator,
             } => {
                 let password = match password_file {
                     Some(path) => read_file(&path)?.trim_end_matches(['\r', '\n']).to_owned(),
@@ -52,10 +64,13 @@ impl UsersCommand {
                 let issuer = settings.open().await?;
                 let user = users::create(
                     &issuer.state().db,
-                    &username,
-                    &password,
-                    resources,
-                    allowance,
+                    users::NewUser {
+                        username: &username,
+                        password: &password,
+                        resources,
+                        allowance,
+                        operator,
+                    },
                     now(),
                 )
                 .await?;
@@ -64,6 +79,11 @@ impl UsersCommand {
             UsersCommand::List => {
                 let issuer = settings.open().await?;
                 print_json(&users::list(&issuer.state().db).await?)
+            }
+            UsersCommand::Operator { username, off } => {
+                let issuer = settings.open().await?;
+                let user = users::set_operator(&issuer.state().db, &username, !off, now()).await?;
+                print_json(&user)
             }
         }
     }

@@ -41,10 +41,13 @@ pub(crate) async fn issuer_with(
     // A second issuer on the same database finds her already there.
     match users::create(
         &issuer.state().db,
-        "alice",
-        PASSWORD,
-        vec![RESOURCE.into()],
-        allowance,
+        users::NewUser {
+            username: "alice",
+            password: PASSWORD,
+            resources: vec![RESOURCE.into()],
+            allowance,
+            operator: false,
+        },
         portcullis_issuer::now(),
     )
     .await
@@ -67,10 +70,13 @@ pub(crate) async fn issuer_with_people(
     for person in ["alice", "bob"] {
         users::create(
             &issuer.state().db,
-            person,
-            PASSWORD,
-            vec![RESOURCE.into()],
-            allowance.clone(),
+            users::NewUser {
+                username: person,
+                password: PASSWORD,
+                resources: vec![RESOURCE.into()],
+                allowance: allowance.clone(),
+                operator: false,
+            },
             portcullis_issuer::now(),
         )
         .await

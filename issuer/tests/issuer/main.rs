@@ -2,11 +2,13 @@
 //! `PORTCULLIS_TEST_POSTGRES_URL` is set (each test in a schema of its own).
 
 mod account;
+mod admin_api;
 mod approvals;
 mod audit;
 mod authorization_code;
 mod browser;
 mod cli;
+mod console;
 mod crash;
 mod external_idp;
 mod grants_file;

@@ -294,6 +294,17 @@ impl EventStream {
 
     /// The next revocation event (`id`, entry), or `None` if none arrives within 5 seconds.
     pub(crate) async fn next(&mut self) -> Option<(i64, Value)> {
+        let (id, data) = self.next_of("revocation").await?;
+        Some((id?.parse().unwrap(), data))
+    }
+
+    /// The next `freezes` event's patterns, or `None` if none arrives within 5 seconds.
+    pub(crate) async fn next_freezes(&mut self) -> Option<Value> {
+        Some(self.next_of("freezes").await?.1["freezes"].clone())
+    }
+
+    /// The next event of type `kind` (its `id`, if any, and data), skipping the others.
+    async fn next_of(&mut self, kind: &str) -> Option<(Option<String>, Value)> {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
@@ -303,10 +314,12 @@ impl EventStream {
                         .lines()
                         .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
                 };
-                if let (Some(id), Some(data)) = (field("id:"), field("data:")) {
-                    return Some((id.parse().unwrap(), serde_json::from_str(&data).unwrap()));
+                if let (Some(event), Some(data)) = (field("event:"), field("data:"))
+                    && event == kind
+                {
+                    return Some((field("id:"), serde_json::from_str(&data).unwrap()));
                 }
-                continue; // a keep-alive comment
+                continue; // a keep-alive comment, or another kind
             }
             let frame = tokio::time::timeout_at(deadline, self.body.frame())
                 .await
