@@ -204,7 +204,9 @@ pub async fn of_subject(db: &Database, subject: &str) -> Result<Vec<Grant>, sqlx
 }
 
 /// A grant's state as of now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantStatus {
     /// Neither revoked nor expired.

@@ -15,6 +15,7 @@
 
 mod ab;
 mod approval;
+mod console;
 mod exchange;
 mod kill_switch;
 mod mcp;
@@ -87,6 +88,9 @@ enum Command {
     /// RFC 8693 token exchanges per second at our issuer (SQLite, and PostgreSQL with
     /// --postgres-url) and at an authgent-server peer (--authgent-url), interleaved.
     Exchange(crate::exchange::ExchangeArgs),
+    /// The operator console under decision traffic: ingest with and without consoles open,
+    /// and the time from a gateway shipping a decision to a console receiving it.
+    Console(crate::console::ConsoleArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -146,6 +150,7 @@ impl Command {
             Command::Soak(args) => args.validate(),
             Command::Exchange(args) => args.validate(),
             Command::Approval(args) => args.validate(),
+            Command::Console(args) => args.validate(),
         }
     }
 
@@ -160,6 +165,7 @@ impl Command {
                 Command::Soak(args) => args.time_bound(),
                 Command::Exchange(args) => args.time_bound(),
                 Command::Approval(args) => args.time_bound(),
+                Command::Console(args) => args.time_bound(),
             }
     }
 
@@ -178,6 +184,7 @@ impl Command {
             // Each agent holds a pooled connection or two per target.
             Command::Exchange(args) => args.clients(),
             Command::Approval(_) => 1,
+            Command::Console(args) => args.sessions(),
         }
     }
 }
@@ -259,6 +266,10 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Exchange(args) => {
             let report = exchange::run(args).await?;
             emit(json, "exchange", &report.render(), &report)
+        }
+        Command::Console(args) => {
+            let report = console::run(args).await?;
+            emit(json, "console", &report.render(), &report)
         }
     }
 }

@@ -30,8 +30,18 @@ pub(super) enum GrantsCommand {
         #[arg(long, default_value_t = 86_400)]
         expires_in: i64,
     },
-    /// List grants.
-    List,
+    /// List grants, newest first.
+    List {
+        /// Only those this user gave.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only those given to this agent (client_id).
+        #[arg(long)]
+        agent: Option<String>,
+        /// Only those in this state now.
+        #[arg(long, value_enum)]
+        status: Option<grants::GrantStatus>,
+    },
     /// Check a grants file for errors and risky grants; exits non-zero on an error (for CI).
     Lint {
         /// The grants file (YAML).
@@ -87,9 +97,18 @@ impl GrantsCommand {
                 };
                 print_json(&grants::create(&issuer.state().db, request, now()).await?)
             }
-            GrantsCommand::List => {
-                let issuer = settings.open().await?;
-                print_json(&grants::list(&issuer.state().db).await?)
+            GrantsCommand::List {
+                user,
+                agent,
+                status,
+            } => {
+                let db = settings.open_database().await?;
+                let filter = grants::GrantFilter {
+                    user,
+                    agent,
+                    status,
+                };
+                print_json(&grants::page(&db, &filter, None, i64::MAX, now()).await?)
             }
             GrantsCommand::Lint { file, strict } => lint(&file, strict),
             GrantsCommand::Apply {

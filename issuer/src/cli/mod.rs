@@ -13,15 +13,18 @@
 //! | `users`, `clients`, `grants` | `users …`, `clients …`, `grants …` |
 //! | `tokens` | `mint`, `show`, `revoke` |
 //! | `keys` | `keys …` |
-//! | `audit` | `audit verify` |
+//! | `audit` | `audit verify`, `audit query` |
+//! | `freezes`, `revocations` | `freezes …`, `revocations list` |
 //! | `io` | JSON on stdout, `@FILE` arguments |
 
 mod audit;
 mod clients;
+mod freezes;
 mod grants;
 mod io;
 mod keys;
 mod maintenance;
+mod revocations;
 mod serve;
 mod tokens;
 mod users;
@@ -63,6 +66,12 @@ enum Command {
     /// Revoke a token, a grant (and every token delegated from it), one sub-agent's branch of a
     /// grant, an agent, a user, or an MCP session. Committed before this command returns; running issuers push it to gateways.
     Revoke(tokens::Revoke),
+    /// List the revocation log.
+    #[command(subcommand)]
+    Revocations(revocations::RevocationsCommand),
+    /// Set, lift and list change freezes (tools every gateway refuses until lifted).
+    #[command(subcommand)]
+    Freezes(freezes::FreezesCommand),
     /// Decode a token and explain its authority in plain words (verified against this issuer's keys).
     Show(tokens::Show),
     /// Work with the hash-chained audit log.
@@ -91,6 +100,8 @@ impl Cli {
             Command::Keys(command) => command.run(settings).await,
             Command::Revoke(revoke) => revoke.run(settings).await,
             Command::Show(show) => show.run(settings).await,
+            Command::Revocations(command) => command.run(settings).await,
+            Command::Freezes(command) => command.run(settings).await,
             Command::Audit(command) => command.run(settings).await,
             Command::Maintenance(command) => command.run(settings).await,
         }

@@ -58,3 +58,71 @@ async fn keys_pruned_from_the_cli_stay_while_a_token_they_signed_can_be_valid() 
         assert_eq!(pruned, [first], "[{}]", b.name);
     }
 }
+
+#[tokio::test]
+async fn the_cli_offers_what_the_admin_api_does_freezes_revocations_filtered_grants_and_audit_queries()
+ {
+    for b in backends().await {
+        let name = b.name;
+        let issuer = open_issuer(&b).await;
+        let world = world_in(portcullis_issuer::app(issuer.state().clone())).await;
+
+        let set: Value = serde_json::from_str(
+            &cli(
+                &b,
+                &["freezes", "set", "expenses/*", "--reason", "quarter close"],
+            )
+            .await,
+        )
+        .unwrap();
+        assert_eq!(set["pattern"], "expenses/*", "{name}");
+        assert!(set["created_by"].as_str().unwrap().ends_with("(CLI)"));
+        let listed: Value = serde_json::from_str(&cli(&b, &["freezes", "list"]).await).unwrap();
+        assert_eq!(listed[0]["reason"], "quarter close", "{name}");
+
+        cli(&b, &["revoke", "--grant", &world.grant_id]).await;
+        let revocations: Value =
+            serde_json::from_str(&cli(&b, &["revocations", "list"]).await).unwrap();
+        assert_eq!(
+            revocations[0]["value"], world.grant_id,
+            "{name}: {revocations}"
+        );
+        let revoked: Value =
+            serde_json::from_str(&cli(&b, &["grants", "list", "--status", "revoked"]).await)
+                .unwrap();
+        assert_eq!(revoked.as_array().unwrap().len(), 1, "{name}");
+        let active: Value = serde_json::from_str(
+            &cli(
+                &b,
+                &["grants", "list", "--status", "active", "--user", "alice"],
+            )
+            .await,
+        )
+        .unwrap();
+        assert!(active.as_array().unwrap().is_empty(), "{name}");
+
+        let events: Value = serde_json::from_str(
+            &cli(
+                &b,
+                &[
+                    "audit",
+                    "query",
+                    "--grant",
+                    &world.grant_id,
+                    "--kind",
+                    "revocation",
+                ],
+            )
+            .await,
+        )
+        .unwrap();
+        assert_eq!(
+            events["items"].as_array().unwrap().len(),
+            1,
+            "{name}: {events}"
+        );
+        cli(&b, &["freezes", "lift", "expenses/*"]).await;
+        let listed: Value = serde_json::from_str(&cli(&b, &["freezes", "list"]).await).unwrap();
+        assert_eq!(listed, serde_json::json!([]), "{name}");
+    }
+}
