@@ -37,6 +37,7 @@ run tools-list-1000 tools-list --catalog 1000 --clients 8 --duration 10 --warmup
 run kill-switch-200 kill-switch --sessions 200
 run kill-switch-1000 kill-switch --sessions 1000
 run memory memory --sessions 1000
+run console console --rate 1000 --gateways 4 --consoles 2 --duration 10
 # The gateway alone in a process of its own. 10 000 sessions need 20 000 descriptors in it, more
 # than a hard limit of 20 000 allows; take as many as the limit does.
 hard=$(ulimit -Hn)

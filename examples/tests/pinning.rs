@@ -141,3 +141,70 @@ async fn a_changed_tool_definition_is_hidden_and_refused_until_approved() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The call's JSON-RPC error code and `data.reason`, or `None` when it succeeded.
+async fn refusal(session: &McpSession, tool: &str) -> Option<(i32, String)> {
+    let params = CallToolRequestParams::new(tool.to_owned())
+        .with_arguments(json!({}).as_object().unwrap().clone());
+    match session.call_tool(params).await {
+        Ok(_) => None,
+        Err(rmcp::ServiceError::McpError(e)) => Some((
+            e.code.0,
+            e.data.unwrap()["reason"].as_str().unwrap().to_owned(),
+        )),
+        Err(other) => panic!("{other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_grant_of_read_only_tools_without_destructive_ones_trusts_only_pinned_annotations() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let pins_file = dir.path().join("pins.json");
+    let stack = Stack::start(&StackOptions {
+        gateway_extra_yaml: format!("pins_file: '{}'\n", pins_file.display()),
+        ..StackOptions::sqlite(dir.path())
+    })
+    .await
+    .unwrap();
+    let issuer = IssuerClient::new(&stack.issuer_url, &stack.admin_token);
+    let agent = issuer
+        .register_agent("report-agent", "Report agent")
+        .await
+        .unwrap();
+    // Every read-only tool of expenses; the one-off tool grant still falls to deny_destructive.
+    let grant = json!([{"type": "mcp_tools", "tools": ["expenses/delete_all_expenses"],
+                        "read_only": ["expenses/*"], "deny_destructive": true}]);
+    let (_, token) = issuer
+        .delegation(&agent, "alice", &stack.resource, grant)
+        .await
+        .unwrap();
+    let session = connect(&stack.resource, &token).await.unwrap();
+
+    // Before the gateway has seen the definitions, the server's hints are not trusted.
+    assert_eq!(
+        refusal(&session, "list_expenses").await,
+        Some((-31001, "tool_destructive".to_owned())),
+        "unpinned"
+    );
+    let calls_before = stack.expenses.tool_calls_seen();
+
+    // Listed once, pinned: the read-only tools are shown and run; the destructive one is
+    // neither, although the grant names it.
+    let listed: Vec<String> = tools(&session).await.into_iter().map(|t| t.0).collect();
+    assert_eq!(listed, ["list_expenses", "slow_report"]);
+    assert_eq!(refusal(&session, "list_expenses").await, None);
+    assert_eq!(
+        refusal(&session, "delete_all_expenses").await,
+        Some((-31001, "tool_destructive".to_owned()))
+    );
+    assert_eq!(
+        refusal(&session, "submit_expense").await,
+        Some((-31001, "tool_destructive".to_owned())),
+        "no annotations: destructive by MCP's default"
+    );
+    assert_eq!(
+        stack.expenses.tool_calls_seen(),
+        calls_before + 1,
+        "only list_expenses reached the upstream"
+    );
+}

@@ -48,8 +48,7 @@ fuzz_target!(|data: &[u8]| {
     let action = Action {
         tool: &tool,
         arguments: &arguments,
-        at: NOW,
-    };
+        at: NOW, hints: None };
     match parts.next() {
         None => {
             let constraints = TOKEN

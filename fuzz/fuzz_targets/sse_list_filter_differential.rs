@@ -107,7 +107,7 @@ fn check(message: &Value, constraints: &Constraints) {
             for name in entries.iter().filter_map(|e| e.get(key)?.as_str()) {
                 let full = format!("{UPSTREAM}/{name}");
                 let allowed = match list {
-                    "tools" => constraints.allows_tool(&full),
+                    "tools" => constraints.allows_tool(&full, None),
                     "prompts" => constraints.allows_prompt(&full),
                     _ => constraints.allows_resource(&full),
                 };

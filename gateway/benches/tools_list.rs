@@ -61,7 +61,7 @@ fn bench(c: &mut Criterion) {
         full.clear();
         full.push_str("expenses/");
         full.push_str(name);
-        grant.allows_tool(&full)
+        grant.allows_tool(&full, None)
     };
     let mut group = c.benchmark_group("tools_list");
     group.bench_function("filter_1004_tools", |b| {

@@ -31,11 +31,6 @@ pub(crate) fn filter_message(
         full.push_str(upstream);
         full.push('/');
         full.push_str(name);
-        let granted = constraints.is_some_and(|c| match kind {
-            ListKind::Tools => c.allows_tool(&full),
-            ListKind::Resources | ListKind::ResourceTemplates => c.allows_resource(&full),
-            ListKind::Prompts => c.allows_prompt(&full),
-        });
         let pinned = match (kind, pins) {
             (ListKind::Tools, Some(pins)) => {
                 match pins.observe(upstream, name, entry, clock::now()) {
@@ -50,6 +45,17 @@ pub(crate) fn filter_message(
             }
             _ => true,
         };
+        let granted = constraints.is_some_and(|c| match kind {
+            ListKind::Tools => {
+                // Pinned just now or before: the pin's hints are this very definition's.
+                let hints = pins
+                    .filter(|_| pinned)
+                    .and_then(|p| p.hints(upstream, name));
+                c.allows_tool(&full, hints)
+            }
+            ListKind::Resources | ListKind::ResourceTemplates => c.allows_resource(&full),
+            ListKind::Prompts => c.allows_prompt(&full),
+        });
         let visible = granted && pinned;
         hidden += usize::from(!visible);
         visible

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+use portcullis_policy::ToolHints;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -35,12 +36,32 @@ const PINNED_MEMBERS: [&str; 6] = [
 ];
 
 /// A pinned definition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pin {
     /// SHA-256 (hex) of the pinned members, canonical JSON.
     pub hash: String,
     /// Unix seconds.
     pub since: i64,
+    /// The pinned definition's `annotations` (`null` when it had none), which grants may
+    /// judge by (read-only, destructive); absent in pins made before they were kept, whose
+    /// tools then have no trusted hints until re-pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<Value>,
+}
+
+impl Pin {
+    fn of(hash: String, definition: &Value, now: i64) -> Self {
+        Self {
+            hash,
+            since: now,
+            annotations: Some(
+                definition
+                    .get("annotations")
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            ),
+        }
+    }
 }
 
 /// A changed definition waiting for an operator.
@@ -188,13 +209,10 @@ pub fn approve(
         };
         for name in &names {
             let change = pending.remove(name).expect("listed above");
-            pins.pinned.entry(upstream.to_owned()).or_default().insert(
-                name.clone(),
-                Pin {
-                    hash: change.hash,
-                    since: now,
-                },
-            );
+            pins.pinned
+                .entry(upstream.to_owned())
+                .or_default()
+                .insert(name.clone(), Pin::of(change.hash, &change.definition, now));
         }
         if pending.is_empty() {
             pins.pending.remove(upstream);
@@ -261,6 +279,21 @@ impl Pins {
             .is_some_and(|p| p.contains_key(tool))
     }
 
+    /// What the pinned definition of `tool` at `upstream` says of itself, when it is pinned and
+    /// not changed since: the only hints a grant's annotation terms trust.
+    pub(crate) fn hints(&self, upstream: &str, tool: &str) -> Option<ToolHints> {
+        let pins = self.current.load();
+        if pins
+            .pending
+            .get(upstream)
+            .is_some_and(|p| p.contains_key(tool))
+        {
+            return None;
+        }
+        let pin = pins.pinned.get(upstream)?.get(tool)?;
+        pin.annotations.as_ref().map(ToolHints::from_annotations)
+    }
+
     /// The fingerprint hash of a definition, from the cache when this exact text was seen.
     fn hash_of(&self, definition: &RawValue) -> Option<Arc<str>> {
         let text = definition.get();
@@ -319,13 +352,7 @@ impl Pins {
                 );
                 Ok(Verdict::Changed { first: true })
             } else {
-                tools.insert(
-                    tool.to_owned(),
-                    Pin {
-                        hash: hash.to_owned(),
-                        since: now,
-                    },
-                );
+                tools.insert(tool.to_owned(), Pin::of(hash.to_owned(), &pinned, now));
                 Ok(Verdict::Trusted)
             }
         });

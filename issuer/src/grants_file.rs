@@ -302,6 +302,7 @@ pub async fn who_can(
             tool,
             arguments,
             at: now,
+            hints: None,
         });
         if let Err(reason) = &verdict
             && reason.code() == "tool_not_granted"

@@ -55,6 +55,32 @@ pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     frame(status, title, body, Layout::Narrow)
 }
 
+/// A page whose form is answered with a redirect to `origin` (the consent page, whose answer
+/// goes back to the client): its CSP lets forms lead there too. An `origin` that is not a
+/// plain `scheme://host[:port]` is left out.
+pub(crate) fn page_sending_to(
+    status: StatusCode,
+    title: &str,
+    body: &str,
+    origin: &str,
+) -> Response {
+    let mut response = frame(status, title, body, Layout::Narrow);
+    let plain = !origin.is_empty()
+        && origin.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'.' | b'-' | b'[' | b']')
+        });
+    let csp = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' {origin}; \
+         frame-ancestors 'none'"
+    );
+    if plain && let Ok(value) = HeaderValue::from_str(&csp) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    response
+}
+
 /// A page laid out wide for tables, with the console's script.
 pub(crate) fn console_page(status: StatusCode, title: &str, body: &str) -> Response {
     frame(status, title, body, Layout::Console)

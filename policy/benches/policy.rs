@@ -106,6 +106,7 @@ fn bench(c: &mut Criterion) {
                     tool: "expenses/submit_expense",
                     arguments: &allowed,
                     at: NOW,
+                    hints: None,
                 }),
             )
         })
@@ -118,6 +119,7 @@ fn bench(c: &mut Criterion) {
                     tool: "expenses/submit_expense",
                     arguments: &over,
                     at: NOW,
+                    hints: None,
                 }),
             )
         })

@@ -137,6 +137,19 @@ pub fn narrow(
             return Err(AttenuationError::ToolWidened(wanted.to_string()));
         }
     }
+    // A read-only pattern allows less than the same pattern in `tools`: either covers it.
+    for wanted in &request.read_only {
+        let covered = parent
+            .read_only
+            .iter()
+            .chain(&parent.tools)
+            .any(|p| p.covers(wanted));
+        if !covered {
+            return Err(AttenuationError::ToolWidened(format!(
+                "the read-only tools of {wanted}"
+            )));
+        }
+    }
     for wanted in &request.resources {
         if !parent.resources.iter().any(|p| p.covers(wanted)) {
             return Err(AttenuationError::AccessWidened(wanted.to_string()));
@@ -194,6 +207,8 @@ pub fn narrow(
     Ok(Constraints {
         tools: request.tools.clone(),
         deny,
+        read_only: request.read_only.clone(),
+        deny_destructive: parent.deny_destructive || request.deny_destructive,
         resources: request.resources.clone(),
         prompts: request.prompts.clone(),
         limits,
@@ -382,6 +397,7 @@ mod tests {
             tool: "expenses/submit_expense",
             arguments: &args,
             at,
+            hints: None,
         };
         assert_eq!(child.evaluate(&action).unwrap_err().code(), "limit_max");
     }
@@ -428,6 +444,7 @@ mod tests {
             tool: "expenses/list_expenses",
             arguments: &args,
             at: 0,
+            hints: None,
         };
         assert!(parent.evaluate(&action).is_err());
         assert!(child.evaluate(&action).is_err());
@@ -450,6 +467,7 @@ mod tests {
             tool: "expenses/other",
             arguments: &args,
             at: 0,
+            hints: None,
         };
         assert_eq!(child.evaluate(&action).unwrap_err().code(), "limit_max");
     }
@@ -601,5 +619,31 @@ mod tests {
                                                      "four_eyes": ["carol"]}]}));
         let child = narrow(&parent, &stricter).unwrap();
         assert_eq!(child.approval().len(), 2);
+    }
+
+    #[test]
+    fn annotation_terms_narrow_and_deny_destructive_is_never_dropped() {
+        let parent = constraints(json!({"type": "mcp_tools", "tools": ["expenses/list_*"],
+            "read_only": ["k8s/*"], "deny_destructive": true}));
+        let child = narrow(
+            &parent,
+            &constraints(
+                json!({"type": "mcp_tools", "read_only": ["k8s/get_*", "expenses/list_*"]}),
+            ),
+        )
+        .unwrap();
+        assert!(
+            child.deny_destructive(),
+            "inherited although the request said nothing"
+        );
+        assert_eq!(child.read_only().len(), 2);
+        let wider = constraints(json!({"type": "mcp_tools", "read_only": ["payroll/*"]}));
+        assert!(matches!(
+            narrow(&parent, &wider),
+            Err(AttenuationError::ToolWidened(_))
+        ));
+        // A read-only pattern never turns into a full one.
+        let promoted = constraints(json!({"type": "mcp_tools", "tools": ["k8s/get_pods"]}));
+        assert!(narrow(&parent, &promoted).is_err());
     }
 }

@@ -25,6 +25,34 @@ pub struct Action<'a> {
     pub arguments: &'a Value,
     /// When the call is made, in seconds since the Unix epoch.
     pub at: i64,
+    /// What the tool's definition says of itself, when that definition is pinned (and so
+    /// trusted); `None` otherwise.
+    pub hints: Option<ToolHints>,
+}
+
+/// What a tool's definition says of itself in its MCP `annotations`: the server's own claims,
+/// to be trusted only for a definition an operator pinned, since a server could otherwise
+/// call any tool read-only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ToolHints {
+    /// `readOnlyHint: true`: it changes nothing.
+    pub read_only: bool,
+    /// It may destroy or overwrite: not read-only, and `destructiveHint` is not `false` (the
+    /// MCP default is `true`).
+    pub destructive: bool,
+}
+
+impl ToolHints {
+    /// The hints of a tool definition's `annotations` (absent or `null` annotations: neither
+    /// read-only nor known to be harmless).
+    pub fn from_annotations(annotations: &Value) -> Self {
+        let read_only = annotations["readOnlyHint"] == Value::Bool(true);
+        let harmless = annotations["destructiveHint"] == Value::Bool(false);
+        Self {
+            read_only,
+            destructive: !read_only && !harmless,
+        }
+    }
 }
 
 /// The outcome of [`authorize`].
@@ -138,6 +166,13 @@ pub enum DenyReason {
         /// The prompt, `upstream/prompt`.
         prompt: String,
     },
+    /// `deny_destructive` holds and the tool may be destructive, or its hints are not trusted.
+    ToolDestructive {
+        /// The tool that was called.
+        tool: String,
+        /// Whether its hints came from a pinned definition (else it is refused as unknown).
+        trusted: bool,
+    },
     /// A deny pattern matches the tool.
     ToolDenied {
         /// The tool that was called.
@@ -225,6 +260,7 @@ impl DenyReason {
             DenyReason::NoAuthority => "no_authority",
             DenyReason::ToolNotGranted { .. } => "tool_not_granted",
             DenyReason::ToolDenied { .. } => "tool_denied",
+            DenyReason::ToolDestructive { .. } => "tool_destructive",
             DenyReason::ResourceNotGranted { .. } => "resource_not_granted",
             DenyReason::PromptNotGranted { .. } => "prompt_not_granted",
             DenyReason::OutsideWindow { .. } => "outside_window",
@@ -253,6 +289,7 @@ impl DenyReason {
             DenyReason::NoAuthority
             | DenyReason::ToolNotGranted { .. }
             | DenyReason::ToolDenied { .. }
+            | DenyReason::ToolDestructive { .. }
             | DenyReason::ResourceNotGranted { .. }
             | DenyReason::PromptNotGranted { .. }
             | DenyReason::OutsideWindow { .. }
@@ -274,6 +311,23 @@ impl fmt::Display for DenyReason {
             DenyReason::ToolDenied { tool, pattern } => {
                 write!(f, "tool {tool} is denied by {pattern}")
             }
+            DenyReason::ToolDestructive {
+                tool,
+                trusted: true,
+            } => {
+                write!(
+                    f,
+                    "tool {tool} may be destructive, and destructive tools are denied"
+                )
+            }
+            DenyReason::ToolDestructive {
+                tool,
+                trusted: false,
+            } => write!(
+                f,
+                "tool {tool} has no pinned definition to show it is not destructive, and \
+                 destructive tools are denied"
+            ),
             DenyReason::OutsideWindow { .. } => f.write_str("outside the allowed time windows"),
             DenyReason::ArgumentsNotObject => f.write_str("arguments must be a JSON object"),
             DenyReason::ArgumentMissing { pointer } => write!(f, "argument {pointer} is required"),
@@ -367,6 +421,39 @@ pub fn authorize_access(token: &VerifiedToken, access: Access<'_>, at: i64) -> D
 }
 
 impl Constraints {
+    /// Whether a tool (full `upstream/tool` name) is visible under these constraints: allowed by
+    /// some pattern and denied by none, its trusted `hints` (a pinned definition's, or `None`)
+    /// considered. Argument limits and windows are checked per call.
+    pub fn allows_tool(&self, tool: &str, hints: Option<ToolHints>) -> bool {
+        self.tool_rule(tool, hints).is_ok()
+    }
+
+    /// The rule that refuses `tool` with these `hints`, if one does ([`Constraints::allows_tool`]).
+    pub(crate) fn tool_rule(&self, tool: &str, hints: Option<ToolHints>) -> Result<(), DenyReason> {
+        if let Some(pattern) = self.deny.iter().find(|p| p.matches(tool)) {
+            return Err(DenyReason::ToolDenied {
+                tool: tool.to_owned(),
+                pattern: pattern.to_string(),
+            });
+        }
+        if self.deny_destructive && hints.is_none_or(|h| h.destructive) {
+            return Err(DenyReason::ToolDestructive {
+                tool: tool.to_owned(),
+                trusted: hints.is_some(),
+            });
+        }
+        let read_only = hints.is_some_and(|h| h.read_only);
+        let allowed = self.tools.iter().any(|p| p.matches(tool))
+            || (read_only && self.read_only.iter().any(|p| p.matches(tool)));
+        if allowed {
+            Ok(())
+        } else {
+            Err(DenyReason::ToolNotGranted {
+                tool: tool.to_owned(),
+            })
+        }
+    }
+
     /// Checks a resource read or prompt use against these constraints alone.
     pub fn evaluate_access(&self, access: Access<'_>, at: i64) -> Result<(), DenyReason> {
         match access {
@@ -391,17 +478,7 @@ impl Constraints {
     /// Checks a call against these constraints alone, without a token: the rule
     /// [`authorize`] applies, exposed for resource servers and for tests of the laws.
     pub fn evaluate(&self, action: &Action<'_>) -> Result<(), DenyReason> {
-        if let Some(pattern) = self.deny.iter().find(|p| p.matches(action.tool)) {
-            return Err(DenyReason::ToolDenied {
-                tool: action.tool.to_owned(),
-                pattern: pattern.to_string(),
-            });
-        }
-        if !self.tools.iter().any(|p| p.matches(action.tool)) {
-            return Err(DenyReason::ToolNotGranted {
-                tool: action.tool.to_owned(),
-            });
-        }
+        self.tool_rule(action.tool, action.hints)?;
         if !self.windows.is_empty() && !self.windows.iter().any(|w| w.contains(action.at)) {
             return Err(DenyReason::OutsideWindow { at: action.at });
         }
@@ -566,6 +643,7 @@ mod tests {
             tool,
             arguments: &arguments,
             at: 0,
+            hints: None,
         })
     }
 
@@ -664,7 +742,8 @@ mod tests {
             c.evaluate(&Action {
                 tool: "a/b",
                 arguments: &args,
-                at: 1_795_446_000
+                at: 1_795_446_000,
+                hints: None
             }),
             Ok(())
         );
@@ -672,6 +751,7 @@ mod tests {
             tool: "a/b",
             arguments: &args,
             at: 1_795_464_000,
+            hints: None,
         });
         assert_eq!(late.unwrap_err().code(), "outside_window");
     }
@@ -690,6 +770,7 @@ mod tests {
                 tool: "k8s/apply",
                 arguments: &args,
                 at: 0,
+                hints: None,
             })
         };
         assert_eq!(
@@ -756,6 +837,94 @@ mod access_tests {
         assert!(
             none.evaluate_access(Access::Resource("a/x://y"), 0)
                 .is_err()
+        );
+    }
+
+    fn grant(detail: Value) -> Constraints {
+        Constraints::from_authorization_details(&[detail]).unwrap()
+    }
+
+    fn with_hints(c: &Constraints, tool: &str, hints: Option<ToolHints>) -> Result<(), DenyReason> {
+        c.evaluate(&Action {
+            tool,
+            arguments: &json!({}),
+            at: 0,
+            hints,
+        })
+    }
+
+    const READ_ONLY: ToolHints = ToolHints {
+        read_only: true,
+        destructive: false,
+    };
+    const DESTRUCTIVE: ToolHints = ToolHints {
+        read_only: false,
+        destructive: true,
+    };
+
+    #[test]
+    fn hints_follow_the_mcp_defaults() {
+        assert_eq!(
+            ToolHints::from_annotations(&json!({"readOnlyHint": true})),
+            READ_ONLY
+        );
+        assert_eq!(ToolHints::from_annotations(&json!({})), DESTRUCTIVE);
+        assert_eq!(ToolHints::from_annotations(&Value::Null), DESTRUCTIVE);
+        let additive = ToolHints::from_annotations(&json!({"destructiveHint": false}));
+        assert_eq!((additive.read_only, additive.destructive), (false, false));
+        // A tool that says both is read-only, and so not destructive.
+        let both = json!({"readOnlyHint": true, "destructiveHint": true});
+        assert_eq!(ToolHints::from_annotations(&both), READ_ONLY);
+    }
+
+    #[test]
+    fn read_only_patterns_allow_only_tools_a_pinned_definition_calls_read_only() {
+        let c = grant(json!({"type": "mcp_tools", "read_only": ["k8s/*"]}));
+        assert_eq!(with_hints(&c, "k8s/get_pods", Some(READ_ONLY)), Ok(()));
+        assert!(c.allows_tool("k8s/get_pods", Some(READ_ONLY)));
+        for hints in [None, Some(DESTRUCTIVE)] {
+            assert_eq!(
+                with_hints(&c, "k8s/get_pods", hints).unwrap_err().code(),
+                "tool_not_granted",
+                "{hints:?}"
+            );
+        }
+        assert_eq!(
+            with_hints(&c, "payroll/get_pay", Some(READ_ONLY))
+                .unwrap_err()
+                .code(),
+            "tool_not_granted"
+        );
+    }
+
+    #[test]
+    fn deny_destructive_refuses_what_may_destroy_and_what_is_not_pinned() {
+        let c = grant(json!({"type": "mcp_tools", "tools": ["k8s/*"],
+                                   "deny_destructive": true}));
+        assert_eq!(with_hints(&c, "k8s/get_pods", Some(READ_ONLY)), Ok(()));
+        let additive = ToolHints {
+            read_only: false,
+            destructive: false,
+        };
+        assert_eq!(with_hints(&c, "k8s/create_pod", Some(additive)), Ok(()));
+        assert_eq!(
+            with_hints(&c, "k8s/delete_pod", Some(DESTRUCTIVE)),
+            Err(DenyReason::ToolDestructive {
+                tool: "k8s/delete_pod".into(),
+                trusted: true
+            })
+        );
+        assert_eq!(
+            with_hints(&c, "k8s/get_pods", None),
+            Err(DenyReason::ToolDestructive {
+                tool: "k8s/get_pods".into(),
+                trusted: false
+            }),
+            "unpinned: its hints are the server's word alone"
+        );
+        assert!(
+            c.describe()
+                .contains(&"never a tool that may be destructive".to_owned())
         );
     }
 }

@@ -28,7 +28,7 @@
 //!     actor: ActorRule::Required,
 //! })?;
 //! let args = serde_json::json!({"amount": 120, "category": "travel"});
-//! match authorize(&token, &Action { tool: "expenses/submit_expense", arguments: &args, at: now }) {
+//! match authorize(&token, &Action { tool: "expenses/submit_expense", arguments: &args, at: now, hints: None }) {
 //!     Decision::Permit(permit) => println!("allowed by grant {:?}", permit.grant_id()),
 //!     Decision::NeedsApproval(wait) => println!("ask a person to approve {}", wait.tool()),
 //!     Decision::Deny(reason) => println!("denied: {reason}"),
@@ -58,7 +58,8 @@ pub use constraint::{
     ApprovalTerm, ConstraintError, Constraints, Limit, Rate, ResourcePattern, ToolPattern, Window,
 };
 pub use decision::{
-    Access, Action, ApprovalNeeded, Decision, DenyReason, Permit, authorize, authorize_access,
+    Access, Action, ApprovalNeeded, Decision, DenyReason, Permit, ToolHints, authorize,
+    authorize_access,
 };
 pub use dpop::{DpopError, Expectation, Proof, ProofRequest, create_proof, verify_proof};
 pub use key::{Algorithm, Jwk, JwkSet, KeyError, KeySet, SigningKey, VerifyingKey};

@@ -135,6 +135,7 @@ fn every_golden_vector_verifies_and_decides_as_recorded() {
                     tool: call["tool"].as_str().unwrap(),
                     arguments: &call["arguments"],
                     at: call["at"].as_i64().unwrap(),
+                    hints: None,
                 },
             );
             let got = match &decision {

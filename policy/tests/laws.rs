@@ -4,8 +4,8 @@ mod common;
 
 use portcullis_policy::constraint::RawAuthorizationDetail;
 use portcullis_policy::{
-    Action, ApprovalTerm, Claims, Constraints, Limit, RawClaims, Requirement, ToolPattern, narrow,
-    sign,
+    Action, ApprovalTerm, Claims, Constraints, Limit, RawClaims, Requirement, ToolHints,
+    ToolPattern, narrow, sign,
 };
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -101,22 +101,28 @@ fn constraints() -> impl Strategy<Value = Constraints> {
         prop::collection::vec(limit(), 0..4),
         0u32..3,
         prop::collection::vec(approval_term(), 0..3),
+        prop::collection::vec(pattern(), 0..2),
+        any::<bool>(),
     )
-        .prop_map(|(tools, deny, limits, max_depth, approval)| {
-            Constraints::new(RawAuthorizationDetail {
-                kind: "mcp_tools".into(),
-                tools,
-                deny,
-                resources: Vec::new(),
-                prompts: Vec::new(),
-                limits,
-                windows: Vec::new(),
-                rate: None,
-                approval,
-                max_depth,
-            })
-            .unwrap()
-        })
+        .prop_map(
+            |(tools, deny, limits, max_depth, approval, read_only, deny_destructive)| {
+                Constraints::new(RawAuthorizationDetail {
+                    kind: "mcp_tools".into(),
+                    tools,
+                    deny,
+                    read_only,
+                    deny_destructive,
+                    resources: Vec::new(),
+                    prompts: Vec::new(),
+                    limits,
+                    windows: Vec::new(),
+                    rate: None,
+                    approval,
+                    max_depth,
+                })
+                .unwrap()
+            },
+        )
 }
 
 fn call() -> impl Strategy<Value = (&'static str, Value)> {
@@ -138,10 +144,32 @@ fn call() -> impl Strategy<Value = (&'static str, Value)> {
 }
 
 fn allows(c: &Constraints, tool: &str, arguments: &Value) -> bool {
+    allows_with(c, tool, arguments, None)
+}
+
+/// Every kind of trusted hints a tool can have, and none.
+const HINTS: [Option<ToolHints>; 4] = [
+    None,
+    Some(ToolHints {
+        read_only: true,
+        destructive: false,
+    }),
+    Some(ToolHints {
+        read_only: false,
+        destructive: true,
+    }),
+    Some(ToolHints {
+        read_only: false,
+        destructive: false,
+    }),
+];
+
+fn allows_with(c: &Constraints, tool: &str, arguments: &Value, hints: Option<ToolHints>) -> bool {
     c.evaluate(&Action {
         tool,
         arguments,
         at: common::NOW,
+        hints,
     })
     .is_ok()
 }
@@ -157,9 +185,11 @@ proptest! {
     ) {
         if let Ok(child) = narrow(&parent, &request) {
             for (tool, args) in &calls {
-                if allows(&child, tool, args) {
-                    prop_assert!(allows(&parent, tool, args),
-                        "child allows {tool} {args} but parent does not");
+                for hints in HINTS {
+                    if allows_with(&child, tool, args, hints) {
+                        prop_assert!(allows_with(&parent, tool, args, hints),
+                            "child allows {tool} {args} with {hints:?} but parent does not");
+                    }
                 }
             }
         }

@@ -192,6 +192,11 @@ impl Judge<'_> {
             tool: &tool,
             arguments: &call.arguments,
             at: now,
+            hints: self
+                .state
+                .pins
+                .as_ref()
+                .and_then(|pins| pins.hints(&upstream.name, &call.name)),
         };
         let decision = match authorize(self.token, &action) {
             Decision::NeedsApproval(needed) => {

@@ -65,14 +65,18 @@ fn view<'a>(
     handle: &'a str,
     csrf: &'a str,
 ) -> RequestView<'a> {
+    let redirect = url::Url::parse(&pending.request.return_to.redirect_uri).ok();
     RequestView {
         handle,
         csrf,
         client_name: &client.name,
         client_id: &client.client_id,
-        redirect_host: url::Url::parse(&pending.request.return_to.redirect_uri)
-            .ok()
+        redirect_host: redirect
+            .as_ref()
             .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default(),
+        redirect_origin: redirect
+            .map(|u| u.origin().ascii_serialization())
             .unwrap_or_default(),
         resource: &pending.request.resource,
     }

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use portcullis_policy::Constraints;
 
-use crate::page::{error_line, escape, page};
+use crate::page::{error_line, escape, page, page_sending_to};
 
 /// What the pages show about the request being authorized.
 #[derive(Debug)]
@@ -21,6 +21,8 @@ pub(crate) struct RequestView<'a> {
     pub(crate) client_id: &'a str,
     /// The host that receives the answer: people must see where they are sending it.
     pub(crate) redirect_host: String,
+    /// Its origin, which the consent form's answer is redirected to (the page's CSP allows it).
+    pub(crate) redirect_origin: String,
     /// The resource the agent will act at.
     pub(crate) resource: &'a str,
 }
@@ -105,7 +107,14 @@ pub(crate) fn consent(
         user = escape(username),
         hidden = hidden(view),
     );
-    page(StatusCode::OK, "Allow this agent?", &body)
+    // The answer is a redirect to the client: `form-action` must allow its origin, or the
+    // browser stops there.
+    page_sending_to(
+        StatusCode::OK,
+        "Allow this agent?",
+        &body,
+        &view.redirect_origin,
+    )
 }
 
 /// A request that cannot be answered by redirecting (unknown client, unregistered

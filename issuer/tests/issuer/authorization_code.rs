@@ -96,9 +96,9 @@ async fn a_person_signs_in_narrows_the_request_and_the_agent_gets_a_delegation_t
         assert_eq!(claims.subject, "alice");
         assert_eq!(claims.actors.as_ref().unwrap().current().sub, client_id);
         let constraints = claims.constraints.unwrap();
-        assert!(constraints.allows_tool("expenses/list_expenses"));
+        assert!(constraints.allows_tool("expenses/list_expenses", None));
         assert!(
-            !constraints.allows_tool("expenses/submit_expense"),
+            !constraints.allows_tool("expenses/submit_expense", None),
             "she unticked it"
         );
     }

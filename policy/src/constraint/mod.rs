@@ -447,6 +447,15 @@ pub struct RawAuthorizationDetail {
     /// Denied tool patterns; a deny wins over any allow.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deny: Vec<ToolPattern>,
+    /// Tools allowed when they are read-only: a tool matching one of these patterns whose
+    /// pinned definition says `readOnlyHint: true` ([`ToolHints`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_only: Vec<ToolPattern>,
+    /// Refuse every tool that may be destructive: one whose pinned definition does not say
+    /// `readOnlyHint: true` and does not say `destructiveHint: false`, and every tool whose
+    /// definition is not pinned (its hints cannot be trusted).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deny_destructive: bool,
     /// Resources that may be read (`resources/read`), as `upstream/uri` patterns.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<ResourcePattern>,
@@ -477,6 +486,8 @@ pub struct RawAuthorizationDetail {
 pub struct Constraints {
     pub(crate) tools: Vec<ToolPattern>,
     pub(crate) deny: Vec<ToolPattern>,
+    pub(crate) read_only: Vec<ToolPattern>,
+    pub(crate) deny_destructive: bool,
     pub(crate) resources: Vec<ResourcePattern>,
     pub(crate) prompts: Vec<ToolPattern>,
     pub(crate) limits: Vec<Limit>,
@@ -495,6 +506,7 @@ impl Constraints {
         for (what, len) in [
             ("tools", raw.tools.len()),
             ("deny patterns", raw.deny.len()),
+            ("read-only patterns", raw.read_only.len()),
             ("resource patterns", raw.resources.len()),
             ("prompt patterns", raw.prompts.len()),
             ("limits", raw.limits.len()),
@@ -509,6 +521,8 @@ impl Constraints {
         Ok(Self {
             tools: raw.tools,
             deny: raw.deny,
+            read_only: raw.read_only,
+            deny_destructive: raw.deny_destructive,
             resources: raw.resources,
             prompts: raw.prompts,
             limits: raw.limits,
@@ -539,6 +553,8 @@ impl Constraints {
             kind: MCP_TOOLS_TYPE.to_owned(),
             tools: self.tools.clone(),
             deny: self.deny.clone(),
+            read_only: self.read_only.clone(),
+            deny_destructive: self.deny_destructive,
             resources: self.resources.clone(),
             prompts: self.prompts.clone(),
             limits: self.limits.clone(),
@@ -557,6 +573,16 @@ impl Constraints {
     /// Denied tool patterns.
     pub fn deny(&self) -> &[ToolPattern] {
         &self.deny
+    }
+
+    /// Patterns of tools allowed when their pinned definition says they are read-only.
+    pub fn read_only(&self) -> &[ToolPattern] {
+        &self.read_only
+    }
+
+    /// Whether every tool that may be destructive is refused.
+    pub fn deny_destructive(&self) -> bool {
+        self.deny_destructive
     }
 
     /// Resource patterns.
@@ -592,12 +618,6 @@ impl Constraints {
     /// How many more re-delegations are allowed.
     pub fn max_depth(&self) -> u32 {
         self.max_depth
-    }
-
-    /// Whether a tool (full `upstream/tool` name) is visible under these constraints: allowed by
-    /// some pattern and denied by none. Argument limits and windows are checked per call.
-    pub fn allows_tool(&self, tool: &str) -> bool {
-        self.tools.iter().any(|p| p.matches(tool)) && !self.deny.iter().any(|p| p.matches(tool))
     }
 
     /// Whether a resource (`upstream/uri`) is named by these constraints.
@@ -670,8 +690,14 @@ impl Constraints {
         if self.tools.is_empty() {
             lines.push("may call no tool".to_owned());
         }
+        for pattern in &self.read_only {
+            lines.push(format!("may call the read-only tools of {pattern}"));
+        }
         for pattern in &self.deny {
             lines.push(format!("never {pattern}"));
+        }
+        if self.deny_destructive {
+            lines.push("never a tool that may be destructive".to_owned());
         }
         for pattern in &self.resources {
             lines.push(format!("may read {pattern}"));
@@ -852,8 +878,8 @@ mod tests {
             "type": "mcp_tools", "tools": ["expenses/*"], "deny": ["expenses/delete_*"]
         })])
         .unwrap();
-        assert!(c.allows_tool("expenses/submit_expense"));
-        assert!(!c.allows_tool("expenses/delete_all_expenses"));
-        assert!(!c.allows_tool("payroll/submit_expense"));
+        assert!(c.allows_tool("expenses/submit_expense", None));
+        assert!(!c.allows_tool("expenses/delete_all_expenses", None));
+        assert!(!c.allows_tool("payroll/submit_expense", None));
     }
 }
