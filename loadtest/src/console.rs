@@ -5,14 +5,16 @@
 //! Our issuer runs in this process on a fresh SQLite file. Gateways are simulated by their
 //! shipping protocol (`POST /audit/decisions`, batches of numbered events, the ingest token),
 //! as `portcullis-gateway` sends them; an operator signs in and opens `/console/events` as the
-//! console page does. Three phases:
+//! console page does. The phases:
 //!
 //! 1. **Ingest alone**: `--gateways` shippers send batches of `--batch` events in closed loops;
 //!    events appended per second.
 //! 2. **Ingest with consoles**: the same, with `--consoles` event streams open and read.
 //! 3. **Paced**: `--rate` decisions per second in all (every gateway ships a batch every
-//!    50 ms), consoles open; each decision names its number in `target`, and the time from its
-//!    batch's send to its arrival at each console is recorded. Every decision must arrive.
+//!    50 ms), first with no console open, then with the consoles open: how long each batch
+//!    takes to be acknowledged in both, and, watched, the time from a batch's send to each of
+//!    its decisions' arrival at each console (each decision names its number in `target`).
+//!    Every decision must arrive.
 //!
 //! The delay a browser adds to draw a line is not in the figure.
 
@@ -79,7 +81,7 @@ impl ConsoleArgs {
     }
 
     pub(crate) fn time_bound(&self) -> Duration {
-        Duration::from_secs_f64(self.duration) * 3 + Duration::from_secs(60)
+        Duration::from_secs_f64(self.duration) * 4 + Duration::from_secs(60)
     }
 
     pub(crate) fn sessions(&self) -> usize {
@@ -98,12 +100,16 @@ pub(crate) struct ConsoleReport {
     ingest_alone_per_s: f64,
     /// Events appended per second, the consoles open.
     ingest_watched_per_s: f64,
-    /// Decisions shipped in the paced phase, at this rate, and received by each console.
+    /// Decisions shipped in the watched paced phase, at this rate, and received by each console.
     paced_sent: u64,
     paced_per_s: f64,
     paced_received_per_console: Vec<u64>,
     /// From a batch's send to each of its decisions' arrival at a console, every console.
     shipped_to_console: LatencySummary,
+    /// A paced batch's ingest (send to acknowledgement), no console open.
+    ingest_alone: LatencySummary,
+    /// The same, the consoles open.
+    ingest_watched: LatencySummary,
 }
 
 impl ConsoleReport {
@@ -114,7 +120,14 @@ impl ConsoleReport {
              ingest, no console:      {alone:.0} decisions/s (batches of {batch})\n\
              ingest, consoles open:   {watched:.0} decisions/s ({ratio:.2}x)\n\
              paced at {rate}/s: {sent} shipped ({paced:.0}/s), received per console {received:?}\n\
-             shipped → console: p50 {p50:.1} ms, p90 {p90:.1} ms, p99 {p99:.1} ms, max {max:.1} ms\n",
+             shipped → console: p50 {p50:.1} ms, p90 {p90:.1} ms, p99 {p99:.1} ms, max {max:.1} ms\n\
+             paced ingest, no console:    p50 {a50:.1} ms, p99 {a99:.1} ms ({batches} batches)\n\
+             paced ingest, consoles open: p50 {w50:.1} ms, p99 {w99:.1} ms\n",
+            a50 = self.ingest_alone.p50_us as f64 / 1000.0,
+            a99 = self.ingest_alone.p99_us as f64 / 1000.0,
+            batches = self.ingest_alone.count,
+            w50 = self.ingest_watched.p50_us as f64 / 1000.0,
+            w99 = self.ingest_watched.p99_us as f64 / 1000.0,
             gateways = self.gateways,
             consoles = self.consoles,
             alone = self.ingest_alone_per_s,
@@ -255,6 +268,57 @@ async fn closed_loop(
     Ok(total as f64 / started.elapsed().as_secs_f64())
 }
 
+/// Where the watched paced phase numbers its decisions (the unwatched one starts at 0).
+const PACED_FROM: u64 = 1 << 40;
+
+/// Ships `args.rate` decisions a second for `args.duration`, each gateway its share every
+/// [`SHIP_EVERY`], numbered from `from`, their send times in `sent`. Returns how many were
+/// shipped, at what rate, and how long each batch took to be acknowledged.
+async fn paced(
+    http: &reqwest::Client,
+    base: &str,
+    gateways: &mut Vec<Gateway>,
+    args: &ConsoleArgs,
+    sent: &Sent,
+    from: u64,
+) -> anyhow::Result<(u64, f64, Latencies)> {
+    let phase = Duration::from_secs_f64(args.duration);
+    let ticks = (phase.as_secs_f64() / SHIP_EVERY.as_secs_f64()).ceil() as u64;
+    let per_tick = (f64::from(args.rate) * SHIP_EVERY.as_secs_f64()).round() as usize;
+    let share = per_tick.div_ceil(args.gateways).max(1);
+    let mut next = from;
+    let mut acks = Latencies::new();
+    let mut interval = tokio::time::interval(SHIP_EVERY);
+    let started = Instant::now();
+    for _ in 0..ticks {
+        interval.tick().await;
+        let mut shipping = JoinSet::new();
+        for mut gateway in gateways.drain(..) {
+            let (http, base, sent) = (http.clone(), base.to_owned(), sent.clone());
+            let first = next;
+            next += share as u64;
+            shipping.spawn(async move {
+                let now = Instant::now();
+                {
+                    let mut sent = sent.lock().expect("not poisoned");
+                    for n in first..first + share as u64 {
+                        sent.insert(n, now);
+                    }
+                }
+                gateway.ship(&http, &base, first, share).await?;
+                anyhow::Ok((gateway, now.elapsed()))
+            });
+        }
+        while let Some(done) = shipping.join_next().await {
+            let (gateway, took) = done??;
+            acks.record(took);
+            gateways.push(gateway);
+        }
+    }
+    let shipped = next - from;
+    Ok((shipped, shipped as f64 / started.elapsed().as_secs_f64(), acks))
+}
+
 pub(crate) async fn run(args: &ConsoleArgs) -> anyhow::Result<ConsoleReport> {
     let data = tempfile::TempDir::new()?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -318,6 +382,9 @@ pub(crate) async fn run(args: &ConsoleArgs) -> anyhow::Result<ConsoleReport> {
         })
         .collect();
     let alone = closed_loop(&http, &base, &mut gateways, args.batch, phase).await?;
+    // The unwatched paced phase's numbers are recorded nowhere a console reads.
+    let (_, _, ingest_alone) =
+        paced(&http, &base, &mut gateways, args, &Sent::default(), 0).await?;
 
     let sent: Sent = Arc::default();
     let latencies = Arc::new(Mutex::new(Latencies::new()));
@@ -338,37 +405,8 @@ pub(crate) async fn run(args: &ConsoleArgs) -> anyhow::Result<ConsoleReport> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let watched = closed_loop(&http, &base, &mut gateways, args.batch, phase).await?;
 
-    // Paced: every gateway ships its share every SHIP_EVERY.
-    let ticks = (phase.as_secs_f64() / SHIP_EVERY.as_secs_f64()).ceil() as u64;
-    let per_tick = (f64::from(args.rate) * SHIP_EVERY.as_secs_f64()).round() as usize;
-    let share = per_tick.div_ceil(args.gateways).max(1);
-    let mut next = 0u64;
-    let mut interval = tokio::time::interval(SHIP_EVERY);
-    let paced_started = Instant::now();
-    for _ in 0..ticks {
-        interval.tick().await;
-        let mut shipping = JoinSet::new();
-        for mut gateway in gateways.drain(..) {
-            let (http, base, sent) = (http.clone(), base.clone(), sent.clone());
-            let first = next;
-            next += share as u64;
-            shipping.spawn(async move {
-                {
-                    let mut sent = sent.lock().expect("not poisoned");
-                    let now = Instant::now();
-                    for n in first..first + share as u64 {
-                        sent.insert(n, now);
-                    }
-                }
-                gateway.ship(&http, &base, first, share).await?;
-                anyhow::Ok(gateway)
-            });
-        }
-        while let Some(done) = shipping.join_next().await {
-            gateways.push(done??);
-        }
-    }
-    let paced_per_s = next as f64 / paced_started.elapsed().as_secs_f64();
+    let (next, paced_per_s, ingest_watched) =
+        paced(&http, &base, &mut gateways, args, &sent, PACED_FROM).await?;
     // Every decision has a second to arrive.
     tokio::time::sleep(Duration::from_secs(1)).await;
     consoles.abort_all();
@@ -386,6 +424,8 @@ pub(crate) async fn run(args: &ConsoleArgs) -> anyhow::Result<ConsoleReport> {
         ingest_alone_per_s: alone,
         ingest_watched_per_s: watched,
         paced_sent: next,
+        ingest_alone: ingest_alone.summary(),
+        ingest_watched: ingest_watched.summary(),
         paced_per_s,
         paced_received_per_console: received,
         shipped_to_console,
