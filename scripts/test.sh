@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 ensure_build_deps
 ensure_chromium
 ensure_python_mcp
+ensure_oteltest
 ensure_node
 ensure_cargo_fuzz
 ts_client_dir=$(ensure_npm_package @modelcontextprotocol/client 2.4.0)

@@ -117,6 +117,8 @@ pub struct SeenRequest {
     /// Whether the token verified. The claim fields are only filled in when it did: claims of a
     /// token that failed verification are whatever the sender wanted them to be.
     pub verified: bool,
+    /// The W3C `traceparent` header, when the request carried one.
+    pub traceparent: Option<String>,
 }
 
 /// An expense recorded by `submit_expense`.
@@ -300,6 +302,11 @@ async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Respons
         rpc_method: rpc,
         params,
         bearer,
+        traceparent: request
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     };
     let bearer = seen.bearer.clone();
     let Some(auth) = &gate.auth else {
@@ -362,6 +369,7 @@ struct Seen {
     rpc_method: Option<String>,
     params: Vec<String>,
     bearer: Option<String>,
+    traceparent: Option<String>,
 }
 
 impl SeenRequest {
@@ -376,6 +384,7 @@ impl SeenRequest {
             issuer: None,
             audience: Vec::new(),
             verified: false,
+            traceparent: seen.traceparent,
         }
     }
 
@@ -391,6 +400,7 @@ impl SeenRequest {
             issuer: Some(claims.issuer.clone()),
             audience: claims.audience.clone(),
             verified: true,
+            traceparent: seen.traceparent,
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct StackOptions {
     /// Run the gateway as this `portcullis-gateway` binary in a process of its own, instead of
     /// on a thread of this one (to measure it alone).
     pub gateway_binary: Option<PathBuf>,
+    /// Environment variables of the gateway's process, with `gateway_binary`.
+    pub gateway_env: Vec<(String, String)>,
     /// More upstreams for the gateway besides `expenses`, as YAML flow mappings
     /// (`{name: x, url: '…'}`).
     pub extra_upstreams: Vec<String>,
@@ -60,6 +62,7 @@ impl StackOptions {
             issuer_relay: false,
             audit_dir: None,
             gateway_binary: None,
+            gateway_env: Vec::new(),
             extra_upstreams: Vec::new(),
             expenses_settings: Vec::new(),
         }
@@ -89,8 +92,25 @@ pub struct Stack {
     pub gateway_config: PathBuf,
     gateway: Option<Gateway>,
     gateway_binary: Option<PathBuf>,
+    gateway_env: Vec<(String, String)>,
     data_dir: PathBuf,
     stop: watch::Sender<bool>,
+}
+
+/// The gateway binary the workspace's tests are built with (`cargo test --workspace` builds it).
+pub fn gateway_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("portcullis-gateway");
+    assert!(
+        binary.exists(),
+        "{} is missing: build it with `cargo build -p portcullis-gateway`",
+        binary.display()
+    );
+    binary
 }
 
 /// Starts `binary` on `config`, its output appended to `gateway.log` in `data_dir`.
@@ -98,6 +118,7 @@ fn spawn_gateway(
     binary: &std::path::Path,
     config: &std::path::Path,
     data_dir: &std::path::Path,
+    env: &[(String, String)],
 ) -> anyhow::Result<std::process::Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -106,6 +127,7 @@ fn spawn_gateway(
     std::process::Command::new(binary)
         .args(["run", "-c"])
         .arg(config)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
@@ -270,9 +292,12 @@ impl Stack {
         let gateway_config = options.data_dir.join("gateway.yaml");
         std::fs::write(&gateway_config, &yaml)?;
         let gateway = match &options.gateway_binary {
-            Some(binary) => {
-                Gateway::Process(spawn_gateway(binary, &gateway_config, &options.data_dir)?)
-            }
+            Some(binary) => Gateway::Process(spawn_gateway(
+                binary,
+                &gateway_config,
+                &options.data_dir,
+                &options.gateway_env,
+            )?),
             None => {
                 let config = Config::load(&gateway_config).context("gateway configuration")?;
                 // Starting blocks on a first fetch of the issuer's keys, which this runtime
@@ -296,6 +321,7 @@ impl Stack {
             gateway_config,
             gateway: Some(gateway),
             gateway_binary: options.gateway_binary.clone(),
+            gateway_env: options.gateway_env.clone(),
             data_dir: options.data_dir.clone(),
             stop,
         };
@@ -337,7 +363,12 @@ impl Stack {
         else {
             bail!("only a gateway in a process of its own can be restarted");
         };
-        *child = spawn_gateway(binary, &self.gateway_config, &self.data_dir)?;
+        *child = spawn_gateway(
+            binary,
+            &self.gateway_config,
+            &self.data_dir,
+            &self.gateway_env,
+        )?;
         wait_ready(&self.gateway_admin_url, &self.gateway_url).await
     }
 

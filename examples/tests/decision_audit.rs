@@ -158,22 +158,6 @@ async fn every_decision_reaches_the_issuers_chain_once_even_across_an_outage() {
     session.cancel().await.unwrap();
 }
 
-/// The gateway binary the workspace's tests are built with (`cargo test --workspace` builds it).
-fn gateway_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let binary = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .join("portcullis-gateway");
-    assert!(
-        binary.exists(),
-        "{} is missing: build it with `cargo build -p portcullis-gateway`",
-        binary.display()
-    );
-    binary
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_killed_with_decisions_unshipped_ships_each_once_after_restart() {
     let dir = tempfile::TempDir::new().unwrap();
@@ -181,7 +165,7 @@ async fn a_gateway_killed_with_decisions_unshipped_ships_each_once_after_restart
     let mut stack = Stack::start(&StackOptions {
         issuer_relay: true,
         audit_dir: Some(audit_dir.clone()),
-        gateway_binary: Some(gateway_binary()),
+        gateway_binary: Some(portcullis_examples::stack::gateway_binary()),
         ..StackOptions::sqlite(dir.path())
     })
     .await

@@ -69,6 +69,9 @@ pub struct Decision {
     /// The approval a person gave for this call, when it needed one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<String>,
+    /// The OpenTelemetry trace of the request, when traces are exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 impl Decision {
@@ -99,6 +102,7 @@ impl Decision {
             arguments_digest: None,
             rule: rule.to_owned(),
             approval: None,
+            trace_id: crate::telemetry::current_trace_id(),
         }
     }
 }

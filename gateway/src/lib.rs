@@ -41,6 +41,7 @@ mod session;
 mod shared_state;
 mod sse;
 mod state;
+pub mod telemetry;
 #[cfg(test)]
 mod test_tokens;
 mod token_cache;

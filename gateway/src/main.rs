@@ -63,12 +63,24 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // Traces go to an OTLP receiver when the OTEL_EXPORTER_OTLP_* variables name one.
+    let (traces, _exporting) = match portcullis_gateway::telemetry::layer() {
+        Ok(Some((layer, exporting))) => (Some(layer), Some(exporting)),
+        Ok(None) => (None, None),
+        Err(e) => {
+            eprintln!("traces: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing_subscriber::registry()
+        .with(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,pingora_core=warn,pingora_proxy=warn".into()),
         )
-        .with_writer(std::io::stderr)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(traces)
         .init();
     let cli = Cli::parse();
     let path = &match &cli.command {

@@ -60,6 +60,9 @@ pub struct DecisionEvent {
     /// The gateway's own chain hash for this event, so both chains can be compared.
     #[serde(default)]
     pub hash: Option<String>,
+    /// The OpenTelemetry trace of the request, when the gateway exports traces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// A batch from one gateway.

@@ -316,7 +316,11 @@ async fn paced(
         }
     }
     let shipped = next - from;
-    Ok((shipped, shipped as f64 / started.elapsed().as_secs_f64(), acks))
+    Ok((
+        shipped,
+        shipped as f64 / started.elapsed().as_secs_f64(),
+        acks,
+    ))
 }
 
 pub(crate) async fn run(args: &ConsoleArgs) -> anyhow::Result<ConsoleReport> {

@@ -28,3 +28,18 @@ ensure_schemathesis() {
     "$venv/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION"
   fi
 }
+
+OTELTEST_VERSION=0.49.0
+
+# OpenTelemetry's OTLP test receiver (`oteltest`'s sink), for the traces test
+# (examples/tests/traces.rs finds it in .tools/oteltest).
+ensure_oteltest() {
+  local venv=.tools/oteltest
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+  fi
+  if ! "$venv/bin/python" -c "import importlib.metadata as m; assert m.version('oteltest') == '$OTELTEST_VERSION'" 2>/dev/null; then
+    echo "installing oteltest $OTELTEST_VERSION into $venv" >&2
+    "$venv/bin/pip" install -q "oteltest==$OTELTEST_VERSION"
+  fi
+}

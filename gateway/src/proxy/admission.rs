@@ -15,6 +15,7 @@ use http::header;
 use pingora::proxy::Session;
 use portcullis_policy::VerifiedToken;
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::authenticate::authenticate;
 use super::context::{Forward, McpSession, RequestCtx, Route};
@@ -28,6 +29,7 @@ use crate::jsonrpc_error::{GatewayError, SUPPORTED_PROTOCOL_VERSIONS};
 use crate::routes::Routes;
 use crate::session::{Principal, SessionError};
 use crate::state::GatewayState;
+use crate::telemetry::{self, Step};
 use crate::upstream::Upstream;
 use crate::upstream::client::{MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 
@@ -162,7 +164,9 @@ async fn authenticate_request(
 ) -> Result<Authenticated, GatewayError> {
     let req = session.req_header();
     let require_dpop = route.require_dpop(&state.settings);
-    let token = authenticate(state, req, route.resource(), require_dpop).await?;
+    let token = authenticate(state, req, route.resource(), require_dpop)
+        .instrument(telemetry::span(Step::Verify))
+        .await?;
     // Answered with the request's id where there is one (a POST), so after parsing.
     let unsupported_version = header_str(req, MCP_PROTOCOL_VERSION)
         .filter(|v| !SUPPORTED_PROTOCOL_VERSIONS.contains(v))
@@ -257,7 +261,10 @@ async fn admit_upstream(
                     .map(|session| session.client)
                     .unwrap_or_default(),
             };
-            let judged = judge.message(message).await?;
+            let judged = judge
+                .message(message)
+                .instrument(telemetry::span(Step::Judge))
+                .await?;
             // A retry after approval loses the gateway's own `requestState` on its way.
             if let Some(Message::Request {
                 id,

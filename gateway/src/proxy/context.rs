@@ -19,6 +19,7 @@ use crate::jsonrpc::Message;
 use crate::kill::LiveGuard;
 use crate::session::ClientAbilities;
 use crate::sse::SseRewriter;
+use crate::telemetry::{self, Step};
 use crate::upstream::Upstream;
 
 /// Where a path sends a request.
@@ -130,6 +131,10 @@ pub(crate) struct RequestCtx {
     pub(super) killed_by: Option<i64>,
     pub(super) outcome: &'static str,
     pub(super) started: Instant,
+    /// The request's trace span, and its upstream call's once it starts (both end with the
+    /// context).
+    pub(super) span: tracing::Span,
+    pub(super) upstream_span: Option<tracing::Span>,
     /// Counts the request as in flight until the context is dropped.
     _in_flight: InFlightGuard,
 }
@@ -145,6 +150,8 @@ impl RequestCtx {
             killed_by: None,
             outcome: "proxied",
             started: Instant::now(),
+            span: telemetry::span(Step::Request),
+            upstream_span: None,
         }
     }
 

@@ -4,6 +4,7 @@
 //! to that member. See `crate::fleet` for the naming and the members' conversations.
 
 use std::sync::Arc;
+use tracing::Instrument;
 
 use bytes::Bytes;
 use pingora::proxy::Session;
@@ -21,6 +22,7 @@ use crate::jsonrpc::{self, Message};
 use crate::jsonrpc_error::{GatewayError, SESSION_PROTOCOL_VERSIONS};
 use crate::session::{ClientAbilities, Principal};
 use crate::state::GatewayState;
+use crate::telemetry::{self, Step};
 use crate::upstream::client::MCP_SESSION_ID;
 
 /// Admits a request to `fleet`.
@@ -217,7 +219,10 @@ async fn route_call(
             .map(|session| session.client)
             .unwrap_or_default(),
     };
-    let judged = judge.message(message).await?;
+    let judged = judge
+        .message(message)
+        .instrument(telemetry::span(Step::Judge))
+        .await?;
     let body = jsonrpc::rewrite_call(body, Some(&tool), gateway_state)
         .map_err(|e| GatewayError::invalid(id.clone(), &e))?;
     let member_session = on_behalf.member_session(member).await.map_err(|e| {

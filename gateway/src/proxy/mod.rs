@@ -43,6 +43,8 @@ use self::context::RequestCtx;
 use crate::jsonrpc::Message;
 use crate::metrics;
 use crate::state::GatewayState;
+use crate::telemetry::{self, Step};
+use tracing::Instrument;
 
 /// The proxy logic.
 #[derive(Debug)]
@@ -68,7 +70,12 @@ impl ProxyHttp for Gateway {
     /// Runs once the request header is read. `Ok(true)` means we answered (a refusal or a
     /// gateway endpoint) and the request ends here; `Ok(false)` sends it upstream.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        match admission::admit(&self.state, session, ctx).await {
+        telemetry::continue_trace(&ctx.span, &session.req_header().headers);
+        let span = ctx.span.clone();
+        match admission::admit(&self.state, session, ctx)
+            .instrument(span)
+            .await
+        {
             Ok(Admission::Forward(forward)) => {
                 ctx.forward = Some(forward);
                 Ok(false)
@@ -103,7 +110,17 @@ impl ProxyHttp for Gateway {
         request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        forward::rewrite_request(&self.state, ctx.forward()?, request)
+        {
+            let _minting = ctx.span.in_scope(|| telemetry::span(Step::Mint)).entered();
+            forward::rewrite_request(&self.state, ctx.forward()?, request)?;
+        }
+        // The upstream continues the trace from the upstream call's span.
+        let upstream = ctx.span.in_scope(|| telemetry::span(Step::Upstream));
+        for (name, value) in telemetry::propagation_headers(&upstream) {
+            request.insert_header(name, value)?;
+        }
+        ctx.upstream_span = Some(upstream);
+        Ok(())
     }
 
     /// A body rewritten at admission (a fleet's call for its member, a retry without the
