@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
 /// Where the browser and its driver are, when installed.
@@ -76,4 +76,22 @@ impl Browser {
         }
         bail!("ChromeDriver did not start a session at {url}")
     }
+}
+
+/// Signs in as `who` on the issuer's sign-in page the browser is at (or is being sent to).
+pub async fn sign_in(page: &Client, who: &str, password: &str) -> anyhow::Result<()> {
+    page.wait()
+        .for_element(Locator::Css("input[name=username]"))
+        .await?
+        .send_keys(who)
+        .await?;
+    page.find(Locator::Css("input[name=password]"))
+        .await?
+        .send_keys(password)
+        .await?;
+    page.find(Locator::Css("button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    Ok(())
 }

@@ -465,29 +465,6 @@ async fn assert_revoked(
     }
 }
 
-/// Signs in as `who` on the sign-in page the browser is at (or is being sent to).
-async fn sign_in(page: &fantoccini::Client, who: &str) {
-    page.wait()
-        .for_element(Locator::Css("input[name=username]"))
-        .await
-        .unwrap()
-        .send_keys(who)
-        .await
-        .unwrap();
-    page.find(Locator::Css("input[name=password]"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    page.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-}
-
 /// The text of the first line of the console's live table of class `outcome` that contains
 /// every one of `needles`, once the stream has added it (within 5 seconds).
 async fn console_line(console: &fantoccini::Client, outcome: &str, needles: &[&str]) -> String {
@@ -553,7 +530,7 @@ async fn the_python_sdk_is_sent_to_a_person_who_approves_in_chromium_and_the_cal
         page.screenshot().await.unwrap(),
     )
     .unwrap();
-    sign_in(page, "alice").await;
+    browser::sign_in(page, "alice", PASSWORD).await.unwrap();
     let arguments = page
         .wait()
         .for_element(Locator::Id("arguments"))
@@ -630,7 +607,7 @@ async fn the_python_sdk_is_sent_to_a_person_who_approves_in_chromium_and_the_cal
         .goto(&format!("{}/console", s.stack.issuer_url))
         .await
         .unwrap();
-    sign_in(console, "carol").await;
+    browser::sign_in(console, "carol", PASSWORD).await.unwrap();
     let live = console
         .wait()
         .for_element(Locator::Id("live"))

@@ -82,27 +82,14 @@ async fn a_person_signs_in_and_consents_to_fewer_tools_in_chromium_and_the_token
     page.goto(&format!("{}/authorize?{query}", stack.issuer_url))
         .await
         .unwrap();
-    let username = page
-        .wait()
+    page.wait()
         .for_element(Locator::Css("input[name=username]"))
         .await
         .unwrap();
     let intro = page.find(Locator::Css("main")).await.unwrap();
     assert!(intro.text().await.unwrap().contains("Desk assistant"));
     shoot(page, "authorize-sign-in.png").await;
-    username.send_keys("alice").await.unwrap();
-    page.find(Locator::Css("input[name=password]"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    page.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser::sign_in(page, "alice", PASSWORD).await.unwrap();
 
     // The consent page: one checkbox per tool, all ticked; alice unticks all but one.
     page.wait()

@@ -1,45 +1,35 @@
-# Shared by the scripts: the official MCP Python SDK in a git-ignored venv under .tools/, for
-# the interop tests (examples/tests/interop_python.rs finds it there).
+# Shared by the scripts: Python tools the tests need, each in a git-ignored venv of its own under
+# .tools/, where the tests find them.
 
 PYTHON_MCP_VERSION=2.3.0
+SCHEMATHESIS_VERSION=4.32.5
+OTELTEST_VERSION=0.49.0
 
-ensure_python_mcp() {
-  local venv=.tools/py-mcp
+# Installs PACKAGE==VERSION into the venv .tools/VENV unless it is there already; WHAT says what
+# it is for.
+ensure_venv_package() {
+  local venv=".tools/$1" package=$2 version=$3 what=$4
   if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
   fi
-  if ! "$venv/bin/python" -c "import mcp, importlib.metadata as m; assert m.version('mcp') == '$PYTHON_MCP_VERSION'" 2>/dev/null; then
-    echo "installing the MCP Python SDK $PYTHON_MCP_VERSION into $venv" >&2
-    "$venv/bin/pip" install -q "mcp==$PYTHON_MCP_VERSION"
+  if ! "$venv/bin/python" -c "import importlib.metadata as m; assert m.version('$package') == '$version'" 2>/dev/null; then
+    echo "installing $what ($package $version) into $venv" >&2
+    "$venv/bin/pip" install -q "$package==$version"
   fi
 }
 
-SCHEMATHESIS_VERSION=4.32.5
+# The official MCP Python SDK, for the interop tests (examples/tests/interop_python.rs).
+ensure_python_mcp() {
+  ensure_venv_package py-mcp mcp "$PYTHON_MCP_VERSION" "the MCP Python SDK"
+}
 
 # schemathesis, which checks the issuer's admin API against its own OpenAPI document
 # (scripts/schemathesis.sh).
 ensure_schemathesis() {
-  local venv=.tools/schemathesis
-  if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-  fi
-  if ! "$venv/bin/python" -c "import importlib.metadata as m; assert m.version('schemathesis') == '$SCHEMATHESIS_VERSION'" 2>/dev/null; then
-    echo "installing schemathesis $SCHEMATHESIS_VERSION into $venv" >&2
-    "$venv/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION"
-  fi
+  ensure_venv_package schemathesis schemathesis "$SCHEMATHESIS_VERSION" "schemathesis"
 }
 
-OTELTEST_VERSION=0.49.0
-
-# OpenTelemetry's OTLP test receiver (`oteltest`'s sink), for the traces test
-# (examples/tests/traces.rs finds it in .tools/oteltest).
+# OpenTelemetry's OTLP test receiver (oteltest's sink), for examples/tests/traces.rs.
 ensure_oteltest() {
-  local venv=.tools/oteltest
-  if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-  fi
-  if ! "$venv/bin/python" -c "import importlib.metadata as m; assert m.version('oteltest') == '$OTELTEST_VERSION'" 2>/dev/null; then
-    echo "installing oteltest $OTELTEST_VERSION into $venv" >&2
-    "$venv/bin/pip" install -q "oteltest==$OTELTEST_VERSION"
-  fi
+  ensure_venv_package oteltest oteltest "$OTELTEST_VERSION" "OpenTelemetry's test receiver"
 }

@@ -192,6 +192,10 @@ pub struct DecisionFeed {
     db: Database,
     sender: broadcast::Sender<Arc<Line>>,
     poked: Notify,
+    /// The last sequence number published, while anyone watches. A console that subscribes
+    /// when nobody watched sets it to the head it read its backlog up to, so that no line
+    /// falls between its backlog and the live lines.
+    read_through: tokio::sync::Mutex<Option<i64>>,
 }
 
 impl DecisionFeed {
@@ -202,17 +206,20 @@ impl DecisionFeed {
             db,
             sender,
             poked: Notify::new(),
+            read_through: tokio::sync::Mutex::new(None),
         });
         let weak = Arc::downgrade(&feed);
         tokio::spawn(async move {
-            let mut read_through: Option<i64> = None;
             loop {
                 let Some(feed) = weak.upgrade() else { return };
-                if feed.sender.receiver_count() == 0 {
-                    // Nobody watches: start from the head when someone does.
-                    read_through = None;
-                } else {
-                    read_through = feed.publish(read_through).await;
+                {
+                    let mut through = feed.read_through.lock().await;
+                    if feed.sender.receiver_count() == 0 {
+                        // Nobody watches: the next console says where to start.
+                        *through = None;
+                    } else if let Some(at) = *through {
+                        *through = Some(feed.publish(at).await);
+                    }
                 }
                 tokio::select! {
                     () = feed.poked.notified() => {}
@@ -228,17 +235,8 @@ impl DecisionFeed {
         self.poked.notify_one();
     }
 
-    async fn publish(&self, read_through: Option<i64>) -> Option<i64> {
-        let mut through = match read_through {
-            Some(seq) => seq,
-            None => match head(&self.db).await {
-                Ok(head) => head,
-                Err(e) => {
-                    tracing::warn!("console feed: {e}");
-                    return None;
-                }
-            },
-        };
+    /// Publishes every line after `through`; returns the last one published.
+    async fn publish(&self, mut through: i64) -> i64 {
         loop {
             match read(&self.db, through, READ_BATCH).await {
                 Ok(lines) => {
@@ -248,12 +246,12 @@ impl DecisionFeed {
                         let _receivers = self.sender.send(Arc::new(line));
                     }
                     if !full {
-                        return Some(through);
+                        return through;
                     }
                 }
                 Err(e) => {
                     tracing::warn!("console feed: {e}");
-                    return Some(through);
+                    return through;
                 }
             }
         }
@@ -275,10 +273,17 @@ pub(crate) async fn stream(
     filter: Filter,
     after: i64,
 ) -> Result<impl Stream<Item = Result<Event, Infallible>> + use<>, sqlx::Error> {
-    // Subscribe before reading the backlog, so nothing appended in between is missed.
-    let receiver = feed.sender.subscribe();
+    // Subscribe before reading the backlog, so nothing appended in between is missed; the
+    // feed publishes from the head at latest, which the backlog reaches.
+    let (receiver, head) = {
+        let mut through = feed.read_through.lock().await;
+        let receiver = feed.sender.subscribe();
+        let head = head(&feed.db).await?;
+        through.get_or_insert(head);
+        (receiver, head)
+    };
     feed.poke();
-    let after = after.max(head(&feed.db).await? - BACKLOG);
+    let after = after.max(head - BACKLOG);
     let backlog = read(&feed.db, after, BACKLOG)
         .await?
         .into_iter()

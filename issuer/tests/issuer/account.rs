@@ -9,7 +9,7 @@ use portcullis_issuer::app;
 use portcullis_issuer::db::Database;
 use serde_json::json;
 
-use crate::browser::{Browser, PASSWORD, issuer_with_people};
+use crate::browser::{Browser, issuer_with_people};
 use crate::support::*;
 
 const GATEWAY: &str = "gateway-token-for-tests-only";
@@ -34,19 +34,7 @@ async fn issuer(backend: &Backend) -> (Router, Database, String, String) {
 }
 
 async fn signed_in(app: &Router, who: &str) -> Browser {
-    let mut browser = Browser::new(app);
-    let page = browser
-        .post(
-            "/sign-in",
-            &[
-                ("username", who),
-                ("password", PASSWORD),
-                ("next", "/account"),
-            ],
-        )
-        .await;
-    assert_eq!(page.headers[header::LOCATION], "/account");
-    browser
+    Browser::signed_in(app, who, "/account").await
 }
 
 #[tokio::test]

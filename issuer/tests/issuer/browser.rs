@@ -126,6 +126,19 @@ impl Page {
 }
 
 impl Browser {
+    /// A browser signed in as `who` (password [`PASSWORD`]) at `/sign-in`, sent on to `next`.
+    pub(crate) async fn signed_in(app: &Router, who: &str, next: &str) -> Self {
+        let mut browser = Self::new(app);
+        let page = browser
+            .post(
+                "/sign-in",
+                &[("username", who), ("password", PASSWORD), ("next", next)],
+            )
+            .await;
+        assert_eq!(page.headers[header::LOCATION], next, "{who} signs in");
+        browser
+    }
+
     pub(crate) fn new(app: &Router) -> Self {
         Self {
             app: app.clone(),

@@ -10,25 +10,13 @@ use portcullis_issuer::{freezes, users};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::browser::{Browser, PASSWORD, issuer_with_people};
+use crate::browser::{Browser, issuer_with_people};
 use crate::support::*;
 
 const GATEWAY: &str = "gateway-token-for-tests-only";
 
 async fn signed_in(app: &Router, who: &str) -> Browser {
-    let mut browser = Browser::new(app);
-    let page = browser
-        .post(
-            "/sign-in",
-            &[
-                ("username", who),
-                ("password", PASSWORD),
-                ("next", "/console"),
-            ],
-        )
-        .await;
-    assert_eq!(page.headers[header::LOCATION], "/console");
-    browser
+    Browser::signed_in(app, who, "/console").await
 }
 
 /// A gateway ships one decision of `user` under `grant`.
@@ -281,6 +269,36 @@ async fn only_operators_see_the_console_which_streams_decisions_live_and_acts_wi
             bob.get("/console").await.status,
             StatusCode::FORBIDDEN,
             "[{name}]"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_console_on_one_replica_shows_what_gateways_shipped_to_another() {
+    for backend in backends().await {
+        let name = backend.name;
+        let ingest =
+            |c: &mut portcullis_issuer::IssuerConfig| c.audit_ingest_token = Some(GATEWAY.into());
+        let first = issuer_with_people(&backend, ingest).await;
+        users::set_operator(&first.state().db, "bob", true, portcullis_issuer::now())
+            .await
+            .unwrap();
+        let second = open_issuer_with(&backend, ingest).await;
+        let (a, b) = (
+            portcullis_issuer::app(first.state().clone()),
+            portcullis_issuer::app(second.state().clone()),
+        );
+        // Signed in at one replica, watching at the other: sessions live in the database.
+        let bob = signed_in(&a, "bob").await;
+        let mut lines = Lines::open(&b, &bob, "outcome=deny").await;
+        ship(&a, 1, "alice", "gr_elsewhere", "deny", "limit_max").await;
+        let line = lines
+            .next()
+            .await
+            .unwrap_or_else(|| panic!("[{name}] no line at b"));
+        assert_eq!(
+            (&line["user"], &line["detail"]),
+            (&json!("alice"), &json!("limit_max"))
         );
     }
 }
