@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use portcullis_examples::agent::{DpopKey, IssuerClient, McpSession, connect, expense_grant};
-use portcullis_examples::person::{Person, create_user};
+use portcullis_examples::person::{Person, create_user, make_operator};
 use portcullis_examples::stack::{Stack, StackOptions};
 use rmcp::ServiceError;
 use rmcp::model::CallToolRequestParams;
@@ -53,6 +53,9 @@ fn decode(token: &str) -> Value {
 }
 
 /// Makes a call and says what came of it; the error's `data` when it was refused.
+/// Alice's password at the issuer's pages (the approval page, her account, the console).
+const PASSWORD: &str = "demo-password-alice";
+
 async fn try_call(
     session: &McpSession,
     tool: &str,
@@ -97,7 +100,6 @@ async fn approvals(
     issuer: &IssuerClient,
     agent: &portcullis_examples::agent::ClientCredentials,
 ) -> anyhow::Result<()> {
-    const PASSWORD: &str = "demo-password-alice";
     create_user(data_dir, "alice", PASSWORD, &stack.resource).await?;
     let mut grant = expense_grant();
     grant[0]["approval"] =
@@ -444,6 +446,16 @@ async fn main() -> anyhow::Result<()> {
             "        -H 'Content-Type: application/json' {} -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}}'",
             stack.resource
         );
+        if cli.database_url.is_none() {
+            // In the demo, alice also watches the fleet: she is made an operator.
+            make_operator(&cli.data_dir, "alice").await?;
+            let issuer = &stack.issuer_url;
+            println!(
+                "\nSign in as alice (password {PASSWORD:?}) at {issuer}/console for the live \
+                 decision stream, who may act for whom, revocations and freezes; \
+                 {issuer}/account for her own grants; the admin API's docs are at {issuer}/docs."
+            );
+        }
         tokio::signal::ctrl_c().await?;
     }
     stack.stop();
