@@ -49,7 +49,7 @@ pub(crate) fn filter_message(
             ListKind::Tools => {
                 // Pinned just now or before: the pin's hints are this very definition's.
                 let hints = pins
-                    .filter(|_| pinned)
+                    .filter(|_| pinned && c.uses_tool_hints())
                     .and_then(|p| p.hints(upstream, name));
                 c.allows_tool(&full, hints)
             }

@@ -192,10 +192,15 @@ impl Judge<'_> {
             tool: &tool,
             arguments: &call.arguments,
             at: now,
+            // Looked up only where the grant judges by them.
             hints: self
                 .state
                 .pins
                 .as_ref()
+                .filter(|_| {
+                    let constraints = self.token.claims().constraints.as_ref();
+                    constraints.is_some_and(policy::Constraints::uses_tool_hints)
+                })
                 .and_then(|pins| pins.hints(&upstream.name, &call.name)),
         };
         let decision = match authorize(self.token, &action) {

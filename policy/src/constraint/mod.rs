@@ -585,6 +585,12 @@ impl Constraints {
         self.deny_destructive
     }
 
+    /// Whether judging a tool under these constraints reads its hints at all (so a caller
+    /// can skip looking them up).
+    pub fn uses_tool_hints(&self) -> bool {
+        self.deny_destructive || !self.read_only.is_empty()
+    }
+
     /// Resource patterns.
     pub fn resources(&self) -> &[ResourcePattern] {
         &self.resources
