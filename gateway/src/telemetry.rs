@@ -116,7 +116,7 @@ impl Extractor for Headers<'_> {
 
 /// Continues the trace the request's `traceparent` names, if any, in `span`.
 pub(crate) fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
-    if headers.contains_key("traceparent") {
+    if configured() && headers.contains_key("traceparent") {
         let parent = TraceContextPropagator::new().extract(&Headers(headers));
         // A span that is not exported has no context to join: nothing to do.
         let _ = span.set_parent(parent);
@@ -134,6 +134,9 @@ impl Injector for Fields {
 /// The W3C headers (`traceparent`, `tracestate`) that carry `span` to the next hop; none for a
 /// span that is not exported.
 pub(crate) fn propagation_headers(span: &tracing::Span) -> Vec<(String, String)> {
+    if !configured() {
+        return Vec::new();
+    }
     let context = span.context();
     if !context.span().span_context().is_valid() {
         return Vec::new();
@@ -145,6 +148,9 @@ pub(crate) fn propagation_headers(span: &tracing::Span) -> Vec<(String, String)>
 
 /// The trace id of the span now current, when it is exported.
 pub(crate) fn current_trace_id() -> Option<String> {
+    if !configured() {
+        return None;
+    }
     let context = tracing::Span::current().context();
     let span = context.span();
     let span_context = span.span_context();

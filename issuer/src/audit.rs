@@ -8,6 +8,8 @@
 //! process on the database (sequence numbers are taken under the primary key, see the
 //! migration), so it stays continuous across restarts and replicas.
 
+use std::collections::HashMap;
+
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -18,13 +20,17 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::db::Database;
 
+/// Agent chains (from the grant's own agent to the one that acted), each with when a token was
+/// last exchanged for it, most recent first.
+pub type Delegations = Vec<(Vec<String>, i64)>;
+
 /// The agent chains tokens of `grant_id` were exchanged for, each from the grant's own agent
 /// to the one that acted (the reverse of `act`'s order), with when it last was, most recent
 /// first: who acts under the grant, and through whom.
 pub async fn delegations_of(
     db: &Database,
     grant_id: &str,
-) -> Result<Vec<(Vec<String>, i64)>, sqlx::Error> {
+) -> Result<Delegations, sqlx::Error> {
     // A prefilter on the canonical JSON; each row is then read and matched exactly.
     let pattern = format!(
         "%{}%",
@@ -39,20 +45,46 @@ pub async fn delegations_of(
     .bind(pattern)
     .fetch_all(db.pool())
     .await?;
-    let mut chains: Vec<(Vec<String>, i64)> = Vec::new();
+    let mut by_grant = fold_delegations(&rows, |gid| gid == grant_id)?;
+    Ok(by_grant.remove(grant_id).unwrap_or_default())
+}
+
+/// [`delegations_of`] for every grant in `grant_ids` at once, from the most recent
+/// `token.exchanged` events (one read, however many grants).
+pub async fn delegations_of_each(
+    db: &Database,
+    grant_ids: &std::collections::HashSet<&str>,
+) -> Result<HashMap<String, Delegations>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT at, data FROM audit_events WHERE kind = 'token.exchanged'
+         ORDER BY seq DESC LIMIT 20000",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    fold_delegations(&rows, |gid| grant_ids.contains(gid))
+}
+
+/// The distinct agent chains of `token.exchanged` rows (newest first), by grant, for the
+/// grants `wanted` keeps.
+fn fold_delegations(
+    rows: &[sqlx::any::AnyRow],
+    wanted: impl Fn(&str) -> bool,
+) -> Result<HashMap<String, Delegations>, sqlx::Error> {
+    let mut by_grant: HashMap<String, Delegations> = HashMap::new();
     for row in rows {
         let Ok(data) = serde_json::from_str::<Value>(row.try_get("data")?) else {
             continue;
         };
-        if data["grant_id"] != grant_id {
+        let Some(gid) = data["grant_id"].as_str().filter(|gid| wanted(gid)) else {
             continue;
-        }
+        };
         let chain = chain_of(&data["act"]);
+        let chains = by_grant.entry(gid.to_owned()).or_default();
         if !chains.iter().any(|(known, _)| *known == chain) {
             chains.push((chain, row.try_get("at")?));
         }
     }
-    Ok(chains)
+    Ok(by_grant)
 }
 
 /// An event's `act` (current actor first, as in the token) as a chain from the grant's own

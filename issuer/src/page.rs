@@ -140,9 +140,46 @@ pub(crate) fn when_precise(at: i64) -> String {
         .unwrap_or_else(|_| at.to_string())
 }
 
+/// The page shown when `what` (a page's name, for the log) cannot reach the database.
+pub(crate) fn unavailable(what: &str, e: impl std::fmt::Display) -> Response {
+    tracing::error!("{what}: {e}");
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again shortly",
+        "<p class=\"err\">The issuer cannot reach its database.</p>",
+    )
+}
+
 /// `<p class="err">` with `message` escaped, or nothing.
 pub(crate) fn error_line(message: Option<&str>) -> String {
     message.map_or_else(String::new, |m| {
         format!("<p class=\"err\" role=\"alert\">{}</p>", escape(m))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn csp(response: &Response) -> &str {
+        response.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_consent_form_may_lead_to_its_clients_origin_and_nowhere_else() {
+        let to_client = page_sending_to(StatusCode::OK, "t", "", "https://app.example:8443");
+        assert!(csp(&to_client).contains("form-action 'self' https://app.example:8443;"));
+        // Anything that could add a directive or another source is left out.
+        for hostile in [
+            "https://a.example; script-src *",
+            "https://a.example 'unsafe-inline'",
+            "",
+        ] {
+            let response = page_sending_to(StatusCode::OK, "t", "", hostile);
+            assert!(csp(&response).contains("form-action 'self';"), "{hostile}");
+        }
+        assert!(csp(&page(StatusCode::OK, "t", "")).contains("form-action 'self';"));
+    }
 }

@@ -154,6 +154,12 @@ struct Freezes {
     freezes: Vec<FreezePattern>,
 }
 
+/// The patterns of a `freezes` event; an event with any unreadable pattern is refused whole,
+/// so a garbled event never lifts a freeze.
+fn freezes_of(data: &str) -> Result<Vec<FreezePattern>, serde_json::Error> {
+    serde_json::from_str::<Freezes>(data).map(|set| set.freezes)
+}
+
 /// Follows the push stream until it ends or fails, applying each entry as it arrives.
 /// `on_killed` gets the work each revocation ended; `on_freezes` the issuer's freezes.
 async fn follow_stream(
@@ -194,10 +200,10 @@ async fn follow_stream(
         for event in events {
             let Some(data) = event.data else { continue };
             if event.event.as_deref() == Some("freezes") {
-                match serde_json::from_str::<Freezes>(&data) {
+                match freezes_of(&data) {
                     Ok(set) => {
-                        tracing::info!("the issuer's freezes: {:?}", set.freezes);
-                        on_freezes(set.freezes);
+                        tracing::info!("the issuer's freezes: {set:?}");
+                        on_freezes(set);
                     }
                     // Keep the last set rather than lift freezes on a garbled event.
                     Err(e) => tracing::warn!("ignoring an unreadable freezes event: {e}"),
@@ -219,6 +225,26 @@ async fn follow_stream(
                 started.elapsed().as_micros()
             );
             on_killed(killed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_freezes_event_is_read_whole_or_not_at_all() {
+        let set = freezes_of(r#"{"freezes": ["k8s/*delete*", "payroll/run"]}"#).unwrap();
+        assert_eq!(set.len(), 2);
+        assert!(freezes_of(r#"{"freezes": []}"#).unwrap().is_empty());
+        for garbled in [
+            r#"{"freezes": ["k8s/*delete*", "bad pattern!"]}"#,
+            r#"{"freezes": "k8s/*"}"#,
+            r#"{"lifted": ["k8s/*"]}"#,
+            "not json",
+        ] {
+            assert!(freezes_of(garbled).is_err(), "{garbled}");
         }
     }
 }

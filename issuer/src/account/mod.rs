@@ -32,12 +32,7 @@ pub(crate) struct Shown {
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Response {
-    tracing::error!("account page: {e}");
-    page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Try again shortly",
-        "<p class=\"err\">The issuer cannot reach its database.</p>",
-    )
+    crate::page::unavailable("account page", e)
 }
 
 async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<SignedIn, Response> {

@@ -6,7 +6,7 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ErrorBody, Page, limit, ok, query as read_query, require_admin};
+use super::{ErrorBody, Page, limit, ok, query as read_query, require_admin, seq_cursor};
 use crate::AppState;
 use crate::audit::{self, Event, EventFilter};
 use crate::oauth_error::OAuthError;
@@ -48,14 +48,7 @@ pub(super) async fn query(
     require_admin(&state, &headers)?;
     let params: AuditQuery = read_query(&uri)?;
     let limit = limit(params.limit)? as usize;
-    let before = match params.cursor {
-        Some(cursor) => Some(
-            cursor
-                .parse::<i64>()
-                .map_err(|_| OAuthError::InvalidRequest("cursor: not one this API gave".into()))?,
-        ),
-        None => None,
-    };
+    let before = seq_cursor(params.cursor.as_deref())?;
     let filter = EventFilter {
         kind: params.kind,
         user: params.user,

@@ -8,7 +8,7 @@ use portcullis_policy::RevocationKind;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ErrorBody, Page, created, limit, ok, query, require_admin};
+use super::{ErrorBody, Page, created, limit, ok, parse_cursor, query, require_admin};
 use crate::grants::{self, Grant, GrantError, GrantFilter, GrantRequest, GrantStatus};
 use crate::oauth_error::OAuthError;
 use crate::request::json_body;
@@ -32,10 +32,16 @@ pub(super) struct GrantsQuery {
     limit: Option<i64>,
 }
 
-/// A cursor is the last grant's `created_at` and id.
-fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
-    let (at, id) = cursor.split_once(':')?;
-    Some((at.parse().ok()?, id.to_owned()))
+/// A page of grants starts after the last grant's `created_at` and id: `{created_at}:{id}`.
+struct GrantCursor(i64, String);
+
+impl std::str::FromStr for GrantCursor {
+    type Err = ();
+
+    fn from_str(cursor: &str) -> Result<Self, ()> {
+        let (at, id) = cursor.split_once(':').ok_or(())?;
+        Ok(Self(at.parse().map_err(|_| ())?, id.to_owned()))
+    }
 }
 
 /// Grants, newest first, filtered and paged.
@@ -50,13 +56,12 @@ pub(super) async fn list(
     require_admin(&state, &headers)?;
     let params: GrantsQuery = query(&uri)?;
     let limit = limit(params.limit)?;
-    let before =
-        match params.cursor.as_deref() {
-            Some(cursor) => Some(parse_cursor(cursor).ok_or_else(|| {
-                OAuthError::InvalidRequest("cursor: not one this API gave".into())
-            })?),
-            None => None,
-        };
+    let before = params
+        .cursor
+        .as_deref()
+        .map(parse_cursor::<GrantCursor>)
+        .transpose()?
+        .map(|GrantCursor(at, id)| (at, id));
     let filter = GrantFilter {
         user: params.user,
         agent: params.agent,

@@ -177,6 +177,18 @@ fn limit(limit: Option<i64>) -> Result<i64, OAuthError> {
     }
 }
 
+/// A cursor that is a sequence number (revocations, audit events), or a 400.
+fn seq_cursor(cursor: Option<&str>) -> Result<Option<i64>, OAuthError> {
+    cursor.map(parse_cursor).transpose()
+}
+
+/// A cursor this API gave, parsed by `parse`, or a 400.
+fn parse_cursor<T: std::str::FromStr>(cursor: &str) -> Result<T, OAuthError> {
+    cursor
+        .parse()
+        .map_err(|_| OAuthError::InvalidRequest("cursor: not one this API gave".into()))
+}
+
 fn created<T: Serialize>(value: T) -> Response {
     no_store((StatusCode::CREATED, Json(value)).into_response())
 }

@@ -9,7 +9,7 @@ use portcullis_policy::RevocationKind;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ErrorBody, Page, created, limit, ok, query, require_admin};
+use super::{ErrorBody, Page, created, limit, ok, query, require_admin, seq_cursor};
 use crate::oauth_error::OAuthError;
 use crate::request::json_body;
 use crate::revocation::{self, Revocation, RevokeError, RevokeRequest};
@@ -117,12 +117,7 @@ pub(super) async fn list(
     require_admin(&state, &headers)?;
     let params: RevocationsQuery = query(&uri)?;
     let limit = limit(params.limit)?;
-    let after = match params.cursor {
-        Some(cursor) => cursor
-            .parse::<i64>()
-            .map_err(|_| OAuthError::InvalidRequest("cursor: not one this API gave".into()))?,
-        None => 0,
-    };
+    let after = seq_cursor(params.cursor.as_deref())?.unwrap_or(0);
     let items = revocation::list(&state.db, after, limit).await?;
     let next_cursor = (items.len() as i64 == limit)
         .then(|| items.last().map(|r| r.seq.to_string()))

@@ -15,12 +15,7 @@ use crate::sign_in::{self, SignedIn};
 use crate::{AppState, now};
 
 fn unavailable(e: sqlx::Error) -> Response {
-    tracing::error!("approval page: {e}");
-    page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Try again shortly",
-        "<p class=\"err\">The issuer cannot reach its database.</p>",
-    )
+    crate::page::unavailable("approval page", e)
 }
 
 /// The person behind the request, or the sign-in page that comes back here.

@@ -121,6 +121,20 @@ impl Line {
     }
 }
 
+/// A line as it is handed to consoles: serialised once, however many watch.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    line: Line,
+    json: String,
+}
+
+impl Shared {
+    fn new(line: Line) -> Arc<Self> {
+        let json = serde_json::to_string(&line).expect("lines serialise");
+        Arc::new(Self { line, json })
+    }
+}
+
 /// What a console asked to see; empty fields match everything.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 pub(crate) struct Filter {
@@ -190,7 +204,7 @@ async fn head(db: &Database) -> Result<i64, sqlx::Error> {
 #[derive(Debug)]
 pub struct DecisionFeed {
     db: Database,
-    sender: broadcast::Sender<Arc<Line>>,
+    sender: broadcast::Sender<Arc<Shared>>,
     poked: Notify,
     /// The last sequence number published, while anyone watches. A console that subscribes
     /// when nobody watched sets it to the head it read its backlog up to, so that no line
@@ -243,7 +257,7 @@ impl DecisionFeed {
                     let full = lines.len() as i64 == READ_BATCH;
                     for line in lines {
                         through = line.seq;
-                        let _receivers = self.sender.send(Arc::new(line));
+                        let _receivers = self.sender.send(Shared::new(line));
                     }
                     if !full {
                         return through;
@@ -261,8 +275,8 @@ impl DecisionFeed {
 struct StreamState {
     db: Database,
     filter: Filter,
-    receiver: broadcast::Receiver<Arc<Line>>,
-    backlog: VecDeque<Arc<Line>>,
+    receiver: broadcast::Receiver<Arc<Shared>>,
+    backlog: VecDeque<Arc<Shared>>,
     last_sent: i64,
 }
 
@@ -287,7 +301,7 @@ pub(crate) async fn stream(
     let backlog = read(&feed.db, after, BACKLOG)
         .await?
         .into_iter()
-        .map(Arc::new)
+        .map(Shared::new)
         .collect();
     let state = StreamState {
         db: feed.db.clone(),
@@ -300,15 +314,15 @@ pub(crate) async fn stream(
         state,
         |mut state| async move {
             loop {
-                let line = match state.backlog.pop_front() {
-                    Some(line) => line,
+                let shared = match state.backlog.pop_front() {
+                    Some(shared) => shared,
                     None => match state.receiver.recv().await {
-                        Ok(line) => line,
+                        Ok(shared) => shared,
                         Err(broadcast::error::RecvError::Lagged(_)) => {
                             // Too slow for the live channel: catch up from the table.
                             match read(&state.db, state.last_sent, BACKLOG * 5).await {
                                 Ok(missed) => {
-                                    state.backlog = missed.into_iter().map(Arc::new).collect()
+                                    state.backlog = missed.into_iter().map(Shared::new).collect()
                                 }
                                 Err(e) => {
                                     tracing::warn!("console stream resync failed: {e}");
@@ -320,18 +334,18 @@ pub(crate) async fn stream(
                         Err(broadcast::error::RecvError::Closed) => return None,
                     },
                 };
+                let Shared { line, json } = &*shared;
                 if line.seq <= state.last_sent {
                     continue;
                 }
                 state.last_sent = line.seq;
-                if !state.filter.matches(&line) {
+                if !state.filter.matches(line) {
                     continue;
                 }
                 let event = Event::default()
                     .id(line.seq.to_string())
                     .event("line")
-                    .json_data(&*line)
-                    .unwrap_or_else(|_| Event::default().comment("unserialisable line"));
+                    .data(json);
                 return Some((Ok(event), state));
             }
         },

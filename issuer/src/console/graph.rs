@@ -2,19 +2,19 @@
 //! chains tokens were exchanged for under each grant, and which chains are acting now (a
 //! gateway decided a call of theirs in the last [`ACTIVE_WINDOW`] seconds).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::Value;
 use sqlx::Row;
 
 use crate::db::Database;
-use crate::grants::{self, Grant};
+use crate::grants::{self, Grant, GrantFilter, GrantStatus};
 use crate::{audit, clients, revocation};
 
 /// A chain that had a call decided this recently is shown as acting now.
 pub(crate) const ACTIVE_WINDOW: i64 = 5 * 60;
 /// Most grants drawn; the admin API lists them all.
-const MOST_GRANTS: usize = 200;
+const MOST_GRANTS: i64 = 200;
 
 /// One chain of agents under a grant.
 pub(crate) struct Chain {
@@ -43,11 +43,13 @@ pub(crate) async fn gather(db: &Database, now: i64) -> Result<Graph, sqlx::Error
     let acting = acting_since(db, now - ACTIVE_WINDOW).await?;
     let mut graph = Graph::new();
     let mut names: HashMap<String, String> = HashMap::new();
-    let active = grants::list(db)
-        .await?
-        .into_iter()
-        .filter(|g| g.is_active(now))
-        .take(MOST_GRANTS);
+    let filter = GrantFilter {
+        status: Some(GrantStatus::Active),
+        ..GrantFilter::default()
+    };
+    let active = grants::page(db, &filter, None, MOST_GRANTS, now).await?;
+    let ids: HashSet<&str> = active.iter().map(|g| g.id.as_str()).collect();
+    let mut delegations = audit::delegations_of_each(db, &ids).await?;
     for grant in active {
         let agent = match names.get(&grant.client_id) {
             Some(name) => name.clone(),
@@ -59,8 +61,9 @@ pub(crate) async fn gather(db: &Database, now: i64) -> Result<Graph, sqlx::Error
                 name
             }
         };
-        let mut chains: Vec<Chain> = audit::delegations_of(db, &grant.id)
-            .await?
+        let mut chains: Vec<Chain> = delegations
+            .remove(&grant.id)
+            .unwrap_or_default()
             .into_iter()
             .map(|(agents, delegated_at)| Chain {
                 acting_at: acting.get(&(grant.id.clone(), agents.clone())).copied(),

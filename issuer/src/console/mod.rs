@@ -31,12 +31,7 @@ use crate::{AppState, now, users};
 const FIRST_LINES: usize = 100;
 
 fn unavailable(e: impl std::fmt::Display) -> Response {
-    tracing::error!("console: {e}");
-    page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Try again shortly",
-        "<p class=\"err\">The issuer cannot reach its database.</p>",
-    )
+    crate::page::unavailable("console", e)
 }
 
 /// The signed-in operator, or the response that sends anyone else away: to sign in, or a
