@@ -27,10 +27,7 @@ pub type Delegations = Vec<(Vec<String>, i64)>;
 /// The agent chains tokens of `grant_id` were exchanged for, each from the grant's own agent
 /// to the one that acted (the reverse of `act`'s order), with when it last was, most recent
 /// first: who acts under the grant, and through whom.
-pub async fn delegations_of(
-    db: &Database,
-    grant_id: &str,
-) -> Result<Delegations, sqlx::Error> {
+pub async fn delegations_of(db: &Database, grant_id: &str) -> Result<Delegations, sqlx::Error> {
     // A prefilter on the canonical JSON; each row is then read and matched exactly.
     let pattern = format!(
         "%{}%",
