@@ -250,6 +250,88 @@ pub async fn connect(url: &str, token: &str) -> anyhow::Result<McpSession> {
     Ok(ClientConfig::default().serve(transport).await?)
 }
 
+/// An MCP session spoken by hand over HTTP: for tests that must choose every byte of a body.
+#[derive(Debug, Clone)]
+pub struct RawSession {
+    url: String,
+    token: String,
+    id: String,
+    http: reqwest::Client,
+}
+
+impl RawSession {
+    /// `initialize` (2025-11-25) and `notifications/initialized` at `url`, with `token`.
+    pub async fn open(url: &str, token: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::new();
+        let initialize = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "raw-session", "version": "1"}}});
+        let response = http
+            .post(url)
+            .bearer_auth(token)
+            .header("accept", "application/json, text/event-stream")
+            .json(&initialize)
+            .send()
+            .await?
+            .error_for_status()?;
+        let id = response
+            .headers()
+            .get("mcp-session-id")
+            .context("initialize opened no session")?
+            .to_str()?
+            .to_owned();
+        response.bytes().await?;
+        let session = Self {
+            url: url.to_owned(),
+            token: token.to_owned(),
+            id,
+            http,
+        };
+        let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        session
+            .post(serde_json::to_vec(&initialized)?)
+            .await?
+            .error_for_status()?;
+        Ok(session)
+    }
+
+    /// The bearer token the session was opened with.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The session id the gateway gave.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// POSTs `body` as it is, in the session.
+    pub async fn post(&self, body: Vec<u8>) -> reqwest::Result<reqwest::Response> {
+        self.http
+            .post(&self.url)
+            .bearer_auth(&self.token)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("mcp-session-id", &self.id)
+            .body(body)
+            .send()
+            .await
+    }
+}
+
+/// The JSON-RPC message of an answer, whether sent as JSON or as one event of a stream.
+pub async fn answer(response: reqwest::Response) -> anyhow::Result<Value> {
+    let text = response.text().await?;
+    let data = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(str::trim)
+        .rfind(|data| !data.is_empty())
+        .unwrap_or(&text);
+    Ok(serde_json::from_str(data)?)
+}
+
 /// An agent's own key for DPoP (RFC 9449): it makes the proofs that bind the agent's tokens
 /// to the key and go with every request.
 #[derive(Debug)]

@@ -4,8 +4,9 @@
 //!
 //! - The tools span what a grant should and should not cover: `submit_expense` takes arguments a
 //!   grant can limit (`amount`, `category`), `list_expenses` only reads, `delete_all_expenses` is
-//!   the destructive tool no grant should ever include, and `slow_report` runs long enough to
-//!   carry progress notifications and a cancellation through the gateway.
+//!   the destructive tool no grant should ever include, `slow_report` runs long enough to
+//!   carry progress notifications and a cancellation through the gateway, and
+//!   `attach_receipt` takes a document of any size (a scanned receipt's text, megabytes of it).
 //! - It does not take the gateway's word for who is calling. Every request must carry a
 //!   downstream token (`Authorization: Bearer`) issued for this server's audience, with an `act`
 //!   chain, and verified against the gateway's published keys. The verified user and actor chain
@@ -93,6 +94,18 @@ struct Inner {
 struct Ledger {
     last_id: u64,
     expenses: Vec<Expense>,
+    receipts: Vec<Receipt>,
+}
+
+/// A receipt attached by `attach_receipt`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Receipt {
+    /// The expense it belongs to.
+    pub expense: u64,
+    /// Its text, as received.
+    pub content: String,
+    /// The user who attached it.
+    pub user: String,
 }
 
 /// One HTTP request as it reached the server, before MCP handling.
@@ -119,6 +132,9 @@ pub struct SeenRequest {
     pub verified: bool,
     /// The W3C `traceparent` header, when the request carried one.
     pub traceparent: Option<String>,
+    /// The body as it arrived: its length and SHA-256 (hex).
+    pub body_len: usize,
+    pub body_sha256: String,
 }
 
 /// An expense recorded by `submit_expense`.
@@ -215,6 +231,11 @@ impl ExpensesState {
     fn delete_all_expenses(&self) -> usize {
         std::mem::take(&mut lock(&self.inner.ledger).expenses).len()
     }
+
+    /// Every receipt attached so far, in order.
+    pub fn receipts(&self) -> Vec<Receipt> {
+        lock(&self.inner.ledger).receipts.clone()
+    }
 }
 
 /// The MCP server on `/mcp`, behind the downstream-token check when `config.auth` is set.
@@ -263,14 +284,30 @@ struct Gate {
     state: ExpensesState,
 }
 
-/// The JSON-RPC method of the request's body and the names of its params; the body is
-/// buffered and put back.
-async fn rpc_method(request: Request) -> Result<(Request, Option<String>, Vec<String>), Response> {
+/// What a request's body says: its JSON-RPC method, the names of its params, its length and
+/// digest. The body is buffered and put back.
+struct BodySummary {
+    method: Option<String>,
+    params: Vec<String>,
+    len: usize,
+    sha256: String,
+}
+
+/// The largest body the server reads.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+async fn rpc_method(request: Request) -> Result<(Request, BodySummary), Response> {
     if request.method() != axum::http::Method::POST {
-        return Ok((request, None, Vec::new()));
+        let empty = BodySummary {
+            method: None,
+            params: Vec::new(),
+            len: 0,
+            sha256: crate::sha256_hex(b""),
+        };
+        return Ok((request, empty));
     }
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, 1024 * 1024)
+    let bytes = axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| StatusCode::PAYLOAD_TOO_LARGE.into_response())?;
     let message = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default();
@@ -284,23 +321,30 @@ async fn rpc_method(request: Request) -> Result<(Request, Option<String>, Vec<St
         .map(|p| p.keys().cloned().collect())
         .unwrap_or_default();
     params.sort();
-    Ok((
-        Request::from_parts(parts, axum::body::Body::from(bytes)),
+    let summary = BodySummary {
         method,
         params,
+        len: bytes.len(),
+        sha256: crate::sha256_hex(&bytes),
+    };
+    Ok((
+        Request::from_parts(parts, axum::body::Body::from(bytes)),
+        summary,
     ))
 }
 
 async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Response {
-    let (mut request, rpc, params) = match rpc_method(request).await {
+    let (mut request, body) = match rpc_method(request).await {
         Ok(read) => read,
         Err(response) => return response,
     };
     let bearer = bearer_token(request.headers()).map(str::to_owned);
     let seen = Seen {
         http_method: request.method().to_string(),
-        rpc_method: rpc,
-        params,
+        rpc_method: body.method,
+        params: body.params,
+        body_len: body.len,
+        body_sha256: body.sha256,
         bearer,
         traceparent: request
             .headers()
@@ -370,6 +414,8 @@ struct Seen {
     params: Vec<String>,
     bearer: Option<String>,
     traceparent: Option<String>,
+    body_len: usize,
+    body_sha256: String,
 }
 
 impl SeenRequest {
@@ -385,6 +431,8 @@ impl SeenRequest {
             audience: Vec::new(),
             verified: false,
             traceparent: seen.traceparent,
+            body_len: seen.body_len,
+            body_sha256: seen.body_sha256,
         }
     }
 
@@ -401,6 +449,8 @@ impl SeenRequest {
             audience: claims.audience.clone(),
             verified: true,
             traceparent: seen.traceparent,
+            body_len: seen.body_len,
+            body_sha256: seen.body_sha256,
         }
     }
 }
@@ -521,6 +571,14 @@ struct ExpensesServer {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+struct AttachReceipt {
+    /// The expense the receipt is for.
+    expense: u64,
+    /// The receipt's text.
+    content: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
 struct SubmitExpense {
     /// The amount to claim; must be positive.
     amount: f64,
@@ -615,6 +673,22 @@ impl ExpensesServer {
             expense.id,
             describe(&expense)
         ))
+    }
+
+    #[tool(description = "Attach a receipt's text, of any length, to an expense.")]
+    async fn attach_receipt(
+        &self,
+        Parameters(AttachReceipt { expense, content }): Parameters<AttachReceipt>,
+        Extension(parts): Extension<Parts>,
+    ) -> String {
+        let (user, _) = caller(&parts);
+        let bytes = content.len();
+        lock(&self.state.inner.ledger).receipts.push(Receipt {
+            expense,
+            content,
+            user,
+        });
+        format!("receipt of {bytes} bytes attached to expense #{expense}")
     }
 
     #[tool(

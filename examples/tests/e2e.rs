@@ -436,7 +436,8 @@ async fn an_oversized_body_is_refused_with_413() {
     let before = w.upstream_requests();
     let huge = format!(
         r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"submit_expense","arguments":{{"note":"{}"}}}}}}"#,
-        "x".repeat(70_000)
+        // Above the default `max_body_bytes` (4 MiB).
+        "x".repeat(5 * 1024 * 1024)
     );
     let (status, _, body) = post(&w, Some(&format!("Bearer {}", w.token)), &huge).await;
     assert_eq!(status, 413);

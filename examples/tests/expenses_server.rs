@@ -120,6 +120,7 @@ async fn an_agent_with_a_gateway_token_sees_the_four_expense_tools() {
     assert_eq!(
         names,
         [
+            "attach_receipt",
             "delete_all_expenses",
             "list_expenses",
             "slow_report",

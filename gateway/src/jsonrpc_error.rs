@@ -17,6 +17,7 @@
 //! | −31007 | the token, grant, branch, agent, user or session was revoked (`data.revocation`) | 401, or a final SSE event |
 //! | −31008 | revocation knowledge too old, strict mode | 503 |
 //! | −31009 | `Host` or `Origin` not accepted (DNS rebinding) | 403 |
+//! | −31014 | the gateway holds as many large request bodies as it may (`body_buffer_bytes`) and this one found no room in time (`data.reason` `body_buffer_full`, `Retry-After`) | 503 |
 //! | −31013 | a tool outside the grant, where the upstream asks for more consent (`incremental_consent`): `WWW-Authenticate: Bearer error="insufficient_scope", scope="mcp:tools:…"` | 403 |
 //! | −31010 | the shared store could not answer, strict mode: a rate-capped call (`data.reason` `rate_unavailable`) or a session lookup (`session_unavailable`) | 503 |
 //! | −31011 | the call waits for a person's approval (`data.reason` `approval_required`, `data.approval_url`), to a client that did not declare URL elicitation | 200 |
@@ -71,6 +72,8 @@ pub const APPROVAL_REQUIRED: i64 = -31011;
 pub const APPROVAL_UNAVAILABLE: i64 = -31012;
 /// A tool outside the token's grant, at an upstream that asks for more consent.
 pub const INSUFFICIENT_SCOPE: i64 = -31013;
+/// No room to hold a large request body now.
+pub const BUSY: i64 = -31014;
 /// MCP's `URLElicitationRequiredError` (2025-11-25): the client sends its user to a URL, then
 /// retries.
 pub const URL_ELICITATION_REQUIRED: i64 = -32042;
@@ -172,6 +175,10 @@ pub enum GatewayError {
         /// The revocation's sequence number.
         seq: i64,
     },
+    /// The bytes of large request bodies held at once are at their bound
+    /// (`body_buffer_bytes`), and this body found no room in time.
+    #[error("the gateway is holding as many request bodies as it may; retry shortly")]
+    BodyBufferFull,
     /// Strict mode, and the revocation knowledge is too old to trust.
     #[error("revocation status unknown: the gateway has lost contact with the issuer")]
     RevocationStale,
@@ -375,6 +382,7 @@ impl GatewayError {
             | GatewayError::UseDpopNonce { .. }
             | GatewayError::Revoked { .. } => 401,
             GatewayError::RevocationStale
+            | GatewayError::BodyBufferFull
             | GatewayError::RateUnavailable { .. }
             | GatewayError::SessionUnavailable
             | GatewayError::ProofUnavailable
@@ -419,6 +427,7 @@ impl GatewayError {
             | GatewayError::UseDpopNonce { .. } => UNAUTHENTICATED,
             GatewayError::Revoked { .. } => REVOKED,
             GatewayError::RevocationStale => STALE,
+            GatewayError::BodyBufferFull => BUSY,
             GatewayError::RateUnavailable { .. }
             | GatewayError::SessionUnavailable
             | GatewayError::ProofUnavailable => STORE_UNAVAILABLE,
@@ -463,6 +472,7 @@ impl GatewayError {
             GatewayError::UseDpopNonce { .. } => "use_dpop_nonce",
             GatewayError::Revoked { .. } => "revoked",
             GatewayError::RevocationStale => "revocation_stale",
+            GatewayError::BodyBufferFull => "body_buffer_full",
             GatewayError::RateUnavailable { .. } => "rate_unavailable",
             GatewayError::SessionUnavailable => "session_unavailable",
             GatewayError::ProofUnavailable => "proof_unavailable",
@@ -551,6 +561,7 @@ impl GatewayError {
                 Some(json!({"reason": "rate_unavailable", "tool": tool}))
             }
             GatewayError::SessionUnavailable => Some(json!({"reason": "session_unavailable"})),
+            GatewayError::BodyBufferFull => Some(json!({"reason": "body_buffer_full"})),
             GatewayError::ApprovalRequired(wait) => {
                 let mut data = json!({
                     "reason": "approval_required", "tool": wait.tool,
@@ -635,6 +646,14 @@ impl GatewayError {
     pub fn dpop_nonce(&self) -> Option<&str> {
         match self {
             GatewayError::UseDpopNonce { nonce } => Some(nonce),
+            _ => None,
+        }
+    }
+
+    /// The `Retry-After` of a refusal that may succeed shortly, in seconds.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            GatewayError::BodyBufferFull => Some(1),
             _ => None,
         }
     }

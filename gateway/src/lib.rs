@@ -15,6 +15,7 @@
 
 mod admin;
 mod approvals;
+mod body_buffer;
 pub mod clock;
 pub mod config;
 mod controls;
@@ -114,7 +115,7 @@ pub fn run(state: Arc<GatewayState>, shutdown: Box<dyn ShutdownSignalWatch>) {
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Gateway::new(state.clone()),
+        Gateway::new(state.clone(), &server.configuration),
         "portcullis-proxy",
     );
     proxy.add_tcp(&settings.listen.to_string());

@@ -23,6 +23,7 @@ struct Metrics {
     staleness: prometheus::IntGauge,
     decisions_logged: prometheus::IntGauge,
     decisions_unshipped: prometheus::IntGauge,
+    body_buffer: prometheus::IntGauge,
     tool_changes: IntCounterVec,
     reloads: IntCounterVec,
     upstream_refused: IntCounterVec,
@@ -108,6 +109,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Decisions in the local audit log the issuer has not acknowledged yet.",
     )
     .expect("valid metric");
+    let body_buffer = prometheus::IntGauge::new(
+        "portcullis_gateway_body_buffer_bytes",
+        "Bytes of large request bodies (over 64 KiB) held now, to be judged and forwarded.",
+    )
+    .expect("valid metric");
     let tool_changes = IntCounterVec::new(
         Opts::new(
             "portcullis_gateway_tool_changes_total",
@@ -164,6 +170,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(tool_changes.clone()),
         Box::new(decisions_logged.clone()),
         Box::new(decisions_unshipped.clone()),
+        Box::new(body_buffer.clone()),
         Box::new(duration.clone()),
         Box::new(decisions.clone()),
         Box::new(tools_hidden.clone()),
@@ -190,6 +197,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         staleness,
         decisions_logged,
         decisions_unshipped,
+        body_buffer,
         tool_changes,
         reloads,
         upstream_refused,
@@ -224,6 +232,11 @@ pub(crate) fn decisions_logged(seq: i64) {
 /// Records how far shipping lags behind the log.
 pub(crate) fn decisions_unshipped(count: i64) {
     METRICS.decisions_unshipped.set(count);
+}
+
+/// Adds `bytes` (negative: releases) to the large request bodies held.
+pub(crate) fn body_buffer(bytes: i64) {
+    METRICS.body_buffer.add(bytes);
 }
 
 /// Folds a JSON-RPC method to a bounded label.

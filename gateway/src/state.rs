@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 
 use crate::approvals::Approvals;
+use crate::body_buffer::{self, BodyBuffer};
 use crate::config::{Config, Settings};
 use crate::controls::Controls;
 use crate::decision_log::{self, DecisionLog, DecisionWriter};
@@ -73,6 +74,8 @@ pub struct GatewayState {
     pub(crate) decision_writer: Option<DecisionWriter>,
     /// Requests in flight, for a shutdown that waits for them and no longer.
     pub(crate) in_flight: Arc<InFlight>,
+    /// Room for the large request bodies held at once.
+    pub(crate) body_buffer: BodyBuffer,
 }
 
 impl GatewayState {
@@ -150,6 +153,7 @@ impl GatewayState {
                 .then(|| NonceSource::new(sessions.nonce_key(), NONCE_WINDOW_SECONDS)),
             sessions,
             in_flight: Arc::default(),
+            body_buffer: BodyBuffer::new(settings.body_buffer_bytes, body_buffer::WAIT),
             stateless_members: StatelessMembers::default(),
             dpop_proofs: OneTime::new("dpop", store.clone()),
             rate_caps: RateCaps::new(store),

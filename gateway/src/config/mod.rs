@@ -48,9 +48,9 @@ pub use self::revocation::{Sources, StalenessMode};
 pub use self::sessions::{SessionKey, SessionSettings};
 pub use self::shared_state::{SharedMode, SharedState};
 
-/// Pingora replays a request body it has buffered for us only up to 64 KiB, so a larger body
-/// could not be judged before it is sent; larger bodies are refused with 413.
-pub const MAX_BODY_LIMIT: usize = 64 * 1024;
+/// The largest `max_body_bytes`: every body is held whole while it is judged, so the bound is
+/// on memory, not on what can be judged.
+pub const MAX_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Where the admin token comes from when no file is named.
 const ADMIN_TOKEN_ENV: &str = "PORTCULLIS_GATEWAY_ADMIN_TOKEN";
@@ -109,6 +109,8 @@ pub struct Settings {
     pub threads: usize,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// The most bytes of large request bodies held at once.
+    pub body_buffer_bytes: usize,
     /// Clock skew.
     pub leeway_seconds: i64,
     /// Downstream token lifetime.
@@ -206,6 +208,15 @@ impl Config {
                 format!("must be between 1 and {MAX_BODY_LIMIT}"),
             ));
         }
+        if raw.body_buffer_bytes < raw.max_body_bytes {
+            return Err(invalid(
+                "body_buffer_bytes",
+                format!(
+                    "must be at least max_body_bytes ({}), or the largest body could never be held",
+                    raw.max_body_bytes
+                ),
+            ));
+        }
         if !(1..=60).contains(&raw.downstream_token_ttl_seconds) {
             return Err(invalid("downstream_token_ttl_seconds", "must be 1 to 60"));
         }
@@ -258,6 +269,7 @@ impl Config {
                 public_url,
                 threads,
                 max_body_bytes: raw.max_body_bytes,
+                body_buffer_bytes: raw.body_buffer_bytes,
                 leeway_seconds: raw.leeway_seconds,
                 downstream_token_ttl_seconds: raw.downstream_token_ttl_seconds,
                 signing_key_file: raw.signing_key_file,
@@ -371,7 +383,7 @@ upstreams:
             "http://127.0.0.1:9000/.well-known/jwks.json"
         );
         assert_eq!(c.settings.issuer, "http://127.0.0.1:9000");
-        assert_eq!(c.settings.max_body_bytes, MAX_BODY_LIMIT);
+        assert_eq!(c.settings.max_body_bytes, 4 * 1024 * 1024);
     }
 
     #[test]
@@ -501,9 +513,17 @@ upstreams:
     }
 
     #[test]
-    fn body_limit_above_what_can_be_judged_is_refused() {
-        let err = Config::from_yaml(&format!("{BASE}max_body_bytes: 1000000\n")).unwrap_err();
+    fn body_limits_are_bounded() {
+        let c = Config::from_yaml(BASE).unwrap();
+        assert_eq!(c.settings.max_body_bytes, 4 * 1024 * 1024);
+        assert_eq!(c.settings.body_buffer_bytes, 256 * 1024 * 1024);
+        let err = Config::from_yaml(&format!("{BASE}max_body_bytes: 100000000\n")).unwrap_err();
         assert!(err.to_string().starts_with("max_body_bytes:"), "{err}");
+        let err = Config::from_yaml(&format!(
+            "{BASE}max_body_bytes: 8000000\nbody_buffer_bytes: 4000000\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().starts_with("body_buffer_bytes:"), "{err}");
     }
 
     #[test]

@@ -47,9 +47,13 @@ pub(crate) struct RawConfig {
     /// Worker threads for the proxy; default: the number of cores.
     #[serde(default)]
     pub(crate) threads: Option<usize>,
-    /// Largest request body accepted, in bytes (at most 65536).
+    /// Largest request body accepted and judged, in bytes (default 4 MiB, at most 64 MiB).
     #[serde(default = "default_max_body")]
     pub(crate) max_body_bytes: usize,
+    /// The most bytes of large request bodies (those over 64 KiB) held at once, across all
+    /// requests (default 256 MiB). A body that does not fit waits for room, then is refused.
+    #[serde(default = "default_body_buffer")]
+    pub(crate) body_buffer_bytes: usize,
     /// Allowed clock skew on token times, in seconds.
     #[serde(default = "default_leeway")]
     pub(crate) leeway_seconds: i64,
@@ -317,7 +321,10 @@ fn default_admin_listen() -> String {
     "127.0.0.1:9090".into()
 }
 fn default_max_body() -> usize {
-    super::MAX_BODY_LIMIT
+    4 * 1024 * 1024
+}
+fn default_body_buffer() -> usize {
+    256 * 1024 * 1024
 }
 fn default_leeway() -> i64 {
     30

@@ -18,7 +18,7 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use super::authenticate::authenticate;
-use super::context::{Forward, McpSession, RequestCtx, Route};
+use super::context::{Forward, McpSession, Outgoing, RequestCtx, Route};
 use super::judge::{Judge, Judged};
 use super::request::{header_str, read_message, revision};
 use super::respond::write_json;
@@ -238,13 +238,12 @@ async fn admit_upstream(
     authenticated: Authenticated,
 ) -> Result<Admission, Refusal> {
     let token = authenticated.token;
-    let mut rewritten = None;
-    let judged = match Judged::bodiless(&session.req_header().method) {
-        Some(judged) => judged,
+    let (judged, body) = match Judged::bodiless(&session.req_header().method) {
+        Some(judged) => (judged, Outgoing::AsSent),
         None => {
-            let limit = state.settings.max_body_bytes;
+            let limits = (state.settings.max_body_bytes, &state.body_buffer);
             let unsupported = authenticated.unsupported_version;
-            let (body, message) = read_message(session, limit, unsupported).await?;
+            let (body, message) = read_message(session, limits, unsupported).await?;
             // 2025-03-26 is the only revision with batches.
             if let Message::Batch(_) = &message
                 && revision(session.req_header()) != "2025-03-26"
@@ -266,6 +265,7 @@ async fn admit_upstream(
                 .instrument(telemetry::span(Step::Judge))
                 .await?;
             // A retry after approval loses the gateway's own `requestState` on its way.
+            let mut rewritten = None;
             if let Some(Message::Request {
                 id,
                 call: Some(call),
@@ -273,11 +273,11 @@ async fn admit_upstream(
             }) = judged.message()
                 && call.gateway_state
             {
-                let stripped = jsonrpc::rewrite_call(&body, None, true)
+                let stripped = jsonrpc::rewrite_call(&body.bytes, None, true)
                     .map_err(|e| GatewayError::invalid(id.clone(), &e))?;
-                rewritten = Some(bytes::Bytes::from(stripped));
+                rewritten = Some(stripped);
             }
-            judged
+            (judged, Outgoing::of(body, rewritten))
         }
     };
     Ok(Admission::Forward(Forward {
@@ -286,6 +286,6 @@ async fn admit_upstream(
         judged,
         session: authenticated.session,
         fleet_call: None,
-        body: rewritten,
+        body,
     }))
 }

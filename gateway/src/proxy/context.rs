@@ -9,10 +9,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use portcullis_policy::VerifiedToken;
 use serde_json::Value;
 
 use super::judge::Judged;
+use super::request::ReadBody;
+use crate::body_buffer::HeldBytes;
 use crate::drain::InFlightGuard;
 use crate::fleet::Fleet;
 use crate::jsonrpc::Message;
@@ -81,9 +84,49 @@ pub(super) struct Forward {
     pub(super) session: Option<McpSession>,
     /// Set when the request is a fleet's `tools/call` (the only fleet request forwarded).
     pub(super) fleet_call: Option<FleetCall>,
-    /// A body to send in place of the agent's: a fleet's call named for its member, or a
-    /// retry after approval without the gateway's own `requestState`.
-    pub(super) body: Option<bytes::Bytes>,
+    /// The body that goes upstream, and who sends it.
+    pub(super) body: Outgoing,
+}
+
+/// The body of an admitted request on its way upstream.
+#[derive(Debug)]
+pub(super) enum Outgoing {
+    /// The agent's, as read: Pingora sends it from its replay buffer.
+    AsSent,
+    /// Another in place of the agent's (a fleet's call named for its member, a retry after
+    /// approval without the gateway's own `requestState`), swapped in by
+    /// `request_body_filter`.
+    Replaced(Bytes),
+    /// A body larger than Pingora's replay buffer: Pingora could not send it after it was
+    /// read, so the gateway sends it itself ([`super::whole`]), holding its room in the
+    /// body buffer until then.
+    Whole {
+        body: Bytes,
+        /// Given back when the body is sent.
+        _room: HeldBytes,
+    },
+}
+
+impl Outgoing {
+    /// What goes upstream for a body that was read, and replaced by `replacement` if any.
+    pub(super) fn of(read: ReadBody, replacement: Option<Vec<u8>>) -> Self {
+        match (read.held, replacement) {
+            (Some(room), replacement) => Outgoing::Whole {
+                body: Bytes::from(replacement.unwrap_or(read.bytes)),
+                _room: room,
+            },
+            (None, Some(replacement)) => Outgoing::Replaced(Bytes::from(replacement)),
+            (None, None) => Outgoing::AsSent,
+        }
+    }
+
+    /// The body's length when it is not the agent's as sent.
+    pub(super) fn replaced_len(&self) -> Option<usize> {
+        match self {
+            Outgoing::AsSent => None,
+            Outgoing::Replaced(body) | Outgoing::Whole { body, .. } => Some(body.len()),
+        }
+    }
 }
 
 impl Forward {

@@ -6,15 +6,14 @@
 use std::sync::Arc;
 use tracing::Instrument;
 
-use bytes::Bytes;
 use pingora::proxy::Session;
 use portcullis_policy::VerifiedToken;
 use serde_json::Value;
 
 use super::admission::{Admission, Authenticated, Refusal};
-use super::context::{FleetCall, Forward, McpSession};
+use super::context::{FleetCall, Forward, McpSession, Outgoing};
 use super::judge::Judge;
-use super::request::{read_message, revision};
+use super::request::{ReadBody, read_message, revision};
 use super::respond::write_json;
 use crate::fleet::members::{self, MemberError, OnBehalf};
 use crate::fleet::{self, Fleet};
@@ -62,8 +61,8 @@ pub(super) async fn admit(
         // A fleet has no server-to-client messages to stream.
         _ => return Err(GatewayError::MethodNotAllowed.into()),
     }
-    let limit = state.settings.max_body_bytes;
-    let (body, message) = read_message(session, limit, unsupported_version).await?;
+    let limits = (state.settings.max_body_bytes, &state.body_buffer);
+    let (body, message) = read_message(session, limits, unsupported_version).await?;
     let Message::Request {
         id,
         method,
@@ -102,14 +101,14 @@ pub(super) async fn admit(
             mcp_session,
             id,
             (call, url_elicitation),
-            &body,
+            body,
         )
         .await?;
         return Ok(Admission::Forward(forward));
     }
     // Read already, strictly; again here, off the calls' path, for what the fleet answers
     // itself from.
-    let params = serde_json::from_slice::<Value>(&body)
+    let params = serde_json::from_slice::<Value>(&body.bytes)
         .map(|mut message| message["params"].take())
         .unwrap_or_default();
     let meta = params.get("_meta").cloned();
@@ -187,7 +186,7 @@ async fn route_call(
     mcp_session: Option<McpSession>,
     id: Value,
     (call, url_elicitation): (jsonrpc::ToolCall, bool),
-    body: &[u8],
+    body: ReadBody,
 ) -> Result<Forward, Refusal> {
     let fleet = on_behalf.fleet;
     let Some((member, tool)) = fleet.route(&call.name) else {
@@ -223,7 +222,7 @@ async fn route_call(
         .message(message)
         .instrument(telemetry::span(Step::Judge))
         .await?;
-    let body = jsonrpc::rewrite_call(body, Some(&tool), gateway_state)
+    let rewritten = jsonrpc::rewrite_call(&body.bytes, Some(&tool), gateway_state)
         .map_err(|e| GatewayError::invalid(id.clone(), &e))?;
     let member_session = on_behalf.member_session(member).await.map_err(|e| {
         tracing::warn!(fleet = %fleet.name, member = %member.name, "opening a member session: {e}");
@@ -244,6 +243,6 @@ async fn route_call(
             ..session
         }),
         fleet_call: Some(FleetCall { tool }),
-        body: Some(Bytes::from(body)),
+        body: Outgoing::of(body, Some(rewritten)),
     })
 }

@@ -9,11 +9,12 @@ use pingora::http::RequestHeader;
 use pingora::prelude::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
-use super::context::Forward;
+use super::context::{Forward, RequestCtx};
 use super::request::{MCP_NAME, header_str};
 use crate::clock;
 use crate::kill::{LiveGuard, LiveWork, UpstreamWork};
 use crate::state::GatewayState;
+use crate::telemetry::{self, Step};
 use crate::upstream::DownstreamAuth;
 use crate::upstream::client::{MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 
@@ -27,9 +28,28 @@ pub(super) fn peer(forward: &Forward) -> Box<HttpPeer> {
     Box::new(peer)
 }
 
+/// Readies the request header for the upstream: rewritten (the minting step), and carrying
+/// the trace on from the upstream call's span, which starts here.
+pub(super) fn upstream_request(
+    state: &GatewayState,
+    ctx: &mut RequestCtx,
+    request: &mut RequestHeader,
+) -> Result<()> {
+    {
+        let _minting = ctx.span.in_scope(|| telemetry::span(Step::Mint)).entered();
+        rewrite_request(state, ctx.forward()?, request)?;
+    }
+    let upstream = ctx.span.in_scope(|| telemetry::span(Step::Upstream));
+    for (name, value) in telemetry::propagation_headers(&upstream) {
+        request.insert_header(name, value)?;
+    }
+    ctx.upstream_span = Some(upstream);
+    Ok(())
+}
+
 /// Rewrites the request header for the upstream. The agent's credentials never leave the
 /// gateway.
-pub(super) fn rewrite_request(
+fn rewrite_request(
     state: &GatewayState,
     forward: &Forward,
     request: &mut RequestHeader,
@@ -53,10 +73,9 @@ pub(super) fn rewrite_request(
             request.remove_header(MCP_SESSION_ID);
         }
     }
-    if let Some(body) = &forward.body {
-        // The body is replaced in `request_body_filter`.
+    if let Some(length) = forward.body.replaced_len() {
         request.remove_header(&header::TRANSFER_ENCODING);
-        request.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
+        request.insert_header(header::CONTENT_LENGTH, length.to_string())?;
     }
     if let Some(call) = &forward.fleet_call
         && request.headers.contains_key(MCP_NAME)

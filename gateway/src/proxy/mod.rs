@@ -16,6 +16,8 @@
 //! 3. [`response_filter`](ProxyHttp::response_filter) and
 //!    [`response_body_filter`](ProxyHttp::response_body_filter) run [`response`]: session ids
 //!    swapped, list results filtered.
+//!    A body larger than Pingora's replay buffer is sent by the gateway itself instead, in
+//!    [`whole`], through the same steps.
 //! 4. [`fail_to_proxy`](ProxyHttp::fail_to_proxy) and the answers the gateway writes itself
 //!    are in [`respond`].
 
@@ -28,34 +30,41 @@ mod judge;
 mod request;
 mod respond;
 mod response;
+mod whole;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use pingora::connectors::ConnectorOptions;
+use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::server::configuration::ServerConf;
 use pingora::{Error, ErrorSource, Result};
 
 use self::admission::{Admission, Refusal};
-use self::context::RequestCtx;
+use self::context::{Outgoing, RequestCtx};
 use crate::jsonrpc::Message;
 use crate::metrics;
 use crate::state::GatewayState;
-use crate::telemetry::{self, Step};
+use crate::telemetry;
 use tracing::Instrument;
 
 /// The proxy logic.
-#[derive(Debug)]
 pub(crate) struct Gateway {
     state: Arc<GatewayState>,
+    /// Connections for the bodies the gateway sends itself ([`whole`]), made with the
+    /// options Pingora's own connector has.
+    connector: Connector,
 }
 
 impl Gateway {
     /// A proxy over shared state.
-    pub(crate) fn new(state: Arc<GatewayState>) -> Self {
-        Self { state }
+    pub(crate) fn new(state: Arc<GatewayState>, conf: &ServerConf) -> Self {
+        let connector = Connector::new(Some(ConnectorOptions::from_server_conf(conf)));
+        Self { state, connector }
     }
 }
 
@@ -77,8 +86,13 @@ impl ProxyHttp for Gateway {
             .await
         {
             Ok(Admission::Forward(forward)) => {
+                let whole = matches!(forward.body, Outgoing::Whole { .. });
                 ctx.forward = Some(forward);
-                Ok(false)
+                if whole {
+                    // Pingora could not send this body: the gateway does, and answers.
+                    whole::send(&self.state, &self.connector, session, ctx).await;
+                }
+                Ok(whole)
             }
             Ok(Admission::Answered(outcome)) => {
                 ctx.outcome = outcome;
@@ -110,17 +124,7 @@ impl ProxyHttp for Gateway {
         request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        {
-            let _minting = ctx.span.in_scope(|| telemetry::span(Step::Mint)).entered();
-            forward::rewrite_request(&self.state, ctx.forward()?, request)?;
-        }
-        // The upstream continues the trace from the upstream call's span.
-        let upstream = ctx.span.in_scope(|| telemetry::span(Step::Upstream));
-        for (name, value) in telemetry::propagation_headers(&upstream) {
-            request.insert_header(name, value)?;
-        }
-        ctx.upstream_span = Some(upstream);
-        Ok(())
+        forward::upstream_request(&self.state, ctx, request)
     }
 
     /// A body rewritten at admission (a fleet's call for its member, a retry without the
@@ -134,7 +138,7 @@ impl ProxyHttp for Gateway {
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(rewritten) = &ctx.forward()?.body
+        if let Outgoing::Replaced(rewritten) = &ctx.forward()?.body
             && body.is_some()
         {
             *body = Some(rewritten.clone());

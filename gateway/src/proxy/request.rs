@@ -1,12 +1,15 @@
-//! Reading a POST's JSON-RPC message: the whole body into Pingora's replay buffer (capped, and
-//! refused when compressed: what cannot be read cannot be judged), parsed once, strictly, and
-//! checked against the headers that claim to describe it.
+//! Reading a POST's JSON-RPC message: the whole body (capped, and refused when compressed: what
+//! cannot be read cannot be judged), parsed once, strictly, and checked against the headers
+//! that claim to describe it. A body up to 64 KiB is also kept in Pingora's replay buffer,
+//! from which Pingora sends it; a larger one first takes its room in the gateway's
+//! [`BodyBuffer`], and the gateway sends it itself.
 
 use http::header;
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 
 use super::admission::Refusal;
+use crate::body_buffer::{BodyBuffer, HeldBytes};
 use crate::jsonrpc::{self, Message};
 use crate::jsonrpc_error::{GatewayError, SUPPORTED_PROTOCOL_VERSIONS};
 use crate::upstream::client::MCP_PROTOCOL_VERSION;
@@ -27,15 +30,26 @@ pub(super) fn revision(req: &RequestHeader) -> &str {
     header_str(req, MCP_PROTOCOL_VERSION).unwrap_or("2025-03-26")
 }
 
+/// The most Pingora replays from its own buffer (its `BODY_BUF_LIMIT`).
+pub(super) const REPLAY_BUFFER: usize = 64 * 1024;
+
+/// A request body, read whole.
+#[derive(Debug)]
+pub(super) struct ReadBody {
+    pub(super) bytes: Vec<u8>,
+    /// The body's room in the body buffer, when it is larger than Pingora's replay buffer.
+    pub(super) held: Option<HeldBytes>,
+}
+
 /// Reads and parses a POST's JSON-RPC message, and refuses it (with its id) when its revision
 /// is unsupported or its routing headers disagree with it.
 pub(super) async fn read_message(
     session: &mut Session,
-    limit: usize,
+    (limit, buffer): (usize, &BodyBuffer),
     unsupported_version: Option<String>,
-) -> Result<(Vec<u8>, Message), Refusal> {
-    let body = read_body(session, limit).await?;
-    let message = jsonrpc::parse(&body)?;
+) -> Result<(ReadBody, Message), Refusal> {
+    let body = read_body(session, limit, buffer).await?;
+    let message = jsonrpc::parse(&body.bytes)?;
     if let Some(requested) = unsupported_version {
         let id = message.id();
         return Err(GatewayError::UnsupportedProtocolVersion {
@@ -49,9 +63,14 @@ pub(super) async fn read_message(
     Ok((body, message))
 }
 
-/// Reads the whole request body into Pingora's replay buffer, refusing what cannot be judged:
-/// bodies above the limit and compressed bodies.
-async fn read_body(session: &mut Session, limit: usize) -> Result<Vec<u8>, Refusal> {
+/// Reads the whole request body, refusing what cannot be judged: bodies above the limit and
+/// compressed bodies. A body over [`REPLAY_BUFFER`] holds room in `buffer` for its declared
+/// length, or, sent without one, for the limit until its length is known.
+async fn read_body(
+    session: &mut Session,
+    limit: usize,
+    buffer: &BodyBuffer,
+) -> Result<ReadBody, Refusal> {
     let req = session.req_header();
     let encoded = req
         .headers
@@ -70,6 +89,16 @@ async fn read_body(session: &mut Session, limit: usize) -> Result<Vec<u8>, Refus
     if declared.is_some_and(|l| l > limit) {
         return Err(GatewayError::TooLarge { limit }.into());
     }
+    let hold = |bytes| async move {
+        buffer
+            .hold(bytes)
+            .await
+            .map_err(|_| Refusal::from(GatewayError::BodyBufferFull))
+    };
+    let mut held = match declared {
+        Some(length) if length > REPLAY_BUFFER => Some(hold(length).await?),
+        _ => None,
+    };
     session.enable_retry_buffering();
     let mut body = Vec::with_capacity(declared.unwrap_or(1024));
     while let Some(chunk) = session.read_request_body().await? {
@@ -77,8 +106,18 @@ async fn read_body(session: &mut Session, limit: usize) -> Result<Vec<u8>, Refus
         if body.len() > limit {
             return Err(GatewayError::TooLarge { limit }.into());
         }
+        if held.is_none() && body.len() > REPLAY_BUFFER {
+            held = Some(hold(limit).await?);
+        }
     }
-    Ok(body)
+    if let Some(held) = &mut held {
+        held.shrink_to(body.len());
+    }
+    // Whatever Pingora cannot replay, the gateway sends: such a body must hold room.
+    if held.is_none() && session.retry_buffer_truncated() {
+        held = Some(hold(body.len()).await?);
+    }
+    Ok(ReadBody { bytes: body, held })
 }
 
 /// The 2026-07-28 routing headers (`Mcp-Method`, `Mcp-Name`) let intermediaries route without

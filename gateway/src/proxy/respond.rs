@@ -48,6 +48,11 @@ pub(super) async fn send_error(
                 .dpop_nonce()
                 .map(|n| (header::HeaderName::from_static("dpop-nonce"), n.to_owned())),
         )
+        .chain(
+            error
+                .retry_after()
+                .map(|seconds| (header::RETRY_AFTER, seconds.to_string())),
+        )
         .collect();
     write_json(session, error.status(), error.body(), &headers).await
 }
