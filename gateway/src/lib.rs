@@ -42,6 +42,7 @@ mod session;
 mod shared_state;
 mod sse;
 mod state;
+mod stdio;
 pub mod telemetry;
 #[cfg(test)]
 mod test_tokens;

@@ -24,6 +24,7 @@ struct Metrics {
     decisions_logged: prometheus::IntGauge,
     decisions_unshipped: prometheus::IntGauge,
     body_buffer: prometheus::IntGauge,
+    stdio_starts: IntCounterVec,
     tool_changes: IntCounterVec,
     reloads: IntCounterVec,
     upstream_refused: IntCounterVec,
@@ -114,6 +115,15 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Bytes of large request bodies (over 64 KiB) held now, to be judged and forwarded.",
     )
     .expect("valid metric");
+    let stdio_starts = IntCounterVec::new(
+        Opts::new(
+            "portcullis_gateway_stdio_starts_total",
+            "Processes started for stdio upstreams (a pooled one started again after it exited \
+             counts again), by upstream.",
+        ),
+        &["upstream"],
+    )
+    .expect("valid metric");
     let tool_changes = IntCounterVec::new(
         Opts::new(
             "portcullis_gateway_tool_changes_total",
@@ -171,6 +181,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(decisions_logged.clone()),
         Box::new(decisions_unshipped.clone()),
         Box::new(body_buffer.clone()),
+        Box::new(stdio_starts.clone()),
         Box::new(duration.clone()),
         Box::new(decisions.clone()),
         Box::new(tools_hidden.clone()),
@@ -198,6 +209,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         decisions_logged,
         decisions_unshipped,
         body_buffer,
+        stdio_starts,
         tool_changes,
         reloads,
         upstream_refused,
@@ -237,6 +249,11 @@ pub(crate) fn decisions_unshipped(count: i64) {
 /// Adds `bytes` (negative: releases) to the large request bodies held.
 pub(crate) fn body_buffer(bytes: i64) {
     METRICS.body_buffer.add(bytes);
+}
+
+/// Counts a stdio upstream's process started.
+pub(crate) fn stdio_started(upstream: &str) {
+    METRICS.stdio_starts.with_label_values(&[upstream]).inc();
 }
 
 /// Folds a JSON-RPC method to a bounded label.

@@ -4,6 +4,7 @@
 PYTHON_MCP_VERSION=2.3.0
 SCHEMATHESIS_VERSION=4.32.5
 OTELTEST_VERSION=0.49.0
+MCP_SERVER_TIME_VERSION=2026.10.19
 
 # Installs PACKAGE==VERSION into the venv .tools/VENV unless it is there already; WHAT says what
 # it is for.
@@ -32,4 +33,9 @@ ensure_schemathesis() {
 # OpenTelemetry's OTLP test receiver (oteltest's sink), for examples/tests/traces.rs.
 ensure_oteltest() {
   ensure_venv_package oteltest oteltest "$OTELTEST_VERSION" "OpenTelemetry's test receiver"
+}
+
+# The reference MCP time server (stdio), for the stdio upstream tests (examples/tests/stdio.rs).
+ensure_mcp_server_time() {
+  ensure_venv_package mcp-server-time mcp-server-time "$MCP_SERVER_TIME_VERSION" "the MCP time server"
 }

@@ -21,6 +21,15 @@
 //!   - name: expenses
 //!     url: http://127.0.0.1:8001/mcp
 //!     downstream_auth: mint       # or: none
+//!   - name: memory                # a server that speaks stdio: started by the gateway
+//!     command:
+//!       program: /usr/bin/node
+//!       args: [/opt/server-memory/dist/index.js]
+//!       env: {MEMORY_FILE_PATH: /var/lib/memory.jsonl}
+//!       inherit_env: [HOME]       # nothing else of the gateway's environment
+//!       working_dir: /var/lib
+//!       instances: pooled         # or: per_session
+//!       limits: {memory_bytes: 1073741824, open_files: 256, cpu_seconds: 3600}
 //! ```
 
 mod approvals;
@@ -510,6 +519,56 @@ upstreams:
             err.to_string(),
             "upstreams[0].url: scheme must be http or https"
         );
+    }
+
+    #[test]
+    fn a_stdio_upstream_is_a_command_and_nothing_else() {
+        let stdio =
+            "  - {name: tool, command: {program: /bin/cat, env: {A: b}, inherit_env: [PATH]}}\n";
+        let c = Config::from_yaml(&format!("{BASE}{stdio}")).unwrap();
+        let up = c.upstream("tool").unwrap();
+        assert!(up.addr.ip().is_loopback(), "served by its loopback bridge");
+        assert!(matches!(&up.auth, DownstreamAuth::Header(name, value)
+            if name == http::header::AUTHORIZATION && value.expose().starts_with("Bearer ")));
+        let again = Config::from_yaml(&format!("{BASE}{stdio}")).unwrap();
+        assert_eq!(
+            again.upstream("tool").unwrap().addr,
+            up.addr,
+            "an unchanged command keeps its bridge"
+        );
+        for (yaml, field) in [
+            (
+                "{name: t, url: 'http://127.0.0.1:1/mcp', command: {program: x}}",
+                "upstreams[1].url",
+            ),
+            ("{name: t}", "upstreams[1].url"),
+            (
+                "{name: t, command: {program: x}, downstream_auth: none}",
+                "upstreams[1].command",
+            ),
+            (
+                "{name: t, command: {program: ' '}}",
+                "upstreams[1].command.program",
+            ),
+            (
+                "{name: t, command: {program: x, working_dir: /nonexistent}}",
+                "upstreams[1].command.working_dir",
+            ),
+            (
+                "{name: t, command: {program: x, env: {'A=B': c}}}",
+                "upstreams[1].command.env",
+            ),
+            (
+                "{name: t, command: {program: x, limits: {open_files: 0}}}",
+                "upstreams[1].command.limits",
+            ),
+        ] {
+            let err = Config::from_yaml(&format!("{BASE}  - {yaml}\n")).unwrap_err();
+            assert!(
+                err.to_string().starts_with(&format!("{field}:")),
+                "{yaml}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -245,17 +245,22 @@ pub(crate) struct RawIssuer {
 pub(crate) struct RawUpstream {
     /// The name in `/mcp/{name}` and in tool patterns `{name}/{tool}`.
     pub(crate) name: String,
-    /// The MCP endpoint, e.g. `http://127.0.0.1:8001/mcp`.
-    pub(crate) url: String,
+    /// The MCP endpoint, e.g. `http://127.0.0.1:8001/mcp`; or, for a server that speaks
+    /// stdio, `command`.
+    #[serde(default)]
+    pub(crate) url: Option<String>,
+    /// The program to start for a server that speaks MCP over stdio.
+    #[serde(default)]
+    pub(crate) command: Option<RawCommand>,
     /// The resource identifier tokens must carry in `aud`; default `{public_url}/mcp/{name}`.
     #[serde(default)]
     pub(crate) resource: Option<String>,
     /// The `aud` of downstream tokens; default: `url`.
     #[serde(default)]
     pub(crate) audience: Option<String>,
-    /// How the gateway authenticates to this upstream.
+    /// How the gateway authenticates to this upstream (default `mint`).
     #[serde(default)]
-    pub(crate) downstream_auth: RawDownstreamAuth,
+    pub(crate) downstream_auth: Option<RawDownstreamAuth>,
     /// Connect timeout, seconds.
     #[serde(default = "default_connect_timeout")]
     pub(crate) connect_timeout_seconds: u64,
@@ -271,6 +276,56 @@ pub(crate) struct RawUpstream {
     /// consent (MCP 2025-11-25 incremental consent). Off by default.
     #[serde(default)]
     pub(crate) incremental_consent: bool,
+}
+
+/// `command:` of a stdio upstream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCommand {
+    /// The program: a path, or a name looked up in the `PATH` it is given.
+    pub(crate) program: String,
+    /// Its arguments.
+    #[serde(default)]
+    pub(crate) args: Vec<String>,
+    /// Variables set in its environment.
+    #[serde(default)]
+    pub(crate) env: std::collections::BTreeMap<String, String>,
+    /// Variables of the gateway's own environment passed on (nothing else is).
+    #[serde(default)]
+    pub(crate) inherit_env: Vec<String>,
+    /// Its working directory.
+    #[serde(default)]
+    pub(crate) working_dir: Option<PathBuf>,
+    /// `pooled` (default): one process for every session; `per_session`: one each.
+    #[serde(default)]
+    pub(crate) instances: RawInstances,
+    /// Resource limits of the process.
+    #[serde(default)]
+    pub(crate) limits: RawLimits,
+}
+
+/// `instances:` as written.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawInstances {
+    #[default]
+    Pooled,
+    PerSession,
+}
+
+/// `limits:` as written.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    /// Address space, bytes.
+    #[serde(default)]
+    pub(crate) memory_bytes: Option<u64>,
+    /// Open file descriptors.
+    #[serde(default)]
+    pub(crate) open_files: Option<u64>,
+    /// CPU time, seconds.
+    #[serde(default)]
+    pub(crate) cpu_seconds: Option<u64>,
 }
 
 /// `downstream_auth` as written: `mint`, `none`, or

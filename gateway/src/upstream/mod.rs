@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::secret::Secret;
+pub(crate) use crate::stdio::BridgeHandle;
 
 /// A validated upstream.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +44,9 @@ pub struct Upstream {
     pub require_dpop: bool,
     /// A call of a tool outside the token's grant is answered `403 insufficient_scope`.
     pub incremental_consent: bool,
+    /// For a server that speaks stdio: the loopback bridge the address is of, kept running
+    /// while any route or live work holds this upstream.
+    pub(crate) stdio: Option<BridgeHandle>,
 }
 
 /// How the gateway authenticates to an upstream. The agent's own token is never forwarded.
