@@ -135,6 +135,8 @@ pub struct SeenRequest {
     /// The body as it arrived: its length and SHA-256 (hex).
     pub body_len: usize,
     pub body_sha256: String,
+    /// `params._meta.traceparent` (SEP-414), when the message carried one.
+    pub meta_traceparent: Option<String>,
 }
 
 /// An expense recorded by `submit_expense`.
@@ -291,6 +293,7 @@ struct BodySummary {
     params: Vec<String>,
     len: usize,
     sha256: String,
+    meta_traceparent: Option<String>,
 }
 
 /// The largest body the server reads.
@@ -303,6 +306,7 @@ async fn rpc_method(request: Request) -> Result<(Request, BodySummary), Response
             params: Vec::new(),
             len: 0,
             sha256: crate::sha256_hex(b""),
+            meta_traceparent: None,
         };
         return Ok((request, empty));
     }
@@ -321,7 +325,11 @@ async fn rpc_method(request: Request) -> Result<(Request, BodySummary), Response
         .map(|p| p.keys().cloned().collect())
         .unwrap_or_default();
     params.sort();
+    let meta_traceparent = message["params"]["_meta"]["traceparent"]
+        .as_str()
+        .map(str::to_owned);
     let summary = BodySummary {
+        meta_traceparent,
         method,
         params,
         len: bytes.len(),
@@ -345,6 +353,7 @@ async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Respons
         params: body.params,
         body_len: body.len,
         body_sha256: body.sha256,
+        meta_traceparent: body.meta_traceparent,
         bearer,
         traceparent: request
             .headers()
@@ -416,6 +425,7 @@ struct Seen {
     traceparent: Option<String>,
     body_len: usize,
     body_sha256: String,
+    meta_traceparent: Option<String>,
 }
 
 impl SeenRequest {
@@ -433,6 +443,7 @@ impl SeenRequest {
             traceparent: seen.traceparent,
             body_len: seen.body_len,
             body_sha256: seen.body_sha256,
+            meta_traceparent: seen.meta_traceparent,
         }
     }
 
@@ -451,6 +462,7 @@ impl SeenRequest {
             traceparent: seen.traceparent,
             body_len: seen.body_len,
             body_sha256: seen.body_sha256,
+            meta_traceparent: seen.meta_traceparent,
         }
     }
 }

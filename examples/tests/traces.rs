@@ -1,7 +1,8 @@
 //! Traces: the gateway, as a process of its own with the standard `OTEL_EXPORTER_OTLP_*`
 //! variables set, exports a span per request and its steps over OTLP/HTTP to OpenTelemetry's
 //! own test receiver (`oteltest`, PyPI); it continues the agent's W3C trace, hands the trace to
-//! the MCP server in `traceparent`, and names it in each decision it logs.
+//! the MCP server in `traceparent` and in the message's `params._meta` (SEP-414), and names it
+//! in each decision it logs.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -178,6 +179,15 @@ async fn a_call_is_one_trace_from_the_agent_through_the_gateway_into_the_mcp_ser
         upstream_ids.iter().any(|id| id == parts[2]),
         "{traceparent}"
     );
+    // And in the message itself (SEP-414 `params._meta`), from the request's span.
+    let in_meta = call_seen.meta_traceparent.expect("a traceparent in _meta");
+    let parts: Vec<&str> = in_meta.split('-').collect();
+    assert_eq!(parts[1], TRACE, "{in_meta}");
+    let request_span_ids: Vec<&str> = requests
+        .iter()
+        .map(|r| r["span_id"].as_str().unwrap())
+        .collect();
+    assert!(request_span_ids.contains(&parts[2]), "{in_meta}");
 
     // And the decision names the trace.
     let log = std::fs::read_to_string(audit_dir.join("decisions.jsonl")).unwrap();

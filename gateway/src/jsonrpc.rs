@@ -69,42 +69,66 @@ pub(crate) struct ToolCall {
     pub gateway_state: bool,
 }
 
-/// The body of a `tools/call` with `params.name` set to `tool` (a fleet's call, for its
-/// member) and, with `strip_gateway_state`, the gateway's own `requestState` and input
-/// response taken out; every other byte of the params (arguments, numbers as written) kept.
-pub(crate) fn rewrite_call(
-    body: &[u8],
-    tool: Option<&str>,
-    strip_gateway_state: bool,
-) -> Result<Vec<u8>, String> {
-    type Object = std::collections::BTreeMap<String, Box<RawValue>>;
-    let mut message: Object = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    let params = message.get("params").ok_or("tools/call needs params")?;
-    let mut params: Object = serde_json::from_str(params.get()).map_err(|e| e.to_string())?;
-    if let Some(tool) = tool {
-        params.insert(
-            "name".to_owned(),
-            serde_json::value::to_raw_value(&tool).expect("a string serialises"),
-        );
+/// What the gateway changes in a request on its way upstream.
+#[derive(Debug, Default)]
+pub(crate) struct Rewrite<'a> {
+    /// `params.name` of a fleet's `tools/call`, for its member.
+    pub(crate) tool: Option<&'a str>,
+    /// Take out the gateway's own `requestState` and input response (a retry after approval).
+    pub(crate) strip_gateway_state: bool,
+    /// W3C trace context fields (`traceparent`, `tracestate`) for `params._meta` (SEP-414).
+    pub(crate) trace: &'a [(String, String)],
+    /// Leave a `traceparent` the request's `_meta` has already.
+    pub(crate) keep_trace: bool,
+}
+
+impl Rewrite<'_> {
+    /// Whether it changes anything.
+    pub(crate) fn changes(&self) -> bool {
+        self.tool.is_some() || self.strip_gateway_state || !self.trace.is_empty()
     }
-    if strip_gateway_state {
+}
+
+/// The body of a request with `rewrite` applied; every other byte of the params (arguments,
+/// numbers as written) kept.
+pub(crate) fn rewrite(body: &[u8], rewrite: &Rewrite<'_>) -> Result<Vec<u8>, String> {
+    type Object = std::collections::BTreeMap<String, Box<RawValue>>;
+    fn raw<T: serde::Serialize + ?Sized>(value: &T) -> Box<RawValue> {
+        serde_json::value::to_raw_value(value).expect("strings and raw values serialise")
+    }
+    let mut message: Object = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let mut params: Object = match message.get("params") {
+        Some(params) => serde_json::from_str(params.get()).map_err(|e| e.to_string())?,
+        None => Object::new(),
+    };
+    if !rewrite.trace.is_empty() {
+        let mut meta: Object = match params.get("_meta") {
+            Some(meta) => serde_json::from_str(meta.get()).map_err(|e| e.to_string())?,
+            None => Object::new(),
+        };
+        if !(rewrite.keep_trace && meta.contains_key("traceparent")) {
+            meta.remove("tracestate");
+            for (key, value) in rewrite.trace {
+                meta.insert(key.clone(), raw(value));
+            }
+            params.insert("_meta".to_owned(), raw(&meta));
+        }
+    }
+    if let Some(tool) = rewrite.tool {
+        params.insert("name".to_owned(), raw(tool));
+    }
+    if rewrite.strip_gateway_state {
         params.remove("requestState");
         if let Some(responses) = params.remove("inputResponses") {
             let mut responses: Object =
                 serde_json::from_str(responses.get()).map_err(|e| e.to_string())?;
             responses.remove(APPROVAL_INPUT_KEY);
             if !responses.is_empty() {
-                params.insert(
-                    "inputResponses".to_owned(),
-                    serde_json::value::to_raw_value(&responses).expect("raw values serialise"),
-                );
+                params.insert("inputResponses".to_owned(), raw(&responses));
             }
         }
     }
-    message.insert(
-        "params".to_owned(),
-        serde_json::value::to_raw_value(&params).expect("raw values serialise"),
-    );
+    message.insert("params".to_owned(), raw(&params));
     Ok(serde_json::to_vec(&message).expect("raw values serialise"))
 }
 
@@ -366,7 +390,14 @@ mod tests {
     #[test]
     fn a_fleet_call_gets_the_members_tool_name_and_keeps_its_arguments_exactly() {
         let body = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"mail__send","arguments":{"amount":1.10,"to":"x"},"_meta":{"progressToken":3}}}"#;
-        let out = rewrite_call(body, Some("send"), false).unwrap();
+        let out = rewrite(
+            body,
+            &Rewrite {
+                tool: Some("send"),
+                ..Rewrite::default()
+            },
+        )
+        .unwrap();
         let text = String::from_utf8(out).unwrap();
         let value: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["params"]["name"], "send");
@@ -376,9 +407,43 @@ mod tests {
     }
 
     #[test]
+    fn trace_context_goes_into_meta_unless_the_request_keeps_its_own() {
+        let trace = [(
+            "traceparent".to_owned(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
+        )];
+        let set = |body: &[u8], keep_trace| {
+            let out = rewrite(
+                body,
+                &Rewrite {
+                    trace: &trace,
+                    keep_trace,
+                    ..Rewrite::default()
+                },
+            );
+            serde_json::from_slice::<Value>(&out.unwrap()).unwrap()
+        };
+        let bare = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+        assert_eq!(
+            set(bare, true)["params"]["_meta"]["traceparent"],
+            trace[0].1
+        );
+        let own = br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"x","_meta":{"traceparent":"theirs","tracestate":"a=b","progressToken":1}}}"#;
+        assert_eq!(set(own, true)["params"]["_meta"]["traceparent"], "theirs");
+        let replaced = set(own, false);
+        assert_eq!(replaced["params"]["_meta"]["traceparent"], trace[0].1);
+        assert!(replaced["params"]["_meta"].get("tracestate").is_none());
+        assert_eq!(replaced["params"]["_meta"]["progressToken"], 1);
+    }
+
+    #[test]
     fn a_retry_loses_the_gateways_own_state_and_keeps_everything_else() {
         let body = br#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"pay","arguments":{"amount":3.10},"requestState":"portcullis-approval:abc","inputResponses":{"portcullis_approval":{"action":"accept"},"theirs":{"action":"accept"}}}}"#;
-        let text = String::from_utf8(rewrite_call(body, None, true).unwrap()).unwrap();
+        let strip = Rewrite {
+            strip_gateway_state: true,
+            ..Rewrite::default()
+        };
+        let text = String::from_utf8(rewrite(body, &strip).unwrap()).unwrap();
         let value: Value = serde_json::from_str(&text).unwrap();
         assert!(value["params"].get("requestState").is_none());
         assert_eq!(

@@ -18,11 +18,13 @@ mod approval;
 mod console;
 mod exchange;
 mod kill_switch;
+mod large_bodies;
 mod mcp;
 mod memory;
 mod passthrough;
 mod soak;
 mod stats;
+mod stdio;
 mod timed_stream;
 mod world;
 
@@ -91,6 +93,12 @@ enum Command {
     /// The operator console under decision traffic: ingest with and without consoles open,
     /// and the time from a gateway shipping a decision to a console receiving it.
     Console(crate::console::ConsoleArgs),
+    /// Many large tools/call bodies at once through a gateway in a process of its own: its
+    /// memory against the body buffer's bound.
+    LargeBodies(crate::large_bodies::LargeBodiesArgs),
+    /// A pooled stdio upstream against the same server (server-everything) over HTTP, both
+    /// through the gateway, in alternating rounds.
+    Stdio(crate::stdio::StdioArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -151,6 +159,8 @@ impl Command {
             Command::Exchange(args) => args.validate(),
             Command::Approval(args) => args.validate(),
             Command::Console(args) => args.validate(),
+            Command::LargeBodies(args) => args.validate(),
+            Command::Stdio(args) => args.validate(),
         }
     }
 
@@ -166,6 +176,8 @@ impl Command {
                 Command::Exchange(args) => args.time_bound(),
                 Command::Approval(args) => args.time_bound(),
                 Command::Console(args) => args.time_bound(),
+                Command::LargeBodies(args) => args.time_bound(),
+                Command::Stdio(args) => args.time_bound(),
             }
     }
 
@@ -185,6 +197,8 @@ impl Command {
             Command::Exchange(args) => args.clients(),
             Command::Approval(_) => 1,
             Command::Console(args) => args.sessions(),
+            Command::LargeBodies(args) => args.sessions(),
+            Command::Stdio(args) => args.clients(),
         }
     }
 }
@@ -270,6 +284,14 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Console(args) => {
             let report = console::run(args).await?;
             emit(json, "console", &report.render(), &report)
+        }
+        Command::LargeBodies(args) => {
+            let report = large_bodies::run(args).await?;
+            emit(json, "large-bodies", &report.render(), &report)
+        }
+        Command::Stdio(args) => {
+            let report = stdio::run(args).await?;
+            emit(json, "stdio", &report.render(), &report)
         }
     }
 }

@@ -264,18 +264,22 @@ async fn admit_upstream(
                 .message(message)
                 .instrument(telemetry::span(Step::Judge))
                 .await?;
-            // A retry after approval loses the gateway's own `requestState` on its way.
             let mut rewritten = None;
-            if let Some(Message::Request {
-                id,
-                call: Some(call),
-                ..
-            }) = judged.message()
-                && call.gateway_state
-            {
-                let stripped = jsonrpc::rewrite_call(&body.bytes, None, true)
-                    .map_err(|e| GatewayError::invalid(id.clone(), &e))?;
-                rewritten = Some(stripped);
+            if let Some(Message::Request { id, call, .. }) = judged.message() {
+                let trace = telemetry::propagation_headers(&tracing::Span::current());
+                let rewrite = jsonrpc::Rewrite {
+                    // A retry after approval loses the gateway's own `requestState`.
+                    strip_gateway_state: call.as_ref().is_some_and(|c| c.gateway_state),
+                    trace: &trace,
+                    // Without a trace in its headers, the agent's own in `_meta` goes on.
+                    keep_trace: !session.req_header().headers.contains_key("traceparent"),
+                    ..jsonrpc::Rewrite::default()
+                };
+                if rewrite.changes() {
+                    let body = jsonrpc::rewrite(&body.bytes, &rewrite)
+                        .map_err(|e| GatewayError::invalid(id.clone(), &e))?;
+                    rewritten = Some(body);
+                }
             }
             (judged, Outgoing::of(body, rewritten))
         }

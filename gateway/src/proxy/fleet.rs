@@ -102,6 +102,8 @@ pub(super) async fn admit(
             id,
             (call, url_elicitation),
             body,
+            // Without a trace in its headers, the agent's own in `_meta` goes on.
+            !session.req_header().headers.contains_key("traceparent"),
         )
         .await?;
         return Ok(Admission::Forward(forward));
@@ -187,6 +189,7 @@ async fn route_call(
     id: Value,
     (call, url_elicitation): (jsonrpc::ToolCall, bool),
     body: ReadBody,
+    keep_trace: bool,
 ) -> Result<Forward, Refusal> {
     let fleet = on_behalf.fleet;
     let Some((member, tool)) = fleet.route(&call.name) else {
@@ -222,7 +225,14 @@ async fn route_call(
         .message(message)
         .instrument(telemetry::span(Step::Judge))
         .await?;
-    let rewritten = jsonrpc::rewrite_call(&body.bytes, Some(&tool), gateway_state)
+    let trace = telemetry::propagation_headers(&tracing::Span::current());
+    let rewrite = jsonrpc::Rewrite {
+        tool: Some(&tool),
+        strip_gateway_state: gateway_state,
+        trace: &trace,
+        keep_trace,
+    };
+    let rewritten = jsonrpc::rewrite(&body.bytes, &rewrite)
         .map_err(|e| GatewayError::invalid(id.clone(), &e))?;
     let member_session = on_behalf.member_session(member).await.map_err(|e| {
         tracing::warn!(fleet = %fleet.name, member = %member.name, "opening a member session: {e}");
