@@ -11,7 +11,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/deps.sh
 . scripts/lib/authgent.sh
+. scripts/lib/python.sh
+. scripts/lib/node.sh
 ensure_build_deps
+ensure_node
+everything_dir=$(ensure_npm_package @modelcontextprotocol/server-everything 2026.8.31)
+export PORTCULLIS_NODE="${PORTCULLIS_NODE:-$(command -v node)}"
+export PORTCULLIS_EVERYTHING="$PWD/$everything_dir/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
 cargo build --release --quiet -p portcullis-loadtest -p portcullis-gateway
 
 bin=target/release/portcullis-loadtest
@@ -38,6 +44,9 @@ run kill-switch-200 kill-switch --sessions 200
 run kill-switch-1000 kill-switch --sessions 1000
 run memory memory --sessions 1000
 run console console --rate 1000 --gateways 4 --consoles 2 --duration 10
+# A pooled stdio upstream against the same server (server-everything) over HTTP.
+run stdio stdio --clients 4 --rounds 10 --round-seconds 1
+run large-bodies large-bodies --bodies 100 --body-mib 4 --gateway-binary target/release/portcullis-gateway
 # The gateway alone in a process of its own. 10 000 sessions need 20 000 descriptors in it, more
 # than a hard limit of 20 000 allows; take as many as the limit does.
 hard=$(ulimit -Hn)

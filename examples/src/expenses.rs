@@ -17,6 +17,9 @@
 //! The token check is an axum layer in front of the rmcp service: a refused request never
 //! reaches MCP handling, and an accepted one carries its [`VerifiedToken`] in the request
 //! extensions, where tools read it from the [`Parts`] rmcp hands them.
+//!
+//! Long because it is a whole MCP server (tools, the token check, the request log tests read),
+//! kept in one file a reader can take in as an example.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -256,7 +259,7 @@ pub fn router(config: ExpensesConfig, state: ExpensesState) -> axum::Router {
     let mcp = StreamableHttpService::new(
         move || Ok(ExpensesServer::new(tools_state.clone())),
         Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default(),
+        StreamableHttpServerConfig::default().with_max_request_body_bytes(MAX_BODY),
     );
     axum::Router::new()
         .nest_service("/mcp", mcp)

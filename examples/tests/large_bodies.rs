@@ -183,7 +183,7 @@ async fn a_refused_large_call_never_reaches_the_upstream() {
 
 #[tokio::test]
 async fn bodies_over_the_limit_are_refused_with_or_without_a_length() {
-    let w = world("max_body_bytes: 1048576\nbody_buffer_bytes: 1048576\n").await;
+    let w = world("max_body_bytes: 1048576\nbody_buffer_bytes: 2097152\n").await;
     let (_, session) = w.session().await;
     let before = w.tool_calls_seen();
     let too_large = call(
@@ -218,11 +218,13 @@ async fn bodies_over_the_limit_are_refused_with_or_without_a_length() {
 
 #[tokio::test]
 async fn large_bodies_wait_for_room_in_the_body_buffer() {
-    // Room for one body of 1 MiB, not for two.
-    let w = world("max_body_bytes: 1048576\nbody_buffer_bytes: 1572864\n").await;
+    // Room for one body of 1 MiB (held twice over: the body and its parsed message), not for
+    // two.
+    let w = world("max_body_bytes: 1048576\nbody_buffer_bytes: 3145728\n").await;
     let (_, session) = w.session().await;
 
-    // A client that declares 1 000 000 bytes and sends 100 000: its body holds its room.
+    // A client that declares 1 000 000 bytes and sends 100 000: its body holds its room,
+    // 2 000 000 bytes.
     let url = reqwest::Url::parse(&w.stack.resource).unwrap();
     let mut stalled = tokio::net::TcpStream::connect((
         url.host_str().unwrap(),
@@ -240,12 +242,12 @@ async fn large_bodies_wait_for_room_in_the_body_buffer() {
     stalled.write_all(head.as_bytes()).await.unwrap();
     stalled.write_all(&[b' '; 100_000]).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while w.body_buffer_bytes().await != 1_000_000 {
+    while w.body_buffer_bytes().await != 2_000_000 {
         assert!(tokio::time::Instant::now() < deadline, "room was not taken");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    // A second large body waits: 900 000 more would go past the bound.
+    // A second large body waits: 1 800 000 more would go past the bound.
     let second = call(
         11,
         "attach_receipt",
@@ -260,7 +262,7 @@ async fn large_bodies_wait_for_room_in_the_body_buffer() {
     });
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!waiting.is_finished(), "the second body waits for room");
-    assert_eq!(w.body_buffer_bytes().await, 1_000_000);
+    assert_eq!(w.body_buffer_bytes().await, 2_000_000);
     assert!(w.stack.expenses.receipts().is_empty());
 
     // The stalled client gives up: its room goes back, and the second body goes through.

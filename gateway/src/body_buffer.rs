@@ -3,7 +3,8 @@
 //! A `tools/call` is judged on its whole body, so every body is held in memory until it is
 //! judged and sent. Pingora keeps bodies up to 64 KiB in its own buffer (one per request, so
 //! bounded by connections); a larger body is held by the gateway, and each such body first
-//! takes its size from this budget (`body_buffer_bytes`). A body that does not fit waits, in
+//! takes room for itself and the message parsed from it from this budget
+//! (`body_buffer_bytes`). A body that does not fit waits, in
 //! arrival order, for earlier ones to be sent, then is refused (503, −31014): many concurrent
 //! large bodies slow each other down, but never hold more memory than the budget.
 

@@ -32,6 +32,9 @@
 //!
 //! Denials name the rule that failed and the tool the agent asked for, never the tools it may
 //! not see.
+//!
+//! It is long on purpose: the one exhaustive mapping from every gateway error to its status,
+//! code, label, data and body, so that a new error cannot be added without deciding each.
 
 use portcullis_policy::{DenyReason, VerifyError};
 use serde::Serialize;

@@ -12,6 +12,9 @@
 //! `GET /.well-known/revoked`. The stream also carries the change freezes in force
 //! ([`crate::freezes`]), whole, as a `freezes` event without an id: first on connecting, and
 //! again whenever the hub sees the set change.
+//!
+//! One file because durability, publication and the stream are one ordering argument (commit,
+//! then publish in sequence order, resumable by sequence number) that reads best in one place.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;

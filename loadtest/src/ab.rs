@@ -16,6 +16,9 @@
 //! when its timer woke it (tokio's timer is millisecond-grained, which is no server's fault).
 //! A client still has one request in flight at a time: a server slower than the schedule makes
 //! the achieved rate fall short, which the report shows.
+//!
+//! Longer than most: the interleaved-rounds engine, its pacing (open and closed loop) and its
+//! report are one measurement and are read together.
 
 use std::fmt::Write as _;
 use std::sync::Arc;

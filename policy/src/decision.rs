@@ -7,6 +7,9 @@
 //!
 //! Rules are checked in a fixed order (deny patterns, allow patterns, windows, limits) and the
 //! first failure is reported, so the same call always gets the same reason.
+//!
+//! Long because every rule's refusal is a `DenyReason` variant with its code, text and pointer,
+//! next to the one function that checks them in their fixed order.
 
 use std::fmt;
 

@@ -16,6 +16,9 @@
 //!
 //! Sampling and logging are deprecated as of 2026-07-28 (SEP-2577), but 2025-11-25 requires
 //! them and the suite tests them, hence the module-wide `allow(deprecated)`.
+//!
+//! Long because the conformance suite's fixture server must offer every tool, resource and
+//! prompt the suite calls; each is a few lines.
 
 #![allow(deprecated)]
 

@@ -217,11 +217,13 @@ impl Config {
                 format!("must be between 1 and {MAX_BODY_LIMIT}"),
             ));
         }
-        if raw.body_buffer_bytes < raw.max_body_bytes {
+        // A body is held with the message parsed from it: twice its size.
+        if raw.body_buffer_bytes < 2 * raw.max_body_bytes {
             return Err(invalid(
                 "body_buffer_bytes",
                 format!(
-                    "must be at least max_body_bytes ({}), or the largest body could never be held",
+                    "must be at least twice max_body_bytes ({}), or the largest body could \
+                     never be held with its parsed message",
                     raw.max_body_bytes
                 ),
             ));

@@ -51,7 +51,8 @@ pub(crate) struct RawConfig {
     #[serde(default = "default_max_body")]
     pub(crate) max_body_bytes: usize,
     /// The most bytes of large request bodies (those over 64 KiB) held at once, across all
-    /// requests (default 256 MiB). A body that does not fit waits for room, then is refused.
+    /// requests (default 256 MiB), each counted twice (the body and its parsed message); at
+    /// least twice `max_body_bytes`. A body that does not fit waits for room, then is refused.
     #[serde(default = "default_body_buffer")]
     pub(crate) body_buffer_bytes: usize,
     /// Allowed clock skew on token times, in seconds.

@@ -153,8 +153,8 @@ impl Target {
 
     /// A stdio server, behind its bridge: the running one if the command is unchanged.
     fn stdio(field: &str, name: &str, command: &StdioCommand) -> Result<Self, ConfigError> {
-        let bridge =
-            BridgeHandle::for_upstream(name, command).map_err(|e| invalid(field, e.to_string()))?;
+        let bridge = BridgeHandle::for_upstream(name, command, super::MAX_BODY_LIMIT)
+            .map_err(|e| invalid(field, e.to_string()))?;
         let url = format!("http://{}{}", bridge.addr(), stdio::BRIDGE_PATH);
         Ok(Self {
             url: url::parse(field, &url)?,

@@ -33,6 +33,10 @@ pub(super) fn revision(req: &RequestHeader) -> &str {
 /// The most Pingora replays from its own buffer (its `BODY_BUF_LIMIT`).
 pub(super) const REPLAY_BUFFER: usize = 64 * 1024;
 
+/// Bytes held per byte of a large body: the body itself, and the strings and numbers of the
+/// message parsed from it, which live until it is judged.
+const HELD_PER_BYTE: usize = 2;
+
 /// A request body, read whole.
 #[derive(Debug)]
 pub(super) struct ReadBody {
@@ -64,8 +68,9 @@ pub(super) async fn read_message(
 }
 
 /// Reads the whole request body, refusing what cannot be judged: bodies above the limit and
-/// compressed bodies. A body over [`REPLAY_BUFFER`] holds room in `buffer` for its declared
-/// length, or, sent without one, for the limit until its length is known.
+/// compressed bodies. A body over [`REPLAY_BUFFER`] holds room in `buffer` for twice its
+/// declared length (the body, and the message parsed from it while it is judged), or, sent
+/// without one, for twice the limit until its length is known.
 async fn read_body(
     session: &mut Session,
     limit: usize,
@@ -89,9 +94,9 @@ async fn read_body(
     if declared.is_some_and(|l| l > limit) {
         return Err(GatewayError::TooLarge { limit }.into());
     }
-    let hold = |bytes| async move {
+    let hold = |bytes: usize| async move {
         buffer
-            .hold(bytes)
+            .hold(bytes.saturating_mul(HELD_PER_BYTE))
             .await
             .map_err(|_| Refusal::from(GatewayError::BodyBufferFull))
     };
@@ -111,7 +116,7 @@ async fn read_body(
         }
     }
     if let Some(held) = &mut held {
-        held.shrink_to(body.len());
+        held.shrink_to(body.len() * HELD_PER_BYTE);
     }
     // Whatever Pingora cannot replay, the gateway sends: such a body must hold room.
     if held.is_none() && session.retry_buffer_truncated() {

@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex, Weak};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use subtle::ConstantTimeEq;
@@ -115,8 +116,13 @@ type Table = HashMap<(String, StdioCommand), Weak<Bridge>>;
 static BRIDGES: Mutex<Option<Table>> = Mutex::new(None);
 
 impl BridgeHandle {
-    /// The bridge of upstream `name` running `command`: the running one, or a new one.
-    pub(crate) fn for_upstream(name: &str, command: &StdioCommand) -> Result<Self, BridgeError> {
+    /// The bridge of upstream `name` running `command`: the running one, or a new one. It
+    /// reads bodies up to `max_body` (the gateway has bounded them already).
+    pub(crate) fn for_upstream(
+        name: &str,
+        command: &StdioCommand,
+        max_body: usize,
+    ) -> Result<Self, BridgeError> {
         let mut table = BRIDGES.lock().unwrap_or_else(|e| e.into_inner());
         let table = table.get_or_insert_with(HashMap::new);
         table.retain(|_, bridge| bridge.strong_count() > 0);
@@ -124,7 +130,7 @@ impl BridgeHandle {
         if let Some(bridge) = table.get(&key).and_then(Weak::upgrade) {
             return Ok(Self(bridge));
         }
-        let bridge = Arc::new(Bridge::start(name, command.clone())?);
+        let bridge = Arc::new(Bridge::start(name, command.clone(), max_body)?);
         table.insert(key, Arc::downgrade(&bridge));
         Ok(Self(bridge))
     }
@@ -143,7 +149,7 @@ impl BridgeHandle {
 impl Bridge {
     /// Binds a loopback port and serves it from a thread of its own. The program starts with
     /// the first session.
-    fn start(name: &str, command: StdioCommand) -> Result<Self, BridgeError> {
+    fn start(name: &str, command: StdioCommand, max_body: usize) -> Result<Self, BridgeError> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -164,7 +170,8 @@ impl Bridge {
             .spawn(move || {
                 runtime.block_on(async move {
                     let programs = Programs::new(upstream.clone(), command);
-                    let result = serve(listener, required, programs.clone(), stopped).await;
+                    let served = (programs.clone(), max_body);
+                    let result = serve(listener, required, served, stopped).await;
                     if let Err(error) = result {
                         tracing::error!(%upstream, %error, "the stdio bridge stopped");
                     }
@@ -193,14 +200,20 @@ impl Drop for Bridge {
 async fn serve(
     listener: std::net::TcpListener,
     credential: Secret,
-    programs: Programs,
+    (programs, max_body): (Programs, usize),
     stopped: oneshot::Receiver<()>,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::from_std(listener)?;
+    // Answers and progress are small writes; Nagle's algorithm against the proxy's delayed
+    // ACKs would hold each one back some 40 ms.
+    let listener = tokio::net::TcpListener::from_std(listener)?.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::warn!(%error, "could not set TCP_NODELAY on the stdio bridge");
+        }
+    });
     let mcp = StreamableHttpService::new(
         move || Ok(relay::Relay::new(programs.clone())),
         Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default(),
+        StreamableHttpServerConfig::default().with_max_request_body_bytes(max_body),
     );
     let app = axum::Router::new().nest_service(BRIDGE_PATH, mcp).layer(
         axum::middleware::from_fn_with_state(Arc::new(credential), require_credential),
@@ -227,5 +240,68 @@ async fn require_credential(
         next.run(request).await
     } else {
         http::StatusCode::UNAUTHORIZED.into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command() -> StdioCommand {
+        StdioCommand {
+            program: "/bin/cat".to_owned(),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            working_dir: None,
+            instances: Instances::Pooled,
+            limits: Limits::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_bridge_serves_only_the_holder_of_its_credential() {
+        let bridge = BridgeHandle::for_upstream("bridge-test", &command(), 1 << 20).unwrap();
+        let url = format!("http://{}{BRIDGE_PATH}", bridge.addr());
+        let http = reqwest::Client::new();
+        let initialize = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#;
+        for credential in [None, Some("Bearer guessed"), Some("")] {
+            let mut request = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(initialize);
+            if let Some(credential) = credential {
+                request = request.header("authorization", credential);
+            }
+            let status = request.send().await.unwrap().status();
+            assert_eq!(status, 401, "{credential:?}");
+        }
+        let held = http
+            .delete(&url)
+            .header("authorization", bridge.credential().expose())
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_ne!(held, 401, "the gateway's own credential is let through");
+    }
+
+    #[test]
+    fn an_unchanged_command_keeps_its_bridge_and_the_last_handle_stops_it() {
+        let first = BridgeHandle::for_upstream("bridge-keep", &command(), 1 << 20).unwrap();
+        let again = BridgeHandle::for_upstream("bridge-keep", &command(), 1 << 20).unwrap();
+        assert_eq!(first, again);
+        let mut other = command();
+        other.args.push("-u".to_owned());
+        let changed = BridgeHandle::for_upstream("bridge-keep", &other, 1 << 20).unwrap();
+        assert_ne!(first, changed);
+        let addr = first.addr();
+        drop((first, again));
+        let replaced = BridgeHandle::for_upstream("bridge-keep", &command(), 1 << 20).unwrap();
+        assert_ne!(
+            replaced.addr(),
+            addr,
+            "a dropped bridge is not handed out again"
+        );
     }
 }

@@ -20,6 +20,9 @@
 //! only one the rest of the crate reads. Validation fails closed: an unknown `type`, a second
 //! `mcp_tools` entry, an unknown field, a wildcard anywhere but at the end of a pattern, an
 //! unknown time zone or an empty set is an error, never an unrestricted grant.
+//!
+//! Long because the wire shape, its validation (fail closed, with a reason per field) and the
+//! validated model are one contract; the approval terms live apart in `approval.rs`.
 
 use std::fmt;
 
