@@ -40,7 +40,8 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
-# Key rotation is left out: each call would make a key, which is all it does.
+# Key rotation is left out: each call would make a key, which is all it does. Registering an
+# upstream is left out: it fetches the URLs it is given, and generated ones may leave loopback.
 status=0
 (cd "$work" && NO_COLOR=1 TERM=dumb timeout 600 "$OLDPWD/.tools/schemathesis/bin/st" run \
   "$url/openapi.json" \
@@ -48,6 +49,7 @@ status=0
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --max-examples "${SCHEMATHESIS_EXAMPLES:-25}" \
   --exclude-name "POST /admin/keys/rotate" \
+  --exclude-name "POST /admin/upstreams" \
   --generation-database none --seed 7 --no-color) || status=$?
 if [ "$status" -ne 0 ]; then
   echo "schemathesis failed; the issuer's log:" >&2

@@ -13,6 +13,7 @@ ensure_chromium
 ensure_python_mcp
 ensure_oteltest
 ensure_mcp_server_time
+ensure_fastmcp
 ensure_node
 ensure_cargo_fuzz
 ts_client_dir=$(ensure_npm_package @modelcontextprotocol/client 2.4.0)
@@ -20,6 +21,8 @@ conformance_dir=$(ensure_npm_package @modelcontextprotocol/conformance "$CONFORM
 everything_dir=$(ensure_npm_package @modelcontextprotocol/server-everything 2026.8.31)
 # A published stdio server with state of its own (examples/tests/stdio.rs).
 memory_dir=$(ensure_npm_package @modelcontextprotocol/server-memory 2026.8.31)
+# An upstream's own authorization server (examples/tests/upstream_oauth.rs).
+oidc_dir=$(ensure_npm_package oidc-provider 9.13.3)
 # A third-party DPoP client library (examples/tests/dpop.rs).
 oauth4webapi_dir=$(ensure_npm_package oauth4webapi 3.8.9)
 PORTCULLIS_NODE=$(command -v node)
@@ -28,8 +31,9 @@ PORTCULLIS_CONFORMANCE="$PWD/$conformance_dir/node_modules/@modelcontextprotocol
 PORTCULLIS_EVERYTHING="$PWD/$everything_dir/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
 PORTCULLIS_OAUTH4WEBAPI="$PWD/$oauth4webapi_dir/node_modules/oauth4webapi/build/index.js"
 PORTCULLIS_SERVER_MEMORY="$PWD/$memory_dir/node_modules/@modelcontextprotocol/server-memory/dist/index.js"
+PORTCULLIS_OIDC_PROVIDER="$PWD/$oidc_dir/node_modules/oidc-provider/lib/index.js"
 export PORTCULLIS_NODE PORTCULLIS_TS_CLIENT PORTCULLIS_CONFORMANCE PORTCULLIS_EVERYTHING \
-  PORTCULLIS_OAUTH4WEBAPI PORTCULLIS_SERVER_MEMORY
+  PORTCULLIS_OAUTH4WEBAPI PORTCULLIS_SERVER_MEMORY PORTCULLIS_OIDC_PROVIDER
 # The interop and conformance tests skip without their tools when run by hand; here their
 # absence is a failure.
 export PORTCULLIS_REQUIRE_INTEROP=1

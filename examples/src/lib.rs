@@ -20,6 +20,7 @@ pub mod everything;
 pub mod expenses;
 pub mod interop;
 pub mod loopback_proxy;
+pub mod oauth_upstream;
 pub mod person;
 pub mod relay;
 pub mod replica;

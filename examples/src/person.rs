@@ -136,6 +136,45 @@ impl Person {
     }
 }
 
+impl Person {
+    /// `GET` of an issuer URL (absolute, or a path) with the person's session, redirects not
+    /// followed.
+    pub async fn get(&self, url: &str) -> anyhow::Result<reqwest::Response> {
+        let url = if url.starts_with('/') {
+            format!("{}{url}", self.issuer)
+        } else {
+            url.to_owned()
+        };
+        Ok(self
+            .http
+            .get(url)
+            .header(header::COOKIE, &self.cookie)
+            .send()
+            .await?)
+    }
+
+    /// Submits a form of the account page (`/account`): `fields` and the page's form token.
+    pub async fn account_form(&self, action: &str, fields: &[(&str, &str)]) -> anyhow::Result<u16> {
+        let page = self
+            .get("/account")
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        let token = form_token(&page).context("the account page offers no form")?;
+        let mut form = fields.to_vec();
+        form.push(("form_token", token.as_str()));
+        let response = self
+            .http
+            .post(format!("{}{action}", self.issuer))
+            .header(header::COOKIE, &self.cookie)
+            .form(&form)
+            .send()
+            .await?;
+        Ok(response.status().as_u16())
+    }
+}
+
 /// The form token in a page, if it has a form.
 fn form_token(page: &str) -> Option<String> {
     let marker = "name=\"form_token\" value=\"";

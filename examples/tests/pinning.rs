@@ -61,8 +61,8 @@ async fn a_changed_tool_definition_is_hidden_and_refused_until_approved() {
         serde_json::from_slice(&std::fs::read(&pins_file).unwrap()).unwrap();
     assert_eq!(
         pins["pinned"]["expenses"].as_object().unwrap().len(),
-        4,
-        "{pins}"
+        5,
+        "every tool the expenses server lists: {pins}"
     );
     session.cancel().await.unwrap();
 

@@ -17,6 +17,8 @@
 //! | −31007 | the token, grant, branch, agent, user or session was revoked (`data.revocation`) | 401, or a final SSE event |
 //! | −31008 | revocation knowledge too old, strict mode | 503 |
 //! | −31009 | `Host` or `Origin` not accepted (DNS rebinding) | 403 |
+//! | −31015 | the upstream takes each person's own account there (`downstream_auth: oauth`) and this person has not linked theirs (`data.reason` `link_required`, `data.link_url`); a client that declared URL elicitation gets −32042 with the link as its elicitation | 200 (403 without a JSON-RPC request) |
+//! | −31012 (`link_unavailable`) | the issuer could not be asked for the person's upstream token | 503 |
 //! | −31014 | the gateway holds as many large request bodies as it may (`body_buffer_bytes`) and this one found no room in time (`data.reason` `body_buffer_full`, `Retry-After`) | 503 |
 //! | −31013 | a tool outside the grant, where the upstream asks for more consent (`incremental_consent`): `WWW-Authenticate: Bearer error="insufficient_scope", scope="mcp:tools:…"` | 403 |
 //! | −31010 | the shared store could not answer, strict mode: a rate-capped call (`data.reason` `rate_unavailable`) or a session lookup (`session_unavailable`) | 503 |
@@ -77,6 +79,8 @@ pub const APPROVAL_UNAVAILABLE: i64 = -31012;
 pub const INSUFFICIENT_SCOPE: i64 = -31013;
 /// No room to hold a large request body now.
 pub const BUSY: i64 = -31014;
+/// The person has not linked their account at an upstream that takes one.
+pub const LINK_REQUIRED: i64 = -31015;
 /// MCP's `URLElicitationRequiredError` (2025-11-25): the client sends its user to a URL, then
 /// retries.
 pub const URL_ELICITATION_REQUIRED: i64 = -32042;
@@ -161,6 +165,23 @@ pub enum GatewayError {
         tool: String,
         /// The scope to ask for, `mcp:tools:` patterns.
         scope: String,
+    },
+    /// The upstream takes each person's own account there, and this person has not linked
+    /// theirs: their client sends them to `url`.
+    #[error("link your account at this upstream first")]
+    LinkRequired {
+        /// The request id (`null` for a request without one).
+        id: Value,
+        /// Where the person links it.
+        url: String,
+        /// Whether the client declared URL elicitation (2025-11-25).
+        elicit: bool,
+    },
+    /// The issuer could not be asked for the person's token at the upstream.
+    #[error("the person's account at the upstream cannot be used now")]
+    LinkUnavailable {
+        /// The request id.
+        id: Value,
     },
     /// The issuer could not be asked about the call's approval.
     #[error("the approval of {tool} cannot be checked now")]
@@ -389,7 +410,10 @@ impl GatewayError {
             | GatewayError::RateUnavailable { .. }
             | GatewayError::SessionUnavailable
             | GatewayError::ProofUnavailable
+            | GatewayError::LinkUnavailable { .. }
             | GatewayError::ApprovalUnavailable { .. } => 503,
+            GatewayError::LinkRequired { id, .. } if id.is_null() => 403,
+            GatewayError::LinkRequired { .. } => 200,
             GatewayError::Forbidden(_) | GatewayError::InsufficientScope { .. } => 403,
             GatewayError::UnsupportedProtocolVersion { .. }
             | GatewayError::HeaderMismatch { .. } => 400,
@@ -451,7 +475,11 @@ impl GatewayError {
                 URL_ELICITATION_REQUIRED
             }
             GatewayError::ApprovalRequired(_) => APPROVAL_REQUIRED,
-            GatewayError::ApprovalUnavailable { .. } => APPROVAL_UNAVAILABLE,
+            GatewayError::ApprovalUnavailable { .. } | GatewayError::LinkUnavailable { .. } => {
+                APPROVAL_UNAVAILABLE
+            }
+            GatewayError::LinkRequired { elicit: true, .. } => URL_ELICITATION_REQUIRED,
+            GatewayError::LinkRequired { .. } => LINK_REQUIRED,
             GatewayError::Parse(_) => -32700,
             GatewayError::InvalidRequest { .. }
             | GatewayError::BatchUnsupported
@@ -490,6 +518,8 @@ impl GatewayError {
             GatewayError::ApprovalDenied { .. } => "approval_denied",
             GatewayError::ApprovalVoid { .. } => "approval_void",
             GatewayError::ApprovalUnavailable { .. } => "approval_unavailable",
+            GatewayError::LinkRequired { .. } => "link_required",
+            GatewayError::LinkUnavailable { .. } => "link_unavailable",
             GatewayError::Parse(_) => "parse_error",
             GatewayError::InvalidRequest { .. } => "invalid_request",
             GatewayError::BatchUnsupported => "batch",
@@ -515,6 +545,8 @@ impl GatewayError {
             GatewayError::ApprovalDenied { id, .. }
             | GatewayError::ApprovalVoid { id, .. }
             | GatewayError::ApprovalUnavailable { id, .. }
+            | GatewayError::LinkRequired { id, .. }
+            | GatewayError::LinkUnavailable { id }
             | GatewayError::InsufficientScope { id, .. } => id.clone(),
             GatewayError::Revoked { id, .. }
             | GatewayError::Frozen { id, .. }
@@ -589,6 +621,20 @@ impl GatewayError {
                 Some(json!({"reason": "approval_unavailable", "tool": tool}))
             }
             GatewayError::ProofUnavailable => Some(json!({"reason": "proof_unavailable"})),
+            GatewayError::LinkRequired { url, elicit, .. } => {
+                let mut data = json!({"reason": "link_required", "link_url": url});
+                if *elicit {
+                    data["elicitations"] = json!([{
+                        "mode": "url",
+                        "elicitationId": url,
+                        "url": url,
+                        "message": "Link your account at this upstream: the agent's calls there \
+                                    will go as you.",
+                    }]);
+                }
+                Some(data)
+            }
+            GatewayError::LinkUnavailable { .. } => Some(json!({"reason": "link_unavailable"})),
             GatewayError::UseDpopNonce { .. } => Some(json!({"reason": "use_dpop_nonce"})),
             _ => None,
         }

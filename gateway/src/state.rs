@@ -27,7 +27,9 @@ use portcullis_policy::dpop::NonceSource;
 /// How long one DPoP nonce is handed out; it is accepted for one window more.
 const NONCE_WINDOW_SECONDS: i64 = 60;
 use crate::token_cache::TokenCache;
+use crate::upstream::Credentials;
 use crate::upstream::downstream_token::DownstreamMinter;
+use crate::upstream::person_token::PersonTokens;
 use crate::{StartError, clock};
 
 /// What the proxy, the admin listener and the background services share.
@@ -61,7 +63,7 @@ pub struct GatewayState {
     /// For requests the gateway makes itself (cancellations, fleet members).
     pub(crate) http: reqwest::Client,
     /// The downstream token signer.
-    pub(crate) minter: Arc<DownstreamMinter>,
+    pub(crate) credentials: Credentials,
     /// Tells upstreams to stop killed work.
     pub(crate) canceller: Canceller,
     /// The gateway's JWKS document, served at `/.well-known/jwks.json`.
@@ -119,6 +121,10 @@ impl GatewayState {
         )?);
         let jwks_document =
             Bytes::from(serde_json::to_vec(&minter.jwks()).expect("a JWKS serialises"));
+        let credentials = Credentials {
+            minter,
+            people: Arc::new(PersonTokens::new(settings.approvals.clone())),
+        };
         let (decisions, decision_writer) = match &settings.audit {
             Some(audit) => {
                 let (log, writer) = decision_log::open(audit.clone()).map_err(|source| {
@@ -161,8 +167,8 @@ impl GatewayState {
             token_cache: TokenCache::new(settings.token_cache_size, settings.leeway_seconds),
             keys,
             revocations,
-            canceller: Canceller::new(http.clone(), minter.clone()),
-            minter,
+            canceller: Canceller::new(http.clone(), credentials.clone()),
+            credentials,
             jwks_document,
             http,
             settings,

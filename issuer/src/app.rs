@@ -55,6 +55,10 @@ pub fn app(state: AppState) -> Router {
         .route("/revocations/stream", get(revocation_stream))
         .route("/audit/decisions", post(ingest_decisions))
         .route("/approvals", post(ask_approval))
+        .route("/upstream-token", post(upstream_token))
+        .route("/link", get(link))
+        .route("/link/callback", get(link_callback))
+        .route("/account/links/unlink", post(account_unlink))
         .route("/approvals/{id}", get(approval_page).post(approval_answer))
         .route("/sign-in", get(sign_in_form).post(sign_in_session))
         .route("/sign-out", post(sign_out))
@@ -204,6 +208,46 @@ async fn ask_approval(
     let request = json_body(&body)?;
     let answer = crate::approvals::ask(&state, request, now()).await?;
     Ok(no_store(Json(answer).into_response()))
+}
+
+async fn upstream_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    require_gateway(&state, &headers)?;
+    let request = json_body(&body)?;
+    let answer = crate::upstream_links::token_for(&state, request, now()).await?;
+    Ok(no_store(Json(answer).into_response()))
+}
+
+#[derive(Deserialize)]
+struct LinkQuery {
+    resource: String,
+}
+
+async fn link(
+    State(state): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<LinkQuery>,
+    headers: HeaderMap,
+) -> Response {
+    crate::upstream_links::flow::start(&state, &headers, &query.resource).await
+}
+
+async fn link_callback(
+    State(state): State<AppState>,
+    axum::extract::Query(answer): axum::extract::Query<crate::upstream_links::flow::Callback>,
+    headers: HeaderMap,
+) -> Response {
+    crate::upstream_links::flow::callback(&state, &headers, answer).await
+}
+
+async fn account_unlink(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    crate::account::unlink(&state, &headers, &body).await
 }
 
 async fn approval_page(

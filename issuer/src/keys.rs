@@ -68,6 +68,9 @@ pub enum KeyStoreError {
 #[derive(Clone)]
 pub struct KeyEncryption {
     cipher: XChaCha20Poly1305,
+    /// Seals the tokens of upstreams' own authorization servers (`upstream_links`): a key of
+    /// its own, so a sealed token can never be opened as a signing key or the other way.
+    tokens: XChaCha20Poly1305,
     /// Authenticates the audit log's anchor once old events are pruned.
     anchor_key: [u8; 32],
 }
@@ -85,13 +88,16 @@ impl KeyEncryption {
             return Err(KeyStoreError::WeakSecret);
         }
         let hkdf = Hkdf::<Sha256>::new(Some(b"portcullis-issuer/kek/v1"), secret.trim().as_bytes());
-        let (mut key, mut anchor_key) = ([0u8; 32], [0u8; 32]);
+        let (mut key, mut anchor_key, mut tokens) = ([0u8; 32], [0u8; 32], [0u8; 32]);
         hkdf.expand(b"signing-key-sealing", &mut key)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        hkdf.expand(b"upstream-token-sealing", &mut tokens)
             .expect("32 bytes is a valid HKDF-SHA256 output length");
         hkdf.expand(b"audit-anchor", &mut anchor_key)
             .expect("32 bytes is a valid HKDF-SHA256 output length");
         Ok(Self {
             cipher: XChaCha20Poly1305::new(&key.into()),
+            tokens: XChaCha20Poly1305::new(&tokens.into()),
             anchor_key,
         })
     }
@@ -121,21 +127,7 @@ impl KeyEncryption {
     }
 
     fn seal(&self, kid: &str, secret: &[u8; 32]) -> String {
-        let nonce_bytes: [u8; 24] = random_seed()[..24].try_into().expect("24 of 32 bytes");
-        let nonce = XNonce::from(nonce_bytes);
-        let sealed = self
-            .cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: secret,
-                    aad: kid.as_bytes(),
-                },
-            )
-            .expect("XChaCha20-Poly1305 encryption of 32 bytes cannot fail");
-        let mut out = nonce_bytes.to_vec();
-        out.extend_from_slice(&sealed);
-        format!("{SEALED_PREFIX}{}", STANDARD.encode(out))
+        seal_with(&self.cipher, kid, secret)
     }
 
     fn unseal(&self, kid: &str, sealed: &str) -> Result<[u8; 32], KeyStoreError> {
@@ -150,23 +142,61 @@ impl KeyEncryption {
         if bytes.len() < 24 {
             return Err(corrupt("too short"));
         }
-        let (nonce, ciphertext) = bytes.split_at(24);
-        let plain = self
-            .cipher
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: kid.as_bytes(),
-                },
-            )
-            .map_err(|_| KeyStoreError::Unseal {
-                kid: kid.to_owned(),
-            })?;
+        let plain = open_with(&self.cipher, kid, &bytes).ok_or_else(|| KeyStoreError::Unseal {
+            kid: kid.to_owned(),
+        })?;
         plain
             .try_into()
             .map_err(|_| corrupt("sealed secret is not 32 bytes"))
     }
+
+    /// Seals an upstream's token (or client secret) for storage, bound to `aad` (what it
+    /// belongs to), so a sealed value moved to another row does not open.
+    pub(crate) fn seal_token(&self, aad: &str, token: &str) -> String {
+        seal_with(&self.tokens, aad, token.as_bytes())
+    }
+
+    /// Opens what [`Self::seal_token`] sealed for `aad`; `None` if it was not, or was
+    /// tampered with.
+    pub(crate) fn open_token(&self, aad: &str, sealed: &str) -> Option<String> {
+        let bytes = STANDARD.decode(sealed.strip_prefix(SEALED_PREFIX)?).ok()?;
+        String::from_utf8(open_with(&self.tokens, aad, &bytes)?).ok()
+    }
+}
+
+/// `v1.` and base64 of a random 24-byte nonce and the XChaCha20-Poly1305 ciphertext of `msg`
+/// with `aad`.
+fn seal_with(cipher: &XChaCha20Poly1305, aad: &str, msg: &[u8]) -> String {
+    let nonce_bytes: [u8; 24] = random_seed()[..24].try_into().expect("24 of 32 bytes");
+    let sealed = cipher
+        .encrypt(
+            &XNonce::from(nonce_bytes),
+            Payload {
+                msg,
+                aad: aad.as_bytes(),
+            },
+        )
+        .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory sizes");
+    let mut out = nonce_bytes.to_vec();
+    out.extend_from_slice(&sealed);
+    format!("{SEALED_PREFIX}{}", STANDARD.encode(out))
+}
+
+/// The plaintext of nonce ‖ ciphertext, if it opens with `aad`.
+fn open_with(cipher: &XChaCha20Poly1305, aad: &str, bytes: &[u8]) -> Option<Vec<u8>> {
+    if bytes.len() < 24 {
+        return None;
+    }
+    let (nonce, ciphertext) = bytes.split_at(24);
+    cipher
+        .decrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: ciphertext,
+                aad: aad.as_bytes(),
+            },
+        )
+        .ok()
 }
 
 #[cfg(unix)]

@@ -49,6 +49,7 @@ mod sign_in;
 mod spent;
 pub mod throttle;
 pub mod token;
+pub mod upstream_links;
 pub mod users;
 
 use std::sync::Arc;

@@ -35,7 +35,7 @@ use tokio::sync::{broadcast, watch};
 use crate::approvals::{self, Voided};
 use crate::db::{Backend, Database};
 use crate::keys::Keyring;
-use crate::{audit, freezes, grants, settings};
+use crate::{audit, freezes, grants, settings, upstream_links};
 
 const NOTIFY_CHANNEL: &str = "portcullis_revocations";
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -121,12 +121,15 @@ pub async fn revoke(
         return Err(RevokeError::InvalidValue);
     }
     let covers_issued = now + settings::longest_token_lifetime(db, max_token_lifetime).await?;
+    // A revoked grant takes its person's upstream accounts at its resources with it.
+    let mut unlinked: Option<(String, Vec<String>)> = None;
     let (expires_at, issued_before) = match request.kind {
         RevocationKind::Token => (request.token_expires_at.unwrap_or(covers_issued), None),
         RevocationKind::Grant => {
             let grant = grants::get(db, &value)
                 .await?
                 .ok_or_else(|| RevokeError::UnknownGrant(value.clone()))?;
+            unlinked = Some((grant.subject.clone(), grant.resources.clone()));
             // Tokens of the grant never outlive it; a later exchange is refused by revoked_at.
             (grant.expires_at.min(covers_issued).max(now + 1), None)
         }
@@ -158,6 +161,7 @@ pub async fn revoke(
         .write(|tx| {
             // Each attempt owns its copies: the future may only borrow the transaction.
             let (value, target, reason) = (value.clone(), target.clone(), reason.clone());
+            let unlinked = unlinked.clone();
             Box::pin(async move {
             match kind {
                 RevocationKind::Grant => {
@@ -167,6 +171,11 @@ pub async fn revoke(
                         .execute(&mut **tx)
                         .await?;
                     approvals::void(tx, Voided::Grant(&value), now).await?;
+                    if let Some((user, resources)) = &unlinked {
+                        for resource in resources {
+                            upstream_links::drop_links(tx, user, Some(resource)).await?;
+                        }
+                    }
                 }
                 RevocationKind::User => {
                     sqlx::query(
@@ -177,6 +186,7 @@ pub async fn revoke(
                     .execute(&mut **tx)
                     .await?;
                     approvals::void(tx, Voided::User(&value), now).await?;
+                    upstream_links::drop_links(tx, &value, None).await?;
                 }
                 RevocationKind::Agent => {
                     sqlx::query(

@@ -5,6 +5,7 @@ PYTHON_MCP_VERSION=2.3.0
 SCHEMATHESIS_VERSION=4.32.5
 OTELTEST_VERSION=0.49.0
 MCP_SERVER_TIME_VERSION=2026.10.19
+FASTMCP_VERSION=4.2.3
 
 # Installs PACKAGE==VERSION into the venv .tools/VENV unless it is there already; WHAT says what
 # it is for.
@@ -38,4 +39,10 @@ ensure_oteltest() {
 # The reference MCP time server (stdio), for the stdio upstream tests (examples/tests/stdio.rs).
 ensure_mcp_server_time() {
   ensure_venv_package mcp-server-time mcp-server-time "$MCP_SERVER_TIME_VERSION" "the MCP time server"
+}
+
+# FastMCP, whose JWT verification protects the upstream MCP server of the per-person upstream
+# OAuth test (examples/interop/oauth_mcp_server.py, examples/tests/upstream_oauth.rs).
+ensure_fastmcp() {
+  ensure_venv_package fastmcp fastmcp "$FASTMCP_VERSION" "FastMCP"
 }

@@ -9,6 +9,8 @@ use crate::secret::Secret;
 pub struct ApprovalsConfig {
     /// The issuer's `/approvals` endpoint.
     pub url: String,
+    /// The issuer's `/upstream-token` endpoint, for upstreams with `downstream_auth: oauth`.
+    pub upstream_token_url: String,
     /// The gateway token.
     pub token: Secret,
     /// This gateway's name, recorded when it spends an approval.
@@ -22,6 +24,7 @@ pub(super) fn approvals(audit: Option<&AuditConfig>, issuer_url: &str) -> Option
     let (_, token) = audit.ship_to.as_ref()?;
     Some(ApprovalsConfig {
         url: format!("{issuer_url}/approvals"),
+        upstream_token_url: format!("{issuer_url}/upstream-token"),
         token: token.clone(),
         gateway_id: audit.gateway_id.clone(),
     })

@@ -64,6 +64,15 @@ pub(super) fn fleets(
                     ),
                 ));
             }
+            if upstream.auth == crate::upstream::DownstreamAuth::OAuth {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "{name:?} takes each person's own account (oauth), which a fleet \
+                         does not carry to its members"
+                    ),
+                ));
+            }
             members.push(upstream.clone());
         }
         fleets.push(Arc::new(Fleet {

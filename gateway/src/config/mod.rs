@@ -50,7 +50,7 @@ use std::time::Duration;
 use crate::decision_log::AuditConfig;
 use crate::fleet::Fleet;
 use crate::secret::{self, Secret, Source};
-use crate::upstream::Upstream;
+use crate::upstream::{DownstreamAuth, Upstream};
 
 pub use self::approvals::ApprovalsConfig;
 pub use self::revocation::{Sources, StalenessMode};
@@ -255,6 +255,16 @@ impl Config {
             .map(|audit| audit::audit(audit, &issuer_url))
             .transpose()?;
         let approvals = approvals::approvals(audit.as_ref(), &issuer_url);
+        if approvals.is_none()
+            && let Some(i) = upstreams
+                .iter()
+                .position(|u| u.auth == DownstreamAuth::OAuth)
+        {
+            return Err(invalid(
+                format!("upstreams[{i}].downstream_auth"),
+                "oauth needs the issuer's gateway token: configure audit shipping (audit.ship_to)",
+            ));
+        }
         let shared_state = raw
             .shared_state
             .map(shared_state::shared_state)
@@ -370,7 +380,6 @@ fn admin_token(file: Option<&Path>) -> Result<Option<Secret>, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::DownstreamAuth;
 
     const BASE: &str = "
 listen: 127.0.0.1:8080

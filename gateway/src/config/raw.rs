@@ -357,6 +357,9 @@ pub(crate) enum AuthName {
     Mint,
     /// See [`DownstreamAuth::None`](crate::upstream::DownstreamAuth::None).
     None,
+    /// See [`DownstreamAuth::OAuth`](crate::upstream::DownstreamAuth::OAuth).
+    #[serde(rename = "oauth")]
+    OAuth,
 }
 
 /// A static credential header for an upstream.

@@ -229,6 +229,7 @@ fn downstream_auth(field: &str, raw: RawDownstreamAuth) -> Result<DownstreamAuth
     } = match raw {
         RawDownstreamAuth::Named(AuthName::Mint) => return Ok(DownstreamAuth::Mint),
         RawDownstreamAuth::Named(AuthName::None) => return Ok(DownstreamAuth::None),
+        RawDownstreamAuth::Named(AuthName::OAuth) => return Ok(DownstreamAuth::OAuth),
         RawDownstreamAuth::Header { header } => header,
     };
     let field = format!("{field}.header");

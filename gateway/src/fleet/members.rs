@@ -88,7 +88,7 @@ impl OnBehalf<'_> {
             session_id: session.filter(|s| !s.is_empty()),
             protocol_version: Some(self.version),
         }
-        .build(&self.state.http, &self.state.minter)
+        .build(&self.state.http, &self.state.credentials)
     }
 
     /// The upstream session at `member` behind the agent's fleet session, opened now if it is
@@ -122,7 +122,7 @@ impl OnBehalf<'_> {
             session_id: None,
             protocol_version: None,
         }
-        .build(&self.state.http, &self.state.minter);
+        .build(&self.state.http, &self.state.credentials);
         let answer = client::exchange(request, member, &id, &initialize).await?;
         let message: Value = serde_json::from_str(&answer.message)
             .map_err(|e| PageError::Malformed(e.to_string()))?;
@@ -321,7 +321,7 @@ pub(crate) fn end_member_sessions(
                 session_id: Some(&id),
                 protocol_version: Some(version),
             };
-            Some(request.build(&state.http, &state.minter))
+            Some(request.build(&state.http, &state.credentials))
         })
         .collect();
     if requests.is_empty() {

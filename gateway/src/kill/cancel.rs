@@ -8,20 +8,20 @@ use std::sync::Arc;
 use http::header;
 
 use super::LiveWork;
+use crate::upstream::Credentials;
 use crate::upstream::client::OwnRequest;
-use crate::upstream::downstream_token::DownstreamMinter;
 
 /// Sends the upstreams what they must hear of killed work, on the gateway's own account.
 #[derive(Debug, Clone)]
 pub(crate) struct Canceller {
     http: reqwest::Client,
-    minter: Arc<DownstreamMinter>,
+    credentials: Credentials,
 }
 
 impl Canceller {
-    /// Sends through `http`, with credentials from `minter`.
-    pub(crate) fn new(http: reqwest::Client, minter: Arc<DownstreamMinter>) -> Self {
-        Self { http, minter }
+    /// Sends through `http`, with `credentials`.
+    pub(crate) fn new(http: reqwest::Client, credentials: Credentials) -> Self {
+        Self { http, credentials }
     }
 
     /// Tells the upstream of each killed piece of work to stop: `notifications/cancelled` for
@@ -95,7 +95,7 @@ impl Canceller {
                     session_id: Some(session_id),
                     protocol_version: target.protocol_version.as_deref(),
                 }
-                .build(&self.http, &self.minter)
+                .build(&self.http, &self.credentials)
             };
             let (cancels, _) = sessions
                 .entry((upstream.name.clone(), session_id.to_owned()))

@@ -27,11 +27,13 @@ use crate::decision_log::Decision;
 use crate::jsonrpc::{self, Message};
 use crate::jsonrpc_error::{GatewayError, SUPPORTED_PROTOCOL_VERSIONS};
 use crate::routes::Routes;
+use crate::secret::Secret;
 use crate::session::{Principal, SessionError};
 use crate::state::GatewayState;
 use crate::telemetry::{self, Step};
-use crate::upstream::Upstream;
 use crate::upstream::client::{MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
+use crate::upstream::person_token::PersonTokenError;
+use crate::upstream::{DownstreamAuth, Upstream};
 
 /// How admission ended, when the request is not refused.
 #[derive(Debug)]
@@ -284,6 +286,12 @@ async fn admit_upstream(
             (judged, Outgoing::of(body, rewritten))
         }
     };
+    let elicit = authenticated
+        .session
+        .as_ref()
+        .is_some_and(|session| session.client.url_elicitation);
+    let id = judged.message().map_or(Value::Null, Message::id);
+    let person_token = person_token(state, &upstream, &token, id, elicit).await?;
     Ok(Admission::Forward(Forward {
         upstream,
         token,
@@ -291,5 +299,42 @@ async fn admit_upstream(
         session: authenticated.session,
         fleet_call: None,
         body,
+        person_token,
     }))
+}
+
+/// The person's own token at an upstream that takes one (`downstream_auth: oauth`), asked of
+/// the issuer once the request is judged; a person who has not linked an account there is
+/// sent to link it (by URL elicitation, where their client declared it).
+async fn person_token(
+    state: &GatewayState,
+    upstream: &Upstream,
+    token: &VerifiedToken,
+    id: Value,
+    elicit: bool,
+) -> Result<Option<Secret>, GatewayError> {
+    if upstream.auth != DownstreamAuth::OAuth {
+        return Ok(None);
+    }
+    let claims = token.claims();
+    let people = &state.credentials.people;
+    match people
+        .token(
+            &claims.subject,
+            &upstream.resource,
+            claims.grant_id.as_deref(),
+        )
+        .await
+    {
+        Ok(token) => Ok(Some(token)),
+        Err(PersonTokenError::NotLinked { link_url }) => Err(GatewayError::LinkRequired {
+            id,
+            url: link_url,
+            elicit,
+        }),
+        Err(e @ PersonTokenError::Unavailable(_)) => {
+            tracing::warn!(upstream = %upstream.name, "{e}");
+            Err(GatewayError::LinkUnavailable { id })
+        }
+    }
 }

@@ -20,6 +20,7 @@ use crate::drain::InFlightGuard;
 use crate::fleet::Fleet;
 use crate::jsonrpc::Message;
 use crate::kill::LiveGuard;
+use crate::secret::Secret;
 use crate::session::ClientAbilities;
 use crate::sse::SseRewriter;
 use crate::telemetry::{self, Step};
@@ -86,6 +87,8 @@ pub(super) struct Forward {
     pub(super) fleet_call: Option<FleetCall>,
     /// The body that goes upstream, and who sends it.
     pub(super) body: Outgoing,
+    /// The person's own token at an upstream that takes one (`downstream_auth: oauth`).
+    pub(super) person_token: Option<Secret>,
 }
 
 /// The body of an admitted request on its way upstream.

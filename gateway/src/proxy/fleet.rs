@@ -254,5 +254,7 @@ async fn route_call(
         }),
         fleet_call: Some(FleetCall { tool }),
         body: Outgoing::of(body, Some(rewritten)),
+        // A fleet's members take no person's own token (the configuration refuses it).
+        person_token: None,
     })
 }

@@ -96,14 +96,24 @@ fn rewrite_request(
     request.remove_header("dpop");
     match &upstream.auth {
         DownstreamAuth::Mint => {
-            let minted =
-                state
-                    .minter
-                    .mint(forward.token.claims(), &upstream.audience, clock::now());
+            let minted = state.credentials.minter.mint(
+                forward.token.claims(),
+                &upstream.audience,
+                clock::now(),
+            );
             request.insert_header(header::AUTHORIZATION, format!("Bearer {minted}"))?;
         }
         DownstreamAuth::Header(name, value) => {
             request.insert_header(name.clone(), value.expose())?;
+        }
+        DownstreamAuth::OAuth => {
+            let token = forward.person_token.as_ref().ok_or_else(|| {
+                Error::explain(
+                    ErrorType::InternalError,
+                    "no person's token for an oauth upstream",
+                )
+            })?;
+            request.insert_header(header::AUTHORIZATION, format!("Bearer {}", token.expose()))?;
         }
         DownstreamAuth::None => {}
     }

@@ -22,6 +22,7 @@ use crate::metrics;
 use crate::session::{ClientAbilities, MAX_UPSTREAM_ID, Principal};
 use crate::sse::SseRewriter;
 use crate::state::GatewayState;
+use crate::upstream::DownstreamAuth;
 use crate::upstream::client::MCP_SESSION_ID;
 
 /// The largest JSON list response collected for filtering.
@@ -47,6 +48,14 @@ pub(super) async fn prepare(
         // The agent's token was verified here; what the upstream refused is the gateway's
         // own credential. Passed on, the 401 would send an OAuth client to sign in again.
         tracing::warn!(%upstream, "the upstream refused the gateway's credential (HTTP 401)");
+        if forward.upstream.auth == DownstreamAuth::OAuth {
+            // The person's token there: the next call asks the issuer for a fresh one.
+            let claims = forward.token.claims();
+            state
+                .credentials
+                .people
+                .forget(&claims.subject, &forward.upstream.resource);
+        }
         metrics::upstream_answer_refused(upstream, "credential_refused");
         return Err(Error::explain(
             ErrorType::HTTPStatus(502),

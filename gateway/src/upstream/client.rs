@@ -10,8 +10,7 @@ use http::header;
 use portcullis_policy::Claims;
 use serde_json::Value;
 
-use super::downstream_token::DownstreamMinter;
-use super::{DownstreamAuth, Upstream};
+use super::{Credentials, DownstreamAuth, Upstream};
 use crate::clock;
 use crate::sse::SseReader;
 
@@ -64,7 +63,7 @@ impl OwnRequest<'_> {
     pub(crate) fn build(
         self,
         http: &reqwest::Client,
-        minter: &DownstreamMinter,
+        credentials: &Credentials,
     ) -> reqwest::RequestBuilder {
         let upstream = self.upstream;
         let scheme = if upstream.tls { "https" } else { "http" };
@@ -80,10 +79,22 @@ impl OwnRequest<'_> {
             request = request.header(MCP_PROTOCOL_VERSION, version);
         }
         match &upstream.auth {
-            DownstreamAuth::Mint => {
-                request.bearer_auth(minter.mint(self.claims, &upstream.audience, clock::now()))
-            }
+            DownstreamAuth::Mint => request.bearer_auth(credentials.minter.mint(
+                self.claims,
+                &upstream.audience,
+                clock::now(),
+            )),
             DownstreamAuth::Header(name, value) => request.header(name.clone(), value.expose()),
+            // Only a token already given for the person: the gateway's own requests (a
+            // cancellation after a kill) do not wait for the issuer.
+            DownstreamAuth::OAuth => match credentials.people.kept_token(
+                &self.claims.subject,
+                &upstream.resource,
+                self.claims.grant_id.as_deref(),
+            ) {
+                Some(token) => request.bearer_auth(token.expose()),
+                None => request,
+            },
             DownstreamAuth::None => request,
         }
     }

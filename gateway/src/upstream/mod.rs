@@ -8,9 +8,14 @@
 
 pub(crate) mod client;
 pub(crate) mod downstream_token;
+pub(crate) mod person_token;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use self::downstream_token::DownstreamMinter;
+use self::person_token::PersonTokens;
 
 use crate::secret::Secret;
 pub(crate) use crate::stdio::BridgeHandle;
@@ -49,6 +54,14 @@ pub struct Upstream {
     pub(crate) stdio: Option<BridgeHandle>,
 }
 
+/// What the gateway authenticates to upstreams with: its own minted tokens, and the people's
+/// tokens at upstreams that take their own accounts.
+#[derive(Debug, Clone)]
+pub(crate) struct Credentials {
+    pub(crate) minter: Arc<DownstreamMinter>,
+    pub(crate) people: Arc<PersonTokens>,
+}
+
 /// How the gateway authenticates to an upstream. The agent's own token is never forwarded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum DownstreamAuth {
@@ -59,4 +72,7 @@ pub enum DownstreamAuth {
     None,
     /// A fixed credential the agent never sees, e.g. the upstream's API key: `(header, value)`.
     Header(http::HeaderName, Secret),
+    /// The person's own access token at the upstream's authorization server, linked once and
+    /// kept by the issuer (`upstream_token`).
+    OAuth,
 }

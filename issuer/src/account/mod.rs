@@ -18,7 +18,7 @@ use crate::grants::{self, Grant};
 use crate::page::page;
 use crate::revocation::{self, RevokeError, RevokeRequest};
 use crate::sign_in::{self, SignedIn};
-use crate::{AppState, audit, clients, now};
+use crate::{AppState, audit, clients, now, upstream_links};
 
 /// A grant as the page shows it: with its agent's display name, and the agent chains that
 /// acted under it (each from the grant's own agent to the one that acted) with when each
@@ -43,10 +43,10 @@ async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<SignedIn, Re
     }
 }
 
-async fn gather(
-    state: &AppState,
-    person: &SignedIn,
-) -> Result<(Vec<Shown>, Vec<Approval>), sqlx::Error> {
+/// What the page shows: grants, approvals waiting, linked upstream accounts.
+type Gathered = (Vec<Shown>, Vec<Approval>, Vec<(String, i64)>);
+
+async fn gather(state: &AppState, person: &SignedIn) -> Result<Gathered, sqlx::Error> {
     let mut shown = Vec::new();
     for grant in grants::of_subject(&state.db, &person.username).await? {
         let agent = clients::get(&state.db, &grant.client_id)
@@ -62,7 +62,8 @@ async fn gather(
         });
     }
     let waiting = approvals::waiting_for(state, &person.username, now()).await?;
-    Ok((shown, waiting))
+    let links = upstream_links::links_of(&state.db, &person.username).await?;
+    Ok((shown, waiting, links))
 }
 
 /// `GET /account` (`?revoked=ID` after a revocation, to say so).
@@ -72,7 +73,38 @@ pub(crate) async fn show(state: &AppState, headers: &HeaderMap, revoked: Option<
         Err(response) => return response,
     };
     match gather(state, &person).await {
-        Ok((shown, waiting)) => page::render(&person, &shown, &waiting, revoked, now()),
+        Ok((shown, waiting, links)) => {
+            page::render(&person, (&shown, &waiting, &links), revoked, now())
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `POST /account/links/unlink`: the person unlinks their account at an upstream; their
+/// agents' next call there asks them to link it again.
+pub(crate) async fn unlink(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
+    let person = match signed_in(state, headers).await {
+        Ok(person) => person,
+        Err(response) => return response,
+    };
+    let params = Params::parse(headers, body).ok();
+    let field = |name: &str| params.as_ref().and_then(|p| p.get(name)).map(str::to_owned);
+    if !field("form_token").is_some_and(|t| person.sent_form(&t)) {
+        return page(
+            StatusCode::FORBIDDEN,
+            "This form has expired",
+            "<p class=\"err\">Open your account page again and unlink from there.</p>",
+        );
+    }
+    let Some(resource) = field("resource") else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Nothing to unlink",
+            "<p class=\"err\">The form names no upstream.</p>",
+        );
+    };
+    match upstream_links::unlink(&state.db, &person.username, &resource, now()).await {
+        Ok(_) => Redirect::to("/account").into_response(),
         Err(e) => unavailable(e),
     }
 }

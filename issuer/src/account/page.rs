@@ -95,8 +95,7 @@ fn grant_card(shown: &Shown, person: &SignedIn, now: i64) -> String {
 
 pub(super) fn render(
     person: &SignedIn,
-    shown: &[Shown],
-    waiting: &[Approval],
+    (shown, waiting, links): (&[Shown], &[Approval], &[(String, i64)]),
     revoked: Option<&str>,
     now: i64,
 ) -> Response {
@@ -160,8 +159,32 @@ pub(super) fn render(
             cards(&past)
         )
     };
+    let links_html = if links.is_empty() {
+        String::new()
+    } else {
+        let items: String = links
+            .iter()
+            .map(|(resource, linked_at)| {
+                format!(
+                    "<li><code>{resource}</code>, linked {when} \
+                     <form method=\"post\" action=\"/account/links/unlink\" class=\"inline\">\
+                     <input type=\"hidden\" name=\"resource\" value=\"{resource}\">\
+                     <input type=\"hidden\" name=\"form_token\" value=\"{token}\">\
+                     <button type=\"submit\">Unlink</button></form></li>",
+                    resource = escape(resource),
+                    when = when(*linked_at),
+                    token = escape(&person.form_token),
+                )
+            })
+            .collect();
+        format!(
+            "<h2>Your accounts at upstreams</h2><p>Your agents' calls there go as you, with \
+             these accounts.</p><ul id=\"links\">{items}</ul>"
+        )
+    };
     let body = format!(
-        "{notice}{waiting_list}<h2>What your agents may do</h2>{active_html}{past_html}{sign_out}",
+        "{notice}{waiting_list}<h2>What your agents may do</h2>{active_html}{past_html}\
+         {links_html}{sign_out}",
         sign_out = sign_in::sign_out_button(&person.username),
     );
     let mut response = page(StatusCode::OK, "Your delegations", &body);

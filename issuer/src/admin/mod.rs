@@ -1,8 +1,8 @@
 //! The admin API: the whole operator surface as JSON over HTTP, under `/admin/`, behind the
 //! admin token (`Authorization: Bearer`, `--admin-token-file`; without one configured the API
 //! answers 404). It offers what the CLI does: people, agents, grants (list with filters and
-//! pagination, get, create, revoke), revocations, signing keys, change freezes, and the audit
-//! log (query, verify).
+//! pagination, get, create, revoke), revocations, signing keys, change freezes, upstreams with
+//! an authorization server of their own, and the audit log (query, verify).
 //!
 //! The OpenAPI 3.1 document is generated from these handlers ([`ApiDoc`]) and served at
 //! `/openapi.json`, with Swagger UI at `/docs` (its assets are built into the binary). Errors
@@ -18,6 +18,7 @@ mod grants;
 mod keys;
 mod people;
 mod revocations;
+mod upstreams;
 
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -63,6 +64,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/admin/keys/rotate", post(keys::rotate))
         .route("/admin/freezes", get(freezes::list).post(freezes::set))
         .route("/admin/freezes/lift", post(freezes::lift))
+        .route("/admin/upstreams", post(upstreams::register))
         .route("/admin/audit", get(audit::query))
         .route("/admin/audit/verify", get(audit::verify))
         .route("/openapi.json", get(openapi))
@@ -88,6 +90,7 @@ pub(crate) fn router() -> Router<AppState> {
         revocations::list, revocations::create,
         keys::list, keys::rotate,
         freezes::list, freezes::set, freezes::lift,
+        upstreams::register,
         audit::query, audit::verify,
     ),
     components(schemas(ErrorBody, crate::grants::GrantStatus)),
@@ -100,6 +103,7 @@ pub(crate) fn router() -> Router<AppState> {
         (name = "revocations", description = "Revocations pushed to every gateway"),
         (name = "keys", description = "Token signing keys"),
         (name = "freezes", description = "Change freezes in force at every gateway"),
+        (name = "upstreams", description = "Upstreams with an authorization server of their own"),
         (name = "audit", description = "The hash-chained audit log"),
     )
 )]

@@ -27,6 +27,7 @@ mod maintenance;
 mod revocations;
 mod serve;
 mod tokens;
+mod upstreams;
 mod users;
 
 use clap::{Parser, Subcommand};
@@ -72,6 +73,10 @@ enum Command {
     /// Set, lift and list change freezes (tools every gateway refuses until lifted).
     #[command(subcommand)]
     Freezes(freezes::FreezesCommand),
+    /// Register upstreams with an authorization server of their own, where people link their
+    /// accounts.
+    #[command(subcommand)]
+    Upstreams(upstreams::UpstreamsCommand),
     /// Decode a token and explain its authority in plain words (verified against this issuer's keys).
     Show(tokens::Show),
     /// Work with the hash-chained audit log.
@@ -102,6 +107,7 @@ impl Cli {
             Command::Show(show) => show.run(settings).await,
             Command::Revocations(command) => command.run(settings).await,
             Command::Freezes(command) => command.run(settings).await,
+            Command::Upstreams(command) => command.run(settings).await,
             Command::Audit(command) => command.run(settings).await,
             Command::Maintenance(command) => command.run(settings).await,
         }

@@ -270,6 +270,7 @@ async fn the_openapi_document_describes_every_admin_route_and_the_docs_are_serve
         "/admin/revocations",
         "/admin/keys",
         "/admin/freezes",
+        "/admin/upstreams",
         "/admin/audit",
         "/admin/audit/verify",
     ] {
