@@ -187,6 +187,29 @@ async fn each_person_links_their_own_account_and_the_upstream_tells_them_apart()
         "{link_url}"
     );
 
+    // The account page offers the link too.
+    let account = alice.get("/account").await.unwrap().text().await.unwrap();
+    assert!(account.contains("link your account"), "{account}");
+
+    // A callback finished by another signed-in person links nobody, and uses the request up.
+    let sent = alice.get(&link_url).await.unwrap();
+    let authorize = sent.headers()["location"].to_str().unwrap().to_owned();
+    let back = w
+        .upstream
+        .sign_in_and_consent(&authorize, "alice-upstream")
+        .await
+        .unwrap();
+    assert_eq!(bob.get(&back).await.unwrap().status(), 400);
+    assert_eq!(
+        alice.get(&back).await.unwrap().status(),
+        400,
+        "answered once"
+    );
+    assert_eq!(
+        w.refused_initialize(&alice_token).await["data"]["reason"],
+        "link_required"
+    );
+
     w.link(&alice, &link_url, "alice-upstream").await;
     w.link(&bob, &link_url, "bob-upstream").await;
 

@@ -773,3 +773,45 @@ struct ErrorObject {
     #[serde(skip_serializing_if = "Option::is_none")]
     data: Option<Value>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_person_without_a_linked_account_is_sent_to_link_it() {
+        let url = "https://issuer.example/link?resource=x".to_owned();
+        let plain = GatewayError::LinkRequired {
+            id: json!(3),
+            url: url.clone(),
+            elicit: false,
+        };
+        let body: Value = serde_json::from_slice(&plain.body()).unwrap();
+        assert_eq!((plain.status(), plain.code()), (200, LINK_REQUIRED));
+        assert_eq!(body["id"], 3);
+        assert_eq!(body["error"]["data"]["link_url"], url.as_str());
+        assert!(body["error"]["data"].get("elicitations").is_none());
+
+        // A client that declared URL elicitation gets MCP's own error, with the link in it.
+        let elicit = GatewayError::LinkRequired {
+            id: json!(3),
+            url: url.clone(),
+            elicit: true,
+        };
+        let body: Value = serde_json::from_slice(&elicit.body()).unwrap();
+        assert_eq!(elicit.code(), URL_ELICITATION_REQUIRED);
+        let elicitation = &body["error"]["data"]["elicitations"][0];
+        assert_eq!(
+            (&elicitation["mode"], &elicitation["url"]),
+            (&json!("url"), &json!(url))
+        );
+
+        // Without a JSON-RPC request to answer (a GET stream) the refusal is an HTTP one.
+        let stream = GatewayError::LinkRequired {
+            id: Value::Null,
+            url,
+            elicit: false,
+        };
+        assert_eq!(stream.status(), 403);
+    }
+}

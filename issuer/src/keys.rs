@@ -495,6 +495,37 @@ mod tests {
     }
 
     #[test]
+    fn an_upstream_token_opens_only_for_its_person_and_resource_and_never_as_a_key() {
+        let sealed = sealing().seal_token("alice\nhttps://gw/mcp/notes", "at-123");
+        assert_eq!(
+            sealing()
+                .open_token("alice\nhttps://gw/mcp/notes", &sealed)
+                .as_deref(),
+            Some("at-123")
+        );
+        // The same sealed value in Bob's row, or another upstream's, does not open.
+        assert!(
+            sealing()
+                .open_token("bob\nhttps://gw/mcp/notes", &sealed)
+                .is_none()
+        );
+        assert!(
+            sealing()
+                .open_token("alice\nhttps://gw/mcp/mail", &sealed)
+                .is_none()
+        );
+        // Tokens and signing keys are sealed under different keys.
+        let key = sealing().seal("kid-a", &[7; 32]);
+        assert!(sealing().open_token("kid-a", &key).is_none());
+        let other = KeyEncryption::from_secret("another-key-encryption-secret-0123456789").unwrap();
+        assert!(
+            other
+                .open_token("alice\nhttps://gw/mcp/notes", &sealed)
+                .is_none()
+        );
+    }
+
+    #[test]
     fn a_sealed_key_opens_only_under_its_own_kid() {
         let sealed = sealing().seal("kid-a", &[7; 32]);
         assert_eq!(sealing().unseal("kid-a", &sealed).unwrap(), [7; 32]);

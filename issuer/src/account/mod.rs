@@ -43,8 +43,14 @@ async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<SignedIn, Re
     }
 }
 
-/// What the page shows: grants, approvals waiting, linked upstream accounts.
-type Gathered = (Vec<Shown>, Vec<Approval>, Vec<(String, i64)>);
+/// What the page shows: grants, approvals waiting, upstream accounts.
+type Gathered = (Vec<Shown>, Vec<Approval>, Links);
+
+/// The person's accounts at upstreams that take their own: linked (with when), and not yet.
+pub(crate) struct Links {
+    pub(crate) linked: Vec<(String, i64)>,
+    pub(crate) unlinked: Vec<String>,
+}
 
 async fn gather(state: &AppState, person: &SignedIn) -> Result<Gathered, sqlx::Error> {
     let mut shown = Vec::new();
@@ -62,8 +68,13 @@ async fn gather(state: &AppState, person: &SignedIn) -> Result<Gathered, sqlx::E
         });
     }
     let waiting = approvals::waiting_for(state, &person.username, now()).await?;
-    let links = upstream_links::links_of(&state.db, &person.username).await?;
-    Ok((shown, waiting, links))
+    let linked = upstream_links::links_of(&state.db, &person.username).await?;
+    let unlinked = upstream_links::registered(&state.db)
+        .await?
+        .into_iter()
+        .filter(|resource| !linked.iter().any(|(r, _)| r == resource))
+        .collect();
+    Ok((shown, waiting, Links { linked, unlinked }))
 }
 
 /// `GET /account` (`?revoked=ID` after a revocation, to say so).

@@ -3,7 +3,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 
-use super::Shown;
+use super::{Links, Shown};
 use crate::approvals::Approval;
 use crate::page::{escape, page, when};
 use crate::sign_in::{self, SignedIn};
@@ -95,7 +95,7 @@ fn grant_card(shown: &Shown, person: &SignedIn, now: i64) -> String {
 
 pub(super) fn render(
     person: &SignedIn,
-    (shown, waiting, links): (&[Shown], &[Approval], &[(String, i64)]),
+    (shown, waiting, links): (&[Shown], &[Approval], &Links),
     revoked: Option<&str>,
     now: i64,
 ) -> Response {
@@ -159,10 +159,11 @@ pub(super) fn render(
             cards(&past)
         )
     };
-    let links_html = if links.is_empty() {
+    let links_html = if links.linked.is_empty() && links.unlinked.is_empty() {
         String::new()
     } else {
-        let items: String = links
+        let linked: String = links
+            .linked
             .iter()
             .map(|(resource, linked_at)| {
                 format!(
@@ -177,9 +178,21 @@ pub(super) fn render(
                 )
             })
             .collect();
+        let unlinked: String = links
+            .unlinked
+            .iter()
+            .map(|resource| {
+                format!(
+                    "<li><code>{shown}</code>, not linked: <a href=\"{href}\">link your \
+                     account</a></li>",
+                    shown = escape(resource),
+                    href = escape(&crate::upstream_links::link_url("", resource)),
+                )
+            })
+            .collect();
         format!(
             "<h2>Your accounts at upstreams</h2><p>Your agents' calls there go as you, with \
-             these accounts.</p><ul id=\"links\">{items}</ul>"
+             these accounts.</p><ul id=\"links\">{linked}{unlinked}</ul>"
         )
     };
     let body = format!(

@@ -476,6 +476,14 @@ pub(crate) async fn drop_links(
     Ok(done.rows_affected())
 }
 
+/// The resources of every registered upstream, in order.
+pub async fn registered(db: &Database) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query("SELECT resource FROM upstream_oauth ORDER BY resource")
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter().map(|row| row.try_get("resource")).collect()
+}
+
 /// The resources where `user` has linked an account, with when.
 pub async fn links_of(db: &Database, user: &str) -> Result<Vec<(String, i64)>, sqlx::Error> {
     let rows = sqlx::query(
