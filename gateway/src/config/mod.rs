@@ -407,6 +407,32 @@ upstreams:
     }
 
     #[test]
+    fn person_tokens_need_the_issuers_gateway_token_and_no_fleet() {
+        let oauth = "  - {name: notes, url: 'http://127.0.0.1:8002/mcp', downstream_auth: oauth}\n";
+        let err = Config::from_yaml(&format!("{BASE}{oauth}")).unwrap_err();
+        assert!(
+            err.to_string().starts_with("upstreams[1].downstream_auth:"),
+            "{err}"
+        );
+        let dir = tempfile::TempDir::new().unwrap();
+        let token = dir.path().join("ingest-token");
+        std::fs::write(&token, "a-gateway-token-of-the-issuer").unwrap();
+        let audit = format!(
+            "audit: {{dir: '{}', ingest_token_file: '{}'}}\n",
+            dir.path().display(),
+            token.display()
+        );
+        let c = Config::from_yaml(&format!("{BASE}{oauth}{audit}")).unwrap();
+        assert_eq!(c.upstream("notes").unwrap().auth, DownstreamAuth::OAuth);
+        let fleet = "fleets:\n  - {name: all, members: [expenses, notes]}\n";
+        let err = Config::from_yaml(&format!("{BASE}{oauth}{audit}{fleet}")).unwrap_err();
+        assert!(
+            err.to_string().starts_with("fleets[0].members[1]:"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_fleet_names_existing_upstreams_whose_namespaced_names_split_one_way() {
         let two = BASE.replace(
             "upstreams:\n",
