@@ -155,7 +155,7 @@ async fn main() -> anyhow::Result<()> {
         }
     );
     println!(
-        "   MCP server   {}  (expenses: submit_expense, list_expenses, delete_all_expenses, slow_report)",
+        "   MCP server   {}  (expenses: submit_expense, list_expenses, attach_receipt, delete_all_expenses, slow_report)",
         stack.upstream_url
     );
     println!(
@@ -208,7 +208,9 @@ async fn main() -> anyhow::Result<()> {
         .into_iter()
         .map(|t| t.name.into_owned())
         .collect();
-    println!("   it sees {tools:?}; delete_all_expenses and slow_report are hidden");
+    println!(
+        "   it sees {tools:?}; attach_receipt, delete_all_expenses and slow_report are hidden"
+    );
 
     step(
         5,
