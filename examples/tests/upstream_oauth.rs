@@ -3,12 +3,14 @@
 //! server (`oidc-provider`, npm), where each person signs in with an account of their own.
 //! Alice and Bob each link their account once; the upstream tells their agents' calls apart;
 //! the rotating refresh tokens are used as the server requires; revoking the grant or
-//! unlinking drops the link.
+//! unlinking drops the link. In Chromium, a person links hers from the account page.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use fantoccini::Locator;
 use portcullis_examples::agent::{ClientCredentials, IssuerClient, McpSession, connect};
+use portcullis_examples::browser::{self, Browser};
 use portcullis_examples::interop::tools_from_env;
 use portcullis_examples::oauth_upstream::{Installed, OAuthUpstream};
 use portcullis_examples::person::{Person, create_user};
@@ -251,4 +253,95 @@ async fn each_person_links_their_own_account_and_the_upstream_tells_them_apart()
         "link_required"
     );
     bob_session.cancel().await.unwrap();
+}
+
+/// Screenshots of the issuer's pages go to `docs/screenshots/`.
+async fn shoot(page: &fantoccini::Client, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), page.screenshot().await.unwrap()).unwrap();
+}
+
+/// Waits until the browser is at a page whose `main` says `text`.
+async fn reaches(page: &fantoccini::Client, text: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(main) = page.find(Locator::Css("body")).await
+            && main.text().await.unwrap_or_default().contains(text)
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never saw {text:?} at {}",
+            page.current_url().await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_person_links_their_account_from_the_account_page_in_chromium() {
+    let Some(installed) = installed() else {
+        return;
+    };
+    let Some((chromium, driver)) = browser::installed() else {
+        assert!(
+            std::env::var_os("PORTCULLIS_REQUIRE_INTEROP").is_none(),
+            "Chromium is missing: run ./scripts/test.sh"
+        );
+        return;
+    };
+    let w = World::start(&installed).await;
+    w.person("carol").await;
+    let (_, token) = w.delegation("carol").await;
+
+    let browser = Browser::start(&chromium, &driver).await.unwrap();
+    let page = &browser.client;
+    page.goto(&format!("{}/account", w.stack.issuer_url))
+        .await
+        .unwrap();
+    browser::sign_in(page, "carol", PASSWORD).await.unwrap();
+    reaches(page, "Your accounts at upstreams").await;
+    shoot(page, "account-upstreams.png").await;
+    page.find(Locator::LinkText("link your account"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // The upstream's own sign-in and consent, then back at the issuer.
+    page.wait()
+        .for_element(Locator::Css("input[name=login]"))
+        .await
+        .unwrap()
+        .send_keys("carol-upstream")
+        .await
+        .unwrap();
+    page.find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap()
+        .send_keys("her password there")
+        .await
+        .unwrap();
+    page.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    reaches(page, "Authorize").await;
+    page.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    reaches(page, "is linked").await;
+    shoot(page, "account-linked.png").await;
+
+    let session = connect(&w.resource, &token).await.unwrap();
+    assert_eq!(whoami(&session).await, "carol-upstream");
+    session.cancel().await.unwrap();
 }
