@@ -339,3 +339,36 @@ async fn the_fleet_refuses_member_tokens_foreign_sessions_and_requests_out_of_or
     assert_eq!(metadata["resource"], f.office);
     assert_eq!(metadata["authorization_servers"][0], f.stack.issuer_url);
 }
+
+#[tokio::test]
+async fn a_large_call_through_the_fleet_reaches_its_member_whole_under_the_members_name() {
+    let f = fleet().await;
+    let details = json!([{"type": "mcp_tools", "tools": ["expenses/attach_receipt"]}]);
+    let (_, token) = f
+        .issuer
+        .delegation(&f.agent, "alice", &f.office, details)
+        .await
+        .unwrap();
+    let session = portcullis_examples::agent::RawSession::open(&f.office, &token)
+        .await
+        .unwrap();
+    // Over Pingora's 64 KiB replay buffer: the gateway sends the member's body itself.
+    let content = "receipt line\n".repeat(100_000);
+    let call = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
+        "name": "expenses__attach_receipt",
+        "arguments": {"expense": 3, "content": content}}});
+    let response = session
+        .post(serde_json::to_vec(&call).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let answer = portcullis_examples::agent::answer(response).await.unwrap();
+    assert_eq!(
+        answer["result"]["content"][0]["text"],
+        format!("receipt of {} bytes attached to expense #3", content.len()),
+        "{answer}"
+    );
+    let receipts = f.stack.expenses.receipts();
+    assert_eq!(receipts.len(), 1);
+    assert_eq!(receipts[0].content, content);
+}
