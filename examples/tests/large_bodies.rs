@@ -8,7 +8,7 @@ use portcullis_examples::agent::{
     ClientCredentials, IssuerClient, RawSession, answer, expense_grant,
 };
 use portcullis_examples::sha256_hex;
-use portcullis_examples::stack::{Stack, StackOptions};
+use portcullis_examples::stack::{Stack, StackOptions, gateway_binary};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
@@ -25,6 +25,9 @@ async fn world(gateway_yaml: &str) -> World {
     let dir = tempfile::TempDir::new().unwrap();
     let options = StackOptions {
         gateway_extra_yaml: gateway_yaml.to_owned(),
+        // A process of its own: the body buffer's gauge is then this gateway's alone, not
+        // shared with the gateways of tests running beside it.
+        gateway_binary: Some(gateway_binary()),
         ..StackOptions::sqlite(dir.path())
     };
     let stack = Stack::start(&options).await.unwrap();
