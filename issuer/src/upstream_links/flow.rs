@@ -252,7 +252,7 @@ pub async fn callback(state: &AppState, headers: &HeaderMap, answer: Callback) -
                 "<p>Your account at <strong>{}</strong> is linked. Your agents' calls there now \
                  go as you; you can close this tab.</p><p><a href=\"/account\">Your account \
                  page</a>, where you can unlink it.</p>",
-                escape(&upstream.upstream_resource)
+                escape(&resource)
             ),
         ),
         Err(e) => unavailable(e),
