@@ -250,6 +250,29 @@ pub async fn connect(url: &str, token: &str) -> anyhow::Result<McpSession> {
     Ok(ClientConfig::default().serve(transport).await?)
 }
 
+/// `tools/call` of `tool` with `arguments` (an object): the text of the first content block, or
+/// the JSON-RPC error. A transport failure is a test failure, not an answer.
+pub async fn call(
+    session: &McpSession,
+    tool: &str,
+    arguments: Value,
+) -> Result<String, rmcp::model::ErrorData> {
+    let arguments = arguments
+        .as_object()
+        .cloned()
+        .expect("tool arguments are an object");
+    let params = rmcp::model::CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
+    match session.call_tool(params).await {
+        Ok(result) => Ok(result.content[0]
+            .as_text()
+            .expect("a text answer")
+            .text
+            .clone()),
+        Err(rmcp::ServiceError::McpError(error)) => Err(error),
+        Err(other) => panic!("transport failure instead of a JSON-RPC answer: {other}"),
+    }
+}
+
 /// An MCP session spoken by hand over HTTP: for tests that must choose every byte of a body.
 #[derive(Debug, Clone)]
 pub struct RawSession {

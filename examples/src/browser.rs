@@ -78,6 +78,15 @@ impl Browser {
     }
 }
 
+/// Saves a screenshot of what `page` shows as `docs/screenshots/{name}`, where the test run
+/// leaves its pictures of the issuer's pages.
+pub async fn shoot(page: &Client, name: &str) -> anyhow::Result<()> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join(name), page.screenshot().await?)?;
+    Ok(())
+}
+
 /// Signs in as `who` on the issuer's sign-in page the browser is at (or is being sent to).
 pub async fn sign_in(page: &Client, who: &str, password: &str) -> anyhow::Result<()> {
     page.wait()

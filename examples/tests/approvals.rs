@@ -489,13 +489,6 @@ async fn console_line(console: &fantoccini::Client, outcome: &str, needles: &[&s
     }
 }
 
-/// Where the test run leaves its screenshots of the pages (`docs/screenshots/`).
-fn screenshot_path(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
 #[tokio::test]
 async fn the_python_sdk_is_sent_to_a_person_who_approves_in_chromium_and_the_call_runs_once() {
     let required = std::env::var_os("PORTCULLIS_REQUIRE_INTEROP").is_some();
@@ -525,11 +518,7 @@ async fn the_python_sdk_is_sent_to_a_person_who_approves_in_chromium_and_the_cal
         .for_element(Locator::Css("input[name=username]"))
         .await
         .unwrap();
-    std::fs::write(
-        screenshot_path("sign-in.png"),
-        page.screenshot().await.unwrap(),
-    )
-    .unwrap();
+    browser::shoot(page, "sign-in.png").await.unwrap();
     browser::sign_in(page, "alice", PASSWORD).await.unwrap();
     let arguments = page
         .wait()
@@ -542,11 +531,7 @@ async fn the_python_sdk_is_sent_to_a_person_who_approves_in_chromium_and_the_cal
         json!({"amount": 300, "category": "travel"}),
         "the exact call"
     );
-    std::fs::write(
-        screenshot_path("approval.png"),
-        page.screenshot().await.unwrap(),
-    )
-    .unwrap();
+    browser::shoot(page, "approval.png").await.unwrap();
     page.find(Locator::Css("button[value=approve]"))
         .await
         .unwrap()
@@ -555,11 +540,7 @@ async fn the_python_sdk_is_sent_to_a_person_who_approves_in_chromium_and_the_cal
         .unwrap();
     let done = page.wait().for_element(Locator::Css("p.ok")).await.unwrap();
     assert!(done.text().await.unwrap().starts_with("Approved"));
-    std::fs::write(
-        screenshot_path("approval-approved.png"),
-        page.screenshot().await.unwrap(),
-    )
-    .unwrap();
+    browser::shoot(page, "approval-approved.png").await.unwrap();
 
     assert_eq!(client.submit(300).await["outcome"], "ok");
     assert_eq!(
@@ -632,11 +613,7 @@ async fn the_python_sdk_is_sent_to_a_person_who_approves_in_chromium_and_the_cal
             .unwrap()
             .contains("expense-agent → receipts-agent")
     );
-    std::fs::write(
-        screenshot_path("account.png"),
-        page.screenshot().await.unwrap(),
-    )
-    .unwrap();
+    browser::shoot(page, "account.png").await.unwrap();
     let branch = "form[action$=\"/branches/receipts-agent/revoke\"] button";
     card.find(Locator::Css(branch))
         .await
@@ -720,11 +697,7 @@ async fn the_python_sdk_is_sent_to_a_person_who_approves_in_chromium_and_the_cal
     assert_eq!(refusal.code.0, -31001, "{refusal:?}");
     assert_eq!(refusal.data.unwrap()["reason"], "change_freeze");
     console_line(console, "deny", &["list_expenses", "change_freeze"]).await;
-    std::fs::write(
-        screenshot_path("console.png"),
-        console.screenshot().await.unwrap(),
-    )
-    .unwrap();
+    browser::shoot(console, "console.png").await.unwrap();
     let decisions = console.find(Locator::Id("decisions")).await.unwrap();
     console
         .execute(
@@ -733,11 +706,9 @@ async fn the_python_sdk_is_sent_to_a_person_who_approves_in_chromium_and_the_cal
         )
         .await
         .unwrap();
-    std::fs::write(
-        screenshot_path("console-decisions.png"),
-        console.screenshot().await.unwrap(),
-    )
-    .unwrap();
+    browser::shoot(console, "console-decisions.png")
+        .await
+        .unwrap();
     // The admin API's interactive docs, served by the issuer itself.
     console
         .goto(&format!("{}/docs/", s.stack.issuer_url))
@@ -755,11 +726,7 @@ async fn the_python_sdk_is_sent_to_a_person_who_approves_in_chromium_and_the_cal
             .unwrap()
             .contains("Portcullis issuer admin API")
     );
-    std::fs::write(
-        screenshot_path("admin-api-docs.png"),
-        console.screenshot().await.unwrap(),
-    )
-    .unwrap();
+    browser::shoot(console, "admin-api-docs.png").await.unwrap();
 
     // Then the whole grant, while a call of the expense agent streams.
     let report = stream_report(&s.stack.resource, &s.token).await;
@@ -778,11 +745,7 @@ async fn the_python_sdk_is_sent_to_a_person_who_approves_in_chromium_and_the_cal
         .unwrap();
     let notice = page.wait().for_element(Locator::Css("p.ok")).await.unwrap();
     assert!(notice.text().await.unwrap().contains("is revoked"));
-    std::fs::write(
-        screenshot_path("account-revoked.png"),
-        page.screenshot().await.unwrap(),
-    )
-    .unwrap();
+    browser::shoot(page, "account-revoked.png").await.unwrap();
     assert_revoked(report).await;
     assert!(
         agent::connect(&s.stack.resource, &s.token).await.is_err(),

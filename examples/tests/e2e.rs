@@ -4,11 +4,9 @@
 //! nothing.
 
 use portcullis_examples::agent::{
-    ClientCredentials, IssuerClient, McpSession, connect, expense_grant,
+    ClientCredentials, IssuerClient, McpSession, call, connect, expense_grant,
 };
 use portcullis_examples::stack::{Stack, StackOptions};
-use rmcp::ServiceError;
-use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 
 struct World {
@@ -62,20 +60,6 @@ impl World {
             .iter()
             .filter(|r| r.rpc_method.as_deref() == Some("tools/call"))
             .count()
-    }
-}
-
-async fn call(
-    session: &McpSession,
-    tool: &str,
-    arguments: Value,
-) -> Result<String, rmcp::model::ErrorData> {
-    let params = CallToolRequestParams::new(tool.to_owned())
-        .with_arguments(arguments.as_object().unwrap().clone());
-    match session.call_tool(params).await {
-        Ok(result) => Ok(result.content[0].as_text().unwrap().text.clone()),
-        Err(ServiceError::McpError(error)) => Err(error),
-        Err(other) => panic!("transport failure instead of a JSON-RPC answer: {other}"),
     }
 }
 

@@ -4,7 +4,6 @@
 //! exchanges for tokens limited to what the person left ticked. Screenshots of each go to
 //! `docs/screenshots/`.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine;
@@ -18,16 +17,6 @@ use sha2::{Digest, Sha256};
 
 const PASSWORD: &str = "consent-password-1234";
 const VERIFIER: &str = "a-pkce-verifier-of-enough-length-for-rfc-7636-0123456789";
-
-fn screenshot_path(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
-async fn shoot(page: &fantoccini::Client, name: &str) {
-    std::fs::write(screenshot_path(name), page.screenshot().await.unwrap()).unwrap();
-}
 
 #[tokio::test]
 async fn a_person_signs_in_and_consents_to_fewer_tools_in_chromium_and_the_token_says_so() {
@@ -88,7 +77,7 @@ async fn a_person_signs_in_and_consents_to_fewer_tools_in_chromium_and_the_token
         .unwrap();
     let intro = page.find(Locator::Css("main")).await.unwrap();
     assert!(intro.text().await.unwrap().contains("Desk assistant"));
-    shoot(page, "authorize-sign-in.png").await;
+    browser::shoot(page, "authorize-sign-in.png").await.unwrap();
     browser::sign_in(page, "alice", PASSWORD).await.unwrap();
 
     // The consent page: one checkbox per tool, all ticked; alice unticks all but one.
@@ -101,7 +90,7 @@ async fn a_person_signs_in_and_consents_to_fewer_tools_in_chromium_and_the_token
         .await
         .unwrap();
     assert!(boxes.len() > 1, "one checkbox per tool");
-    shoot(page, "consent.png").await;
+    browser::shoot(page, "consent.png").await.unwrap();
     let mut kept = None;
     for checkbox in &boxes {
         let tool = checkbox.attr("value").await.unwrap().unwrap();

@@ -10,12 +10,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use portcullis_examples::agent::{
-    ClientCredentials, IssuerClient, McpSession, RawSession, connect,
+    ClientCredentials, IssuerClient, McpSession, RawSession, call, connect,
 };
 use portcullis_examples::interop::tools_from_env;
 use portcullis_examples::stack::{Stack, StackOptions};
-use rmcp::ServiceError;
-use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 
 struct World {
@@ -114,20 +112,6 @@ impl Process {
             .find(|l| l.starts_with(name))
             .unwrap_or_default()
             .to_owned()
-    }
-}
-
-async fn call(
-    session: &McpSession,
-    tool: &str,
-    arguments: Value,
-) -> Result<String, rmcp::model::ErrorData> {
-    let params = CallToolRequestParams::new(tool.to_owned())
-        .with_arguments(arguments.as_object().unwrap().clone());
-    match session.call_tool(params).await {
-        Ok(result) => Ok(result.content[0].as_text().unwrap().text.clone()),
-        Err(ServiceError::McpError(error)) => Err(error),
-        Err(other) => panic!("transport failure instead of a JSON-RPC answer: {other}"),
     }
 }
 

@@ -255,13 +255,6 @@ async fn each_person_links_their_own_account_and_the_upstream_tells_them_apart()
     bob_session.cancel().await.unwrap();
 }
 
-/// Screenshots of the issuer's pages go to `docs/screenshots/`.
-async fn shoot(page: &fantoccini::Client, name: &str) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(name), page.screenshot().await.unwrap()).unwrap();
-}
-
 /// Waits until the browser is at a page whose `main` says `text`.
 async fn reaches(page: &fantoccini::Client, text: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -303,7 +296,7 @@ async fn a_person_links_their_account_from_the_account_page_in_chromium() {
         .unwrap();
     browser::sign_in(page, "carol", PASSWORD).await.unwrap();
     reaches(page, "Your accounts at upstreams").await;
-    shoot(page, "account-upstreams.png").await;
+    browser::shoot(page, "account-upstreams.png").await.unwrap();
     page.find(Locator::LinkText("link your account"))
         .await
         .unwrap()
@@ -339,7 +332,7 @@ async fn a_person_links_their_account_from_the_account_page_in_chromium() {
         .await
         .unwrap();
     reaches(page, "is linked").await;
-    shoot(page, "account-linked.png").await;
+    browser::shoot(page, "account-linked.png").await.unwrap();
 
     let session = connect(&w.resource, &token).await.unwrap();
     assert_eq!(whoami(&session).await, "carol-upstream");

@@ -31,7 +31,7 @@ pub(super) fn revision(req: &RequestHeader) -> &str {
 }
 
 /// The most Pingora replays from its own buffer (its `BODY_BUF_LIMIT`).
-pub(super) const REPLAY_BUFFER: usize = 64 * 1024;
+const REPLAY_BUFFER: usize = 64 * 1024;
 
 /// Bytes held per byte of a large body: the body itself, and the strings and numbers of the
 /// message parsed from it, which live until it is judged.

@@ -19,3 +19,4 @@ mod revocation;
 mod support;
 mod throttle;
 mod token_exchange;
+mod upstream_links;
